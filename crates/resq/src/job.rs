@@ -1,0 +1,217 @@
+//! Typed jobs: the `Job` trait, how a job's value maps to Resque's `args` array,
+//! and the error a job returns.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// How a job's value travels in Resque's positional `args` array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgsShape {
+    /// The value is one JSON object: `args` is `[{...}]`. The usual shape for
+    /// Rust jobs, and for Ruby jobs that take one hash.
+    Object,
+    /// The value *is* the `args` array: a tuple or tuple struct such as
+    /// `struct Resize(u64, u32)` takes Ruby's `Resque.enqueue(Resize, 42, 300)`.
+    Positional,
+}
+
+/// A job type: its arguments (the value itself), its class name, its queue,
+/// and what it does.
+///
+/// ```
+/// use resq::{Job, JobContext, JobError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendEmail { to: String, template: String }
+///
+/// impl Job for SendEmail {
+///     const CLASS: &'static str = "SendEmail";
+///     const QUEUE: &'static str = "mailers";
+///     async fn perform(self, _ctx: JobContext) -> Result<(), JobError> {
+///         println!("sending {} to {}", self.template, self.to);
+///         Ok(())
+///     }
+/// }
+///
+/// // Ruby code enqueuing `Resque.enqueue(Resize, 42, 300)` is typed like this:
+/// #[derive(Serialize, Deserialize)]
+/// struct Resize(u64, u32);
+///
+/// impl Job for Resize {
+///     const CLASS: &'static str = "Resize";
+///     const ARGS: resq::ArgsShape = resq::ArgsShape::Positional;
+///     async fn perform(self, _ctx: JobContext) -> Result<(), JobError> { Ok(()) }
+/// }
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+    /// The class name on the wire; Ruby producers and workers use the same one.
+    const CLASS: &'static str;
+    /// The queue `Client::enqueue` uses.
+    const QUEUE: &'static str = "default";
+    /// How the value maps to `args`.
+    const ARGS: ArgsShape = ArgsShape::Object;
+
+    /// Runs the job. An `Err` records the job in the failed list.
+    fn perform(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+/// What a running job may know about itself.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The envelope id; `None` for jobs from Ruby producers.
+    pub id: Option<String>,
+    /// The queue the job was fetched from.
+    pub queue: String,
+    /// Earlier tries of this job.
+    pub attempt: u32,
+}
+
+/// A job's failure: the error's type name (Resque's `exception`) and message.
+///
+/// Any `std::error::Error` converts into it, so `?` works inside `perform`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub exception: String,
+    pub message: String,
+}
+
+impl JobError {
+    /// A failure with a plain message, recorded as exception `JobError`.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self { exception: "JobError".into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.exception, self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(err: E) -> Self {
+        let full = std::any::type_name::<E>();
+        let short = full.rsplit("::").next().unwrap_or(full);
+        Self { exception: short.to_string(), message: err.to_string() }
+    }
+}
+
+/// Why a job's value and its `args` array do not match.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error("{class} takes one object argument ([{{...}}]), got {got}")]
+    NotOneObject { class: &'static str, got: String },
+    #[error("{class} is positional, so its value must serialize to an array")]
+    NotAnArray { class: &'static str },
+    #[error("arguments of {class} do not fit its type: {source}")]
+    Mismatch { class: &'static str, source: serde_json::Error },
+}
+
+/// Turns a job value into Resque's `args` array.
+pub fn encode_args<J: Job>(job: &J) -> Result<Vec<Value>, ArgsError> {
+    let value = serde_json::to_value(job)
+        .map_err(|source| ArgsError::Mismatch { class: J::CLASS, source })?;
+    match (J::ARGS, value) {
+        (ArgsShape::Object, value) => Ok(vec![value]),
+        (ArgsShape::Positional, Value::Array(items)) => Ok(items),
+        (ArgsShape::Positional, _) => Err(ArgsError::NotAnArray { class: J::CLASS }),
+    }
+}
+
+/// Reads a job value back from the whole `args` array.
+pub fn decode_args<J: Job>(args: Vec<Value>) -> Result<J, ArgsError> {
+    let value = match J::ARGS {
+        ArgsShape::Positional => Value::Array(args),
+        ArgsShape::Object => {
+            let mut args = args;
+            match (args.len(), args.first()) {
+                (1, Some(Value::Object(_))) => args.swap_remove(0),
+                (n, first) => {
+                    let got = match first {
+                        Some(v) if n == 1 => format!("one {}", json_kind(v)),
+                        _ => format!("{n} arguments"),
+                    };
+                    return Err(ArgsError::NotOneObject { class: J::CLASS, got });
+                }
+            }
+        }
+    };
+    serde_json::from_value(value).map_err(|source| ArgsError::Mismatch { class: J::CLASS, source })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        to: String,
+        n: u32,
+    }
+    impl Job for Named {
+        const CLASS: &'static str = "Named";
+        async fn perform(self, _: JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Pos(u64, String);
+    impl Job for Pos {
+        const CLASS: &'static str = "Pos";
+        const ARGS: ArgsShape = ArgsShape::Positional;
+        async fn perform(self, _: JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn object_jobs_travel_as_one_object() {
+        let job = Named { to: "a".into(), n: 2 };
+        let args = encode_args(&job).unwrap();
+        assert_eq!(args, vec![json!({"to":"a","n":2})]);
+        assert_eq!(decode_args::<Named>(args).unwrap(), job);
+    }
+
+    #[test]
+    fn positional_jobs_take_ruby_style_args() {
+        assert_eq!(decode_args::<Pos>(vec![json!(42), json!("x")]).unwrap(), Pos(42, "x".into()));
+        assert_eq!(encode_args(&Pos(1, "y".into())).unwrap(), vec![json!(1), json!("y")]);
+    }
+
+    #[test]
+    fn mismatches_are_typed_errors() {
+        let cases: Vec<Vec<Value>> = vec![
+            vec![],
+            vec![json!(1)],
+            vec![json!({"to":"a","n":1}), json!(2)],
+            vec![json!({"to":"a"})],
+            vec![json!({"to":"a","n":-1})],
+            vec![json!({"to":"a","n":1,"extra":true})],
+        ];
+        for args in cases {
+            assert!(decode_args::<Named>(args.clone()).is_err(), "{args:?}");
+        }
+        assert!(decode_args::<Pos>(vec![json!("x"), json!(1)]).is_err());
+        assert!(decode_args::<Pos>(vec![json!(1)]).is_err());
+    }
+}

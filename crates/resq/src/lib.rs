@@ -1,0 +1,57 @@
+//! resq: background jobs on Resque's Redis protocol, secure by default.
+//!
+//! Write a job as a Rust type, register it, enqueue it with a [`Client`], and
+//! run it with a [`Worker`]. Storage is behind the [`Store`] trait; the Redis
+//! store lives in the `resq-redis` crate.
+//!
+//! Data flows one way: producer -> [`policy`] -> [`envelope`] -> [`Store`] ->
+//! [`Worker`] -> outcome (ack, or a Resque failure record with a [`Reason`]).
+//!
+//! ```
+//! use resq::{Job, JobContext, JobError, Registry};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Resize { image_id: u64, width: u32 }
+//!
+//! impl Job for Resize {
+//!     const CLASS: &'static str = "Resize";
+//!     const QUEUE: &'static str = "images";
+//!     async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+//!         println!("resizing {} to {} (job {:?})", self.image_id, self.width, ctx.id);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! // Only registered classes ever run.
+//! let registry = Registry::new().register::<Resize>();
+//! assert_eq!(registry.classes(), ["Resize"]);
+//! ```
+
+pub mod client;
+pub mod clock;
+pub mod envelope;
+pub mod failure;
+pub mod job;
+pub mod limits;
+pub mod names;
+pub mod policy;
+pub mod queue_spec;
+pub mod reason;
+pub mod registry;
+pub mod store;
+pub mod worker;
+pub mod worker_id;
+
+pub use client::{Client, EnqueueError};
+pub use envelope::Envelope;
+pub use failure::{FailureInfo, FailureRecord};
+pub use job::{ArgsShape, Job, JobContext, JobError};
+pub use limits::PayloadLimits;
+pub use policy::Policy;
+pub use queue_spec::QueueSpec;
+pub use reason::{Reason, Rejection};
+pub use registry::Registry;
+pub use store::{Fetched, FetchedJob, Finished, OutgoingJob, Store, StoreError};
+pub use worker::{Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport};
+pub use worker_id::WorkerId;

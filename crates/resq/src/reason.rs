@@ -1,0 +1,82 @@
+//! The reason codes a job can be refused or fail with.
+//!
+//! They are the `exception` of a failure record, so operators (and Ruby's
+//! resque-web) can filter on them, and metrics label rejections with them.
+//! The strings are a public contract: never rename one.
+
+use std::fmt;
+
+/// Why a job did not run to success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Not JSON, not UTF-8, not an object, or missing `class`/`args`.
+    MalformedPayload,
+    /// Over the byte, string or array limit.
+    PayloadTooLarge,
+    /// Nested deeper than the limit.
+    PayloadTooDeep,
+    /// An integer outside `i64`/`u64`.
+    NumberOutOfRange,
+    /// The class is not in this worker's registry (the allowlist).
+    UnregisteredClass,
+    /// The arguments do not deserialize into the job's type.
+    InvalidArgs,
+    /// The job's `expires_at` has passed.
+    Expired,
+    /// The job ran and returned an error.
+    JobFailed,
+    /// The job panicked; the worker caught it and went on.
+    JobPanicked,
+}
+
+impl Reason {
+    /// The stable wire name, e.g. `"unregistered_class"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::MalformedPayload => "malformed_payload",
+            Reason::PayloadTooLarge => "payload_too_large",
+            Reason::PayloadTooDeep => "payload_too_deep",
+            Reason::NumberOutOfRange => "number_out_of_range",
+            Reason::UnregisteredClass => "unregistered_class",
+            Reason::InvalidArgs => "invalid_args",
+            Reason::Expired => "expired",
+            Reason::JobFailed => "job_failed",
+            Reason::JobPanicked => "job_panicked",
+        }
+    }
+
+    /// Every reason, for tables and metrics.
+    pub const ALL: [Reason; 9] = [
+        Reason::MalformedPayload,
+        Reason::PayloadTooLarge,
+        Reason::PayloadTooDeep,
+        Reason::NumberOutOfRange,
+        Reason::UnregisteredClass,
+        Reason::InvalidArgs,
+        Reason::Expired,
+        Reason::JobFailed,
+        Reason::JobPanicked,
+    ];
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A job refused before it ran: the reason code and a message that says exactly
+/// what was wrong (never the secret material, never the whole payload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct Rejection {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}

@@ -1,0 +1,152 @@
+//! The store trait: the only door to storage.
+//!
+//! Every operation the client, the worker and the admin API need, each atomic
+//! where it must be. The Redis store implements it with one Lua script per
+//! multi-step operation; an embedded store can implement it later and must pass
+//! the same conformance suite.
+
+use async_trait::async_trait;
+
+use crate::worker_id::WorkerId;
+
+/// A storage failure: Redis went away, refused a command, or answered with
+/// something this version does not understand.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach the store: {0}")]
+    Unavailable(String),
+    #[error("the store refused the command: {0}")]
+    Refused(String),
+    #[error("the store answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// A payload ready to be pushed to the tail of a queue.
+#[derive(Debug, Clone)]
+pub struct OutgoingJob {
+    pub queue: String,
+    pub payload: Vec<u8>,
+}
+
+/// A job moved into a worker's in-flight list: the unit of work that is later
+/// finished (acked) or requeued. The payload stays as raw bytes so that ack,
+/// requeue and failure records use exactly what was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedJob {
+    pub queue: String,
+    pub payload: Vec<u8>,
+}
+
+/// The answer of a fetch.
+#[derive(Debug)]
+pub enum Fetched {
+    /// `resque:pause-all-workers` is set: nothing was moved.
+    Paused,
+    /// Up to `max` jobs, in priority order (possibly none).
+    Jobs(Vec<FetchedJob>),
+}
+
+/// A job that left the worker: it succeeded, or it failed with this Resque
+/// failure record (JSON), which the store appends to the failed list.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub job: FetchedJob,
+    pub failure: Option<String>,
+}
+
+/// What the reaper did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Ids of the workers found dead and cleaned up.
+    pub dead_workers: Vec<String>,
+    /// Jobs put back at the head of their queues.
+    pub requeued: u64,
+}
+
+/// A registered worker as the store sees it.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub started: Option<String>,
+    pub heartbeat: Option<String>,
+    /// Resque's `worker:<id>` JSON (`queue`, `run_at`, `payload`) when busy.
+    pub working: Option<String>,
+    pub processed: u64,
+    pub failed: u64,
+}
+
+/// Global counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub processed: u64,
+    pub failed: u64,
+}
+
+/// Everything resq needs from storage.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Pushes every job in one round trip, adding their queues to the queue set.
+    async fn enqueue(&self, jobs: &[OutgoingJob]) -> Result<(), StoreError>;
+
+    /// The names in the queue set (`resque:queues`).
+    async fn queues(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Atomically moves up to `max` jobs, in queue priority order, from the
+    /// heads of `queues` to the worker's in-flight lists, and records the first
+    /// one as the worker's current job (`run_at` is its start time). When
+    /// `idle` is true and nothing is fetched, the current-job record is cleared.
+    async fn fetch(
+        &self,
+        worker: &WorkerId,
+        queues: &[String],
+        max: usize,
+        idle: bool,
+        run_at: &str,
+    ) -> Result<Fetched, StoreError>;
+
+    /// Removes finished jobs from the in-flight lists, appends failure records,
+    /// and counts processed/failed (global and per worker), all at once.
+    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<(), StoreError>;
+
+    /// Puts in-flight jobs back at the head of their queues, in their order.
+    async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError>;
+
+    /// Registers the worker the Resque way (workers set, `:started`, heartbeat)
+    /// and marks it alive for `liveness_ttl_ms`.
+    async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64)
+        -> Result<(), StoreError>;
+
+    /// Writes Resque's heartbeat from the store's own clock.
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError>;
+
+    /// Extends resq's liveness mark, which the reaper reads.
+    async fn keep_alive(&self, worker: &WorkerId, liveness_ttl_ms: u64) -> Result<(), StoreError>;
+
+    /// Removes every trace of the worker (after its in-flight jobs are gone).
+    async fn unregister_worker(&self, worker: &WorkerId) -> Result<(), StoreError>;
+
+    /// Finds resq workers whose liveness lapsed, returns their in-flight jobs to
+    /// the head of their queues and unregisters them. Safe to run from many
+    /// workers at once.
+    async fn reap_dead_workers(&self) -> Result<ReapReport, StoreError>;
+
+    /// True when `resque:pause-all-workers` is set.
+    async fn paused_all(&self) -> Result<bool, StoreError>;
+
+    // ---- admin: what the CLI, the dashboard and the HTTP API read and do ----
+
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Each known queue with its length.
+    async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+    async fn failed_len(&self) -> Result<u64, StoreError>;
+    /// Raw failure records `start..start+count` (oldest first).
+    async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<String>, StoreError>;
+    /// Removes exactly this record; false if it was already gone.
+    async fn failed_remove(&self, record: &str) -> Result<bool, StoreError>;
+    /// Removes exactly this record and pushes `job` to its queue, atomically, so
+    /// two operators retrying at once enqueue it once. False if already gone.
+    async fn failed_requeue(&self, record: &str, job: &OutgoingJob) -> Result<bool, StoreError>;
+    /// Empties the failed list; returns how many records it held.
+    async fn failed_clear(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,90 @@
+//! Launch: register the worker, start its liveness and reaper loops, run the
+//! manager, and unregister on the way out (which also returns any job still in
+//! flight to its queue).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::backoff::Backoff;
+use super::control::{ControlReceiver, Mode};
+use super::fetch::Fetcher;
+use super::manage::Manager;
+use super::process::ProcessContext;
+use super::{liveness, reaper, Worker, WorkerReport};
+use crate::clock::{now_unix, started_format};
+
+pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> WorkerReport {
+    let Worker { store, registry, config, observer } = worker;
+    let id = config.worker_id();
+    let ttl_ms = config.liveness_ttl.as_millis() as u64;
+
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let started = started_format(now_unix());
+    loop {
+        match store.register_worker(&id, &started, ttl_ms).await {
+            Ok(()) => break,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot register the worker");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = control.changed() => {}
+                }
+                if matches!(*control.borrow(), Mode::Stop | Mode::Quit) {
+                    return WorkerReport::default();
+                }
+            }
+        }
+    }
+    tracing::info!(
+        worker = %id, queues = config.queues.as_str(), concurrency = config.concurrency,
+        classes = ?registry.classes(), "worker started"
+    );
+
+    let recovered = Arc::new(AtomicU64::new(0));
+    reaper::reap_once(store.as_ref(), &recovered).await;
+    let liveness = tokio::spawn(liveness::run(
+        Arc::clone(&store),
+        id.clone(),
+        config.heartbeat_interval,
+        config.liveness_ttl,
+    ));
+    let reaper = tokio::spawn(reaper::run(Arc::clone(&store), config.reap_interval, Arc::clone(&recovered)));
+
+    let manager = Manager {
+        store: Arc::clone(&store),
+        worker: id.clone(),
+        fetcher: Fetcher::new(Arc::clone(&store), id.clone(), config.queues.clone(), config.queue_refresh),
+        ctx: Arc::new(ProcessContext { registry, limits: config.limits, worker: id.clone(), observer }),
+        concurrency: config.concurrency,
+        burst: config.burst,
+        poll: Backoff::new(config.poll_min, config.poll_max),
+        poll_max: config.poll_max,
+        errors: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
+        running: JoinSet::new(),
+        in_flight: HashMap::new(),
+        done: Vec::new(),
+        to_requeue: Vec::new(),
+        report: WorkerReport::default(),
+    };
+    let mut report = manager.run(control).await;
+
+    liveness.abort();
+    reaper.abort();
+    for attempt in 1..=5u32 {
+        match store.unregister_worker(&id).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "could not unregister; the reaper will clean up");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+    report.recovered = recovered.load(Ordering::Relaxed);
+    tracing::info!(worker = %id, processed = report.processed, failed = report.failed, "worker stopped");
+    report
+}

@@ -1,0 +1,38 @@
+//! Two signals that this worker is alive, on their own clocks:
+//! Resque's heartbeat (every 60 s, from the store's clock, so Ruby does not
+//! prune us) and resq's liveness mark (a key with a TTL, renewed every third of
+//! it, so the reaper recovers a dead worker's jobs in seconds, not minutes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::Store;
+use crate::worker_id::WorkerId;
+
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    worker: WorkerId,
+    heartbeat_every: Duration,
+    liveness_ttl: Duration,
+) {
+    let renew_every = (liveness_ttl / 3).max(Duration::from_millis(100));
+    let ttl_ms = liveness_ttl.as_millis() as u64;
+    let mut renew = tokio::time::interval(renew_every);
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                if let Err(e) = store.keep_alive(&worker, ttl_ms).await {
+                    tracing::warn!(error = %e, "could not renew the liveness mark; will retry");
+                }
+            }
+            _ = heartbeat.tick() => {
+                if let Err(e) = store.heartbeat(&worker).await {
+                    tracing::warn!(error = %e, "could not write the heartbeat; will retry");
+                }
+            }
+        }
+    }
+}

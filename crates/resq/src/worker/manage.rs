@@ -1,0 +1,200 @@
+//! The manager: keeps up to `concurrency` jobs running, fetches as many as there
+//! are free slots, batches acks, and carries out the control's mode.
+//!
+//! Every fetched job is tracked by its task id until it is finished (acked) or
+//! requeued, so a stop can put back exactly the jobs that did not complete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{Id, JoinError, JoinSet};
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::control::{ControlReceiver, Mode};
+use super::fetch::Fetcher;
+use super::process::{process, ProcessContext};
+use super::WorkerReport;
+use crate::clock::now_unix;
+use crate::failure::{build_record, FailureInfo};
+use crate::reason::Reason;
+use crate::store::{Fetched, FetchedJob, Finished, Store};
+use crate::worker_id::WorkerId;
+
+type TaskOutput = (Finished, Option<Reason>);
+
+pub(crate) struct Manager {
+    pub store: Arc<dyn Store>,
+    pub worker: WorkerId,
+    pub fetcher: Fetcher,
+    pub ctx: Arc<ProcessContext>,
+    pub concurrency: usize,
+    pub burst: bool,
+    pub poll: Backoff,
+    pub poll_max: Duration,
+    pub errors: Backoff,
+    pub running: JoinSet<TaskOutput>,
+    pub in_flight: HashMap<Id, FetchedJob>,
+    pub done: Vec<Finished>,
+    pub to_requeue: Vec<FetchedJob>,
+    pub report: WorkerReport,
+}
+
+impl Manager {
+    pub(crate) async fn run(mut self, mut control: ControlReceiver) -> WorkerReport {
+        // When set, do not fetch before this instant (empty queues, errors, pause-all).
+        let mut fetch_after: Option<Instant> = None;
+        loop {
+            self.flush(&mut control).await;
+            let mode = *control.borrow_and_update();
+            if mode == Mode::Stop {
+                self.stop_now().await;
+                break;
+            }
+            if mode == Mode::Quit && self.running.is_empty() {
+                break;
+            }
+            let may_fetch = mode == Mode::Run
+                && self.running.len() < self.concurrency
+                && fetch_after.is_none_or(|at| Instant::now() >= at);
+            if may_fetch {
+                fetch_after = None;
+                let free = self.concurrency - self.running.len();
+                match self.fetcher.fetch(free, self.running.is_empty()).await {
+                    Ok(Fetched::Jobs(jobs)) if !jobs.is_empty() => {
+                        self.poll.reset();
+                        self.errors.reset();
+                        for job in jobs {
+                            self.spawn(job);
+                        }
+                        continue;
+                    }
+                    Ok(Fetched::Jobs(_)) => {
+                        self.errors.reset();
+                        if self.burst && self.running.is_empty() {
+                            break;
+                        }
+                        fetch_after = Some(Instant::now() + self.poll.next_delay());
+                    }
+                    Ok(Fetched::Paused) => fetch_after = Some(Instant::now() + self.poll_max),
+                    Err(e) => {
+                        let delay = self.errors.next_delay();
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "fetch failed");
+                        fetch_after = Some(Instant::now() + delay);
+                    }
+                }
+            }
+            let wake_at = fetch_after.filter(|_| mode == Mode::Run && self.running.len() < self.concurrency);
+            tokio::select! {
+                Some(result) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    self.collect(result);
+                    while let Some(more) = self.running.try_join_next_with_id() {
+                        self.collect(more);
+                    }
+                }
+                changed = control.changed() => {
+                    if changed.is_err() {
+                        // Nobody can steer us any more: finish what runs and exit.
+                        tracing::warn!("worker control dropped; finishing running jobs");
+                        self.drain_then_stop(&mut control).await;
+                        break;
+                    }
+                }
+                _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            }
+        }
+        self.report
+    }
+
+    fn spawn(&mut self, job: FetchedJob) {
+        let ctx = Arc::clone(&self.ctx);
+        let handle = self.running.spawn(process(job.clone(), ctx));
+        self.in_flight.insert(handle.id(), job);
+    }
+
+    fn collect(&mut self, result: Result<(Id, TaskOutput), JoinError>) {
+        match result {
+            Ok((id, (finished, reason))) => {
+                self.in_flight.remove(&id);
+                self.report.count(reason);
+                self.done.push(finished);
+            }
+            Err(err) => {
+                let Some(job) = self.in_flight.remove(&err.id()) else { return };
+                if err.is_cancelled() {
+                    self.to_requeue.push(job);
+                } else {
+                    // Only an observer callback can panic here (jobs are caught
+                    // in `process`); the job still gets a record.
+                    let info = FailureInfo {
+                        reason: Reason::JobPanicked,
+                        exception: "Panic".into(),
+                        message: "the job task panicked outside the job".into(),
+                    };
+                    let record =
+                        build_record(&job.payload, &info, self.worker.as_str(), &job.queue, &self.ctx.limits, now_unix());
+                    self.report.count(Some(Reason::JobPanicked));
+                    self.done.push(Finished { job, failure: Some(record) });
+                }
+            }
+        }
+    }
+
+    /// Acks finished jobs, retrying with backoff while the store is away. On a
+    /// stop it gives up: the jobs stay in flight and are recovered (and may run
+    /// again: at-least-once).
+    async fn flush(&mut self, control: &mut ControlReceiver) {
+        while !self.done.is_empty() {
+            match self.store.finish(&self.worker, &self.done).await {
+                Ok(()) => {
+                    self.done.clear();
+                    self.errors.reset();
+                }
+                Err(e) => {
+                    if *control.borrow() == Mode::Stop {
+                        tracing::error!(error = %e, jobs = self.done.len(), "could not ack before stopping; the jobs stay in flight for recovery");
+                        self.done.clear();
+                        return;
+                    }
+                    let delay = self.errors.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "ack failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// TERM/INT: cancel what runs and put it back at the head of its queue.
+    async fn stop_now(&mut self) {
+        self.running.abort_all();
+        while let Some(result) = self.running.join_next_with_id().await {
+            self.collect(result);
+        }
+        if let Err(e) = self.store.finish(&self.worker, &self.done).await {
+            tracing::error!(error = %e, "could not ack finished jobs at stop; they will be recovered");
+        }
+        self.done.clear();
+        if !self.to_requeue.is_empty() {
+            match self.store.requeue(&self.worker, &self.to_requeue).await {
+                Ok(()) => self.report.requeued += self.to_requeue.len() as u64,
+                Err(e) => tracing::error!(error = %e, "could not requeue at stop; unregister or the reaper will"),
+            }
+            self.to_requeue.clear();
+        }
+    }
+
+    async fn drain_then_stop(&mut self, control: &mut ControlReceiver) {
+        while let Some(result) = self.running.join_next_with_id().await {
+            self.collect(result);
+        }
+        self.flush(control).await;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,153 @@
+//! The worker: fetch -> process -> manage -> launch, each in its own module,
+//! with the liveness, heartbeat and reaper loops beside them.
+
+mod backoff;
+mod control;
+mod fetch;
+mod launch;
+mod liveness;
+mod manage;
+mod process;
+mod reaper;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use control::{Control, ControlReceiver, Mode};
+pub use process::{JobOutcome, Observer};
+
+use crate::limits::PayloadLimits;
+use crate::queue_spec::QueueSpec;
+use crate::reason::Reason;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::worker_id::WorkerId;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Queues in priority order, with globs and exclusions.
+    pub queues: QueueSpec,
+    /// Jobs run at once in this process.
+    pub concurrency: usize,
+    /// Exit once the queues are empty and nothing runs.
+    pub burst: bool,
+    /// Limits on what is read back from the queues.
+    pub limits: PayloadLimits,
+    /// Host part of the worker id (defaults to the machine's hostname).
+    pub hostname: String,
+    /// Pid part of the worker id (defaults to this process).
+    pub pid: u32,
+    /// Resque heartbeat period; Ruby prunes workers silent for 300 s.
+    pub heartbeat_interval: Duration,
+    /// How long resq's liveness mark lives without renewal. A worker whose mark
+    /// lapsed is dead to the reaper; it is renewed every third of this.
+    pub liveness_ttl: Duration,
+    /// How often this worker looks for dead workers to recover.
+    pub reap_interval: Duration,
+    /// Idle polling starts at `poll_min` and doubles up to `poll_max`.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    /// How often a spec with globs re-reads the queue set.
+    pub queue_refresh: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for everything but the queues.
+    pub fn new(queues: QueueSpec) -> Self {
+        Self {
+            queues,
+            concurrency: 8,
+            burst: false,
+            limits: PayloadLimits::default(),
+            hostname: hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+            pid: std::process::id(),
+            heartbeat_interval: Duration::from_secs(60),
+            liveness_ttl: Duration::from_secs(15),
+            reap_interval: Duration::from_secs(5),
+            poll_min: Duration::from_millis(2),
+            poll_max: Duration::from_millis(500),
+            queue_refresh: Duration::from_secs(2),
+        }
+    }
+
+    /// The id this worker registers under.
+    pub fn worker_id(&self) -> WorkerId {
+        WorkerId::new(&self.hostname, self.pid, self.queues.as_str())
+    }
+}
+
+/// What a worker did, returned when it exits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub processed: u64,
+    pub failed: u64,
+    pub failed_by_reason: BTreeMap<&'static str, u64>,
+    /// Jobs put back at the head of their queues by a stop (TERM/INT).
+    pub requeued: u64,
+    /// Jobs of dead workers this worker's reaper recovered.
+    pub recovered: u64,
+}
+
+impl WorkerReport {
+    fn count(&mut self, reason: Option<Reason>) {
+        self.processed += 1;
+        if let Some(r) = reason {
+            self.failed += 1;
+            *self.failed_by_reason.entry(r.code()).or_default() += 1;
+        }
+    }
+}
+
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("concurrency must be at least 1")]
+    ZeroConcurrency,
+    #[error("the registry is empty: register at least one job type")]
+    EmptyRegistry,
+}
+
+/// A worker process's job runner.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use resq::{Control, Registry, Store, Worker, WorkerConfig};
+/// # async fn demo(store: Arc<dyn Store>, registry: Registry) -> Result<(), resq::WorkerError> {
+/// let config = WorkerConfig::new("critical,default,*".parse().expect("a valid spec"));
+/// let (control, rx) = Control::new();
+/// // control.quit() from a signal handler finishes running jobs and returns.
+/// let report = Worker::new(store, registry, config).run(rx).await?;
+/// println!("processed {}", report.processed);
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    config: WorkerConfig,
+    observer: Option<Observer>,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Self {
+        Self { store, registry, config, observer: None }
+    }
+
+    /// Calls `observer` after every job.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs until the queues are empty (burst) or the control says stop/quit.
+    pub async fn run(self, control: ControlReceiver) -> Result<WorkerReport, WorkerError> {
+        if self.config.concurrency == 0 {
+            return Err(WorkerError::ZeroConcurrency);
+        }
+        if self.registry.classes().is_empty() {
+            return Err(WorkerError::EmptyRegistry);
+        }
+        Ok(launch::launch(self, control).await)
+    }
+}
