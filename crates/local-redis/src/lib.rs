@@ -1,1 +1,205 @@
+//! A private, throwaway `redis-server` on a free loopback port.
+//!
+//! `resq demo` uses it when no Redis is configured, tests use it with the
+//! configuration they need (a password, ACL users, TLS), and benchmarks use it
+//! so every figure comes from a server nobody else touches. The server keeps
+//! nothing on disk, listens on 127.0.0.1 only, and is killed when dropped.
 
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// TLS files for the server (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// Require client certificates (`tls-auth-clients yes`).
+    pub require_client_cert: bool,
+}
+
+/// How the server is configured.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `requirepass` for the default user.
+    pub requirepass: Option<String>,
+    /// ACL rules, one `user ...` line each, e.g. `user w on >pw ~* +@all`.
+    pub acl_users: Vec<String>,
+    /// Serve TLS only (the plain port is off).
+    pub tls: Option<TlsFiles>,
+    /// Any other `--name value` arguments.
+    pub extra_args: Vec<String>,
+}
+
+/// Why the server could not be started.
+#[derive(Debug)]
+pub enum Error {
+    /// `redis-server` is not on the PATH.
+    NotInstalled,
+    Io(io::Error),
+    /// It started but never accepted connections, or exited.
+    NotReady(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotInstalled => write!(
+                f,
+                "redis-server is not installed. On Debian/Ubuntu run: \
+                 sudo apt-get update && sudo apt-get install -y redis-server \
+                 (or point resq at a Redis with RESQ_REDIS_URL)"
+            ),
+            Error::Io(e) => write!(f, "could not start redis-server: {e}"),
+            Error::NotReady(why) => write!(f, "redis-server did not become ready: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A running private server; killed on drop.
+#[derive(Debug)]
+pub struct LocalRedis {
+    child: Option<Child>,
+    port: u16,
+    options: Options,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+impl LocalRedis {
+    /// Starts a plain server with no password.
+    pub fn start() -> Result<Self, Error> {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts a server with `options` on a free loopback port.
+    pub fn start_with(options: Options) -> Result<Self, Error> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port().map_err(Error::Io)?;
+            let dir = tempfile::tempdir().map_err(Error::Io)?;
+            let mut server = LocalRedis { child: None, port, options: options.clone(), dir };
+            let path = server.dir.path().to_path_buf();
+            match server.spawn(&path) {
+                Ok(()) => return Ok(server),
+                Err(Error::NotReady(why)) => last = why, // the port was taken meanwhile: try another
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NotReady(last))
+    }
+
+    fn spawn(&mut self, dir: &Path) -> Result<(), Error> {
+        let mut args: Vec<String> = vec![
+            "--bind".into(), "127.0.0.1".into(),
+            "--save".into(), "".into(),
+            "--appendonly".into(), "no".into(),
+            "--dir".into(), dir.display().to_string(),
+            "--daemonize".into(), "no".into(),
+            "--loglevel".into(), "warning".into(),
+            "--logfile".into(), dir.join("redis.log").display().to_string(),
+        ];
+        match &self.options.tls {
+            None => args.extend(["--port".into(), self.port.to_string()]),
+            Some(tls) => args.extend([
+                "--port".into(), "0".into(),
+                "--tls-port".into(), self.port.to_string(),
+                "--tls-cert-file".into(), tls.cert.display().to_string(),
+                "--tls-key-file".into(), tls.key.display().to_string(),
+                "--tls-ca-cert-file".into(), tls.ca.display().to_string(),
+                "--tls-auth-clients".into(), if tls.require_client_cert { "yes" } else { "no" }.into(),
+            ]),
+        }
+        if let Some(pass) = &self.options.requirepass {
+            args.extend(["--requirepass".into(), pass.clone()]);
+        }
+        if !self.options.acl_users.is_empty() {
+            let acl = dir.join("users.acl");
+            std::fs::write(&acl, self.options.acl_users.join("\n") + "\n").map_err(Error::Io)?;
+            args.extend(["--aclfile".into(), acl.display().to_string()]);
+        }
+        args.extend(self.options.extra_args.iter().cloned());
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| if e.kind() == io::ErrorKind::NotFound { Error::NotInstalled } else { Error::Io(e) })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                    self.child = None;
+                    return Err(Error::NotReady(format!("exited with {status}: {}", log.trim())));
+                }
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(Error::NotReady("no connection after 15 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://` when TLS is on. No password in it.
+    pub fn url(&self) -> String {
+        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The pid of the server process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty (it keeps nothing).
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.kill();
+        let dir = self.dir.path().to_path_buf();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn(&dir) {
+                Ok(()) => return Ok(()),
+                Err(Error::NotReady(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The server's own directory (its log is `redis.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,1 +1,11 @@
+//! The Redis store of resq: Resque's keyspace and formats, resq's reliable
+//! fetch and recovery, every multi-step operation one Lua script run by SHA.
 
+pub mod connect;
+pub mod keys;
+mod scripts;
+pub mod store;
+
+pub use connect::{redact_url, ConnectError, RedisConfig};
+pub use keys::Keys;
+pub use store::RedisStore;

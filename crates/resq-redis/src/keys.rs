@@ -1,0 +1,92 @@
+//! The keyspace: Resque's keys under its namespace, plus resq's own under
+//! `<ns>resq:`. Every key name is built here and nowhere else.
+
+/// Key names under one namespace prefix (`resque:` by default).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// `namespace` is Resque's (`resque`); the `:` separator is added.
+    pub fn new(namespace: &str) -> Self {
+        Self { prefix: format!("{namespace}:") }
+    }
+
+    fn k(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    pub fn queues(&self) -> String {
+        self.k("queues")
+    }
+    pub fn queue(&self, q: &str) -> String {
+        self.k(&format!("queue:{q}"))
+    }
+    pub fn failed(&self) -> String {
+        self.k("failed")
+    }
+    pub fn stat(&self, name: &str) -> String {
+        self.k(&format!("stat:{name}"))
+    }
+    pub fn worker_stat(&self, name: &str, worker: &str) -> String {
+        self.k(&format!("stat:{name}:{worker}"))
+    }
+    pub fn workers(&self) -> String {
+        self.k("workers")
+    }
+    pub fn worker(&self, worker: &str) -> String {
+        self.k(&format!("worker:{worker}"))
+    }
+    pub fn worker_started(&self, worker: &str) -> String {
+        self.k(&format!("worker:{worker}:started"))
+    }
+    pub fn heartbeats(&self) -> String {
+        self.k("workers:heartbeat")
+    }
+    pub fn pause_all(&self) -> String {
+        self.k("pause-all-workers")
+    }
+    /// resq workers, whose in-flight lists the reaper watches.
+    pub fn resq_workers(&self) -> String {
+        self.k("resq:workers")
+    }
+    /// resq's liveness mark: a key with a TTL renewed by the worker.
+    pub fn alive(&self, worker: &str) -> String {
+        self.k(&format!("resq:alive:{worker}"))
+    }
+    pub fn inflight_queues(&self, worker: &str) -> String {
+        self.k(&format!("resq:inflight-queues:{worker}"))
+    }
+    pub fn inflight(&self, worker: &str, queue: &str) -> String {
+        self.k(&format!("resq:inflight:{worker}:{queue}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resque_keys_byte_for_byte() {
+        let k = Keys::new("resque");
+        let w = "host:42:a,b";
+        let table = [
+            (k.queues(), "resque:queues"),
+            (k.queue("mail"), "resque:queue:mail"),
+            (k.failed(), "resque:failed"),
+            (k.stat("processed"), "resque:stat:processed"),
+            (k.stat("failed"), "resque:stat:failed"),
+            (k.worker_stat("processed", w), "resque:stat:processed:host:42:a,b"),
+            (k.worker_stat("failed", w), "resque:stat:failed:host:42:a,b"),
+            (k.workers(), "resque:workers"),
+            (k.worker(w), "resque:worker:host:42:a,b"),
+            (k.worker_started(w), "resque:worker:host:42:a,b:started"),
+            (k.heartbeats(), "resque:workers:heartbeat"),
+            (k.pause_all(), "resque:pause-all-workers"),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, want);
+        }
+    }
+}

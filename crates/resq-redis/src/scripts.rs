@@ -1,0 +1,15 @@
+//! The Lua scripts, each in its own `.lua` file, sent once and then run by SHA
+//! (`redis::Script` uses EVALSHA and loads the script again on NOSCRIPT).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
+pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
+pub(crate) static FORGET_WORKER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/forget_worker.lua")));
+pub(crate) static FAILED_REQUEUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/failed_requeue.lua")));

@@ -1,0 +1,382 @@
+//! `RedisStore`: the `Store` trait over Resque's keyspace.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError, Value};
+
+use resq::clock::iso8601;
+use resq::store::{Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Store, StoreError, StoreStats, WorkerRecord};
+use resq::WorkerId;
+
+use crate::connect::{connect, ConnectError, RedisConfig};
+use crate::keys::Keys;
+use crate::scripts;
+
+/// The Redis store. Cheap to clone: clones share one multiplexed connection
+/// that reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+fn store_err(e: RedisError) -> StoreError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Refused(e.to_string())
+    }
+}
+
+impl RedisStore {
+    /// Connects to Redis and uses `namespace` (Resque's is `resque`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), resq_redis::ConnectError> {
+    /// use resq_redis::{RedisConfig, RedisStore};
+    /// let store = RedisStore::connect(&RedisConfig::new("redis://127.0.0.1:6379/0"), "resque").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Self, ConnectError> {
+        Ok(Self { conn: connect(config).await?, keys: Keys::new(namespace) })
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A handle on the connection, for tests and admin tools.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
+    pub async fn server_time(&self) -> Result<f64, StoreError> {
+        let (secs, micros): (u64, u64) =
+            redis::cmd("TIME").query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        Ok(secs as f64 + micros as f64 / 1e6)
+    }
+
+    async fn recover_worker(&self, worker: &str, force: bool) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let queues: Vec<String> = conn.smembers(self.keys.inflight_queues(worker)).await.map_err(store_err)?;
+        let mode = if force { "force" } else { "" };
+        let mut requeued = 0u64;
+        for q in &queues {
+            let moved: i64 = scripts::RECOVER
+                .key(self.keys.alive(worker))
+                .key(self.keys.inflight(worker, q))
+                .key(self.keys.queue(q))
+                .arg(mode)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(store_err)?;
+            if moved < 0 {
+                return Ok(None); // it is alive after all
+            }
+            requeued += moved as u64;
+        }
+        let forgotten: i64 = scripts::FORGET_WORKER
+            .key(self.keys.alive(worker))
+            .key(self.keys.inflight_queues(worker))
+            .key(self.keys.resq_workers())
+            .key(self.keys.workers())
+            .key(self.keys.heartbeats())
+            .key(self.keys.worker(worker))
+            .key(self.keys.worker_started(worker))
+            .key(self.keys.worker_stat("processed", worker))
+            .key(self.keys.worker_stat("failed", worker))
+            .arg(worker)
+            .arg(mode)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(store_err)?;
+        Ok((forgotten == 1).then_some(requeued))
+    }
+}
+
+/// Reads `{status, pair, payload, ...}` from the fetch script.
+fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreError> {
+    let bad = |what: &str| StoreError::Protocol(format!("fetch script answered {what}"));
+    let mut items = reply.into_iter();
+    match items.next() {
+        Some(Value::Int(1)) => return Ok(Fetched::Paused),
+        Some(Value::Int(0)) => {}
+        _ => return Err(bad("no status")),
+    }
+    let mut jobs = Vec::new();
+    while let Some(pair) = items.next() {
+        let Value::Int(p) = pair else { return Err(bad("a non-integer queue number")) };
+        let queue = usize::try_from(p - 1).ok().and_then(|i| queues.get(i)).ok_or_else(|| bad("an unknown queue number"))?;
+        let payload = match items.next() {
+            Some(Value::BulkString(bytes)) => bytes,
+            _ => return Err(bad("a job that is not a string")),
+        };
+        jobs.push(FetchedJob { queue: queue.clone(), payload });
+    }
+    Ok(Fetched::Jobs(jobs))
+}
+
+fn opt_u64(v: Option<String>) -> u64 {
+    v.and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn enqueue(&self, jobs: &[OutgoingJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // Group by queue, keeping order: one SADD and one RPUSH per queue.
+        let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+        for job in jobs {
+            by_queue.entry(job.queue.as_str()).or_default().push(&job.payload);
+        }
+        let mut pipe = redis::pipe();
+        for (queue, payloads) in &by_queue {
+            pipe.sadd(self.keys.queues(), *queue).ignore();
+            pipe.rpush(self.keys.queue(queue), payloads).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, StoreError> {
+        self.conn.clone().smembers(self.keys.queues()).await.map_err(store_err)
+    }
+
+    async fn fetch(
+        &self,
+        worker: &WorkerId,
+        queues: &[String],
+        max: usize,
+        idle: bool,
+        run_at: &str,
+    ) -> Result<Fetched, StoreError> {
+        let w = worker.as_str();
+        let mut inv = scripts::FETCH.prepare_invoke();
+        inv.key(self.keys.pause_all()).key(self.keys.worker(w)).key(self.keys.inflight_queues(w));
+        for q in queues {
+            inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
+        }
+        inv.arg(max).arg(run_at).arg(if idle { "1" } else { "0" });
+        for q in queues {
+            inv.arg(q);
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        parse_fetch(reply, queues)
+    }
+
+    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let w = worker.as_str();
+        let mut inv = scripts::FINISH.prepare_invoke();
+        inv.key(self.keys.stat("processed"))
+            .key(self.keys.stat("failed"))
+            .key(self.keys.worker_stat("processed", w))
+            .key(self.keys.worker_stat("failed", w))
+            .key(self.keys.failed());
+        let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in done {
+            let next = list_numbers.len() + 1;
+            let n = *list_numbers.entry(f.job.queue.as_str()).or_insert(next);
+            if n == next {
+                inv.key(self.keys.inflight(w, &f.job.queue));
+            }
+            inv.arg(n).arg(&f.job.payload).arg(f.failure.as_deref().unwrap_or(""));
+        }
+        inv.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let w = worker.as_str();
+        let mut inv = scripts::REQUEUE.prepare_invoke();
+        let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        for job in jobs {
+            let next = pair_numbers.len() + 1;
+            let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
+            if n == next {
+                inv.key(self.keys.inflight(w, &job.queue)).key(self.keys.queue(&job.queue));
+            }
+            inv.arg(n).arg(&job.payload);
+        }
+        inv.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError> {
+        let w = worker.as_str();
+        let now = iso8601(self.server_time().await?);
+        redis::pipe()
+            .atomic()
+            .set_options(
+                self.keys.alive(w),
+                "1",
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(liveness_ttl_ms)),
+            )
+            .ignore()
+            .sadd(self.keys.resq_workers(), w)
+            .ignore()
+            .sadd(self.keys.workers(), w)
+            .ignore()
+            .set(self.keys.worker_started(w), started)
+            .ignore()
+            .hset(self.keys.heartbeats(), w, now)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        let now = iso8601(self.server_time().await?);
+        self.conn.clone().hset::<_, _, _, ()>(self.keys.heartbeats(), worker.as_str(), now).await.map_err(store_err)
+    }
+
+    async fn keep_alive(&self, worker: &WorkerId, liveness_ttl_ms: u64) -> Result<(), StoreError> {
+        let w = worker.as_str();
+        // Re-asserting the registrations lets a worker that was wrongly reaped
+        // (a long network partition) be watched by the reaper again.
+        redis::pipe()
+            .set_options(
+                self.keys.alive(w),
+                "1",
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(liveness_ttl_ms)),
+            )
+            .ignore()
+            .sadd(self.keys.resq_workers(), w)
+            .ignore()
+            .sadd(self.keys.workers(), w)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)
+    }
+
+    async fn unregister_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        self.recover_worker(worker.as_str(), true).await.map(|_| ())
+    }
+
+    async fn reap_dead_workers(&self) -> Result<ReapReport, StoreError> {
+        let candidates: Vec<String> =
+            self.conn.clone().smembers(self.keys.resq_workers()).await.map_err(store_err)?;
+        let mut report = ReapReport::default();
+        for worker in candidates {
+            let alive: bool = self.conn.clone().exists(self.keys.alive(&worker)).await.map_err(store_err)?;
+            if alive {
+                continue;
+            }
+            if let Some(requeued) = self.recover_worker(&worker, false).await? {
+                report.requeued += requeued;
+                report.dead_workers.push(worker);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn paused_all(&self) -> Result<bool, StoreError> {
+        let v: Option<String> = self.conn.clone().get(self.keys.pause_all()).await.map_err(store_err)?;
+        Ok(v.as_deref() == Some("true"))
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (p, f): (Option<String>, Option<String>) = redis::pipe()
+            .get(self.keys.stat("processed"))
+            .get(self.keys.stat("failed"))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(StoreStats { processed: opt_u64(p), failed: opt_u64(f) })
+    }
+
+    async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut names = self.queues().await?;
+        names.sort();
+        let mut pipe = redis::pipe();
+        for q in &names {
+            pipe.llen(self.keys.queue(q));
+        }
+        let sizes: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        Ok(names.into_iter().zip(sizes).collect())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let mut ids: Vec<String> = self.conn.clone().smembers(self.keys.workers()).await.map_err(store_err)?;
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            type Row = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+            let (started, heartbeat, working, processed, failed): Row = redis::pipe()
+                .get(self.keys.worker_started(&id))
+                .hget(self.keys.heartbeats(), &id)
+                .get(self.keys.worker(&id))
+                .get(self.keys.worker_stat("processed", &id))
+                .get(self.keys.worker_stat("failed", &id))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(store_err)?;
+            out.push(WorkerRecord {
+                id,
+                started,
+                heartbeat,
+                working,
+                processed: opt_u64(processed),
+                failed: opt_u64(failed),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn failed_len(&self) -> Result<u64, StoreError> {
+        self.conn.clone().llen(self.keys.failed()).await.map_err(store_err)
+    }
+
+    async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<String>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = start.saturating_add(count - 1);
+        let (start, stop) = (start.min(i64::MAX as u64) as isize, stop.min(i64::MAX as u64) as isize);
+        let raw: Vec<Vec<u8>> = self.conn.clone().lrange(self.keys.failed(), start, stop).await.map_err(store_err)?;
+        Ok(raw.into_iter().map(|r| String::from_utf8_lossy(&r).into_owned()).collect())
+    }
+
+    async fn failed_remove(&self, record: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.clone().lrem(self.keys.failed(), 1, record).await.map_err(store_err)?;
+        Ok(n > 0)
+    }
+
+    async fn failed_requeue(&self, record: &str, job: &OutgoingJob) -> Result<bool, StoreError> {
+        let n: i64 = scripts::FAILED_REQUEUE
+            .key(self.keys.failed())
+            .key(self.keys.queues())
+            .key(self.keys.queue(&job.queue))
+            .arg(record)
+            .arg(&job.queue)
+            .arg(&job.payload)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(n == 1)
+    }
+
+    async fn failed_clear(&self) -> Result<u64, StoreError> {
+        let (n, ()): (u64, ()) = redis::pipe()
+            .atomic()
+            .llen(self.keys.failed())
+            .del(self.keys.failed())
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,142 @@
+//! Shared test support: a private redis-server, a store on it, and jobs.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use local_redis::LocalRedis;
+use redis::aio::ConnectionManager;
+use resq::{Control, Job, JobContext, JobError, Registry, Store, Worker, WorkerConfig, WorkerReport};
+use resq_redis::{RedisConfig, RedisStore};
+use serde::{Deserialize, Serialize};
+
+pub struct Env {
+    pub redis: LocalRedis,
+    pub store: RedisStore,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let redis = LocalRedis::start().expect("start redis-server");
+        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await.expect("connect");
+        Env { redis, store }
+    }
+
+    pub fn dyn_store(&self) -> Arc<dyn Store> {
+        Arc::new(self.store.clone())
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.store.connection()
+    }
+
+    pub async fn push_raw(&self, queue: &str, payload: &[u8]) {
+        let mut c = self.conn();
+        redis::pipe()
+            .sadd("resque:queues", queue)
+            .rpush(format!("resque:queue:{queue}"), payload)
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
+    }
+
+    pub async fn lrange(&self, key: &str) -> Vec<String> {
+        redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut self.conn()).await.unwrap()
+    }
+
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut k: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut self.conn()).await.unwrap();
+        k.sort();
+        k
+    }
+
+    /// Runs a burst worker over `queues` until they are empty.
+    pub async fn burst(&self, queues: &str, registry: Registry) -> WorkerReport {
+        let mut config = fast_config(queues);
+        config.burst = true;
+        let (_control, rx) = Control::new();
+        Worker::new(self.dyn_store(), registry, config).run(rx).await.expect("worker runs")
+    }
+}
+
+pub fn fast_config(queues: &str) -> WorkerConfig {
+    let mut config = WorkerConfig::new(queues.parse().expect("queue spec"));
+    config.hostname = "testhost".into();
+    config.concurrency = 4;
+    config.poll_min = Duration::from_millis(1);
+    config.poll_max = Duration::from_millis(20);
+    config.liveness_ttl = Duration::from_millis(600);
+    config.reap_interval = Duration::from_millis(200);
+    config
+}
+
+pub static ECHOED: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Echo {
+    pub message: String,
+}
+impl Job for Echo {
+    const CLASS: &'static str = "Echo";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        ECHOED.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Fail {
+    pub message: String,
+}
+impl Job for Fail {
+    const CLASS: &'static str = "Fail";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Err(JobError::msg(self.message))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Panic {}
+impl Job for Panic {
+    const CLASS: &'static str = "Panic";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        panic!("boom in a job")
+    }
+}
+
+/// Positional, as Ruby enqueues `Resque.enqueue(Add, 1, 2)`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Add(pub i64, pub i64);
+impl Job for Add {
+    const CLASS: &'static str = "Add";
+    const ARGS: resq::ArgsShape = resq::ArgsShape::Positional;
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        if self.0.checked_add(self.1).is_none() {
+            return Err(JobError::msg("overflow"));
+        }
+        Ok(())
+    }
+}
+
+/// Waits `ms` milliseconds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Nap {
+    pub ms: u64,
+}
+impl Job for Nap {
+    const CLASS: &'static str = "Nap";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(())
+    }
+}
+
+pub fn registry() -> Registry {
+    Registry::new().register::<Echo>().register::<Fail>().register::<Panic>().register::<Add>().register::<Nap>()
+}
