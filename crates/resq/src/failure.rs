@@ -55,9 +55,10 @@ pub fn build_record(
     limits: &PayloadLimits,
     now_unix: f64,
 ) -> String {
-    let as_json = (payload.len() <= limits.max_bytes && payload.first() == Some(&b'{'))
-        .then(|| serde_json::from_slice::<&RawValue>(payload).ok())
-        .flatten();
+    // Embedded as JSON only when the worker could decode it (so every reader can
+    // parse it back); a payload refused while decoding is kept as text.
+    let readable = !info.reason.is_decode_failure() && payload.first() == Some(&b'{');
+    let as_json = readable.then(|| serde_json::from_slice::<&RawValue>(payload).ok()).flatten();
     let (field, payload_bytes) = match as_json {
         Some(raw) => (PayloadField::Json(raw), None),
         None => {
@@ -144,8 +145,9 @@ mod tests {
 
     #[test]
     fn hostile_payloads_become_strings() {
-        for payload in [&b"\xff\xfe"[..], b"not json", b"[1,2]", b"{\"class\":"] {
-            let rec = build_record(payload, &info(), "w", "q", &PayloadLimits::default(), 0.0);
+        let info = FailureInfo { reason: Reason::MalformedPayload, ..info() };
+        for payload in [&b"\xff\xfe"[..], b"not json", b"[1,2]", b"{\"class\":", br#"{"a":[1e999]}"#] {
+            let rec = build_record(payload, &info, "w", "q", &PayloadLimits::default(), 0.0);
             let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
             assert!(v["payload"].is_string(), "{rec}");
             assert_eq!(v["payload_bytes"], payload.len());
@@ -156,7 +158,8 @@ mod tests {
     fn oversized_payload_is_truncated() {
         let limits = PayloadLimits { max_bytes: 100, ..PayloadLimits::default() };
         let big = format!("{{\"class\":\"A\",\"args\":[\"{}\"]}}", "x".repeat(1000));
-        let rec = build_record(big.as_bytes(), &info(), "w", "q", &limits, 0.0);
+        let info = FailureInfo { reason: Reason::PayloadTooLarge, ..info() };
+        let rec = build_record(big.as_bytes(), &info, "w", "q", &limits, 0.0);
         assert!(rec.len() < 600, "{}", rec.len());
     }
 }

@@ -46,6 +46,15 @@ impl Reason {
         }
     }
 
+    /// True for the reasons found while decoding, before the payload was
+    /// known to be a well-formed job.
+    pub fn is_decode_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::MalformedPayload | Reason::PayloadTooLarge | Reason::PayloadTooDeep | Reason::NumberOutOfRange
+        )
+    }
+
     /// Every reason, for tables and metrics.
     pub const ALL: [Reason; 9] = [
         Reason::MalformedPayload,
