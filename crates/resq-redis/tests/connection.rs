@@ -1,0 +1,211 @@
+//! Connecting the way production does: a password, an ACL user, TLS with a
+//! private CA and client certificates, and reconnecting after Redis goes away.
+//! Each test starts its own redis-server with the configuration it needs.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use local_redis::{LocalRedis, Options, TlsFiles};
+use resq::{Client, Control, Store, Worker};
+use resq_redis::{RedisConfig, RedisStore};
+use secrecy::SecretString;
+
+async fn try_roundtrip(config: &RedisConfig) -> Result<(), String> {
+    let store = RedisStore::connect(config, "resque").await.map_err(|e| e.to_string())?;
+    Client::new(std::sync::Arc::new(store.clone()))
+        .enqueue(&Echo { message: "x".into() })
+        .await
+        .map_err(|e| e.to_string())?;
+    store.queues().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn requirepass_is_used_and_never_printed() {
+    let secret = "s3cret-pass-123";
+    let redis = LocalRedis::start_with(Options { requirepass: Some(secret.into()), ..Options::default() }).unwrap();
+
+    let anonymous = try_roundtrip(&RedisConfig::new(redis.url())).await.unwrap_err();
+    assert!(anonymous.to_uppercase().contains("AUTH"), "{anonymous}");
+
+    let mut wrong = RedisConfig::new(redis.url());
+    wrong.password = Some(SecretString::from("not-it"));
+    let err = try_roundtrip(&wrong).await.unwrap_err();
+    assert!(!err.contains("not-it"), "the password leaked: {err}");
+
+    let mut right = RedisConfig::new(redis.url());
+    right.password = Some(SecretString::from(secret));
+    try_roundtrip(&right).await.unwrap();
+    assert!(!format!("{right:?}").contains(secret));
+
+    // A password in the URL works and is redacted from messages too.
+    let in_url = RedisConfig::new(format!("redis://:{secret}@127.0.0.1:{}/0", redis.port()));
+    try_roundtrip(&in_url).await.unwrap();
+    assert!(!in_url.redacted_url().contains(secret));
+}
+
+#[tokio::test]
+async fn acl_user_with_password() {
+    let redis = LocalRedis::start_with(Options {
+        acl_users: vec![
+            "user default off".into(),
+            "user resq-worker on >worker-pw ~resque:* +@all".into(),
+        ],
+        ..Options::default()
+    })
+    .unwrap();
+    let mut config = RedisConfig::new(redis.url());
+    config.username = Some("resq-worker".into());
+    config.password = Some(SecretString::from("worker-pw"));
+    try_roundtrip(&config).await.unwrap();
+
+    config.password = Some(SecretString::from("worker-pw-wrong"));
+    let err = try_roundtrip(&config).await.unwrap_err();
+    assert!(!err.contains("worker-pw-wrong"), "{err}");
+
+    // A key outside the user's pattern is refused: the ACL is really applied.
+    let mut bad_ns = RedisConfig::new(redis.url());
+    bad_ns.username = Some("resq-worker".into());
+    bad_ns.password = Some(SecretString::from("worker-pw"));
+    let store = RedisStore::connect(&bad_ns, "other").await.unwrap();
+    assert!(store.queues().await.is_err());
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate.
+    fn generate() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct names: OpenSSL takes a certificate whose subject equals its
+        // issuer for self-signed and will not chain it to the CA.
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "resq test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
+        write("ca.pem", ca_cert.pem());
+        for (name, sans, usage) in [
+            ("server", vec!["127.0.0.1".to_string(), "localhost".to_string()], ExtendedKeyUsagePurpose::ServerAuth),
+            ("client", vec!["resq-client".to_string()], ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(sans).unwrap();
+            params.extended_key_usages = vec![usage];
+            params.distinguished_name.push(rcgen::DnType::CommonName, format!("resq test {name}"));
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn server(&self, require_client_cert: bool) -> LocalRedis {
+        LocalRedis::start_with(Options {
+            tls: Some(TlsFiles {
+                cert: self.path("server.pem"),
+                key: self.path("server.key"),
+                ca: self.path("ca.pem"),
+                require_client_cert,
+            }),
+            ..Options::default()
+        })
+        .unwrap()
+    }
+}
+
+fn tls_config(url: String, ca: Option<&Path>, client: Option<(&Path, &Path)>) -> RedisConfig {
+    let mut c = RedisConfig::new(url);
+    c.ca_file = ca.map(Path::to_path_buf);
+    if let Some((cert, key)) = client {
+        c.client_cert_file = Some(cert.to_path_buf());
+        c.client_key_file = Some(key.to_path_buf());
+    }
+    c.connect_timeout = Duration::from_secs(3);
+    c
+}
+
+#[tokio::test]
+async fn tls_with_private_ca() {
+    let pki = Pki::generate();
+    let redis = pki.server(false);
+    assert!(redis.url().starts_with("rediss://"));
+    try_roundtrip(&tls_config(redis.url(), Some(&pki.path("ca.pem")), None)).await.unwrap();
+    // Without our CA the server's certificate is not trusted.
+    assert!(try_roundtrip(&tls_config(redis.url(), None, None)).await.is_err());
+    // Plain text to a TLS port does not work either.
+    let plain = format!("redis://127.0.0.1:{}/0", redis.port());
+    assert!(try_roundtrip(&tls_config(plain, None, None)).await.is_err());
+}
+
+#[tokio::test]
+async fn tls_with_client_certificate() {
+    let pki = Pki::generate();
+    let redis = pki.server(true);
+    let ca = pki.path("ca.pem");
+    assert!(try_roundtrip(&tls_config(redis.url(), Some(&ca), None)).await.is_err(), "no client cert must fail");
+    let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
+    try_roundtrip(&tls_config(redis.url(), Some(&ca), Some((&cert, &key)))).await.unwrap();
+
+    let half = RedisConfig { client_key_file: None, ..tls_config(redis.url(), Some(&ca), Some((&cert, &key))) };
+    let err = try_roundtrip(&half).await.unwrap_err();
+    assert!(err.contains("together"), "{err}");
+}
+
+#[tokio::test]
+async fn worker_survives_redis_going_away_and_coming_back() {
+    let mut env = Env::start().await;
+    let client = Client::new(env.dyn_store());
+    client.enqueue(&Echo { message: "before".into() }).await.unwrap();
+    let (control, rx) = Control::new();
+    let worker = tokio::spawn(Worker::new(env.dyn_store(), registry(), fast_config("default")).run(rx));
+    wait_for_processed(&env, "1").await;
+
+    env.redis.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await; // the worker sees errors and backs off
+    env.redis.restart().unwrap();
+    // The restarted server is empty: enqueue again; the same worker must run it.
+    let mut enqueued = false;
+    for _ in 0..100 {
+        if client.enqueue(&Echo { message: "after".into() }).await.is_ok() {
+            enqueued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(enqueued, "the client reconnects");
+    wait_for_processed(&env, "1").await;
+    control.quit();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!(report.processed, 2);
+    env.redis.kill();
+}
+
+async fn wait_for_processed(env: &Env, want: &str) {
+    for _ in 0..500 {
+        if let Ok(Some(v)) = redis::cmd("GET")
+            .arg("resque:stat:processed")
+            .query_async::<Option<String>>(&mut env.conn())
+            .await
+        {
+            if v == want {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("processed never reached {want}");
+}
