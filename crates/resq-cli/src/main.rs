@@ -1,1 +1,129 @@
-fn main(){}
+//! `resq`: workers, enqueue, admin commands and the demo, over the library.
+
+mod admin_cmds;
+mod config;
+mod demo;
+mod demo_jobs;
+mod output;
+mod proctitle;
+mod worker_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use resq_redis::RedisStore;
+
+use crate::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "resq", version, about = "Background jobs on Resque's Redis protocol, secure by default")]
+struct Cli {
+    /// Config file (default: RESQ_CONFIG, else ./resq.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a worker (TERM/INT: stop now and requeue, QUIT: finish then exit,
+    /// USR2: pause, CONT: resume).
+    Worker(worker_cmd::WorkerArgs),
+    /// Enqueue one job through the same policy checks as the library.
+    Enqueue(admin_cmds::EnqueueArgs),
+    /// List queues and their lengths.
+    Queues(admin_cmds::JsonFlag),
+    /// List registered workers (Ruby's and resq's).
+    Workers(admin_cmds::JsonFlag),
+    /// Processed and failed totals.
+    Stats(admin_cmds::JsonFlag),
+    /// Inspect and act on the failed list.
+    Failed {
+        #[command(subcommand)]
+        action: admin_cmds::FailedAction,
+    },
+    /// Run a worker on a private Redis with good and hostile jobs, and show
+    /// what happened to each.
+    Demo,
+}
+
+/// A command's failure: the message, and the exit code (2 = fix your input).
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), code: 2 }
+    }
+    pub fn runtime(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), code: 1 }
+    }
+}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RESQ_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Connects to the configured Redis.
+pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, Failure> {
+    let redis = settings.redis().map_err(Failure::usage)?;
+    RedisStore::connect(redis, &settings.namespace).await.map(Arc::new).map_err(Failure::runtime)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own table; its per-job warnings would repeat it.
+    let default_level = if matches!(cli.command, Command::Demo) { "error" } else { "info" };
+    init_logs(cli.log_format, default_level);
+    if matches!(cli.command, Command::Worker(_)) {
+        proctitle::ensure_resque_title();
+    }
+    let settings = match config::load(cli.config.as_deref(), &config::ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => return fail(Failure::usage(e)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(Failure::runtime(format!("cannot start the async runtime: {e}"))),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Worker(args) => worker_cmd::run(&settings, args).await,
+            Command::Enqueue(args) => admin_cmds::enqueue(&settings, args).await,
+            Command::Queues(f) => admin_cmds::queues(&settings, f).await,
+            Command::Workers(f) => admin_cmds::workers(&settings, f).await,
+            Command::Stats(f) => admin_cmds::stats(&settings, f).await,
+            Command::Failed { action } => admin_cmds::failed(&settings, action).await,
+            Command::Demo => demo::run(&settings).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => fail(f),
+    }
+}
+
+fn fail(f: Failure) -> ExitCode {
+    eprintln!("error: {}", output::safe(&f.message).replace("\\n", "\n"));
+    ExitCode::from(f.code)
+}

@@ -28,6 +28,7 @@
 //! assert_eq!(registry.classes(), ["Resize"]);
 //! ```
 
+pub mod admin;
 pub mod client;
 pub mod clock;
 pub mod envelope;
@@ -43,6 +44,7 @@ pub mod store;
 pub mod worker;
 pub mod worker_id;
 
+pub use admin::{Admin, AdminError, FailedEntry};
 pub use client::{Client, EnqueueError};
 pub use envelope::Envelope;
 pub use failure::{FailureInfo, FailureRecord};

@@ -47,10 +47,11 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> (Finis
     let mut id = None;
     let result = run(&job, &ctx, &mut class, &mut id).await;
     let reason = result.as_ref().err().map(|f| f.reason);
+    let (class_field, id_field) = (class.as_deref().unwrap_or("-"), id.as_deref().unwrap_or("-"));
     match &result {
-        Ok(()) => tracing::debug!(queue = %job.queue, class = ?class, id = ?id, "job done"),
+        Ok(()) => tracing::debug!(queue = %job.queue, class = class_field, id = id_field, "job done"),
         Err(f) => tracing::warn!(
-            queue = %job.queue, class = ?class, id = ?id, reason = %f.reason, error = %f.message,
+            queue = %job.queue, class = class_field, id = id_field, reason = %f.reason, error = %f.message,
             "job failed"
         ),
     }

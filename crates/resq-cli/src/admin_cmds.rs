@@ -1,0 +1,231 @@
+//! `resq enqueue`, `queues`, `workers`, `stats` and `failed ...`: thin layers
+//! over the library's `Client` and `Admin`.
+
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use resq::{Admin, Client, Policy, Store};
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::output::{clip, safe};
+use crate::{connect, Failure};
+
+#[derive(Args)]
+pub struct EnqueueArgs {
+    /// The job class, e.g. `Echo` or `Mailers::Welcome`.
+    class: String,
+    /// The arguments: a JSON array (Resque's `args`) or one JSON object
+    /// (shorthand for `[object]`).
+    #[arg(long, default_value = "[]")]
+    args: String,
+    /// The queue (default: `default`).
+    #[arg(long, default_value = "default")]
+    queue: String,
+}
+
+#[derive(Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum FailedAction {
+    /// List failures, oldest first.
+    List {
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a failed job back on its queue (byte for byte) and remove the record.
+    Retry { failure_id: String },
+    /// Remove one failure record.
+    Remove { failure_id: String },
+    /// Remove every failure record.
+    Clear,
+}
+
+/// Parses `--args`: an array, or one object meaning `[object]`.
+pub fn parse_args(text: &str, policy: &Policy) -> Result<Vec<Value>, Failure> {
+    policy
+        .limits
+        .check(text.as_bytes())
+        .map_err(|e| Failure::usage(format!("--args is refused: {e}")))?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(obj @ Value::Object(_)) => Ok(vec![obj]),
+        Ok(other) => Err(Failure::usage(format!(
+            "--args must be a JSON array or one JSON object, not {}",
+            clip(&other.to_string(), 40)
+        ))),
+        Err(e) => Err(Failure::usage(format!("--args is not valid JSON: {e}"))),
+    }
+}
+
+pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure> {
+    let policy = Policy { limits: settings.limits, ..Policy::default() };
+    let args = parse_args(&a.args, &policy)?;
+    let store = connect(settings).await?;
+    let client = Client::with_policy(store, policy);
+    let id = client.enqueue_raw(&a.class, args, &a.queue).await.map_err(|e| match e {
+        resq::EnqueueError::Store(_) => Failure::runtime(e),
+        _ => Failure::usage(e),
+    })?;
+    println!("enqueued {} on {} as {id}", safe(&a.class), safe(&a.queue));
+    Ok(())
+}
+
+async fn admin(settings: &Settings) -> Result<Admin, Failure> {
+    let store: Arc<dyn Store> = connect(settings).await?;
+    Ok(Admin::new(store))
+}
+
+pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
+    let queues = admin(settings).await?.queues().await.map_err(Failure::runtime)?;
+    if f.json {
+        let v: Vec<Value> = queues.iter().map(|(q, n)| json!({"queue": q, "size": n})).collect();
+        println!("{}", Value::Array(v));
+        return Ok(());
+    }
+    if queues.is_empty() {
+        println!("no queues");
+    }
+    for (q, n) in queues {
+        println!("{:<40} {n}", safe(&q));
+    }
+    Ok(())
+}
+
+pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
+    let workers = admin(settings).await?.workers().await.map_err(Failure::runtime)?;
+    if f.json {
+        let v: Vec<Value> = workers
+            .iter()
+            .map(|w| {
+                let working = w.working.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok());
+                json!({"id": w.id, "started": w.started, "heartbeat": w.heartbeat, "working": working,
+                       "processed": w.processed, "failed": w.failed})
+            })
+            .collect();
+        println!("{}", Value::Array(v));
+        return Ok(());
+    }
+    if workers.is_empty() {
+        println!("no workers");
+    }
+    for w in workers {
+        let doing = match w.working.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+            Some(v) => format!(
+                "working on {} from {}",
+                safe(v["payload"]["class"].as_str().unwrap_or("?")),
+                safe(v["queue"].as_str().unwrap_or("?"))
+            ),
+            None => "idle".to_string(),
+        };
+        println!(
+            "{}  started {}  heartbeat {}  processed {} failed {}  {doing}",
+            safe(&w.id),
+            safe(w.started.as_deref().unwrap_or("-")),
+            safe(w.heartbeat.as_deref().unwrap_or("-")),
+            w.processed,
+            w.failed
+        );
+    }
+    Ok(())
+}
+
+pub async fn stats(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
+    let admin = admin(settings).await?;
+    let stats = admin.stats().await.map_err(Failure::runtime)?;
+    let queues = admin.queues().await.map_err(Failure::runtime)?;
+    let workers = admin.workers().await.map_err(Failure::runtime)?;
+    let failed_now = admin.failed_count().await.map_err(Failure::runtime)?;
+    let pending: u64 = queues.iter().map(|(_, n)| n).sum();
+    let working = workers.iter().filter(|w| w.working.is_some()).count();
+    if f.json {
+        println!(
+            "{}",
+            json!({"processed": stats.processed, "failed": stats.failed, "pending": pending,
+                   "queues": queues.len(), "workers": workers.len(), "working": working, "failed_list": failed_now})
+        );
+    } else {
+        println!("processed    {}", stats.processed);
+        println!("failed       {}", stats.failed);
+        println!("pending      {pending}");
+        println!("queues       {}", queues.len());
+        println!("workers      {}", workers.len());
+        println!("working      {working}");
+        println!("failed list  {failed_now}");
+    }
+    Ok(())
+}
+
+pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Failure> {
+    let admin = admin(settings).await?;
+    let admin_err = |e: resq::AdminError| match e {
+        resq::AdminError::Store(_) => Failure::runtime(e),
+        _ => Failure::usage(e),
+    };
+    match action {
+        FailedAction::List { offset, limit, json } => {
+            let total = admin.failed_count().await.map_err(Failure::runtime)?;
+            let entries = admin.failed(offset, limit.min(1000)).await.map_err(Failure::runtime)?;
+            if json {
+                let v: Vec<Value> = entries
+                    .iter()
+                    .map(|e| serde_json::from_str::<Value>(&e.raw).unwrap_or_else(|_| Value::String(e.raw.clone())))
+                    .collect();
+                println!("{}", Value::Array(v));
+                return Ok(());
+            }
+            println!("{total} failed job(s); showing {} from {offset}", entries.len());
+            for e in entries {
+                match e.record {
+                    Some(r) => println!(
+                        "{}  {}  {}  class={} queue={}  {}",
+                        safe(r.failure_id.as_deref().unwrap_or("(no id)")),
+                        safe(r.failed_at.as_deref().unwrap_or("-")),
+                        safe(r.reason.as_deref().or(r.exception.as_deref()).unwrap_or("-")),
+                        safe(&clip(&r.payload_class().unwrap_or_else(|| "?".into()), 60)),
+                        safe(r.queue.as_deref().unwrap_or("-")),
+                        safe(&clip(r.error.as_deref().unwrap_or(""), 120)),
+                    ),
+                    None => println!("#{}  (not a JSON record) {}", e.index, safe(&clip(&e.raw, 80))),
+                }
+            }
+        }
+        FailedAction::Retry { failure_id } => {
+            admin.retry_failed(&failure_id).await.map_err(admin_err)?;
+            println!("retried {}", safe(&failure_id));
+        }
+        FailedAction::Remove { failure_id } => {
+            admin.remove_failed(&failure_id).await.map_err(admin_err)?;
+            println!("removed {}", safe(&failure_id));
+        }
+        FailedAction::Clear => {
+            let n = admin.clear_failed().await.map_err(Failure::runtime)?;
+            println!("cleared {n} failed job(s)");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_take_an_array_or_one_object() {
+        let p = Policy::default();
+        assert_eq!(parse_args(r#"[1,"a"]"#, &p).ok().unwrap(), vec![json!(1), json!("a")]);
+        assert_eq!(parse_args(r#"{"m":1}"#, &p).ok().unwrap(), vec![json!({"m":1})]);
+        for bad in ["", "1", "\"s\"", "{", "[1,]", &format!("{}1{}", "[".repeat(64), "]".repeat(64))] {
+            assert!(parse_args(bad, &p).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Configuration: `resq.toml` (or `--config`/`RESQ_CONFIG`) plus `RESQ_*`
+//! environment overrides. Secrets come from a file or the environment, never
+//! from the command line, and are never printed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use resq::PayloadLimits;
+use resq_redis::RedisConfig;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The file's shape. Unknown keys are refused, so a typo is an error, not a
+/// silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Resque's key namespace (default `resque`).
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub redis: RedisSection,
+    #[serde(default)]
+    pub worker: WorkerSection,
+    #[serde(default)]
+    pub limits: Option<PayloadLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    /// A file holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// The name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub response_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    pub queues: Option<String>,
+    pub concurrency: Option<usize>,
+    pub liveness_ttl_ms: Option<u64>,
+    pub reap_interval_ms: Option<u64>,
+    pub heartbeat_interval_s: Option<u64>,
+    pub poll_max_ms: Option<u64>,
+}
+
+/// A configuration problem: what, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}\n  fix the path, or unset RESQ_CONFIG / --config")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid resq config: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{var} is {value:?}, which is not {expected}")]
+    BadEnv { var: &'static str, value: String, expected: &'static str },
+    #[error("cannot read the Redis password file {path}: {source}\n  check redis.password_file / RESQ_REDIS_PASSWORD_FILE")]
+    PasswordFile { path: PathBuf, source: std::io::Error },
+    #[error("redis.password_env names {var}, but that environment variable is not set")]
+    PasswordEnvMissing { var: String },
+    #[error("no Redis configured: set RESQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or redis.url in resq.toml")]
+    NoRedis,
+    #[error("namespace {0:?} is not allowed: use letters, digits, '_', '-' or '.'")]
+    BadNamespace(String),
+}
+
+/// Everything a command needs, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub namespace: String,
+    /// `None` when neither the file nor the environment names a Redis.
+    pub redis: Option<RedisConfig>,
+    pub worker: WorkerSection,
+    pub limits: PayloadLimits,
+    /// Where the file came from, for messages.
+    pub source: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn redis(&self) -> Result<&RedisConfig, ConfigError> {
+        self.redis.as_ref().ok_or(ConfigError::NoRedis)
+    }
+}
+
+/// Reads the environment through a function, so tests can give their own.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// Loads the file (`explicit`, else `RESQ_CONFIG`, else `./resq.toml` if it
+/// exists) and applies the environment on top.
+pub fn load(explicit: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let path = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| env.var("RESQ_CONFIG").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from("resq.toml")).filter(|p| p.exists()));
+    let file = match &path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+            toml::from_str::<FileConfig>(&text)
+                .map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?
+        }
+        None => FileConfig::default(),
+    };
+    resolve(file, path, env)
+}
+
+fn parse_env<T: std::str::FromStr>(env: &dyn Env, var: &'static str, expected: &'static str) -> Result<Option<T>, ConfigError> {
+    match env.var(var) {
+        None => Ok(None),
+        Some(value) => value.trim().parse().map(Some).map_err(|_| ConfigError::BadEnv { var, value, expected }),
+    }
+}
+
+fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let FileConfig { namespace, redis, mut worker, limits } = file;
+    let namespace = env.var("RESQ_NAMESPACE").or(namespace).unwrap_or_else(|| "resque".to_string());
+    let ns_ok = !namespace.is_empty()
+        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ns_ok {
+        return Err(ConfigError::BadNamespace(namespace));
+    }
+
+    let url = env.var("RESQ_REDIS_URL").or(redis.url);
+    let redis = match url {
+        None => None,
+        Some(url) => {
+            let mut c = RedisConfig::new(url);
+            c.username = env.var("RESQ_REDIS_USERNAME").or(redis.username);
+            c.password = password(&redis.password_file, &redis.password_env, env)?;
+            c.ca_file = env.var("RESQ_REDIS_CA_FILE").map(PathBuf::from).or(redis.ca_file);
+            c.client_cert_file = env.var("RESQ_REDIS_CLIENT_CERT_FILE").map(PathBuf::from).or(redis.client_cert_file);
+            c.client_key_file = env.var("RESQ_REDIS_CLIENT_KEY_FILE").map(PathBuf::from).or(redis.client_key_file);
+            if let Some(ms) = redis.response_timeout_ms {
+                c.response_timeout = Duration::from_millis(ms.max(1));
+            }
+            Some(c)
+        }
+    };
+
+    if let Some(q) = env.var("RESQ_QUEUES") {
+        worker.queues = Some(q);
+    }
+    if let Some(n) = parse_env(env, "RESQ_CONCURRENCY", "a whole number such as 16")? {
+        worker.concurrency = Some(n);
+    }
+    Ok(Settings { namespace, redis, worker, limits: limits.unwrap_or_default(), source })
+}
+
+/// The password, from (in order) `RESQ_REDIS_PASSWORD`, `RESQ_REDIS_PASSWORD_FILE`,
+/// the file's `password_file`, or the variable named by `password_env`.
+fn password(file: &Option<PathBuf>, var_name: &Option<String>, env: &dyn Env) -> Result<Option<SecretString>, ConfigError> {
+    if let Some(p) = env.var("RESQ_REDIS_PASSWORD") {
+        return Ok(Some(SecretString::from(p)));
+    }
+    let path = env.var("RESQ_REDIS_PASSWORD_FILE").map(PathBuf::from).or_else(|| file.clone());
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::PasswordFile { path, source })?;
+        return Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_string())));
+    }
+    if let Some(var) = var_name {
+        return env
+            .var(var)
+            .map(|p| Some(SecretString::from(p)))
+            .ok_or_else(|| ConfigError::PasswordEnvMissing { var: var.clone() });
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
+        MapEnv(pairs.iter().copied().collect())
+    }
+
+    fn parse(text: &str, e: &MapEnv) -> Result<Settings, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
+        resolve(file, None, e)
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let s = parse(
+            "namespace = \"app\"\n[redis]\nurl = \"redis://a:1\"\n[worker]\nconcurrency = 4\n",
+            &env(&[("RESQ_REDIS_URL", "redis://b:2"), ("RESQ_CONCURRENCY", "9")]),
+        )
+        .unwrap();
+        assert_eq!(s.namespace, "app");
+        assert_eq!(s.redis.unwrap().url, "redis://b:2");
+        assert_eq!(s.worker.concurrency, Some(9));
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_clear_errors() {
+        let err = parse("[redis]\nurll = \"x\"\n", &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown field") && err.contains("urll"), "{err}");
+        let err = parse("", &env(&[("RESQ_CONCURRENCY", "lots")])).unwrap_err().to_string();
+        assert!(err.contains("RESQ_CONCURRENCY") && err.contains("whole number"), "{err}");
+        let err = parse("namespace = \"a b\"", &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("namespace"), "{err}");
+    }
+
+    #[test]
+    fn password_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = format!("[redis]\nurl = \"redis://h\"\npassword_file = {:?}\n", file.display().to_string());
+        let s = parse(&text, &env(&[])).unwrap();
+        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "from-file");
+        let s = parse(&text, &env(&[("RESQ_REDIS_PASSWORD", "from-env")])).unwrap();
+        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "from-env");
+        let s = parse("[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n", &env(&[("MY_PW", "named")])).unwrap();
+        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "named");
+        let err = parse("[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n", &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("MY_PW"));
+    }
+
+    #[test]
+    fn no_redis_is_none_until_asked() {
+        let s = parse("", &env(&[])).unwrap();
+        assert!(s.redis.is_none());
+        assert!(s.redis().unwrap_err().to_string().contains("RESQ_REDIS_URL"));
+    }
+}

@@ -1,0 +1,105 @@
+//! The job types `resq worker` and `resq demo` ship, for trying resq, the
+//! tests and the benchmarks: `Echo`, `Sleep`, `Fail`, `Spin` (busy CPU) and
+//! `Alloc` (memory). Real deployments build their own binary with their jobs.
+
+use std::time::{Duration, Instant};
+
+use resq::{Job, JobContext, JobError, Registry};
+use serde::{Deserialize, Serialize};
+
+use crate::output::safe;
+
+/// Prints its message (control characters escaped).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Echo {
+    pub message: String,
+}
+
+impl Job for Echo {
+    const CLASS: &'static str = "Echo";
+    async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+        println!("  echo [{}]: {}", ctx.queue, safe(&self.message));
+        Ok(())
+    }
+}
+
+/// Waits `ms` milliseconds without using the CPU.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sleep {
+    pub ms: u64,
+}
+
+impl Job for Sleep {
+    const CLASS: &'static str = "Sleep";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(())
+    }
+}
+
+/// Always fails with its message.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fail {
+    pub message: String,
+}
+
+impl Job for Fail {
+    const CLASS: &'static str = "Fail";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Err(JobError { exception: "DemoFailure".into(), message: self.message })
+    }
+}
+
+/// Keeps one CPU busy for `ms` milliseconds (on the blocking pool, so the
+/// other jobs keep running).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spin {
+    pub ms: u64,
+}
+
+impl Job for Spin {
+    const CLASS: &'static str = "Spin";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        let until = Duration::from_millis(self.ms);
+        tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let mut x = 0u64;
+            while start.elapsed() < until {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })
+        .await
+        .map_err(|e| JobError::msg(format!("spin task failed: {e}")))
+    }
+}
+
+/// Allocates and touches `mb` MiB, then frees it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alloc {
+    pub mb: u64,
+}
+
+impl Job for Alloc {
+    const CLASS: &'static str = "Alloc";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        let bytes = usize::try_from(self.mb)
+            .ok()
+            .and_then(|mb| mb.checked_mul(1024 * 1024))
+            .ok_or_else(|| JobError::msg(format!("{} MiB does not fit in memory's address space", self.mb)))?;
+        let mut block: Vec<u8> = Vec::new();
+        block.try_reserve_exact(bytes).map_err(|e| JobError::msg(format!("cannot allocate {} MiB: {e}", self.mb)))?;
+        block.resize(bytes, 1);
+        std::hint::black_box(&block);
+        Ok(())
+    }
+}
+
+/// The registry of the demo jobs.
+pub fn registry() -> Registry {
+    Registry::new().register::<Echo>().register::<Sleep>().register::<Fail>().register::<Spin>().register::<Alloc>()
+}

@@ -1,0 +1,90 @@
+//! `resq worker`: runs the shipped job types with Resque's signals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use resq::{Control, QueueSpec, Worker, WorkerConfig};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Settings;
+use crate::{connect, demo_jobs, Failure};
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Queues in priority order: names, globs (`mail*`), `*`, `!exclusions`.
+    #[arg(long, short)]
+    queues: Option<String>,
+    /// Jobs run at once in this process.
+    #[arg(long, short)]
+    concurrency: Option<usize>,
+    /// Exit once the queues are empty.
+    #[arg(long)]
+    burst: bool,
+}
+
+pub fn worker_config(settings: &Settings, queues: Option<String>, concurrency: Option<usize>) -> Result<WorkerConfig, Failure> {
+    let spec_text = queues.or_else(|| settings.worker.queues.clone()).unwrap_or_else(|| "*".to_string());
+    let spec: QueueSpec = spec_text.parse().map_err(|e| Failure::usage(format!("--queues: {e}")))?;
+    let mut config = WorkerConfig::new(spec);
+    if let Some(n) = concurrency.or(settings.worker.concurrency) {
+        if n == 0 {
+            return Err(Failure::usage("--concurrency must be at least 1"));
+        }
+        config.concurrency = n;
+    }
+    let w = &settings.worker;
+    if let Some(ms) = w.liveness_ttl_ms {
+        config.liveness_ttl = Duration::from_millis(ms.max(300));
+    }
+    if let Some(ms) = w.reap_interval_ms {
+        config.reap_interval = Duration::from_millis(ms.max(50));
+    }
+    if let Some(s) = w.heartbeat_interval_s {
+        config.heartbeat_interval = Duration::from_secs(s.clamp(1, 240));
+    }
+    if let Some(ms) = w.poll_max_ms {
+        config.poll_max = Duration::from_millis(ms.max(1));
+    }
+    config.limits = settings.limits;
+    Ok(config)
+}
+
+pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
+    let mut config = worker_config(settings, args.queues, args.concurrency)?;
+    config.burst = args.burst;
+    let store = connect(settings).await?;
+    let (control, rx) = Control::new();
+    spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
+    let report = Worker::new(store, demo_jobs::registry(), config)
+        .run(rx)
+        .await
+        .map_err(Failure::usage)?;
+    println!(
+        "processed {} failed {} requeued {} recovered {}",
+        report.processed, report.failed, report.requeued, report.recovered
+    );
+    Ok(())
+}
+
+/// TERM/INT stop now, QUIT finishes running jobs, USR2 pauses, CONT resumes.
+fn spawn_signal_handlers(control: Control) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut cont = signal(SignalKind::from_raw(libc::SIGCONT))?;
+    let control = Arc::new(control);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("TERM: stopping now, requeueing running jobs"); control.stop(); }
+                _ = int.recv() => { tracing::info!("INT: stopping now, requeueing running jobs"); control.stop(); }
+                _ = quit.recv() => { tracing::info!("QUIT: finishing running jobs, then exiting"); control.quit(); }
+                _ = usr2.recv() => { tracing::info!("USR2: pausing (no new jobs)"); control.pause(); }
+                _ = cont.recv() => { tracing::info!("CONT: resuming"); control.resume(); }
+            }
+        }
+    });
+    Ok(())
+}

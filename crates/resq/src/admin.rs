@@ -1,0 +1,122 @@
+//! The admin API: what the CLI, the dashboard and the HTTP API read and do,
+//! over the store. None of them reads Redis on its own.
+
+use std::sync::Arc;
+
+use crate::failure::FailureRecord;
+use crate::names::check_queue;
+use crate::store::{OutgoingJob, Store, StoreError, StoreStats, WorkerRecord};
+
+/// Failure records are scanned in pages of this size when looked up by id.
+const SCAN_PAGE: u64 = 500;
+
+/// One entry of the failed list.
+#[derive(Debug, Clone)]
+pub struct FailedEntry {
+    /// Position in the list (0 = oldest); changes as records are removed.
+    pub index: u64,
+    /// The record, parsed leniently; `None` when it is not a JSON object.
+    pub record: Option<FailureRecord>,
+    /// The record exactly as stored.
+    pub raw: String,
+}
+
+/// Why an admin action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no failure with id {0} (see `resq failed list`)")]
+    NotFound(String),
+    #[error("failure {id} cannot be retried: {why}")]
+    NotRetryable { id: String, why: String },
+}
+
+/// Reads and acts on a store.
+#[derive(Clone)]
+pub struct Admin {
+    store: Arc<dyn Store>,
+}
+
+impl Admin {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.store.stats().await
+    }
+
+    pub async fn queues(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.store.queue_sizes().await
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.store.workers().await
+    }
+
+    pub async fn failed_count(&self) -> Result<u64, StoreError> {
+        self.store.failed_len().await
+    }
+
+    /// A page of the failed list, oldest first.
+    pub async fn failed(&self, offset: u64, limit: u64) -> Result<Vec<FailedEntry>, StoreError> {
+        let raw = self.store.failed_range(offset, limit).await?;
+        Ok(raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| FailedEntry { index: offset + i as u64, record: FailureRecord::parse(&raw), raw })
+            .collect())
+    }
+
+    /// Finds a failure by its stable id.
+    pub async fn find_failed(&self, failure_id: &str) -> Result<FailedEntry, AdminError> {
+        let total = self.store.failed_len().await?;
+        let mut offset = 0;
+        while offset < total {
+            for entry in self.failed(offset, SCAN_PAGE).await? {
+                let matches = entry.record.as_ref().and_then(|r| r.failure_id.as_deref()) == Some(failure_id);
+                if matches {
+                    return Ok(entry);
+                }
+            }
+            offset += SCAN_PAGE;
+        }
+        Err(AdminError::NotFound(failure_id.chars().take(64).collect()))
+    }
+
+    /// Puts the failed job back on its queue, byte for byte as it was
+    /// enqueued, and removes the record, atomically.
+    pub async fn retry_failed(&self, failure_id: &str) -> Result<(), AdminError> {
+        let entry = self.find_failed(failure_id).await?;
+        let not_retryable = |why: &str| AdminError::NotRetryable { id: failure_id.to_string(), why: why.to_string() };
+        let record = entry.record.as_ref().ok_or_else(|| not_retryable("the record is not JSON"))?;
+        let payload = record.payload.as_ref().ok_or_else(|| not_retryable("the record has no payload"))?;
+        if !payload.get().starts_with('{') {
+            return Err(not_retryable("its payload was never a job (it would fail the same way again)"));
+        }
+        let queue = record.queue.clone().ok_or_else(|| not_retryable("the record names no queue"))?;
+        check_queue(&queue).map_err(|e| not_retryable(&e.to_string()))?;
+        let job = OutgoingJob { queue, payload: payload.get().as_bytes().to_vec() };
+        if self.store.failed_requeue(&entry.raw, &job).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(failure_id.to_string()))
+        }
+    }
+
+    /// Removes one failure record.
+    pub async fn remove_failed(&self, failure_id: &str) -> Result<(), AdminError> {
+        let entry = self.find_failed(failure_id).await?;
+        if self.store.failed_remove(&entry.raw).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(failure_id.to_string()))
+        }
+    }
+
+    /// Empties the failed list; returns how many records were removed.
+    pub async fn clear_failed(&self) -> Result<u64, StoreError> {
+        self.store.failed_clear().await
+    }
+}
