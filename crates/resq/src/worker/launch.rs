@@ -67,6 +67,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
         errors: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
         running: JoinSet::new(),
         in_flight: HashMap::new(),
+        fetched_seq: 0,
         done: Vec::new(),
         to_requeue: Vec::new(),
         report: WorkerReport::default(),

@@ -35,9 +35,12 @@ pub(crate) struct Manager {
     pub poll_max: Duration,
     pub errors: Backoff,
     pub running: JoinSet<TaskOutput>,
-    pub in_flight: HashMap<Id, FetchedJob>,
+    /// Each running job with its fetch sequence number, so a stop can put
+    /// jobs back in the order they were fetched.
+    pub in_flight: HashMap<Id, (u64, FetchedJob)>,
+    pub fetched_seq: u64,
     pub done: Vec<Finished>,
-    pub to_requeue: Vec<FetchedJob>,
+    pub to_requeue: Vec<(u64, FetchedJob)>,
     pub report: WorkerReport,
 }
 
@@ -110,7 +113,8 @@ impl Manager {
     fn spawn(&mut self, job: FetchedJob) {
         let ctx = Arc::clone(&self.ctx);
         let handle = self.running.spawn(process(job.clone(), ctx));
-        self.in_flight.insert(handle.id(), job);
+        self.fetched_seq += 1;
+        self.in_flight.insert(handle.id(), (self.fetched_seq, job));
     }
 
     fn collect(&mut self, result: Result<(Id, TaskOutput), JoinError>) {
@@ -121,9 +125,9 @@ impl Manager {
                 self.done.push(finished);
             }
             Err(err) => {
-                let Some(job) = self.in_flight.remove(&err.id()) else { return };
+                let Some((seq, job)) = self.in_flight.remove(&err.id()) else { return };
                 if err.is_cancelled() {
-                    self.to_requeue.push(job);
+                    self.to_requeue.push((seq, job));
                 } else {
                     // Only an observer callback can panic here (jobs are caught
                     // in `process`); the job still gets a record.
@@ -176,8 +180,10 @@ impl Manager {
         }
         self.done.clear();
         if !self.to_requeue.is_empty() {
-            match self.store.requeue(&self.worker, &self.to_requeue).await {
-                Ok(()) => self.report.requeued += self.to_requeue.len() as u64,
+            self.to_requeue.sort_unstable_by_key(|(seq, _)| *seq);
+            let jobs: Vec<FetchedJob> = self.to_requeue.drain(..).map(|(_, job)| job).collect();
+            match self.store.requeue(&self.worker, &jobs).await {
+                Ok(()) => self.report.requeued += jobs.len() as u64,
                 Err(e) => tracing::error!(error = %e, "could not requeue at stop; unregister or the reaper will"),
             }
             self.to_requeue.clear();

@@ -1,0 +1,147 @@
+//! Support for end-to-end tests of the real `resq` binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use local_redis::LocalRedis;
+use redis::aio::ConnectionManager;
+use resq::{Client, Job, JobContext, JobError};
+use resq_redis::{RedisConfig, RedisStore};
+use serde::{Deserialize, Serialize};
+
+pub struct Env {
+    pub redis: LocalRedis,
+    pub store: RedisStore,
+    pub dir: tempfile::TempDir,
+}
+
+/// The demo `Sleep` job, typed on the producer side.
+#[derive(Serialize, Deserialize)]
+pub struct Sleep {
+    pub ms: u64,
+}
+impl Job for Sleep {
+    const CLASS: &'static str = "Sleep";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let redis = LocalRedis::start().expect("redis-server");
+        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await.expect("connect");
+        let dir = tempfile::tempdir().unwrap();
+        // Fast liveness so recovery takes about a second in tests.
+        std::fs::write(
+            dir.path().join("resq.toml"),
+            "[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\n",
+        )
+        .unwrap();
+        Env { redis, store, dir }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(Arc::new(self.store.clone()))
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.store.connection()
+    }
+
+    /// `resq` with this environment's Redis and config, run in a temp dir.
+    pub fn resq(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_resq"));
+        cmd.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RESQ_REDIS_URL", self.redis.url())
+            .env("RESQ_LOG", "resq=debug,info")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.resq().args(args).output().expect("run resq")
+    }
+
+    pub fn spawn_worker(&self, args: &[&str]) -> Child {
+        let log = self.dir.path().join(format!("worker-{}.log", rand_suffix()));
+        let mut cmd = self.resq();
+        cmd.arg("--log-format").arg("json").arg("worker").args(args);
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("spawn worker");
+        child
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
+    }
+
+    pub async fn llen(&self, key: &str) -> u64 {
+        redis::cmd("LLEN").arg(key).query_async(&mut self.conn()).await.unwrap()
+    }
+
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS").arg(pattern).query_async(&mut self.conn()).await.unwrap()
+    }
+
+    pub async fn processed(&self) -> u64 {
+        self.get("resque:stat:processed").await.and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// Waits (bounded) until `check` holds.
+    pub async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..1500 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "kill({sig})");
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Waits for a child with a bound, killing it if the bound passes.
+pub fn wait_child(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..1500 {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("worker did not exit");
+}
+
+pub fn log_paths(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect()
+}
