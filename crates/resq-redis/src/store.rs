@@ -299,6 +299,9 @@ impl Store for RedisStore {
 
     async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut names = self.queues().await?;
+        if names.is_empty() {
+            return Ok(Vec::new()); // Redis refuses an empty pipeline
+        }
         names.sort();
         let mut pipe = redis::pipe();
         for q in &names {
@@ -369,7 +372,7 @@ impl Store for RedisStore {
     }
 
     async fn failed_clear(&self) -> Result<u64, StoreError> {
-        let (n, ()): (u64, ()) = redis::pipe()
+        let (n,): (u64,) = redis::pipe()
             .atomic()
             .llen(self.keys.failed())
             .del(self.keys.failed())
