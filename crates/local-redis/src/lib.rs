@@ -86,7 +86,12 @@ impl LocalRedis {
         for _ in 0..5 {
             let port = free_port().map_err(Error::Io)?;
             let dir = tempfile::tempdir().map_err(Error::Io)?;
-            let mut server = LocalRedis { child: None, port, options: options.clone(), dir };
+            let mut server = LocalRedis {
+                child: None,
+                port,
+                options: options.clone(),
+                dir,
+            };
             let path = server.dir.path().to_path_buf();
             match server.spawn(&path) {
                 Ok(()) => return Ok(server),
@@ -99,23 +104,36 @@ impl LocalRedis {
 
     fn spawn(&mut self, dir: &Path) -> Result<(), Error> {
         let mut args: Vec<String> = vec![
-            "--bind".into(), "127.0.0.1".into(),
-            "--save".into(), "".into(),
-            "--appendonly".into(), "no".into(),
-            "--dir".into(), dir.display().to_string(),
-            "--daemonize".into(), "no".into(),
-            "--loglevel".into(), "warning".into(),
-            "--logfile".into(), dir.join("redis.log").display().to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--daemonize".into(),
+            "no".into(),
+            "--loglevel".into(),
+            "warning".into(),
+            "--logfile".into(),
+            dir.join("redis.log").display().to_string(),
         ];
         match &self.options.tls {
             None => args.extend(["--port".into(), self.port.to_string()]),
             Some(tls) => args.extend([
-                "--port".into(), "0".into(),
-                "--tls-port".into(), self.port.to_string(),
-                "--tls-cert-file".into(), tls.cert.display().to_string(),
-                "--tls-key-file".into(), tls.key.display().to_string(),
-                "--tls-ca-cert-file".into(), tls.ca.display().to_string(),
-                "--tls-auth-clients".into(), if tls.require_client_cert { "yes" } else { "no" }.into(),
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                self.port.to_string(),
+                "--tls-cert-file".into(),
+                tls.cert.display().to_string(),
+                "--tls-key-file".into(),
+                tls.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                tls.ca.display().to_string(),
+                "--tls-auth-clients".into(),
+                if tls.require_client_cert { "yes" } else { "no" }.into(),
             ]),
         }
         if let Some(pass) = &self.options.requirepass {
@@ -133,7 +151,13 @@ impl LocalRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| if e.kind() == io::ErrorKind::NotFound { Error::NotInstalled } else { Error::Io(e) })?;
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    Error::NotInstalled
+                } else {
+                    Error::Io(e)
+                }
+            })?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -141,7 +165,10 @@ impl LocalRedis {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
                     self.child = None;
-                    return Err(Error::NotReady(format!("exited with {status}: {}", log.trim())));
+                    return Err(Error::NotReady(format!(
+                        "exited with {status}: {}",
+                        log.trim()
+                    )));
                 }
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -161,7 +188,11 @@ impl LocalRedis {
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://` when TLS is on. No password in it.
     pub fn url(&self) -> String {
-        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
@@ -186,7 +217,9 @@ impl LocalRedis {
         loop {
             match self.spawn(&dir) {
                 Ok(()) => return Ok(()),
-                Err(Error::NotReady(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(Error::NotReady(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(e) => return Err(e),
             }
         }

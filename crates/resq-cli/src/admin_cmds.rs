@@ -68,14 +68,20 @@ pub fn parse_args(text: &str, policy: &Policy) -> Result<Vec<Value>, Failure> {
 }
 
 pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure> {
-    let policy = Policy { limits: settings.limits, ..Policy::default() };
+    let policy = Policy {
+        limits: settings.limits,
+        ..Policy::default()
+    };
     let args = parse_args(&a.args, &policy)?;
     let store = connect(settings).await?;
     let client = Client::with_policy(store, policy);
-    let id = client.enqueue_raw(&a.class, args, &a.queue).await.map_err(|e| match e {
-        resq::EnqueueError::Store(_) => Failure::runtime(e),
-        _ => Failure::usage(e),
-    })?;
+    let id = client
+        .enqueue_raw(&a.class, args, &a.queue)
+        .await
+        .map_err(|e| match e {
+            resq::EnqueueError::Store(_) => Failure::runtime(e),
+            _ => Failure::usage(e),
+        })?;
     println!("enqueued {} on {} as {id}", safe(&a.class), safe(&a.queue));
     Ok(())
 }
@@ -86,9 +92,16 @@ async fn admin(settings: &Settings) -> Result<Admin, Failure> {
 }
 
 pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
-    let queues = admin(settings).await?.queues().await.map_err(Failure::runtime)?;
+    let queues = admin(settings)
+        .await?
+        .queues()
+        .await
+        .map_err(Failure::runtime)?;
     if f.json {
-        let v: Vec<Value> = queues.iter().map(|(q, n)| json!({"queue": q, "size": n})).collect();
+        let v: Vec<Value> = queues
+            .iter()
+            .map(|(q, n)| json!({"queue": q, "size": n}))
+            .collect();
         println!("{}", Value::Array(v));
         return Ok(());
     }
@@ -102,7 +115,11 @@ pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
 }
 
 pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
-    let workers = admin(settings).await?.workers().await.map_err(Failure::runtime)?;
+    let workers = admin(settings)
+        .await?
+        .workers()
+        .await
+        .map_err(Failure::runtime)?;
     if f.json {
         let v: Vec<Value> = workers
             .iter()
@@ -119,7 +136,11 @@ pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
         println!("no workers");
     }
     for w in workers {
-        let doing = match w.working.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+        let doing = match w
+            .working
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        {
             Some(v) => format!(
                 "working on {} from {}",
                 safe(v["payload"]["class"].as_str().unwrap_or("?")),
@@ -172,30 +193,52 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
         _ => Failure::usage(e),
     };
     match action {
-        FailedAction::List { offset, limit, json } => {
+        FailedAction::List {
+            offset,
+            limit,
+            json,
+        } => {
             let total = admin.failed_count().await.map_err(Failure::runtime)?;
-            let entries = admin.failed(offset, limit.min(1000)).await.map_err(Failure::runtime)?;
+            let entries = admin
+                .failed(offset, limit.min(1000))
+                .await
+                .map_err(Failure::runtime)?;
             if json {
                 let v: Vec<Value> = entries
                     .iter()
-                    .map(|e| serde_json::from_str::<Value>(&e.raw).unwrap_or_else(|_| Value::String(e.raw.clone())))
+                    .map(|e| {
+                        serde_json::from_str::<Value>(&e.raw)
+                            .unwrap_or_else(|_| Value::String(e.raw.clone()))
+                    })
                     .collect();
                 println!("{}", Value::Array(v));
                 return Ok(());
             }
-            println!("{total} failed job(s); showing {} from {offset}", entries.len());
+            println!(
+                "{total} failed job(s); showing {} from {offset}",
+                entries.len()
+            );
             for e in entries {
                 match e.record {
                     Some(r) => println!(
                         "{}  {}  {}  class={} queue={}  {}",
                         safe(r.failure_id.as_deref().unwrap_or("(no id)")),
                         safe(r.failed_at.as_deref().unwrap_or("-")),
-                        safe(r.reason.as_deref().or(r.exception.as_deref()).unwrap_or("-")),
+                        safe(
+                            r.reason
+                                .as_deref()
+                                .or(r.exception.as_deref())
+                                .unwrap_or("-")
+                        ),
                         safe(&clip(&r.payload_class().unwrap_or_else(|| "?".into()), 60)),
                         safe(r.queue.as_deref().unwrap_or("-")),
                         safe(&clip(r.error.as_deref().unwrap_or(""), 120)),
                     ),
-                    None => println!("#{}  (not a JSON record) {}", e.index, safe(&clip(&e.raw, 80))),
+                    None => println!(
+                        "#{}  (not a JSON record) {}",
+                        e.index,
+                        safe(&clip(&e.raw, 80))
+                    ),
                 }
             }
         }
@@ -222,9 +265,22 @@ mod tests {
     #[test]
     fn args_take_an_array_or_one_object() {
         let p = Policy::default();
-        assert_eq!(parse_args(r#"[1,"a"]"#, &p).ok().unwrap(), vec![json!(1), json!("a")]);
-        assert_eq!(parse_args(r#"{"m":1}"#, &p).ok().unwrap(), vec![json!({"m":1})]);
-        for bad in ["", "1", "\"s\"", "{", "[1,]", &format!("{}1{}", "[".repeat(64), "]".repeat(64))] {
+        assert_eq!(
+            parse_args(r#"[1,"a"]"#, &p).ok().unwrap(),
+            vec![json!(1), json!("a")]
+        );
+        assert_eq!(
+            parse_args(r#"{"m":1}"#, &p).ok().unwrap(),
+            vec![json!({"m":1})]
+        );
+        for bad in [
+            "",
+            "1",
+            "\"s\"",
+            "{",
+            "[1,]",
+            &format!("{}1{}", "[".repeat(64), "]".repeat(64)),
+        ] {
             assert!(parse_args(bad, &p).is_err(), "{bad}");
         }
     }

@@ -55,13 +55,23 @@ pub struct WorkerSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}\n  fix the path, or unset RESQ_CONFIG / --config")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid resq config: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{var} is {value:?}, which is not {expected}")]
-    BadEnv { var: &'static str, value: String, expected: &'static str },
+    BadEnv {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("cannot read the Redis password file {path}: {source}\n  check redis.password_file / RESQ_REDIS_PASSWORD_FILE")]
-    PasswordFile { path: PathBuf, source: std::io::Error },
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("redis.password_env names {var}, but that environment variable is not set")]
     PasswordEnvMissing { var: String },
     #[error("no Redis configured: set RESQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or redis.url in resq.toml")]
@@ -111,27 +121,58 @@ pub fn load(explicit: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigEr
         .or_else(|| Some(PathBuf::from("resq.toml")).filter(|p| p.exists()));
     let file = match &path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-            toml::from_str::<FileConfig>(&text)
-                .map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                path: p.clone(),
+                message: e.to_string(),
+            })?
         }
         None => FileConfig::default(),
     };
     resolve(file, path, env)
 }
 
-fn parse_env<T: std::str::FromStr>(env: &dyn Env, var: &'static str, expected: &'static str) -> Result<Option<T>, ConfigError> {
+fn parse_env<T: std::str::FromStr>(
+    env: &dyn Env,
+    var: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
     match env.var(var) {
         None => Ok(None),
-        Some(value) => value.trim().parse().map(Some).map_err(|_| ConfigError::BadEnv { var, value, expected }),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::BadEnv {
+                var,
+                value,
+                expected,
+            }),
     }
 }
 
-fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<Settings, ConfigError> {
-    let FileConfig { namespace, redis, mut worker, limits } = file;
-    let namespace = env.var("RESQ_NAMESPACE").or(namespace).unwrap_or_else(|| "resque".to_string());
+fn resolve(
+    file: FileConfig,
+    source: Option<PathBuf>,
+    env: &dyn Env,
+) -> Result<Settings, ConfigError> {
+    let FileConfig {
+        namespace,
+        redis,
+        mut worker,
+        limits,
+    } = file;
+    let namespace = env
+        .var("RESQ_NAMESPACE")
+        .or(namespace)
+        .unwrap_or_else(|| "resque".to_string());
     let ns_ok = !namespace.is_empty()
-        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if !ns_ok {
         return Err(ConfigError::BadNamespace(namespace));
     }
@@ -143,9 +184,18 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
             let mut c = RedisConfig::new(url);
             c.username = env.var("RESQ_REDIS_USERNAME").or(redis.username);
             c.password = password(&redis.password_file, &redis.password_env, env)?;
-            c.ca_file = env.var("RESQ_REDIS_CA_FILE").map(PathBuf::from).or(redis.ca_file);
-            c.client_cert_file = env.var("RESQ_REDIS_CLIENT_CERT_FILE").map(PathBuf::from).or(redis.client_cert_file);
-            c.client_key_file = env.var("RESQ_REDIS_CLIENT_KEY_FILE").map(PathBuf::from).or(redis.client_key_file);
+            c.ca_file = env
+                .var("RESQ_REDIS_CA_FILE")
+                .map(PathBuf::from)
+                .or(redis.ca_file);
+            c.client_cert_file = env
+                .var("RESQ_REDIS_CLIENT_CERT_FILE")
+                .map(PathBuf::from)
+                .or(redis.client_cert_file);
+            c.client_key_file = env
+                .var("RESQ_REDIS_CLIENT_KEY_FILE")
+                .map(PathBuf::from)
+                .or(redis.client_key_file);
             if let Some(ms) = redis.response_timeout_ms {
                 c.response_timeout = Duration::from_millis(ms.max(1));
             }
@@ -159,19 +209,35 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     if let Some(n) = parse_env(env, "RESQ_CONCURRENCY", "a whole number such as 16")? {
         worker.concurrency = Some(n);
     }
-    Ok(Settings { namespace, redis, worker, limits: limits.unwrap_or_default(), source })
+    Ok(Settings {
+        namespace,
+        redis,
+        worker,
+        limits: limits.unwrap_or_default(),
+        source,
+    })
 }
 
 /// The password, from (in order) `RESQ_REDIS_PASSWORD`, `RESQ_REDIS_PASSWORD_FILE`,
 /// the file's `password_file`, or the variable named by `password_env`.
-fn password(file: &Option<PathBuf>, var_name: &Option<String>, env: &dyn Env) -> Result<Option<SecretString>, ConfigError> {
+fn password(
+    file: &Option<PathBuf>,
+    var_name: &Option<String>,
+    env: &dyn Env,
+) -> Result<Option<SecretString>, ConfigError> {
     if let Some(p) = env.var("RESQ_REDIS_PASSWORD") {
         return Ok(Some(SecretString::from(p)));
     }
-    let path = env.var("RESQ_REDIS_PASSWORD_FILE").map(PathBuf::from).or_else(|| file.clone());
+    let path = env
+        .var("RESQ_REDIS_PASSWORD_FILE")
+        .map(PathBuf::from)
+        .or_else(|| file.clone());
     if let Some(path) = path {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::PasswordFile { path, source })?;
-        return Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_string())));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::PasswordFile { path, source })?;
+        return Ok(Some(SecretString::from(
+            text.trim_end_matches(['\n', '\r']).to_string(),
+        )));
     }
     if let Some(var) = var_name {
         return env
@@ -200,7 +266,10 @@ mod tests {
     }
 
     fn parse(text: &str, e: &MapEnv) -> Result<Settings, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "t".into(),
+            message: e.to_string(),
+        })?;
         resolve(file, None, e)
     }
 
@@ -218,11 +287,23 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_clear_errors() {
-        let err = parse("[redis]\nurll = \"x\"\n", &env(&[])).unwrap_err().to_string();
-        assert!(err.contains("unknown field") && err.contains("urll"), "{err}");
-        let err = parse("", &env(&[("RESQ_CONCURRENCY", "lots")])).unwrap_err().to_string();
-        assert!(err.contains("RESQ_CONCURRENCY") && err.contains("whole number"), "{err}");
-        let err = parse("namespace = \"a b\"", &env(&[])).unwrap_err().to_string();
+        let err = parse("[redis]\nurll = \"x\"\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field") && err.contains("urll"),
+            "{err}"
+        );
+        let err = parse("", &env(&[("RESQ_CONCURRENCY", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RESQ_CONCURRENCY") && err.contains("whole number"),
+            "{err}"
+        );
+        let err = parse("namespace = \"a b\"", &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("namespace"), "{err}");
     }
 
@@ -231,14 +312,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "from-file\n").unwrap();
-        let text = format!("[redis]\nurl = \"redis://h\"\npassword_file = {:?}\n", file.display().to_string());
+        let text = format!(
+            "[redis]\nurl = \"redis://h\"\npassword_file = {:?}\n",
+            file.display().to_string()
+        );
         let s = parse(&text, &env(&[])).unwrap();
-        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "from-file");
+        assert_eq!(
+            s.redis.unwrap().password.unwrap().expose_secret(),
+            "from-file"
+        );
         let s = parse(&text, &env(&[("RESQ_REDIS_PASSWORD", "from-env")])).unwrap();
-        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "from-env");
-        let s = parse("[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n", &env(&[("MY_PW", "named")])).unwrap();
+        assert_eq!(
+            s.redis.unwrap().password.unwrap().expose_secret(),
+            "from-env"
+        );
+        let s = parse(
+            "[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n",
+            &env(&[("MY_PW", "named")]),
+        )
+        .unwrap();
         assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "named");
-        let err = parse("[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n", &env(&[])).unwrap_err();
+        let err = parse(
+            "[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n",
+            &env(&[]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("MY_PW"));
     }
 
@@ -246,6 +344,10 @@ mod tests {
     fn no_redis_is_none_until_asked() {
         let s = parse("", &env(&[])).unwrap();
         assert!(s.redis.is_none());
-        assert!(s.redis().unwrap_err().to_string().contains("RESQ_REDIS_URL"));
+        assert!(s
+            .redis()
+            .unwrap_err()
+            .to_string()
+            .contains("RESQ_REDIS_URL"));
     }
 }

@@ -49,7 +49,10 @@ pub struct Fail {
 impl Job for Fail {
     const CLASS: &'static str = "Fail";
     async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Err(JobError { exception: "DemoFailure".into(), message: self.message })
+        Err(JobError {
+            exception: "DemoFailure".into(),
+            message: self.message,
+        })
     }
 }
 
@@ -90,9 +93,16 @@ impl Job for Alloc {
         let bytes = usize::try_from(self.mb)
             .ok()
             .and_then(|mb| mb.checked_mul(1024 * 1024))
-            .ok_or_else(|| JobError::msg(format!("{} MiB does not fit in memory's address space", self.mb)))?;
+            .ok_or_else(|| {
+                JobError::msg(format!(
+                    "{} MiB does not fit in memory's address space",
+                    self.mb
+                ))
+            })?;
         let mut block: Vec<u8> = Vec::new();
-        block.try_reserve_exact(bytes).map_err(|e| JobError::msg(format!("cannot allocate {} MiB: {e}", self.mb)))?;
+        block
+            .try_reserve_exact(bytes)
+            .map_err(|e| JobError::msg(format!("cannot allocate {} MiB: {e}", self.mb)))?;
         block.resize(bytes, 1);
         std::hint::black_box(&block);
         Ok(())
@@ -101,5 +111,10 @@ impl Job for Alloc {
 
 /// The registry of the demo jobs.
 pub fn registry() -> Registry {
-    Registry::new().register::<Echo>().register::<Sleep>().register::<Fail>().register::<Spin>().register::<Alloc>()
+    Registry::new()
+        .register::<Echo>()
+        .register::<Sleep>()
+        .register::<Fail>()
+        .register::<Spin>()
+        .register::<Alloc>()
 }

@@ -18,7 +18,11 @@ use resq_redis::RedisStore;
 use crate::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "resq", version, about = "Background jobs on Resque's Redis protocol, secure by default")]
+#[command(
+    name = "resq",
+    version,
+    about = "Background jobs on Resque's Redis protocol, secure by default"
+)]
 struct Cli {
     /// Config file (default: RESQ_CONFIG, else ./resq.toml if present).
     #[arg(long, global = true)]
@@ -67,17 +71,25 @@ pub struct Failure {
 
 impl Failure {
     pub fn usage(message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string(), code: 2 }
+        Self {
+            message: message.to_string(),
+            code: 2,
+        }
     }
     pub fn runtime(message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string(), code: 1 }
+        Self {
+            message: message.to_string(),
+            code: 1,
+        }
     }
 }
 
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RESQ_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -87,13 +99,20 @@ fn init_logs(format: LogFormat, default_level: &str) {
 /// Connects to the configured Redis.
 pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, Failure> {
     let redis = settings.redis().map_err(Failure::usage)?;
-    RedisStore::connect(redis, &settings.namespace).await.map(Arc::new).map_err(Failure::runtime)
+    RedisStore::connect(redis, &settings.namespace)
+        .await
+        .map(Arc::new)
+        .map_err(Failure::runtime)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own table; its per-job warnings would repeat it.
-    let default_level = if matches!(cli.command, Command::Demo) { "error" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo) {
+        "error"
+    } else {
+        "info"
+    };
     init_logs(cli.log_format, default_level);
     if matches!(cli.command, Command::Worker(_)) {
         proctitle::ensure_resque_title();
@@ -102,9 +121,16 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(Failure::usage(e)),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return fail(Failure::runtime(format!("cannot start the async runtime: {e}"))),
+        Err(e) => {
+            return fail(Failure::runtime(format!(
+                "cannot start the async runtime: {e}"
+            )))
+        }
     };
     let result = runtime.block_on(async move {
         match cli.command {

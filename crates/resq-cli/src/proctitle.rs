@@ -27,6 +27,10 @@ pub fn ensure_resque_title() {
         }
     };
     let title = format!("resque-resq-{}:", env!("CARGO_PKG_VERSION"));
-    let err = std::process::Command::new(exe).arg0(title).args(std::env::args_os().skip(1)).env(MARK, "1").exec();
+    let err = std::process::Command::new(exe)
+        .arg0(title)
+        .args(std::env::args_os().skip(1))
+        .env(MARK, "1")
+        .exec();
     tracing::warn!(error = %err, "cannot re-execute with a Resque process title; same-host Ruby workers may prune this worker");
 }

@@ -23,9 +23,17 @@ pub struct WorkerArgs {
     burst: bool,
 }
 
-pub fn worker_config(settings: &Settings, queues: Option<String>, concurrency: Option<usize>) -> Result<WorkerConfig, Failure> {
-    let spec_text = queues.or_else(|| settings.worker.queues.clone()).unwrap_or_else(|| "*".to_string());
-    let spec: QueueSpec = spec_text.parse().map_err(|e| Failure::usage(format!("--queues: {e}")))?;
+pub fn worker_config(
+    settings: &Settings,
+    queues: Option<String>,
+    concurrency: Option<usize>,
+) -> Result<WorkerConfig, Failure> {
+    let spec_text = queues
+        .or_else(|| settings.worker.queues.clone())
+        .unwrap_or_else(|| "*".to_string());
+    let spec: QueueSpec = spec_text
+        .parse()
+        .map_err(|e| Failure::usage(format!("--queues: {e}")))?;
     let mut config = WorkerConfig::new(spec);
     if let Some(n) = concurrency.or(settings.worker.concurrency) {
         if n == 0 {
@@ -55,7 +63,8 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
     config.burst = args.burst;
     let store = connect(settings).await?;
     let (control, rx) = Control::new();
-    spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
+    spawn_signal_handlers(control)
+        .map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
     let report = Worker::new(store, demo_jobs::registry(), config)
         .run(rx)
         .await

@@ -7,7 +7,12 @@ use local_redis::{LocalRedis, Options};
 use serde_json::Value;
 
 fn json_out(o: &std::process::Output) -> Value {
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
 
@@ -15,21 +20,42 @@ fn json_out(o: &std::process::Output) -> Value {
 async fn enqueue_work_and_manage_failures() {
     let env = Env::start().await;
     // One object is shorthand for [object]; an array is Resque's args as is.
-    let o = env.run(&["enqueue", "Echo", "--args", r#"{"message":"hi"}"#, "--queue", "mail"]);
+    let o = env.run(&[
+        "enqueue",
+        "Echo",
+        "--args",
+        r#"{"message":"hi"}"#,
+        "--queue",
+        "mail",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = env.run(&["enqueue", "Fail", "--args", r#"[{"message":"broken"}]"#]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let queues = json_out(&env.run(&["queues", "--json"]));
-    assert_eq!(queues, serde_json::json!([{"queue":"default","size":1},{"queue":"mail","size":1}]));
+    assert_eq!(
+        queues,
+        serde_json::json!([{"queue":"default","size":1},{"queue":"mail","size":1}])
+    );
 
     let o = env.run(&["worker", "--queues", "mail,default", "--burst"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("echo [mail]: hi"), "{}", stdout(&o));
-    assert!(stdout(&o).contains("processed 2 failed 1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("processed 2 failed 1"),
+        "{}",
+        stdout(&o)
+    );
 
     let stats = json_out(&env.run(&["stats", "--json"]));
-    assert_eq!((stats["processed"].as_u64(), stats["failed"].as_u64(), stats["failed_list"].as_u64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (
+            stats["processed"].as_u64(),
+            stats["failed"].as_u64(),
+            stats["failed_list"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
 
     let failed = json_out(&env.run(&["failed", "list", "--json"]));
     let record = &failed[0];
@@ -43,9 +69,18 @@ async fn enqueue_work_and_manage_failures() {
     // Retry puts the very same payload back and removes the record.
     let o = env.run(&["failed", "retry", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let queue: Vec<String> = redis::cmd("LRANGE").arg("resque:queue:default").arg(0).arg(-1).query_async(&mut env.conn()).await.unwrap();
+    let queue: Vec<String> = redis::cmd("LRANGE")
+        .arg("resque:queue:default")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
     assert_eq!(queue.len(), 1);
-    assert_eq!(serde_json::from_str::<Value>(&queue[0]).unwrap(), serde_json::from_str::<Value>(&original).unwrap());
+    assert_eq!(
+        serde_json::from_str::<Value>(&queue[0]).unwrap(),
+        serde_json::from_str::<Value>(&original).unwrap()
+    );
     assert_eq!(env.llen("resque:failed").await, 0);
     // A second retry of the same id finds nothing (no double enqueue).
     let o = env.run(&["failed", "retry", &id]);
@@ -54,7 +89,10 @@ async fn enqueue_work_and_manage_failures() {
 
     // Fail again, then remove; fail twice more, then clear.
     env.run(&["worker", "--queues", "default", "--burst"]);
-    let id = json_out(&env.run(&["failed", "list", "--json"]))[0]["failure_id"].as_str().unwrap().to_string();
+    let id = json_out(&env.run(&["failed", "list", "--json"]))[0]["failure_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(env.run(&["failed", "remove", &id]).status.success());
     assert_eq!(env.llen("resque:failed").await, 0);
     env.run(&["enqueue", "Fail", "--args", r#"{"message":"a"}"#]);
@@ -68,10 +106,20 @@ async fn enqueue_work_and_manage_failures() {
 async fn workers_lists_a_running_worker() {
     let env = Env::start().await;
     let mut worker = env.spawn_worker(&["--queues", "critical,default"]);
-    env.wait_until("registered", || async { !env.keys("resque:worker:*:started").await.is_empty() }).await;
+    env.wait_until("registered", || async {
+        !env.keys("resque:worker:*:started").await.is_empty()
+    })
+    .await;
     let workers = json_out(&env.run(&["workers", "--json"]));
     let id = workers[0]["id"].as_str().unwrap();
-    assert_eq!(id, format!("{}:{}:critical,default", id.split(':').next().unwrap(), worker.id()));
+    assert_eq!(
+        id,
+        format!(
+            "{}:{}:critical,default",
+            id.split(':').next().unwrap(),
+            worker.id()
+        )
+    );
     assert!(workers[0]["heartbeat"].as_str().unwrap().ends_with('Z'));
     signal(&worker, libc::SIGTERM);
     assert!(wait_child(&mut worker).success());
@@ -83,8 +131,14 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["enqueue", "Kernel.system"], "class name"),
         (&["enqueue", "Echo", "--queue", "mail*"], "queue name"),
-        (&["enqueue", "Echo", "--args", "\"just a string\""], "JSON array or one JSON object"),
-        (&["enqueue", "Echo", "--args", "{not json"], "not valid JSON"),
+        (
+            &["enqueue", "Echo", "--args", "\"just a string\""],
+            "JSON array or one JSON object",
+        ),
+        (
+            &["enqueue", "Echo", "--args", "{not json"],
+            "not valid JSON",
+        ),
         (&["worker", "--queues", "a b"], "--queues"),
         (&["worker", "--concurrency", "0"], "at least 1"),
         (&["failed", "retry", "no-such-id"], "no failure with id"),
@@ -99,10 +153,24 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let small = env.dir.path().join("small.toml");
     std::fs::write(&small, "[limits]\nmax_bytes = 1000\n").unwrap();
     let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(2000));
-    let o = env.run(&["--config", small.to_str().unwrap(), "enqueue", "Echo", "--args", &big]);
+    let o = env.run(&[
+        "--config",
+        small.to_str().unwrap(),
+        "enqueue",
+        "Echo",
+        "--args",
+        &big,
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("over the limit of 1000"), "{}", stderr(&o));
-    assert!(env.keys("resque:queue:*").await.is_empty(), "nothing was stored");
+    assert!(
+        stderr(&o).contains("over the limit of 1000"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        env.keys("resque:queue:*").await.is_empty(),
+        "nothing was stored"
+    );
 }
 
 #[test]
@@ -110,7 +178,9 @@ fn config_errors_say_what_where_and_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let run = |envs: &[(&str, &str)], args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resq"));
-        cmd.current_dir(dir.path()).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        cmd.current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -120,11 +190,21 @@ fn config_errors_say_what_where_and_what_to_do() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("RESQ_REDIS_URL"), "{}", stderr(&o));
 
-    let o = run(&[("RESQ_REDIS_URL", "redis://127.0.0.1:1"), ("RESQ_CONCURRENCY", "lots")], &["queues"]);
+    let o = run(
+        &[
+            ("RESQ_REDIS_URL", "redis://127.0.0.1:1"),
+            ("RESQ_CONCURRENCY", "lots"),
+        ],
+        &["queues"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("RESQ_CONCURRENCY"), "{}", stderr(&o));
 
-    std::fs::write(dir.path().join("resq.toml"), "[redis]\nurll = \"redis://x\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("resq.toml"),
+        "[redis]\nurll = \"redis://x\"\n",
+    )
+    .unwrap();
     let o = run(&[], &["queues"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
@@ -134,13 +214,19 @@ fn config_errors_say_what_where_and_what_to_do() {
 #[test]
 fn the_redis_password_is_never_printed() {
     let secret = "correct-horse-battery";
-    let redis = LocalRedis::start_with(Options { requirepass: Some(secret.into()), ..Options::default() }).unwrap();
+    let redis = LocalRedis::start_with(Options {
+        requirepass: Some(secret.into()),
+        ..Options::default()
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pwfile = dir.path().join("pw");
     std::fs::write(&pwfile, format!("{secret}\n")).unwrap();
     let run = |envs: &[(&str, String)], args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resq"));
-        cmd.current_dir(dir.path()).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        cmd.current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
         cmd.env("RESQ_LOG", "trace");
         for (k, v) in envs {
             cmd.env(k, v);
@@ -149,21 +235,40 @@ fn the_redis_password_is_never_printed() {
     };
     let url = redis.url();
     // From a file: works.
-    let o = run(&[("RESQ_REDIS_URL", url.clone()), ("RESQ_REDIS_PASSWORD_FILE", pwfile.display().to_string())], &["stats"]);
+    let o = run(
+        &[
+            ("RESQ_REDIS_URL", url.clone()),
+            ("RESQ_REDIS_PASSWORD_FILE", pwfile.display().to_string()),
+        ],
+        &["stats"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     // Wrong password from the environment, and the password in the URL: each
     // error path's whole output is searched for the secret.
     let attempts: Vec<Vec<(&str, String)>> = vec![
-        vec![("RESQ_REDIS_URL", url.clone()), ("RESQ_REDIS_PASSWORD", "wrong-horse".into())],
-        vec![("RESQ_REDIS_URL", format!("redis://:{secret}x@127.0.0.1:{}/0", redis.port()))],
+        vec![
+            ("RESQ_REDIS_URL", url.clone()),
+            ("RESQ_REDIS_PASSWORD", "wrong-horse".into()),
+        ],
+        vec![(
+            "RESQ_REDIS_URL",
+            format!("redis://:{secret}x@127.0.0.1:{}/0", redis.port()),
+        )],
         vec![("RESQ_REDIS_URL", format!("redis://:{secret}@127.0.0.1:1/0"))],
     ];
     for envs in attempts {
-        for args in [&["stats"][..], &["worker", "--burst"][..], &["enqueue", "Echo"][..]] {
+        for args in [
+            &["stats"][..],
+            &["worker", "--burst"][..],
+            &["enqueue", "Echo"][..],
+        ] {
             let o = run(&envs, args);
             assert!(!o.status.success(), "{args:?} should fail");
             let all = format!("{}{}", stdout(&o), stderr(&o));
-            assert!(!all.contains(secret) && !all.contains("wrong-horse"), "{args:?} printed a secret: {all}");
+            assert!(
+                !all.contains(secret) && !all.contains("wrong-horse"),
+                "{args:?} printed a secret: {all}"
+            );
         }
     }
 }

@@ -14,7 +14,9 @@ fn done_counts(dir: &std::path::Path) -> HashMap<String, u32> {
     let mut counts = HashMap::new();
     for path in log_paths(dir) {
         for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
             if v["fields"]["message"] == "job done" {
                 if let Some(id) = v["fields"]["id"].as_str() {
                     *counts.entry(id.to_string()).or_default() += 1;
@@ -32,7 +34,10 @@ async fn kill_9_in_the_middle_of_1000_slow_jobs_loses_nothing() {
     let ids = env.client().enqueue_bulk(&jobs).await.unwrap();
 
     let mut first = env.spawn_worker(&["--queues", "default", "--concurrency", "16"]);
-    env.wait_until("the first worker is mid-way", || async { env.processed().await >= 250 }).await;
+    env.wait_until("the first worker is mid-way", || async {
+        env.processed().await >= 250
+    })
+    .await;
     signal(&first, libc::SIGKILL);
     first.wait().unwrap();
     let after_kill = env.processed().await;
@@ -49,12 +54,18 @@ async fn kill_9_in_the_middle_of_1000_slow_jobs_loses_nothing() {
     let mut second = env.spawn_worker(&["--queues", "default", "--concurrency", "16", "--burst"]);
     // Burst exits when the queue is empty; the dead worker's jobs come back
     // once its liveness lapses, so wait for all of them before it can finish.
-    env.wait_until("every job acked", || async { env.processed().await >= 1000 }).await;
+    env.wait_until("every job acked", || async {
+        env.processed().await >= 1000
+    })
+    .await;
     let status = wait_child(&mut second);
     assert!(status.success());
 
     assert_eq!(env.llen("resque:queue:default").await, 0);
-    assert!(env.keys("resque:resq:inflight:*").await.is_empty(), "nothing left in flight");
+    assert!(
+        env.keys("resque:resq:inflight:*").await.is_empty(),
+        "nothing left in flight"
+    );
     assert_eq!(env.llen("resque:failed").await, 0);
     assert_eq!(env.processed().await, 1000, "each job acked exactly once");
 
@@ -73,15 +84,37 @@ async fn term_stops_now_and_puts_running_jobs_back() {
     let jobs: Vec<Sleep> = (0..3).map(|_| Sleep { ms: 60_000 }).collect();
     let ids = env.client().enqueue_bulk(&jobs).await.unwrap();
     let mut worker = env.spawn_worker(&["--queues", "default", "--concurrency", "3"]);
-    env.wait_until("all three running", || async { env.llen("resque:queue:default").await == 0 }).await;
+    env.wait_until("all three running", || async {
+        env.llen("resque:queue:default").await == 0
+    })
+    .await;
     signal(&worker, libc::SIGTERM);
     let status = wait_child(&mut worker);
     assert!(status.success());
     let mut out = String::new();
-    worker.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    worker
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(out.contains("requeued 3"), "{out}");
-    let queue: Vec<String> = redis::cmd("LRANGE").arg("resque:queue:default").arg(0).arg(-1).query_async(&mut env.conn()).await.unwrap();
-    let back: Vec<String> = queue.iter().map(|p| serde_json::from_str::<Value>(p).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let queue: Vec<String> = redis::cmd("LRANGE")
+        .arg("resque:queue:default")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    let back: Vec<String> = queue
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(p).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(back, ids, "back at the head, in order");
     assert_eq!(env.processed().await, 0);
     assert!(env.keys("resque:worker*").await.is_empty(), "unregistered");
@@ -93,7 +126,10 @@ async fn quit_finishes_running_jobs_then_exits() {
     let jobs: Vec<Sleep> = (0..2).map(|_| Sleep { ms: 700 }).collect();
     env.client().enqueue_bulk(&jobs).await.unwrap();
     let mut worker = env.spawn_worker(&["--queues", "default", "--concurrency", "2"]);
-    env.wait_until("both running", || async { env.llen("resque:queue:default").await == 0 }).await;
+    env.wait_until("both running", || async {
+        env.llen("resque:queue:default").await == 0
+    })
+    .await;
     assert_eq!(env.processed().await, 0);
     signal(&worker, libc::SIGQUIT);
     assert!(wait_child(&mut worker).success());
@@ -105,7 +141,10 @@ async fn quit_finishes_running_jobs_then_exits() {
 async fn usr2_pauses_and_cont_resumes() {
     let env = Env::start().await;
     let mut worker = env.spawn_worker(&["--queues", "default", "--concurrency", "2"]);
-    env.wait_until("worker registered", || async { !env.keys("resque:worker:*:started").await.is_empty() }).await;
+    env.wait_until("worker registered", || async {
+        !env.keys("resque:worker:*:started").await.is_empty()
+    })
+    .await;
 
     // The process title that same-host Ruby workers look for.
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", worker.id())).unwrap();
@@ -116,14 +155,25 @@ async fn usr2_pauses_and_cont_resumes() {
     signal(&worker, libc::SIGUSR2);
     // Wait until the pause is in effect: the log says so.
     env.wait_until("pause logged", || async {
-        log_paths(env.dir.path()).iter().any(|p| std::fs::read_to_string(p).unwrap_or_default().contains("USR2"))
+        log_paths(env.dir.path()).iter().any(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains("USR2")
+        })
     })
     .await;
     env.client().enqueue(&Sleep { ms: 1 }).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(env.llen("resque:queue:default").await, 1, "a paused worker took a job");
+    assert_eq!(
+        env.llen("resque:queue:default").await,
+        1,
+        "a paused worker took a job"
+    );
     signal(&worker, libc::SIGCONT);
-    env.wait_until("resumed and processed", || async { env.processed().await == 1 }).await;
+    env.wait_until("resumed and processed", || async {
+        env.processed().await == 1
+    })
+    .await;
     signal(&worker, libc::SIGTERM);
     assert!(wait_child(&mut worker).success());
 }

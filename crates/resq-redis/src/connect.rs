@@ -67,10 +67,16 @@ impl std::fmt::Debug for RedisConfig {
 /// Why a connection could not be set up. Messages never hold the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("Redis URL {url} is not valid (expected redis://host:port/db or rediss://...): {reason}")]
+    #[error(
+        "Redis URL {url} is not valid (expected redis://host:port/db or rediss://...): {reason}"
+    )]
     BadUrl { url: String, reason: String },
     #[error("cannot read {what} {path}: {source}")]
-    ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("client_cert_file and client_key_file must be given together")]
     HalfClientCert,
     #[error("cannot connect to Redis at {url}: {reason}")]
@@ -88,7 +94,11 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConnectError> {
-    std::fs::read(path).map_err(|source| ConnectError::ReadFile { what, path: path.clone(), source })
+    std::fs::read(path).map_err(|source| ConnectError::ReadFile {
+        what,
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Builds a client (does not connect yet).
@@ -96,8 +106,15 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     // rustls needs one crypto provider chosen when several are linked; a second
     // call finds it installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bad_url = |reason: String| ConnectError::BadUrl { url: config.redacted_url(), reason };
-    let mut info = config.url.as_str().into_connection_info().map_err(|e| bad_url(format!("{:?}", e.kind())))?;
+    let bad_url = |reason: String| ConnectError::BadUrl {
+        url: config.redacted_url(),
+        reason,
+    };
+    let mut info = config
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| bad_url(format!("{:?}", e.kind())))?;
     let mut settings = info.redis_settings().clone();
     if let Some(user) = &config.username {
         settings = settings.set_username(user);
@@ -107,7 +124,9 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     }
     info = info.set_redis_settings(settings);
 
-    let wants_custom_tls = config.ca_file.is_some() || config.client_cert_file.is_some() || config.client_key_file.is_some();
+    let wants_custom_tls = config.ca_file.is_some()
+        || config.client_cert_file.is_some()
+        || config.client_key_file.is_some();
     let built = if wants_custom_tls {
         let client_tls = match (&config.client_cert_file, &config.client_key_file) {
             (Some(cert), Some(key)) => Some(ClientTlsConfig {
@@ -117,8 +136,18 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
             (None, None) => None,
             _ => return Err(ConnectError::HalfClientCert),
         };
-        let root_cert = config.ca_file.as_ref().map(|p| read("CA file", p)).transpose()?;
-        redis::Client::build_with_tls(info, TlsCertificates { client_tls, root_cert })
+        let root_cert = config
+            .ca_file
+            .as_ref()
+            .map(|p| read("CA file", p))
+            .transpose()?;
+        redis::Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
     } else {
         redis::Client::open(info)
     };
@@ -138,7 +167,10 @@ pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, ConnectE
     client
         .get_connection_manager_with_config(manager_config)
         .await
-        .map_err(|e| ConnectError::Connect { url: config.redacted_url(), reason: e.to_string() })
+        .map_err(|e| ConnectError::Connect {
+            url: config.redacted_url(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -147,7 +179,10 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://<redacted>@h:1/0");
+        assert_eq!(
+            redact_url("redis://u:secret@h:1/0"),
+            "redis://<redacted>@h:1/0"
+        );
         assert_eq!(redact_url("rediss://:secret@h"), "rediss://<redacted>@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
     }
@@ -157,6 +192,9 @@ mod tests {
         let mut c = RedisConfig::new("redis://u:urlsecret@h:1");
         c.password = Some(SecretString::from("hunter2"));
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("urlsecret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("urlsecret"),
+            "{shown}"
+        );
     }
 }

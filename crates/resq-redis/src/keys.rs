@@ -10,7 +10,9 @@ pub struct Keys {
 impl Keys {
     /// `namespace` is Resque's (`resque`); the `:` separator is added.
     pub fn new(namespace: &str) -> Self {
-        Self { prefix: format!("{namespace}:") }
+        Self {
+            prefix: format!("{namespace}:"),
+        }
     }
 
     fn k(&self, rest: &str) -> String {
@@ -77,7 +79,10 @@ mod tests {
             (k.failed(), "resque:failed"),
             (k.stat("processed"), "resque:stat:processed"),
             (k.stat("failed"), "resque:stat:failed"),
-            (k.worker_stat("processed", w), "resque:stat:processed:host:42:a,b"),
+            (
+                k.worker_stat("processed", w),
+                "resque:stat:processed:host:42:a,b",
+            ),
             (k.worker_stat("failed", w), "resque:stat:failed:host:42:a,b"),
             (k.workers(), "resque:workers"),
             (k.worker(w), "resque:worker:host:42:a,b"),

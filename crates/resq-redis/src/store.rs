@@ -7,7 +7,10 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Value};
 
 use resq::clock::iso8601;
-use resq::store::{Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Store, StoreError, StoreStats, WorkerRecord};
+use resq::store::{
+    Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Store, StoreError, StoreStats,
+    WorkerRecord,
+};
 use resq::WorkerId;
 
 use crate::connect::{connect, ConnectError, RedisConfig};
@@ -40,7 +43,10 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Self, ConnectError> {
-        Ok(Self { conn: connect(config).await?, keys: Keys::new(namespace) })
+        Ok(Self {
+            conn: connect(config).await?,
+            keys: Keys::new(namespace),
+        })
     }
 
     /// The key names this store uses.
@@ -55,14 +61,19 @@ impl RedisStore {
 
     /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
     pub async fn server_time(&self) -> Result<f64, StoreError> {
-        let (secs, micros): (u64, u64) =
-            redis::cmd("TIME").query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
         Ok(secs as f64 + micros as f64 / 1e6)
     }
 
     async fn recover_worker(&self, worker: &str, force: bool) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn.clone();
-        let queues: Vec<String> = conn.smembers(self.keys.inflight_queues(worker)).await.map_err(store_err)?;
+        let queues: Vec<String> = conn
+            .smembers(self.keys.inflight_queues(worker))
+            .await
+            .map_err(store_err)?;
         let mode = if force { "force" } else { "" };
         let mut requeued = 0u64;
         for q in &queues {
@@ -109,13 +120,21 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
     }
     let mut jobs = Vec::new();
     while let Some(pair) = items.next() {
-        let Value::Int(p) = pair else { return Err(bad("a non-integer queue number")) };
-        let queue = usize::try_from(p - 1).ok().and_then(|i| queues.get(i)).ok_or_else(|| bad("an unknown queue number"))?;
+        let Value::Int(p) = pair else {
+            return Err(bad("a non-integer queue number"));
+        };
+        let queue = usize::try_from(p - 1)
+            .ok()
+            .and_then(|i| queues.get(i))
+            .ok_or_else(|| bad("an unknown queue number"))?;
         let payload = match items.next() {
             Some(Value::BulkString(bytes)) => bytes,
             _ => return Err(bad("a job that is not a string")),
         };
-        jobs.push(FetchedJob { queue: queue.clone(), payload });
+        jobs.push(FetchedJob {
+            queue: queue.clone(),
+            payload,
+        });
     }
     Ok(Fetched::Jobs(jobs))
 }
@@ -133,18 +152,27 @@ impl Store for RedisStore {
         // Group by queue, keeping order: one SADD and one RPUSH per queue.
         let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
         for job in jobs {
-            by_queue.entry(job.queue.as_str()).or_default().push(&job.payload);
+            by_queue
+                .entry(job.queue.as_str())
+                .or_default()
+                .push(&job.payload);
         }
         let mut pipe = redis::pipe();
         for (queue, payloads) in &by_queue {
             pipe.sadd(self.keys.queues(), *queue).ignore();
             pipe.rpush(self.keys.queue(queue), payloads).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
-        self.conn.clone().smembers(self.keys.queues()).await.map_err(store_err)
+        self.conn
+            .clone()
+            .smembers(self.keys.queues())
+            .await
+            .map_err(store_err)
     }
 
     async fn fetch(
@@ -157,7 +185,9 @@ impl Store for RedisStore {
     ) -> Result<Fetched, StoreError> {
         let w = worker.as_str();
         let mut inv = scripts::FETCH.prepare_invoke();
-        inv.key(self.keys.pause_all()).key(self.keys.worker(w)).key(self.keys.inflight_queues(w));
+        inv.key(self.keys.pause_all())
+            .key(self.keys.worker(w))
+            .key(self.keys.inflight_queues(w));
         for q in queues {
             inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
         }
@@ -165,7 +195,10 @@ impl Store for RedisStore {
         for q in queues {
             inv.arg(q);
         }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
         parse_fetch(reply, queues)
     }
 
@@ -187,9 +220,13 @@ impl Store for RedisStore {
             if n == next {
                 inv.key(self.keys.inflight(w, &f.job.queue));
             }
-            inv.arg(n).arg(&f.job.payload).arg(f.failure.as_deref().unwrap_or(""));
+            inv.arg(n)
+                .arg(&f.job.payload)
+                .arg(f.failure.as_deref().unwrap_or(""));
         }
-        inv.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(store_err)?;
+        inv.invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
@@ -204,15 +241,23 @@ impl Store for RedisStore {
             let next = pair_numbers.len() + 1;
             let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
             if n == next {
-                inv.key(self.keys.inflight(w, &job.queue)).key(self.keys.queue(&job.queue));
+                inv.key(self.keys.inflight(w, &job.queue))
+                    .key(self.keys.queue(&job.queue));
             }
             inv.arg(n).arg(&job.payload);
         }
-        inv.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(store_err)?;
+        inv.invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
-    async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError> {
+    async fn register_worker(
+        &self,
+        worker: &WorkerId,
+        started: &str,
+        liveness_ttl_ms: u64,
+    ) -> Result<(), StoreError> {
         let w = worker.as_str();
         let now = iso8601(self.server_time().await?);
         redis::pipe()
@@ -238,7 +283,11 @@ impl Store for RedisStore {
 
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError> {
         let now = iso8601(self.server_time().await?);
-        self.conn.clone().hset::<_, _, _, ()>(self.keys.heartbeats(), worker.as_str(), now).await.map_err(store_err)
+        self.conn
+            .clone()
+            .hset::<_, _, _, ()>(self.keys.heartbeats(), worker.as_str(), now)
+            .await
+            .map_err(store_err)
     }
 
     async fn keep_alive(&self, worker: &WorkerId, liveness_ttl_ms: u64) -> Result<(), StoreError> {
@@ -266,11 +315,20 @@ impl Store for RedisStore {
     }
 
     async fn reap_dead_workers(&self) -> Result<ReapReport, StoreError> {
-        let candidates: Vec<String> =
-            self.conn.clone().smembers(self.keys.resq_workers()).await.map_err(store_err)?;
+        let candidates: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.resq_workers())
+            .await
+            .map_err(store_err)?;
         let mut report = ReapReport::default();
         for worker in candidates {
-            let alive: bool = self.conn.clone().exists(self.keys.alive(&worker)).await.map_err(store_err)?;
+            let alive: bool = self
+                .conn
+                .clone()
+                .exists(self.keys.alive(&worker))
+                .await
+                .map_err(store_err)?;
             if alive {
                 continue;
             }
@@ -283,7 +341,12 @@ impl Store for RedisStore {
     }
 
     async fn paused_all(&self) -> Result<bool, StoreError> {
-        let v: Option<String> = self.conn.clone().get(self.keys.pause_all()).await.map_err(store_err)?;
+        let v: Option<String> = self
+            .conn
+            .clone()
+            .get(self.keys.pause_all())
+            .await
+            .map_err(store_err)?;
         Ok(v.as_deref() == Some("true"))
     }
 
@@ -294,7 +357,10 @@ impl Store for RedisStore {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        Ok(StoreStats { processed: opt_u64(p), failed: opt_u64(f) })
+        Ok(StoreStats {
+            processed: opt_u64(p),
+            failed: opt_u64(f),
+        })
     }
 
     async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -307,16 +373,30 @@ impl Store for RedisStore {
         for q in &names {
             pipe.llen(self.keys.queue(q));
         }
-        let sizes: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let sizes: Vec<u64> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
         Ok(names.into_iter().zip(sizes).collect())
     }
 
     async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
-        let mut ids: Vec<String> = self.conn.clone().smembers(self.keys.workers()).await.map_err(store_err)?;
+        let mut ids: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.workers())
+            .await
+            .map_err(store_err)?;
         ids.sort();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            type Row = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
             let (started, heartbeat, working, processed, failed): Row = redis::pipe()
                 .get(self.keys.worker_started(&id))
                 .hget(self.keys.heartbeats(), &id)
@@ -339,7 +419,11 @@ impl Store for RedisStore {
     }
 
     async fn failed_len(&self) -> Result<u64, StoreError> {
-        self.conn.clone().llen(self.keys.failed()).await.map_err(store_err)
+        self.conn
+            .clone()
+            .llen(self.keys.failed())
+            .await
+            .map_err(store_err)
     }
 
     async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<String>, StoreError> {
@@ -347,13 +431,29 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let stop = start.saturating_add(count - 1);
-        let (start, stop) = (start.min(i64::MAX as u64) as isize, stop.min(i64::MAX as u64) as isize);
-        let raw: Vec<Vec<u8>> = self.conn.clone().lrange(self.keys.failed(), start, stop).await.map_err(store_err)?;
-        Ok(raw.into_iter().map(|r| String::from_utf8_lossy(&r).into_owned()).collect())
+        let (start, stop) = (
+            start.min(i64::MAX as u64) as isize,
+            stop.min(i64::MAX as u64) as isize,
+        );
+        let raw: Vec<Vec<u8>> = self
+            .conn
+            .clone()
+            .lrange(self.keys.failed(), start, stop)
+            .await
+            .map_err(store_err)?;
+        Ok(raw
+            .into_iter()
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .collect())
     }
 
     async fn failed_remove(&self, record: &str) -> Result<bool, StoreError> {
-        let n: i64 = self.conn.clone().lrem(self.keys.failed(), 1, record).await.map_err(store_err)?;
+        let n: i64 = self
+            .conn
+            .clone()
+            .lrem(self.keys.failed(), 1, record)
+            .await
+            .map_err(store_err)?;
         Ok(n > 0)
     }
 

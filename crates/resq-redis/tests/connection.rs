@@ -14,9 +14,13 @@ use resq_redis::{RedisConfig, RedisStore};
 use secrecy::SecretString;
 
 async fn try_roundtrip(config: &RedisConfig) -> Result<(), String> {
-    let store = RedisStore::connect(config, "resque").await.map_err(|e| e.to_string())?;
+    let store = RedisStore::connect(config, "resque")
+        .await
+        .map_err(|e| e.to_string())?;
     Client::new(std::sync::Arc::new(store.clone()))
-        .enqueue(&Echo { message: "x".into() })
+        .enqueue(&Echo {
+            message: "x".into(),
+        })
         .await
         .map_err(|e| e.to_string())?;
     store.queues().await.map_err(|e| e.to_string())?;
@@ -26,9 +30,15 @@ async fn try_roundtrip(config: &RedisConfig) -> Result<(), String> {
 #[tokio::test]
 async fn requirepass_is_used_and_never_printed() {
     let secret = "s3cret-pass-123";
-    let redis = LocalRedis::start_with(Options { requirepass: Some(secret.into()), ..Options::default() }).unwrap();
+    let redis = LocalRedis::start_with(Options {
+        requirepass: Some(secret.into()),
+        ..Options::default()
+    })
+    .unwrap();
 
-    let anonymous = try_roundtrip(&RedisConfig::new(redis.url())).await.unwrap_err();
+    let anonymous = try_roundtrip(&RedisConfig::new(redis.url()))
+        .await
+        .unwrap_err();
     assert!(anonymous.to_uppercase().contains("AUTH"), "{anonymous}");
 
     let mut wrong = RedisConfig::new(redis.url());
@@ -81,27 +91,46 @@ struct Pki {
 impl Pki {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate.
     fn generate() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose,
+        };
         let dir = tempfile::tempdir().unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         // Distinct names: OpenSSL takes a certificate whose subject equals its
         // issuer for self-signed and will not chain it to the CA.
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "resq test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "resq test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::from_params(&ca_params, &ca_key);
         let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
         write("ca.pem", ca_cert.pem());
         for (name, sans, usage) in [
-            ("server", vec!["127.0.0.1".to_string(), "localhost".to_string()], ExtendedKeyUsagePurpose::ServerAuth),
-            ("client", vec!["resq-client".to_string()], ExtendedKeyUsagePurpose::ClientAuth),
+            (
+                "server",
+                vec!["127.0.0.1".to_string(), "localhost".to_string()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            (
+                "client",
+                vec!["resq-client".to_string()],
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ),
         ] {
             let key = KeyPair::generate().unwrap();
             let mut params = CertificateParams::new(sans).unwrap();
             params.extended_key_usages = vec![usage];
-            params.distinguished_name.push(rcgen::DnType::CommonName, format!("resq test {name}"));
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("resq test {name}"));
             let cert = params.signed_by(&key, &issuer).unwrap();
             write(&format!("{name}.pem"), cert.pem());
             write(&format!("{name}.key"), key.serialize_pem());
@@ -143,9 +172,13 @@ async fn tls_with_private_ca() {
     let pki = Pki::generate();
     let redis = pki.server(false);
     assert!(redis.url().starts_with("rediss://"));
-    try_roundtrip(&tls_config(redis.url(), Some(&pki.path("ca.pem")), None)).await.unwrap();
+    try_roundtrip(&tls_config(redis.url(), Some(&pki.path("ca.pem")), None))
+        .await
+        .unwrap();
     // Without our CA the server's certificate is not trusted.
-    assert!(try_roundtrip(&tls_config(redis.url(), None, None)).await.is_err());
+    assert!(try_roundtrip(&tls_config(redis.url(), None, None))
+        .await
+        .is_err());
     // Plain text to a TLS port does not work either.
     let plain = format!("redis://127.0.0.1:{}/0", redis.port());
     assert!(try_roundtrip(&tls_config(plain, None, None)).await.is_err());
@@ -156,11 +189,21 @@ async fn tls_with_client_certificate() {
     let pki = Pki::generate();
     let redis = pki.server(true);
     let ca = pki.path("ca.pem");
-    assert!(try_roundtrip(&tls_config(redis.url(), Some(&ca), None)).await.is_err(), "no client cert must fail");
+    assert!(
+        try_roundtrip(&tls_config(redis.url(), Some(&ca), None))
+            .await
+            .is_err(),
+        "no client cert must fail"
+    );
     let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
-    try_roundtrip(&tls_config(redis.url(), Some(&ca), Some((&cert, &key)))).await.unwrap();
+    try_roundtrip(&tls_config(redis.url(), Some(&ca), Some((&cert, &key))))
+        .await
+        .unwrap();
 
-    let half = RedisConfig { client_key_file: None, ..tls_config(redis.url(), Some(&ca), Some((&cert, &key))) };
+    let half = RedisConfig {
+        client_key_file: None,
+        ..tls_config(redis.url(), Some(&ca), Some((&cert, &key)))
+    };
     let err = try_roundtrip(&half).await.unwrap_err();
     assert!(err.contains("together"), "{err}");
 }
@@ -169,9 +212,15 @@ async fn tls_with_client_certificate() {
 async fn worker_survives_redis_going_away_and_coming_back() {
     let mut env = Env::start().await;
     let client = Client::new(env.dyn_store());
-    client.enqueue(&Echo { message: "before".into() }).await.unwrap();
+    client
+        .enqueue(&Echo {
+            message: "before".into(),
+        })
+        .await
+        .unwrap();
     let (control, rx) = Control::new();
-    let worker = tokio::spawn(Worker::new(env.dyn_store(), registry(), fast_config("default")).run(rx));
+    let worker =
+        tokio::spawn(Worker::new(env.dyn_store(), registry(), fast_config("default")).run(rx));
     wait_for_processed(&env, "1").await;
 
     env.redis.kill();
@@ -180,7 +229,13 @@ async fn worker_survives_redis_going_away_and_coming_back() {
     // The restarted server is empty: enqueue again; the same worker must run it.
     let mut enqueued = false;
     for _ in 0..100 {
-        if client.enqueue(&Echo { message: "after".into() }).await.is_ok() {
+        if client
+            .enqueue(&Echo {
+                message: "after".into(),
+            })
+            .await
+            .is_ok()
+        {
             enqueued = true;
             break;
         }

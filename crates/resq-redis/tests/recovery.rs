@@ -14,16 +14,33 @@ use resq::WorkerId;
 async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order() {
     let env = Env::start().await;
     for i in 0..5 {
-        env.push_raw("q", format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes()).await;
+        env.push_raw(
+            "q",
+            format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes(),
+        )
+        .await;
     }
     let dead = WorkerId::new("gone", 1, "q");
-    env.store.register_worker(&dead, "2026-11-24 09:58:58 +0000", 200).await.unwrap();
-    let Fetched::Jobs(jobs) = env.store.fetch(&dead, &["q".into()], 3, true, "t").await.unwrap() else {
+    env.store
+        .register_worker(&dead, "2026-11-24 09:58:58 +0000", 200)
+        .await
+        .unwrap();
+    let Fetched::Jobs(jobs) = env
+        .store
+        .fetch(&dead, &["q".into()], 3, true, "t")
+        .await
+        .unwrap()
+    else {
         panic!("paused?")
     };
     assert_eq!(jobs.len(), 3);
     assert_eq!(env.lrange("resque:queue:q").await.len(), 2);
-    assert_eq!(env.lrange(&format!("resque:resq:inflight:{dead}:q")).await.len(), 3);
+    assert_eq!(
+        env.lrange(&format!("resque:resq:inflight:{dead}:q"))
+            .await
+            .len(),
+        3
+    );
 
     // Alive: the reaper leaves it alone.
     let report = env.store.reap_dead_workers().await.unwrap();
@@ -37,26 +54,53 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
     let queue = env.lrange("resque:queue:q").await;
     let order: Vec<String> = queue
         .iter()
-        .map(|p| serde_json::from_str::<serde_json::Value>(p).unwrap()["args"][0]["message"].as_str().unwrap().to_string())
+        .map(|p| {
+            serde_json::from_str::<serde_json::Value>(p).unwrap()["args"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(order, ["0", "1", "2", "3", "4"], "recovered jobs go back to the head in order");
+    assert_eq!(
+        order,
+        ["0", "1", "2", "3", "4"],
+        "recovered jobs go back to the head in order"
+    );
     assert!(env.keys("resque:resq:*").await.is_empty());
-    let workers: Vec<String> = redis::cmd("SMEMBERS").arg("resque:workers").query_async(&mut env.conn()).await.unwrap();
+    let workers: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("resque:workers")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
     assert!(workers.is_empty(), "the dead worker is unregistered too");
 
     // A second reaper finds nothing to do.
-    assert_eq!(env.store.reap_dead_workers().await.unwrap(), Default::default());
+    assert_eq!(
+        env.store.reap_dead_workers().await.unwrap(),
+        Default::default()
+    );
 }
 
 #[tokio::test]
 async fn requeue_puts_jobs_back_at_the_head_once() {
     let env = Env::start().await;
     for i in 0..4 {
-        env.push_raw("q", format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes()).await;
+        env.push_raw(
+            "q",
+            format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes(),
+        )
+        .await;
     }
     let w = WorkerId::new("w", 2, "q");
     env.store.register_worker(&w, "s", 10_000).await.unwrap();
-    let Fetched::Jobs(jobs) = env.store.fetch(&w, &["q".into()], 2, true, "t").await.unwrap() else { panic!() };
+    let Fetched::Jobs(jobs) = env
+        .store
+        .fetch(&w, &["q".into()], 2, true, "t")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     env.store.requeue(&w, &jobs).await.unwrap();
     env.store.requeue(&w, &jobs).await.unwrap(); // twice: no duplicate
     let queue = env.lrange("resque:queue:q").await;
@@ -68,15 +112,25 @@ async fn requeue_puts_jobs_back_at_the_head_once() {
 async fn a_new_worker_recovers_a_dead_workers_jobs_and_runs_them() {
     let env = Env::start().await;
     for i in 0..20 {
-        env.push_raw("q", format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes()).await;
+        env.push_raw(
+            "q",
+            format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes(),
+        )
+        .await;
     }
     let dead = WorkerId::new("gone", 3, "q");
     env.store.register_worker(&dead, "s", 100).await.unwrap();
-    env.store.fetch(&dead, &["q".into()], 20, true, "t").await.unwrap();
+    env.store
+        .fetch(&dead, &["q".into()], 20, true, "t")
+        .await
+        .unwrap();
     assert!(env.lrange("resque:queue:q").await.is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let report = env.burst("q", registry()).await;
     assert_eq!(report.recovered, 20);
     assert_eq!(report.processed, 20);
-    assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("20"));
+    assert_eq!(
+        env.get("resque:stat:processed").await.as_deref(),
+        Some("20")
+    );
 }

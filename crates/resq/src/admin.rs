@@ -65,7 +65,11 @@ impl Admin {
         Ok(raw
             .into_iter()
             .enumerate()
-            .map(|(i, raw)| FailedEntry { index: offset + i as u64, record: FailureRecord::parse(&raw), raw })
+            .map(|(i, raw)| FailedEntry {
+                index: offset + i as u64,
+                record: FailureRecord::parse(&raw),
+                raw,
+            })
             .collect())
     }
 
@@ -75,7 +79,8 @@ impl Admin {
         let mut offset = 0;
         while offset < total {
             for entry in self.failed(offset, SCAN_PAGE).await? {
-                let matches = entry.record.as_ref().and_then(|r| r.failure_id.as_deref()) == Some(failure_id);
+                let matches =
+                    entry.record.as_ref().and_then(|r| r.failure_id.as_deref()) == Some(failure_id);
                 if matches {
                     return Ok(entry);
                 }
@@ -89,15 +94,32 @@ impl Admin {
     /// enqueued, and removes the record, atomically.
     pub async fn retry_failed(&self, failure_id: &str) -> Result<(), AdminError> {
         let entry = self.find_failed(failure_id).await?;
-        let not_retryable = |why: &str| AdminError::NotRetryable { id: failure_id.to_string(), why: why.to_string() };
-        let record = entry.record.as_ref().ok_or_else(|| not_retryable("the record is not JSON"))?;
-        let payload = record.payload.as_ref().ok_or_else(|| not_retryable("the record has no payload"))?;
+        let not_retryable = |why: &str| AdminError::NotRetryable {
+            id: failure_id.to_string(),
+            why: why.to_string(),
+        };
+        let record = entry
+            .record
+            .as_ref()
+            .ok_or_else(|| not_retryable("the record is not JSON"))?;
+        let payload = record
+            .payload
+            .as_ref()
+            .ok_or_else(|| not_retryable("the record has no payload"))?;
         if !payload.get().starts_with('{') {
-            return Err(not_retryable("its payload was never a job (it would fail the same way again)"));
+            return Err(not_retryable(
+                "its payload was never a job (it would fail the same way again)",
+            ));
         }
-        let queue = record.queue.clone().ok_or_else(|| not_retryable("the record names no queue"))?;
+        let queue = record
+            .queue
+            .clone()
+            .ok_or_else(|| not_retryable("the record names no queue"))?;
         check_queue(&queue).map_err(|e| not_retryable(&e.to_string()))?;
-        let job = OutgoingJob { queue, payload: payload.get().as_bytes().to_vec() };
+        let job = OutgoingJob {
+            queue,
+            payload: payload.get().as_bytes().to_vec(),
+        };
         if self.store.failed_requeue(&entry.raw, &job).await? {
             Ok(())
         } else {

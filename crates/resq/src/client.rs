@@ -48,7 +48,10 @@ impl Client {
     }
 
     pub fn with_policy(store: Arc<dyn Store>, policy: Policy) -> Self {
-        Self { store, policy: Arc::new(policy) }
+        Self {
+            store,
+            policy: Arc::new(policy),
+        }
     }
 
     /// Enqueues `job` on its type's queue; returns the job id.
@@ -69,7 +72,10 @@ impl Client {
         for job in jobs {
             let (id, payload) = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?)?;
             ids.push(id);
-            outgoing.push(OutgoingJob { queue: J::QUEUE.to_string(), payload });
+            outgoing.push(OutgoingJob {
+                queue: J::QUEUE.to_string(),
+                payload,
+            });
         }
         self.store.enqueue(&outgoing).await?;
         Ok(ids)
@@ -77,9 +83,19 @@ impl Client {
 
     /// Enqueues a job by class name and raw `args`, through the same policy.
     /// This is the path for the CLI and for bridges from other languages.
-    pub async fn enqueue_raw(&self, class: &str, args: Vec<Value>, queue: &str) -> Result<String, EnqueueError> {
+    pub async fn enqueue_raw(
+        &self,
+        class: &str,
+        args: Vec<Value>,
+        queue: &str,
+    ) -> Result<String, EnqueueError> {
         let (id, payload) = self.policy.seal(class, queue, args)?;
-        self.store.enqueue(&[OutgoingJob { queue: queue.to_string(), payload }]).await?;
+        self.store
+            .enqueue(&[OutgoingJob {
+                queue: queue.to_string(),
+                payload,
+            }])
+            .await?;
         Ok(id)
     }
 

@@ -111,10 +111,19 @@ mod tests {
             (br#"{"args":[]}"#, Reason::MalformedPayload),
             (br#"{"class":"A","args":{}}"#, Reason::MalformedPayload),
             (br#"{"class":1,"args":[]}"#, Reason::MalformedPayload),
-            (br#"{"class":"A","class":"B","args":[]}"#, Reason::MalformedPayload),
-            (b"{\"class\":\"A\xff\",\"args\":[]}", Reason::MalformedPayload),
+            (
+                br#"{"class":"A","class":"B","args":[]}"#,
+                Reason::MalformedPayload,
+            ),
+            (
+                b"{\"class\":\"A\xff\",\"args\":[]}",
+                Reason::MalformedPayload,
+            ),
             (br#"{"class":"A","args":[1e999]}"#, Reason::NumberOutOfRange),
-            (br#"{"class":"A","args":[99999999999999999999999]}"#, Reason::NumberOutOfRange),
+            (
+                br#"{"class":"A","args":[99999999999999999999999]}"#,
+                Reason::NumberOutOfRange,
+            ),
         ];
         for (bytes, reason) in cases {
             let err = Envelope::decode(bytes, &limits).unwrap_err();

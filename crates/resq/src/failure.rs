@@ -58,12 +58,17 @@ pub fn build_record(
     // Embedded as JSON only when the worker could decode it (so every reader can
     // parse it back); a payload refused while decoding is kept as text.
     let readable = !info.reason.is_decode_failure() && payload.first() == Some(&b'{');
-    let as_json = readable.then(|| serde_json::from_slice::<&RawValue>(payload).ok()).flatten();
+    let as_json = readable
+        .then(|| serde_json::from_slice::<&RawValue>(payload).ok())
+        .flatten();
     let (field, payload_bytes) = match as_json {
         Some(raw) => (PayloadField::Json(raw), None),
         None => {
             let cut = &payload[..payload.len().min(limits.max_bytes.min(64 * 1024))];
-            (PayloadField::Text(String::from_utf8_lossy(cut).into_owned()), Some(payload.len()))
+            (
+                PayloadField::Text(String::from_utf8_lossy(cut).into_owned()),
+                Some(payload.len()),
+            )
         }
     };
     let record = RecordOut {
@@ -119,7 +124,9 @@ impl FailureRecord {
             class: String,
         }
         let raw = self.payload.as_ref()?;
-        serde_json::from_str::<ClassOnly>(raw.get()).ok().map(|c| c.class)
+        serde_json::from_str::<ClassOnly>(raw.get())
+            .ok()
+            .map(|c| c.class)
     }
 }
 
@@ -128,13 +135,24 @@ mod tests {
     use super::*;
 
     fn info() -> FailureInfo {
-        FailureInfo { reason: Reason::JobFailed, exception: "IoError".into(), message: "disk <full>".into() }
+        FailureInfo {
+            reason: Reason::JobFailed,
+            exception: "IoError".into(),
+            message: "disk <full>".into(),
+        }
     }
 
     #[test]
     fn record_has_resque_fields_in_order_and_keeps_payload_bytes() {
         let payload = br#"{"class":"A","args":[1.50,"x"]}"#;
-        let rec = build_record(payload, &info(), "h:1:q", "q", &PayloadLimits::default(), 1_795_514_338.0);
+        let rec = build_record(
+            payload,
+            &info(),
+            "h:1:q",
+            "q",
+            &PayloadLimits::default(),
+            1_795_514_338.0,
+        );
         assert!(rec.starts_with(
             r#"{"failed_at":"2026/11/24 09:58:58 UTC","payload":{"class":"A","args":[1.50,"x"]},"exception":"IoError","error":"disk <full>","backtrace":[],"worker":"h:1:q","queue":"q","failure_id":""#
         ), "{rec}");
@@ -145,8 +163,17 @@ mod tests {
 
     #[test]
     fn hostile_payloads_become_strings() {
-        let info = FailureInfo { reason: Reason::MalformedPayload, ..info() };
-        for payload in [&b"\xff\xfe"[..], b"not json", b"[1,2]", b"{\"class\":", br#"{"a":[1e999]}"#] {
+        let info = FailureInfo {
+            reason: Reason::MalformedPayload,
+            ..info()
+        };
+        for payload in [
+            &b"\xff\xfe"[..],
+            b"not json",
+            b"[1,2]",
+            b"{\"class\":",
+            br#"{"a":[1e999]}"#,
+        ] {
             let rec = build_record(payload, &info, "w", "q", &PayloadLimits::default(), 0.0);
             let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
             assert!(v["payload"].is_string(), "{rec}");
@@ -156,9 +183,15 @@ mod tests {
 
     #[test]
     fn oversized_payload_is_truncated() {
-        let limits = PayloadLimits { max_bytes: 100, ..PayloadLimits::default() };
+        let limits = PayloadLimits {
+            max_bytes: 100,
+            ..PayloadLimits::default()
+        };
         let big = format!("{{\"class\":\"A\",\"args\":[\"{}\"]}}", "x".repeat(1000));
-        let info = FailureInfo { reason: Reason::PayloadTooLarge, ..info() };
+        let info = FailureInfo {
+            reason: Reason::PayloadTooLarge,
+            ..info()
+        };
         let rec = build_record(big.as_bytes(), &info, "w", "q", &limits, 0.0);
         assert!(rec.len() < 600, "{}", rec.len());
     }

@@ -83,7 +83,10 @@ pub struct JobError {
 impl JobError {
     /// A failure with a plain message, recorded as exception `JobError`.
     pub fn msg(message: impl Into<String>) -> Self {
-        Self { exception: "JobError".into(), message: message.into() }
+        Self {
+            exception: "JobError".into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -97,7 +100,10 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
     fn from(err: E) -> Self {
         let full = std::any::type_name::<E>();
         let short = full.rsplit("::").next().unwrap_or(full);
-        Self { exception: short.to_string(), message: err.to_string() }
+        Self {
+            exception: short.to_string(),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -109,13 +115,18 @@ pub enum ArgsError {
     #[error("{class} is positional, so its value must serialize to an array")]
     NotAnArray { class: &'static str },
     #[error("arguments of {class} do not fit its type: {source}")]
-    Mismatch { class: &'static str, source: serde_json::Error },
+    Mismatch {
+        class: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 /// Turns a job value into Resque's `args` array.
 pub fn encode_args<J: Job>(job: &J) -> Result<Vec<Value>, ArgsError> {
-    let value = serde_json::to_value(job)
-        .map_err(|source| ArgsError::Mismatch { class: J::CLASS, source })?;
+    let value = serde_json::to_value(job).map_err(|source| ArgsError::Mismatch {
+        class: J::CLASS,
+        source,
+    })?;
     match (J::ARGS, value) {
         (ArgsShape::Object, value) => Ok(vec![value]),
         (ArgsShape::Positional, Value::Array(items)) => Ok(items),
@@ -136,12 +147,18 @@ pub fn decode_args<J: Job>(args: Vec<Value>) -> Result<J, ArgsError> {
                         Some(v) if n == 1 => format!("one {}", json_kind(v)),
                         _ => format!("{n} arguments"),
                     };
-                    return Err(ArgsError::NotOneObject { class: J::CLASS, got });
+                    return Err(ArgsError::NotOneObject {
+                        class: J::CLASS,
+                        got,
+                    });
                 }
             }
         }
     };
-    serde_json::from_value(value).map_err(|source| ArgsError::Mismatch { class: J::CLASS, source })
+    serde_json::from_value(value).map_err(|source| ArgsError::Mismatch {
+        class: J::CLASS,
+        source,
+    })
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -186,7 +203,10 @@ mod tests {
 
     #[test]
     fn object_jobs_travel_as_one_object() {
-        let job = Named { to: "a".into(), n: 2 };
+        let job = Named {
+            to: "a".into(),
+            n: 2,
+        };
         let args = encode_args(&job).unwrap();
         assert_eq!(args, vec![json!({"to":"a","n":2})]);
         assert_eq!(decode_args::<Named>(args).unwrap(), job);
@@ -194,8 +214,14 @@ mod tests {
 
     #[test]
     fn positional_jobs_take_ruby_style_args() {
-        assert_eq!(decode_args::<Pos>(vec![json!(42), json!("x")]).unwrap(), Pos(42, "x".into()));
-        assert_eq!(encode_args(&Pos(1, "y".into())).unwrap(), vec![json!(1), json!("y")]);
+        assert_eq!(
+            decode_args::<Pos>(vec![json!(42), json!("x")]).unwrap(),
+            Pos(42, "x".into())
+        );
+        assert_eq!(
+            encode_args(&Pos(1, "y".into())).unwrap(),
+            vec![json!(1), json!("y")]
+        );
     }
 
     #[test]

@@ -55,5 +55,7 @@ pub use queue_spec::QueueSpec;
 pub use reason::{Reason, Rejection};
 pub use registry::Registry;
 pub use store::{Fetched, FetchedJob, Finished, OutgoingJob, Store, StoreError};
-pub use worker::{Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport};
+pub use worker::{
+    Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport,
+};
 pub use worker_id::WorkerId;

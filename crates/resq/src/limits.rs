@@ -121,11 +121,7 @@ impl PayloadLimits {
                     pending[depth - 1] = true;
                 }
                 b']' | b'}' => depth = depth.saturating_sub(1),
-                b',' => {
-                    if depth > 0 {
-                        pending[depth - 1] = true;
-                    }
-                }
+                b',' if depth > 0 => pending[depth - 1] = true,
                 b'-' | b'0'..=b'9' => {
                     let end = number_end(bytes, i);
                     check_integer(&bytes[i..end])?;
@@ -231,19 +227,37 @@ mod tests {
         let cases: &[(&str, Option<LimitError>)] = &[
             (r#"{"a":[1,2,3]}"#, None),
             (r#"{"a":[1,2,3,4]}"#, None),
-            (r#"{"a":[1,2,3,4,5]}"#, Some(LimitError::ArrayTooLong { limit: 4 })),
+            (
+                r#"{"a":[1,2,3,4,5]}"#,
+                Some(LimitError::ArrayTooLong { limit: 4 }),
+            ),
             (r#"{"a":[[[1]]]}"#, Some(LimitError::TooDeep { limit: 3 })),
             (r#"{"a":[[1]]}"#, None),
             (r#"{"a":"12345678"}"#, None),
-            (r#"{"a":"123456789"}"#, Some(LimitError::StringTooLong { limit: 8 })),
+            (
+                r#"{"a":"123456789"}"#,
+                Some(LimitError::StringTooLong { limit: 8 }),
+            ),
             (r#"{"a":"123\"567"}"#, None),
-            (r#"{"a":"12345\"789"}"#, Some(LimitError::StringTooLong { limit: 8 })),
+            (
+                r#"{"a":"12345\"789"}"#,
+                Some(LimitError::StringTooLong { limit: 8 }),
+            ),
             (r#"{"a":[[],[],[],[]]}"#, None),
-            (r#"{"a":[[],[],[],[],[]]}"#, Some(LimitError::ArrayTooLong { limit: 4 })),
+            (
+                r#"{"a":[[],[],[],[],[]]}"#,
+                Some(LimitError::ArrayTooLong { limit: 4 }),
+            ),
             (r#"{"a":[-9223372036854775808]}"#, None),
-            (r#"{"a":[-9223372036854775809]}"#, Some(LimitError::IntegerOutOfRange)),
+            (
+                r#"{"a":[-9223372036854775809]}"#,
+                Some(LimitError::IntegerOutOfRange),
+            ),
             (r#"{"a":[18446744073709551615]}"#, None),
-            (r#"{"a":[18446744073709551616]}"#, Some(LimitError::IntegerOutOfRange)),
+            (
+                r#"{"a":[18446744073709551616]}"#,
+                Some(LimitError::IntegerOutOfRange),
+            ),
             (r#"{"a":[1e400]}"#, None), // a float: serde_json's job
             (r#"{"a":[true,false,null]}"#, None),
         ];
@@ -257,17 +271,25 @@ mod tests {
         let big = vec![b' '; 201];
         assert_eq!(
             small().check(&big),
-            Err(LimitError::TooManyBytes { actual: 201, limit: 200 })
+            Err(LimitError::TooManyBytes {
+                actual: 201,
+                limit: 200
+            })
         );
     }
 
     #[test]
     fn depth_limit_is_capped_by_the_fixed_stack() {
-        let limits = PayloadLimits { max_depth: 10_000, ..PayloadLimits::default() };
+        let limits = PayloadLimits {
+            max_depth: 10_000,
+            ..PayloadLimits::default()
+        };
         let deep = "[".repeat(MAX_CONFIGURABLE_DEPTH + 1);
         assert_eq!(
             limits.check(deep.as_bytes()),
-            Err(LimitError::TooDeep { limit: MAX_CONFIGURABLE_DEPTH })
+            Err(LimitError::TooDeep {
+                limit: MAX_CONFIGURABLE_DEPTH
+            })
         );
     }
 

@@ -75,7 +75,18 @@ mod tests {
         for ok in ["a", "default", "mail-ers_2.high", &"q".repeat(128)] {
             assert!(check_queue(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a b", "a:b", "mail*", "h?gh", "[cd]", "!x", "a,b", "é", &"q".repeat(129)] {
+        for bad in [
+            "",
+            "a b",
+            "a:b",
+            "mail*",
+            "h?gh",
+            "[cd]",
+            "!x",
+            "a,b",
+            "é",
+            &"q".repeat(129),
+        ] {
             assert!(check_queue(bad).is_err(), "{bad}");
         }
     }
@@ -85,7 +96,9 @@ mod tests {
         for ok in ["A", "SendEmail", "Mailers::Welcome", "_X", "Job2"] {
             assert!(check_class(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "2Job", "A::", "::A", "A:B", "A.b", "A B", "<script>", "A::::B"] {
+        for bad in [
+            "", "2Job", "A::", "::A", "A:B", "A.b", "A B", "<script>", "A::::B",
+        ] {
             assert!(check_class(bad).is_err(), "{bad}");
         }
     }

@@ -23,7 +23,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { limits: PayloadLimits::default(), default_ttl: Duration::from_secs(7 * 24 * 3600) }
+        Self {
+            limits: PayloadLimits::default(),
+            default_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
     }
 }
 
@@ -33,14 +36,26 @@ pub enum PolicyError {
     #[error(transparent)]
     Name(#[from] NameError),
     #[error("job {class} on queue {queue} is refused: {source}")]
-    Limits { class: String, queue: String, source: LimitError },
+    Limits {
+        class: String,
+        queue: String,
+        source: LimitError,
+    },
     #[error("job {class} could not be encoded: {source}")]
-    Encode { class: String, source: serde_json::Error },
+    Encode {
+        class: String,
+        source: serde_json::Error,
+    },
 }
 
 impl Policy {
     /// Checks a job and turns it into the stored envelope bytes.
-    pub fn seal(&self, class: &str, queue: &str, args: Vec<Value>) -> Result<(String, Vec<u8>), PolicyError> {
+    pub fn seal(
+        &self,
+        class: &str,
+        queue: &str,
+        args: Vec<Value>,
+    ) -> Result<(String, Vec<u8>), PolicyError> {
         check_class(class)?;
         check_queue(queue)?;
         let now = now_unix();
@@ -54,14 +69,17 @@ impl Policy {
             expires_at: Some(round_ms(now + self.default_ttl.as_secs_f64())),
             attempt: 0,
         };
-        let bytes = envelope
-            .to_bytes()
-            .map_err(|source| PolicyError::Encode { class: class.to_string(), source })?;
-        self.limits.check(&bytes).map_err(|source| PolicyError::Limits {
+        let bytes = envelope.to_bytes().map_err(|source| PolicyError::Encode {
             class: class.to_string(),
-            queue: queue.to_string(),
             source,
         })?;
+        self.limits
+            .check(&bytes)
+            .map_err(|source| PolicyError::Limits {
+                class: class.to_string(),
+                queue: queue.to_string(),
+                source,
+            })?;
         Ok((id, bytes))
     }
 }

@@ -31,11 +31,15 @@ pub struct QueueSpec {
 /// A queue spec that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueSpecError {
-    #[error("the queue list is empty: give queue names in priority order, e.g. `critical,default,*`")]
+    #[error(
+        "the queue list is empty: give queue names in priority order, e.g. `critical,default,*`"
+    )]
     Empty,
     #[error("queue pattern {pattern:?} is not a valid glob: {message}")]
     BadPattern { pattern: String, message: String },
-    #[error("queue list entry {0:?} may only hold letters, digits, '_', '-', '.', and glob characters")]
+    #[error(
+        "queue list entry {0:?} may only hold letters, digits, '_', '-', '.', and glob characters"
+    )]
     BadEntry(String),
 }
 
@@ -51,7 +55,8 @@ impl std::str::FromStr for QueueSpec {
                 None => (false, raw),
             };
             let allowed = |b: u8| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'*' | b'?' | b'[' | b']' | b'!')
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'-' | b'.' | b'*' | b'?' | b'[' | b']' | b'!')
             };
             if body.is_empty() || !body.bytes().all(allowed) {
                 return Err(QueueSpecError::BadEntry(raw.chars().take(64).collect()));
@@ -74,7 +79,11 @@ impl std::str::FromStr for QueueSpec {
         if entries.is_empty() {
             return Err(QueueSpecError::Empty);
         }
-        Ok(QueueSpec { source: s.split(',').map(str::trim).collect::<Vec<_>>().join(","), entries, exclusions })
+        Ok(QueueSpec {
+            source: s.split(',').map(str::trim).collect::<Vec<_>>().join(","),
+            entries,
+            exclusions,
+        })
     }
 }
 
@@ -118,15 +127,29 @@ mod tests {
     use super::*;
 
     fn known() -> Vec<String> {
-        ["low", "high", "default", "mail_b", "mail_a", "critical", "cold"].map(String::from).to_vec()
+        [
+            "low", "high", "default", "mail_b", "mail_a", "critical", "cold",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     #[test]
     fn table_of_specs() {
         let cases: &[(&str, &[&str])] = &[
             ("critical,default", &["critical", "default"]),
-            ("*", &["cold", "critical", "default", "high", "low", "mail_a", "mail_b"]),
-            ("critical,*", &["critical", "cold", "default", "high", "low", "mail_a", "mail_b"]),
+            (
+                "*",
+                &[
+                    "cold", "critical", "default", "high", "low", "mail_a", "mail_b",
+                ],
+            ),
+            (
+                "critical,*",
+                &[
+                    "critical", "cold", "default", "high", "low", "mail_a", "mail_b",
+                ],
+            ),
             ("mail*", &["mail_a", "mail_b"]),
             ("h?gh,low", &["high", "low"]),
             ("[cd]*", &["cold", "critical", "default"]),

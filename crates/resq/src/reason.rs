@@ -51,7 +51,10 @@ impl Reason {
     pub fn is_decode_failure(self) -> bool {
         matches!(
             self,
-            Reason::MalformedPayload | Reason::PayloadTooLarge | Reason::PayloadTooDeep | Reason::NumberOutOfRange
+            Reason::MalformedPayload
+                | Reason::PayloadTooLarge
+                | Reason::PayloadTooDeep
+                | Reason::NumberOutOfRange
         )
     }
 
@@ -86,6 +89,9 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }

@@ -91,7 +91,9 @@ impl Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("classes", &self.classes()).finish()
+        f.debug_struct("Registry")
+            .field("classes", &self.classes())
+            .finish()
     }
 }
 

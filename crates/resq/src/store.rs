@@ -113,8 +113,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers the worker the Resque way (workers set, `:started`, heartbeat)
     /// and marks it alive for `liveness_ttl_ms`.
-    async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64)
-        -> Result<(), StoreError>;
+    async fn register_worker(
+        &self,
+        worker: &WorkerId,
+        started: &str,
+        liveness_ttl_ms: u64,
+    ) -> Result<(), StoreError>;
 
     /// Writes Resque's heartbeat from the store's own clock.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError>;

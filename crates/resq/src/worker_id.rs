@@ -23,11 +23,23 @@ impl WorkerId {
     pub fn new(host: &str, pid: u32, queues: &str) -> Self {
         let host: String = host
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
-        let host = if host.is_empty() { "localhost".to_string() } else { host };
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host
+        };
         let queues = queues.replace(':', "-");
-        Self { id: format!("{host}:{pid}:{queues}") }
+        Self {
+            id: format!("{host}:{pid}:{queues}"),
+        }
     }
 
     pub fn as_str(&self) -> &str {

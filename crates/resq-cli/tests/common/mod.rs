@@ -33,7 +33,9 @@ impl Job for Sleep {
 impl Env {
     pub async fn start() -> Env {
         let redis = LocalRedis::start().expect("redis-server");
-        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await.expect("connect");
+        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque")
+            .await
+            .expect("connect");
         let dir = tempfile::tempdir().unwrap();
         // Fast liveness so recovery takes about a second in tests.
         std::fs::write(
@@ -69,28 +71,46 @@ impl Env {
     }
 
     pub fn spawn_worker(&self, args: &[&str]) -> Child {
-        let log = self.dir.path().join(format!("worker-{}.log", rand_suffix()));
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", rand_suffix()));
         let mut cmd = self.resq();
         cmd.arg("--log-format").arg("json").arg("worker").args(args);
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().expect("spawn worker");
-        child
+        cmd.stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        cmd.spawn().expect("spawn worker")
     }
 
     pub async fn get(&self, key: &str) -> Option<String> {
-        redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
     }
 
     pub async fn llen(&self, key: &str) -> u64 {
-        redis::cmd("LLEN").arg(key).query_async(&mut self.conn()).await.unwrap()
+        redis::cmd("LLEN")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
     }
 
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
-        redis::cmd("KEYS").arg(pattern).query_async(&mut self.conn()).await.unwrap()
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
     }
 
     pub async fn processed(&self) -> u64 {
-        self.get("resque:stat:processed").await.and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.get("resque:stat:processed")
+            .await
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Waits (bounded) until `check` holds.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use local_redis::LocalRedis;
 use redis::aio::ConnectionManager;
-use resq::{Control, Job, JobContext, JobError, Registry, Store, Worker, WorkerConfig, WorkerReport};
+use resq::{
+    Control, Job, JobContext, JobError, Registry, Store, Worker, WorkerConfig, WorkerReport,
+};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +21,9 @@ pub struct Env {
 impl Env {
     pub async fn start() -> Env {
         let redis = LocalRedis::start().expect("start redis-server");
-        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await.expect("connect");
+        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque")
+            .await
+            .expect("connect");
         Env { redis, store }
     }
 
@@ -42,15 +46,29 @@ impl Env {
     }
 
     pub async fn get(&self, key: &str) -> Option<String> {
-        redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
     }
 
     pub async fn lrange(&self, key: &str) -> Vec<String> {
-        redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut self.conn()).await.unwrap()
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
     }
 
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut k: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut self.conn()).await.unwrap();
+        let mut k: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap();
         k.sort();
         k
     }
@@ -60,7 +78,10 @@ impl Env {
         let mut config = fast_config(queues);
         config.burst = true;
         let (_control, rx) = Control::new();
-        Worker::new(self.dyn_store(), registry, config).run(rx).await.expect("worker runs")
+        Worker::new(self.dyn_store(), registry, config)
+            .run(rx)
+            .await
+            .expect("worker runs")
     }
 }
 
@@ -138,5 +159,10 @@ impl Job for Nap {
 }
 
 pub fn registry() -> Registry {
-    Registry::new().register::<Echo>().register::<Fail>().register::<Panic>().register::<Add>().register::<Nap>()
+    Registry::new()
+        .register::<Echo>()
+        .register::<Fail>()
+        .register::<Panic>()
+        .register::<Add>()
+        .register::<Nap>()
 }

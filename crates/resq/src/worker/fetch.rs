@@ -22,21 +22,47 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(store: Arc<dyn Store>, worker: WorkerId, spec: QueueSpec, queue_refresh: Duration) -> Self {
-        Self { store, worker, spec, queue_refresh, resolved: Vec::new(), refreshed_at: None }
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        worker: WorkerId,
+        spec: QueueSpec,
+        queue_refresh: Duration,
+    ) -> Self {
+        Self {
+            store,
+            worker,
+            spec,
+            queue_refresh,
+            resolved: Vec::new(),
+            refreshed_at: None,
+        }
     }
 
     /// Moves up to `max` jobs into this worker's in-flight lists.
     pub(crate) async fn fetch(&mut self, max: usize, idle: bool) -> Result<Fetched, StoreError> {
-        let stale = self.refreshed_at.is_none_or(|at| at.elapsed() >= self.queue_refresh);
+        let stale = self
+            .refreshed_at
+            .is_none_or(|at| at.elapsed() >= self.queue_refresh);
         if stale {
-            let known = if self.spec.is_dynamic() { self.store.queues().await? } else { Vec::new() };
+            let known = if self.spec.is_dynamic() {
+                self.store.queues().await?
+            } else {
+                Vec::new()
+            };
             self.resolved = self.spec.resolve(&known);
             self.refreshed_at = Some(Instant::now());
         }
         if self.resolved.is_empty() {
             return Ok(Fetched::Jobs(Vec::new()));
         }
-        self.store.fetch(&self.worker, &self.resolved, max, idle, &iso8601(now_unix())).await
+        self.store
+            .fetch(
+                &self.worker,
+                &self.resolved,
+                max,
+                idle,
+                &iso8601(now_unix()),
+            )
+            .await
     }
 }

@@ -18,7 +18,12 @@ use super::{liveness, reaper, Worker, WorkerReport};
 use crate::clock::{now_unix, started_format};
 
 pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> WorkerReport {
-    let Worker { store, registry, config, observer } = worker;
+    let Worker {
+        store,
+        registry,
+        config,
+        observer,
+    } = worker;
     let id = config.worker_id();
     let ttl_ms = config.liveness_ttl.as_millis() as u64;
 
@@ -53,13 +58,27 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
         config.heartbeat_interval,
         config.liveness_ttl,
     ));
-    let reaper = tokio::spawn(reaper::run(Arc::clone(&store), config.reap_interval, Arc::clone(&recovered)));
+    let reaper = tokio::spawn(reaper::run(
+        Arc::clone(&store),
+        config.reap_interval,
+        Arc::clone(&recovered),
+    ));
 
     let manager = Manager {
         store: Arc::clone(&store),
         worker: id.clone(),
-        fetcher: Fetcher::new(Arc::clone(&store), id.clone(), config.queues.clone(), config.queue_refresh),
-        ctx: Arc::new(ProcessContext { registry, limits: config.limits, worker: id.clone(), observer }),
+        fetcher: Fetcher::new(
+            Arc::clone(&store),
+            id.clone(),
+            config.queues.clone(),
+            config.queue_refresh,
+        ),
+        ctx: Arc::new(ProcessContext {
+            registry,
+            limits: config.limits,
+            worker: id.clone(),
+            observer,
+        }),
         concurrency: config.concurrency,
         burst: config.burst,
         poll: Backoff::new(config.poll_min, config.poll_max),

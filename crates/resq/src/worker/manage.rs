@@ -88,7 +88,8 @@ impl Manager {
                     }
                 }
             }
-            let wake_at = fetch_after.filter(|_| mode == Mode::Run && self.running.len() < self.concurrency);
+            let wake_at =
+                fetch_after.filter(|_| mode == Mode::Run && self.running.len() < self.concurrency);
             tokio::select! {
                 Some(result) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.collect(result);
@@ -125,7 +126,9 @@ impl Manager {
                 self.done.push(finished);
             }
             Err(err) => {
-                let Some((seq, job)) = self.in_flight.remove(&err.id()) else { return };
+                let Some((seq, job)) = self.in_flight.remove(&err.id()) else {
+                    return;
+                };
                 if err.is_cancelled() {
                     self.to_requeue.push((seq, job));
                 } else {
@@ -136,10 +139,19 @@ impl Manager {
                         exception: "Panic".into(),
                         message: "the job task panicked outside the job".into(),
                     };
-                    let record =
-                        build_record(&job.payload, &info, self.worker.as_str(), &job.queue, &self.ctx.limits, now_unix());
+                    let record = build_record(
+                        &job.payload,
+                        &info,
+                        self.worker.as_str(),
+                        &job.queue,
+                        &self.ctx.limits,
+                        now_unix(),
+                    );
                     self.report.count(Some(Reason::JobPanicked));
-                    self.done.push(Finished { job, failure: Some(record) });
+                    self.done.push(Finished {
+                        job,
+                        failure: Some(record),
+                    });
                 }
             }
         }
@@ -184,7 +196,9 @@ impl Manager {
             let jobs: Vec<FetchedJob> = self.to_requeue.drain(..).map(|(_, job)| job).collect();
             match self.store.requeue(&self.worker, &jobs).await {
                 Ok(()) => self.report.requeued += jobs.len() as u64,
-                Err(e) => tracing::error!(error = %e, "could not requeue at stop; unregister or the reaper will"),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not requeue at stop; unregister or the reaper will")
+                }
             }
             self.to_requeue.clear();
         }

@@ -61,7 +61,10 @@ impl WorkerConfig {
             concurrency: 8,
             burst: false,
             limits: PayloadLimits::default(),
-            hostname: hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+            hostname: hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
             pid: std::process::id(),
             heartbeat_interval: Duration::from_secs(60),
             liveness_ttl: Duration::from_secs(15),
@@ -131,7 +134,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Self {
-        Self { store, registry, config, observer: None }
+        Self {
+            store,
+            registry,
+            config,
+            observer: None,
+        }
     }
 
     /// Calls `observer` after every job.

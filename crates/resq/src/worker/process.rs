@@ -42,24 +42,44 @@ pub(crate) struct ProcessContext {
     pub observer: Option<Observer>,
 }
 
-pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> (Finished, Option<Reason>) {
+pub(crate) async fn process(
+    job: FetchedJob,
+    ctx: Arc<ProcessContext>,
+) -> (Finished, Option<Reason>) {
     let mut class = None;
     let mut id = None;
     let result = run(&job, &ctx, &mut class, &mut id).await;
     let reason = result.as_ref().err().map(|f| f.reason);
-    let (class_field, id_field) = (class.as_deref().unwrap_or("-"), id.as_deref().unwrap_or("-"));
+    let (class_field, id_field) = (
+        class.as_deref().unwrap_or("-"),
+        id.as_deref().unwrap_or("-"),
+    );
     match &result {
-        Ok(()) => tracing::debug!(queue = %job.queue, class = class_field, id = id_field, "job done"),
+        Ok(()) => {
+            tracing::debug!(queue = %job.queue, class = class_field, id = id_field, "job done")
+        }
         Err(f) => tracing::warn!(
             queue = %job.queue, class = class_field, id = id_field, reason = %f.reason, error = %f.message,
             "job failed"
         ),
     }
     let failure = result.as_ref().err().map(|info| {
-        build_record(&job.payload, info, ctx.worker.as_str(), &job.queue, &ctx.limits, now_unix())
+        build_record(
+            &job.payload,
+            info,
+            ctx.worker.as_str(),
+            &job.queue,
+            &ctx.limits,
+            now_unix(),
+        )
     });
     if let Some(observer) = &ctx.observer {
-        observer(&JobOutcome { queue: job.queue.clone(), class, id, result });
+        observer(&JobOutcome {
+            queue: job.queue.clone(),
+            class,
+            id,
+            result,
+        });
     }
     (Finished { job, failure }, reason)
 }
@@ -74,24 +94,46 @@ async fn run(
     *class = Some(envelope.class.clone());
     *id = envelope.id.clone();
     if envelope.is_expired(now_unix()) {
-        return Err(refused(Rejection::new(Reason::Expired, "the job's expires_at has passed; it was not run")));
+        return Err(refused(Rejection::new(
+            Reason::Expired,
+            "the job's expires_at has passed; it was not run",
+        )));
     }
-    let job_ctx = JobContext { id: envelope.id, queue: job.queue.clone(), attempt: envelope.attempt };
-    let future = ctx.registry.prepare(&envelope.class, envelope.args, job_ctx).map_err(refused)?;
+    let job_ctx = JobContext {
+        id: envelope.id,
+        queue: job.queue.clone(),
+        attempt: envelope.attempt,
+    };
+    let future = ctx
+        .registry
+        .prepare(&envelope.class, envelope.args, job_ctx)
+        .map_err(refused)?;
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(FailureInfo { reason: Reason::JobFailed, exception: e.exception, message: e.message }),
+        Ok(Err(e)) => Err(FailureInfo {
+            reason: Reason::JobFailed,
+            exception: e.exception,
+            message: e.message,
+        }),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "the job panicked".to_string());
-            Err(FailureInfo { reason: Reason::JobPanicked, exception: "Panic".into(), message })
+            Err(FailureInfo {
+                reason: Reason::JobPanicked,
+                exception: "Panic".into(),
+                message,
+            })
         }
     }
 }
 
 fn refused(r: Rejection) -> FailureInfo {
-    FailureInfo { reason: r.reason, exception: r.reason.code().to_string(), message: r.message }
+    FailureInfo {
+        reason: r.reason,
+        exception: r.reason.code().to_string(),
+        message: r.message,
+    }
 }
