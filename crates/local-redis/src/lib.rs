@@ -165,10 +165,7 @@ impl LocalRedis {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
                     self.child = None;
-                    return Err(Error::NotReady(format!(
-                        "exited with {status}: {}",
-                        log.trim()
-                    )));
+                    return Err(Error::NotReady(format!("exited with {status}: {}", log.trim())));
                 }
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -188,11 +185,7 @@ impl LocalRedis {
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://` when TLS is on. No password in it.
     pub fn url(&self) -> String {
-        let scheme = if self.options.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
+        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
         format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
@@ -217,9 +210,7 @@ impl LocalRedis {
         loop {
             match self.spawn(&dir) {
                 Ok(()) => return Ok(()),
-                Err(Error::NotReady(_)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
+                Err(Error::NotReady(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) => return Err(e),
             }
         }

@@ -51,9 +51,8 @@ pub enum FailedAction {
 }
 
 /// Parses `--args`: an array, or one object meaning `[object]`.
-pub fn parse_args(text: &str, policy: &Policy) -> Result<Vec<Value>, Failure> {
-    policy
-        .limits
+pub fn parse_args(text: &str, limits: &resq::PayloadLimits) -> Result<Vec<Value>, Failure> {
+    limits
         .check(text.as_bytes())
         .map_err(|e| Failure::usage(format!("--args is refused: {e}")))?;
     match serde_json::from_str::<Value>(text) {
@@ -68,11 +67,14 @@ pub fn parse_args(text: &str, policy: &Policy) -> Result<Vec<Value>, Failure> {
 }
 
 pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure> {
-    let policy = Policy {
-        limits: settings.limits,
-        ..Policy::default()
-    };
-    let args = parse_args(&a.args, &policy)?;
+    // The same policy as every other path: the class must be registered here
+    // and its arguments must pass its rules, then the job is signed.
+    let keyring = settings.keyring().map_err(Failure::usage)?;
+    let mut policy = Policy::new(keyring)
+        .map_err(Failure::usage)?
+        .with_registry(crate::demo_jobs::registry());
+    policy.limits = settings.limits;
+    let args = parse_args(&a.args, &policy.limits)?;
     let store = connect(settings).await?;
     let client = Client::with_policy(store, policy);
     let id = client
@@ -92,16 +94,9 @@ async fn admin(settings: &Settings) -> Result<Admin, Failure> {
 }
 
 pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
-    let queues = admin(settings)
-        .await?
-        .queues()
-        .await
-        .map_err(Failure::runtime)?;
+    let queues = admin(settings).await?.queues().await.map_err(Failure::runtime)?;
     if f.json {
-        let v: Vec<Value> = queues
-            .iter()
-            .map(|(q, n)| json!({"queue": q, "size": n}))
-            .collect();
+        let v: Vec<Value> = queues.iter().map(|(q, n)| json!({"queue": q, "size": n})).collect();
         println!("{}", Value::Array(v));
         return Ok(());
     }
@@ -115,11 +110,7 @@ pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
 }
 
 pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
-    let workers = admin(settings)
-        .await?
-        .workers()
-        .await
-        .map_err(Failure::runtime)?;
+    let workers = admin(settings).await?.workers().await.map_err(Failure::runtime)?;
     if f.json {
         let v: Vec<Value> = workers
             .iter()
@@ -136,11 +127,7 @@ pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
         println!("no workers");
     }
     for w in workers {
-        let doing = match w
-            .working
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        {
+        let doing = match w.working.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
             Some(v) => format!(
                 "working on {} from {}",
                 safe(v["payload"]["class"].as_str().unwrap_or("?")),
@@ -193,52 +180,30 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
         _ => Failure::usage(e),
     };
     match action {
-        FailedAction::List {
-            offset,
-            limit,
-            json,
-        } => {
+        FailedAction::List { offset, limit, json } => {
             let total = admin.failed_count().await.map_err(Failure::runtime)?;
-            let entries = admin
-                .failed(offset, limit.min(1000))
-                .await
-                .map_err(Failure::runtime)?;
+            let entries = admin.failed(offset, limit.min(1000)).await.map_err(Failure::runtime)?;
             if json {
                 let v: Vec<Value> = entries
                     .iter()
-                    .map(|e| {
-                        serde_json::from_str::<Value>(&e.raw)
-                            .unwrap_or_else(|_| Value::String(e.raw.clone()))
-                    })
+                    .map(|e| serde_json::from_str::<Value>(&e.raw).unwrap_or_else(|_| Value::String(e.raw.clone())))
                     .collect();
                 println!("{}", Value::Array(v));
                 return Ok(());
             }
-            println!(
-                "{total} failed job(s); showing {} from {offset}",
-                entries.len()
-            );
+            println!("{total} failed job(s); showing {} from {offset}", entries.len());
             for e in entries {
                 match e.record {
                     Some(r) => println!(
                         "{}  {}  {}  class={} queue={}  {}",
                         safe(r.failure_id.as_deref().unwrap_or("(no id)")),
                         safe(r.failed_at.as_deref().unwrap_or("-")),
-                        safe(
-                            r.reason
-                                .as_deref()
-                                .or(r.exception.as_deref())
-                                .unwrap_or("-")
-                        ),
+                        safe(r.reason.as_deref().or(r.exception.as_deref()).unwrap_or("-")),
                         safe(&clip(&r.payload_class().unwrap_or_else(|| "?".into()), 60)),
                         safe(r.queue.as_deref().unwrap_or("-")),
                         safe(&clip(r.error.as_deref().unwrap_or(""), 120)),
                     ),
-                    None => println!(
-                        "#{}  (not a JSON record) {}",
-                        e.index,
-                        safe(&clip(&e.raw, 80))
-                    ),
+                    None => println!("#{}  (not a JSON record) {}", e.index, safe(&clip(&e.raw, 80))),
                 }
             }
         }
@@ -264,15 +229,9 @@ mod tests {
 
     #[test]
     fn args_take_an_array_or_one_object() {
-        let p = Policy::default();
-        assert_eq!(
-            parse_args(r#"[1,"a"]"#, &p).ok().unwrap(),
-            vec![json!(1), json!("a")]
-        );
-        assert_eq!(
-            parse_args(r#"{"m":1}"#, &p).ok().unwrap(),
-            vec![json!({"m":1})]
-        );
+        let p = resq::PayloadLimits::default();
+        assert_eq!(parse_args(r#"[1,"a"]"#, &p).ok().unwrap(), vec![json!(1), json!("a")]);
+        assert_eq!(parse_args(r#"{"m":1}"#, &p).ok().unwrap(), vec![json!({"m":1})]);
         for bad in [
             "",
             "1",

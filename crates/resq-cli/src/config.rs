@@ -23,6 +23,18 @@ pub struct FileConfig {
     pub worker: WorkerSection,
     #[serde(default)]
     pub limits: Option<PayloadLimits>,
+    #[serde(default)]
+    pub security: SecuritySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// The keys file (`resq keys generate` writes one).
+    pub keys_file: Option<PathBuf>,
+    /// Queues (globs) whose jobs may be unsigned, while Ruby producers migrate.
+    #[serde(default)]
+    pub allow_unsigned: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,10 +67,7 @@ pub struct WorkerSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}\n  fix the path, or unset RESQ_CONFIG / --config")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid resq config: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{var} is {value:?}, which is not {expected}")]
@@ -67,17 +76,26 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("cannot read the Redis password file {path}: {source}\n  check redis.password_file / RESQ_REDIS_PASSWORD_FILE")]
-    PasswordFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(
+        "cannot read the Redis password file {path}: {source}\n  check redis.password_file / RESQ_REDIS_PASSWORD_FILE"
+    )]
+    PasswordFile { path: PathBuf, source: std::io::Error },
     #[error("redis.password_env names {var}, but that environment variable is not set")]
     PasswordEnvMissing { var: String },
     #[error("no Redis configured: set RESQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or redis.url in resq.toml")]
     NoRedis,
     #[error("namespace {0:?} is not allowed: use letters, digits, '_', '-' or '.'")]
     BadNamespace(String),
+    #[error(
+        "no keys file: every job is signed, so resq needs keys. Make them with\n  \
+         resq keys generate --out /etc/resq/keys.toml\n\
+         and set RESQ_KEYS_FILE (or security.keys_file in resq.toml)"
+    )]
+    NoKeys,
+    #[error("{0}")]
+    Keys(#[from] resq::KeyringError),
+    #[error("security.allow_unsigned entry {0:?} is not a valid queue glob")]
+    BadAllowUnsigned(String),
 }
 
 /// Everything a command needs, resolved.
@@ -88,6 +106,8 @@ pub struct Settings {
     pub redis: Option<RedisConfig>,
     pub worker: WorkerSection,
     pub limits: PayloadLimits,
+    pub keys_file: Option<PathBuf>,
+    pub allow_unsigned: Vec<glob::Pattern>,
     /// Where the file came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -95,6 +115,12 @@ pub struct Settings {
 impl Settings {
     pub fn redis(&self) -> Result<&RedisConfig, ConfigError> {
         self.redis.as_ref().ok_or(ConfigError::NoRedis)
+    }
+
+    /// Loads the keys file (refusing one that others can read).
+    pub fn keyring(&self) -> Result<std::sync::Arc<resq::Keyring>, ConfigError> {
+        let path = self.keys_file.as_ref().ok_or(ConfigError::NoKeys)?;
+        Ok(std::sync::Arc::new(resq::Keyring::load(path)?))
     }
 }
 
@@ -146,24 +172,17 @@ fn parse_env<T: std::str::FromStr>(
             .trim()
             .parse()
             .map(Some)
-            .map_err(|_| ConfigError::BadEnv {
-                var,
-                value,
-                expected,
-            }),
+            .map_err(|_| ConfigError::BadEnv { var, value, expected }),
     }
 }
 
-fn resolve(
-    file: FileConfig,
-    source: Option<PathBuf>,
-    env: &dyn Env,
-) -> Result<Settings, ConfigError> {
+fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<Settings, ConfigError> {
     let FileConfig {
         namespace,
         redis,
         mut worker,
         limits,
+        security,
     } = file;
     let namespace = env
         .var("RESQ_NAMESPACE")
@@ -184,10 +203,7 @@ fn resolve(
             let mut c = RedisConfig::new(url);
             c.username = env.var("RESQ_REDIS_USERNAME").or(redis.username);
             c.password = password(&redis.password_file, &redis.password_env, env)?;
-            c.ca_file = env
-                .var("RESQ_REDIS_CA_FILE")
-                .map(PathBuf::from)
-                .or(redis.ca_file);
+            c.ca_file = env.var("RESQ_REDIS_CA_FILE").map(PathBuf::from).or(redis.ca_file);
             c.client_cert_file = env
                 .var("RESQ_REDIS_CLIENT_CERT_FILE")
                 .map(PathBuf::from)
@@ -209,11 +225,26 @@ fn resolve(
     if let Some(n) = parse_env(env, "RESQ_CONCURRENCY", "a whole number such as 16")? {
         worker.concurrency = Some(n);
     }
+    let keys_file = env.var("RESQ_KEYS_FILE").map(PathBuf::from).or(security.keys_file);
+    let unsigned: Vec<String> = match env.var("RESQ_ALLOW_UNSIGNED") {
+        Some(list) => list
+            .split(',')
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty())
+            .collect(),
+        None => security.allow_unsigned,
+    };
+    let allow_unsigned = unsigned
+        .iter()
+        .map(|q| glob::Pattern::new(q).map_err(|_| ConfigError::BadAllowUnsigned(q.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Settings {
         namespace,
         redis,
         worker,
         limits: limits.unwrap_or_default(),
+        keys_file,
+        allow_unsigned,
         source,
     })
 }
@@ -233,8 +264,7 @@ fn password(
         .map(PathBuf::from)
         .or_else(|| file.clone());
     if let Some(path) = path {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| ConfigError::PasswordFile { path, source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::PasswordFile { path, source })?;
         return Ok(Some(SecretString::from(
             text.trim_end_matches(['\n', '\r']).to_string(),
         )));
@@ -287,13 +317,8 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_clear_errors() {
-        let err = parse("[redis]\nurll = \"x\"\n", &env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("unknown field") && err.contains("urll"),
-            "{err}"
-        );
+        let err = parse("[redis]\nurll = \"x\"\n", &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown field") && err.contains("urll"), "{err}");
         let err = parse("", &env(&[("RESQ_CONCURRENCY", "lots")]))
             .unwrap_err()
             .to_string();
@@ -301,9 +326,7 @@ mod tests {
             err.contains("RESQ_CONCURRENCY") && err.contains("whole number"),
             "{err}"
         );
-        let err = parse("namespace = \"a b\"", &env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = parse("namespace = \"a b\"", &env(&[])).unwrap_err().to_string();
         assert!(err.contains("namespace"), "{err}");
     }
 
@@ -317,26 +340,16 @@ mod tests {
             file.display().to_string()
         );
         let s = parse(&text, &env(&[])).unwrap();
-        assert_eq!(
-            s.redis.unwrap().password.unwrap().expose_secret(),
-            "from-file"
-        );
+        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "from-file");
         let s = parse(&text, &env(&[("RESQ_REDIS_PASSWORD", "from-env")])).unwrap();
-        assert_eq!(
-            s.redis.unwrap().password.unwrap().expose_secret(),
-            "from-env"
-        );
+        assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "from-env");
         let s = parse(
             "[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n",
             &env(&[("MY_PW", "named")]),
         )
         .unwrap();
         assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "named");
-        let err = parse(
-            "[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n",
-            &env(&[]),
-        )
-        .unwrap_err();
+        let err = parse("[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n", &env(&[])).unwrap_err();
         assert!(err.to_string().contains("MY_PW"));
     }
 
@@ -344,10 +357,6 @@ mod tests {
     fn no_redis_is_none_until_asked() {
         let s = parse("", &env(&[])).unwrap();
         assert!(s.redis.is_none());
-        assert!(s
-            .redis()
-            .unwrap_err()
-            .to_string()
-            .contains("RESQ_REDIS_URL"));
+        assert!(s.redis().unwrap_err().to_string().contains("RESQ_REDIS_URL"));
     }
 }

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::output::safe;
 
 /// Prints its message (control characters escaped).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Echo {
+    #[garde(length(max = 10_000))]
     pub message: String,
 }
 
@@ -25,9 +26,11 @@ impl Job for Echo {
 }
 
 /// Waits `ms` milliseconds without using the CPU.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sleep {
+    /// At most an hour.
+    #[garde(range(max = 3_600_000))]
     pub ms: u64,
 }
 
@@ -40,9 +43,10 @@ impl Job for Sleep {
 }
 
 /// Always fails with its message.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fail {
+    #[garde(length(max = 10_000))]
     pub message: String,
 }
 
@@ -58,9 +62,10 @@ impl Job for Fail {
 
 /// Keeps one CPU busy for `ms` milliseconds (on the blocking pool, so the
 /// other jobs keep running).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spin {
+    #[garde(range(max = 3_600_000))]
     pub ms: u64,
 }
 
@@ -81,9 +86,10 @@ impl Job for Spin {
 }
 
 /// Allocates and touches `mb` MiB, then frees it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alloc {
+    #[garde(skip)]
     pub mb: u64,
 }
 
@@ -93,12 +99,7 @@ impl Job for Alloc {
         let bytes = usize::try_from(self.mb)
             .ok()
             .and_then(|mb| mb.checked_mul(1024 * 1024))
-            .ok_or_else(|| {
-                JobError::msg(format!(
-                    "{} MiB does not fit in memory's address space",
-                    self.mb
-                ))
-            })?;
+            .ok_or_else(|| JobError::msg(format!("{} MiB does not fit in memory's address space", self.mb)))?;
         let mut block: Vec<u8> = Vec::new();
         block
             .try_reserve_exact(bytes)

@@ -4,6 +4,7 @@ mod admin_cmds;
 mod config;
 mod demo;
 mod demo_jobs;
+mod keys_cmd;
 mod output;
 mod proctitle;
 mod worker_cmd;
@@ -61,6 +62,16 @@ enum Command {
     /// Run a worker on a private Redis with good and hostile jobs, and show
     /// what happened to each.
     Demo,
+    /// Make signing and encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: keys_cmd::KeysAction,
+    },
+    /// The job classes this binary runs, and their argument schemas.
+    Jobs {
+        #[command(subcommand)]
+        action: keys_cmd::JobsAction,
+    },
 }
 
 /// A command's failure: the message, and the exit code (2 = fix your input).
@@ -121,16 +132,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(Failure::usage(e)),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            return fail(Failure::runtime(format!(
-                "cannot start the async runtime: {e}"
-            )))
-        }
+        Err(e) => return fail(Failure::runtime(format!("cannot start the async runtime: {e}"))),
     };
     let result = runtime.block_on(async move {
         match cli.command {
@@ -141,6 +145,8 @@ fn main() -> ExitCode {
             Command::Stats(f) => admin_cmds::stats(&settings, f).await,
             Command::Failed { action } => admin_cmds::failed(&settings, action).await,
             Command::Demo => demo::run(&settings).await,
+            Command::Keys { action } => keys_cmd::keys(action),
+            Command::Jobs { action } => keys_cmd::jobs(action),
         }
     });
     match result {

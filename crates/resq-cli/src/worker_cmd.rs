@@ -25,6 +25,7 @@ pub struct WorkerArgs {
 
 pub fn worker_config(
     settings: &Settings,
+    keyring: std::sync::Arc<resq::Keyring>,
     queues: Option<String>,
     concurrency: Option<usize>,
 ) -> Result<WorkerConfig, Failure> {
@@ -34,7 +35,8 @@ pub fn worker_config(
     let spec: QueueSpec = spec_text
         .parse()
         .map_err(|e| Failure::usage(format!("--queues: {e}")))?;
-    let mut config = WorkerConfig::new(spec);
+    let mut config = WorkerConfig::new(spec, keyring);
+    config.allow_unsigned = settings.allow_unsigned.clone();
     if let Some(n) = concurrency.or(settings.worker.concurrency) {
         if n == 0 {
             return Err(Failure::usage("--concurrency must be at least 1"));
@@ -59,12 +61,12 @@ pub fn worker_config(
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
-    let mut config = worker_config(settings, args.queues, args.concurrency)?;
+    let keyring = settings.keyring().map_err(Failure::usage)?;
+    let mut config = worker_config(settings, keyring, args.queues, args.concurrency)?;
     config.burst = args.burst;
     let store = connect(settings).await?;
     let (control, rx) = Control::new();
-    spawn_signal_handlers(control)
-        .map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
+    spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
     let report = Worker::new(store, demo_jobs::registry(), config)
         .run(rx)
         .await

@@ -7,12 +7,7 @@ use local_redis::{LocalRedis, Options};
 use serde_json::Value;
 
 fn json_out(o: &std::process::Output) -> Value {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
+    assert!(o.status.success(), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
 
@@ -20,14 +15,7 @@ fn json_out(o: &std::process::Output) -> Value {
 async fn enqueue_work_and_manage_failures() {
     let env = Env::start().await;
     // One object is shorthand for [object]; an array is Resque's args as is.
-    let o = env.run(&[
-        "enqueue",
-        "Echo",
-        "--args",
-        r#"{"message":"hi"}"#,
-        "--queue",
-        "mail",
-    ]);
+    let o = env.run(&["enqueue", "Echo", "--args", r#"{"message":"hi"}"#, "--queue", "mail"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = env.run(&["enqueue", "Fail", "--args", r#"[{"message":"broken"}]"#]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -41,11 +29,7 @@ async fn enqueue_work_and_manage_failures() {
     let o = env.run(&["worker", "--queues", "mail,default", "--burst"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("echo [mail]: hi"), "{}", stdout(&o));
-    assert!(
-        stdout(&o).contains("processed 2 failed 1"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("processed 2 failed 1"), "{}", stdout(&o));
 
     let stats = json_out(&env.run(&["stats", "--json"]));
     assert_eq!(
@@ -96,7 +80,11 @@ async fn enqueue_work_and_manage_failures() {
     assert!(env.run(&["failed", "remove", &id]).status.success());
     assert_eq!(env.llen("resque:failed").await, 0);
     env.run(&["enqueue", "Fail", "--args", r#"{"message":"a"}"#]);
-    env.run(&["enqueue", "Kernel", "--args", r#"["system","id"]"#]);
+    // The policy refuses an unregistered class before anything is stored.
+    let o = env.run(&["enqueue", "Kernel", "--args", r#"["system","id"]"#]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unregistered_class"), "{}", stderr(&o));
+    env.run(&["enqueue", "Fail", "--args", r#"{"message":"b"}"#]);
     env.run(&["worker", "--queues", "default", "--burst"]);
     let o = env.run(&["failed", "clear"]);
     assert!(stdout(&o).contains("cleared 2"), "{}", stdout(&o));
@@ -114,11 +102,7 @@ async fn workers_lists_a_running_worker() {
     let id = workers[0]["id"].as_str().unwrap();
     assert_eq!(
         id,
-        format!(
-            "{}:{}:critical,default",
-            id.split(':').next().unwrap(),
-            worker.id()
-        )
+        format!("{}:{}:critical,default", id.split(':').next().unwrap(), worker.id())
     );
     assert!(workers[0]["heartbeat"].as_str().unwrap().ends_with('Z'));
     signal(&worker, libc::SIGTERM);
@@ -135,10 +119,7 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
             &["enqueue", "Echo", "--args", "\"just a string\""],
             "JSON array or one JSON object",
         ),
-        (
-            &["enqueue", "Echo", "--args", "{not json"],
-            "not valid JSON",
-        ),
+        (&["enqueue", "Echo", "--args", "{not json"], "not valid JSON"),
         (&["worker", "--queues", "a b"], "--queues"),
         (&["worker", "--concurrency", "0"], "at least 1"),
         (&["failed", "retry", "no-such-id"], "no failure with id"),
@@ -153,24 +134,10 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let small = env.dir.path().join("small.toml");
     std::fs::write(&small, "[limits]\nmax_bytes = 1000\n").unwrap();
     let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(2000));
-    let o = env.run(&[
-        "--config",
-        small.to_str().unwrap(),
-        "enqueue",
-        "Echo",
-        "--args",
-        &big,
-    ]);
+    let o = env.run(&["--config", small.to_str().unwrap(), "enqueue", "Echo", "--args", &big]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("over the limit of 1000"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        env.keys("resque:queue:*").await.is_empty(),
-        "nothing was stored"
-    );
+    assert!(stderr(&o).contains("over the limit of 1000"), "{}", stderr(&o));
+    assert!(env.keys("resque:queue:*").await.is_empty(), "nothing was stored");
 }
 
 #[test]
@@ -191,20 +158,13 @@ fn config_errors_say_what_where_and_what_to_do() {
     assert!(stderr(&o).contains("RESQ_REDIS_URL"), "{}", stderr(&o));
 
     let o = run(
-        &[
-            ("RESQ_REDIS_URL", "redis://127.0.0.1:1"),
-            ("RESQ_CONCURRENCY", "lots"),
-        ],
+        &[("RESQ_REDIS_URL", "redis://127.0.0.1:1"), ("RESQ_CONCURRENCY", "lots")],
         &["queues"],
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("RESQ_CONCURRENCY"), "{}", stderr(&o));
 
-    std::fs::write(
-        dir.path().join("resq.toml"),
-        "[redis]\nurll = \"redis://x\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("resq.toml"), "[redis]\nurll = \"redis://x\"\n").unwrap();
     let o = run(&[], &["queues"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
@@ -257,11 +217,7 @@ fn the_redis_password_is_never_printed() {
         vec![("RESQ_REDIS_URL", format!("redis://:{secret}@127.0.0.1:1/0"))],
     ];
     for envs in attempts {
-        for args in [
-            &["stats"][..],
-            &["worker", "--burst"][..],
-            &["enqueue", "Echo"][..],
-        ] {
+        for args in [&["stats"][..], &["worker", "--burst"][..], &["enqueue", "Echo"][..]] {
             let o = run(&envs, args);
             assert!(!o.status.success(), "{args:?} should fail");
             let all = format!("{}{}", stdout(&o), stderr(&o));
@@ -286,6 +242,6 @@ fn demo_runs_on_a_private_redis_and_every_outcome_is_as_expected() {
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.contains("started a private redis-server"), "{out}");
-    assert!(out.contains("all 15 outcomes as expected"), "{out}");
+    assert!(out.contains("all 22 outcomes as expected"), "{out}");
     assert!(!out.contains("BAD"), "{out}");
 }

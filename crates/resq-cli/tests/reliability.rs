@@ -34,10 +34,8 @@ async fn kill_9_in_the_middle_of_1000_slow_jobs_loses_nothing() {
     let ids = env.client().enqueue_bulk(&jobs).await.unwrap();
 
     let mut first = env.spawn_worker(&["--queues", "default", "--concurrency", "16"]);
-    env.wait_until("the first worker is mid-way", || async {
-        env.processed().await >= 250
-    })
-    .await;
+    env.wait_until("the first worker is mid-way", || async { env.processed().await >= 250 })
+        .await;
     signal(&first, libc::SIGKILL);
     first.wait().unwrap();
     let after_kill = env.processed().await;
@@ -92,12 +90,7 @@ async fn term_stops_now_and_puts_running_jobs_back() {
     let status = wait_child(&mut worker);
     assert!(status.success());
     let mut out = String::new();
-    worker
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    worker.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(out.contains("requeued 3"), "{out}");
     let queue: Vec<String> = redis::cmd("LRANGE")
         .arg("resque:queue:default")
@@ -126,10 +119,8 @@ async fn quit_finishes_running_jobs_then_exits() {
     let jobs: Vec<Sleep> = (0..2).map(|_| Sleep { ms: 700 }).collect();
     env.client().enqueue_bulk(&jobs).await.unwrap();
     let mut worker = env.spawn_worker(&["--queues", "default", "--concurrency", "2"]);
-    env.wait_until("both running", || async {
-        env.llen("resque:queue:default").await == 0
-    })
-    .await;
+    env.wait_until("both running", || async { env.llen("resque:queue:default").await == 0 })
+        .await;
     assert_eq!(env.processed().await, 0);
     signal(&worker, libc::SIGQUIT);
     assert!(wait_child(&mut worker).success());
@@ -155,25 +146,17 @@ async fn usr2_pauses_and_cont_resumes() {
     signal(&worker, libc::SIGUSR2);
     // Wait until the pause is in effect: the log says so.
     env.wait_until("pause logged", || async {
-        log_paths(env.dir.path()).iter().any(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .contains("USR2")
-        })
+        log_paths(env.dir.path())
+            .iter()
+            .any(|p| std::fs::read_to_string(p).unwrap_or_default().contains("USR2"))
     })
     .await;
     env.client().enqueue(&Sleep { ms: 1 }).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(
-        env.llen("resque:queue:default").await,
-        1,
-        "a paused worker took a job"
-    );
+    assert_eq!(env.llen("resque:queue:default").await, 1, "a paused worker took a job");
     signal(&worker, libc::SIGCONT);
-    env.wait_until("resumed and processed", || async {
-        env.processed().await == 1
-    })
-    .await;
+    env.wait_until("resumed and processed", || async { env.processed().await == 1 })
+        .await;
     signal(&worker, libc::SIGTERM);
     assert!(wait_child(&mut worker).success());
 }

@@ -67,9 +67,7 @@ impl std::fmt::Debug for RedisConfig {
 /// Why a connection could not be set up. Messages never hold the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(
-        "Redis URL {url} is not valid (expected redis://host:port/db or rediss://...): {reason}"
-    )]
+    #[error("Redis URL {url} is not valid (expected redis://host:port/db or rediss://...): {reason}")]
     BadUrl { url: String, reason: String },
     #[error("cannot read {what} {path}: {source}")]
     ReadFile {
@@ -124,9 +122,8 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     }
     info = info.set_redis_settings(settings);
 
-    let wants_custom_tls = config.ca_file.is_some()
-        || config.client_cert_file.is_some()
-        || config.client_key_file.is_some();
+    let wants_custom_tls =
+        config.ca_file.is_some() || config.client_cert_file.is_some() || config.client_key_file.is_some();
     let built = if wants_custom_tls {
         let client_tls = match (&config.client_cert_file, &config.client_key_file) {
             (Some(cert), Some(key)) => Some(ClientTlsConfig {
@@ -136,18 +133,8 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
             (None, None) => None,
             _ => return Err(ConnectError::HalfClientCert),
         };
-        let root_cert = config
-            .ca_file
-            .as_ref()
-            .map(|p| read("CA file", p))
-            .transpose()?;
-        redis::Client::build_with_tls(
-            info,
-            TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )
+        let root_cert = config.ca_file.as_ref().map(|p| read("CA file", p)).transpose()?;
+        redis::Client::build_with_tls(info, TlsCertificates { client_tls, root_cert })
     } else {
         redis::Client::open(info)
     };
@@ -179,10 +166,7 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("redis://u:secret@h:1/0"),
-            "redis://<redacted>@h:1/0"
-        );
+        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://<redacted>@h:1/0");
         assert_eq!(redact_url("rediss://:secret@h"), "rediss://<redacted>@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
     }
@@ -192,9 +176,6 @@ mod tests {
         let mut c = RedisConfig::new("redis://u:urlsecret@h:1");
         c.password = Some(SecretString::from("hunter2"));
         let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("urlsecret"),
-            "{shown}"
-        );
+        assert!(!shown.contains("hunter2") && !shown.contains("urlsecret"), "{shown}");
     }
 }

@@ -60,6 +60,10 @@ impl Keys {
     pub fn inflight_queues(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-queues:{worker}"))
     }
+    /// Marks a job id that ran to success, until the job expires (replay guard).
+    pub fn done(&self, id: &str) -> String {
+        self.k(&format!("resq:done:{id}"))
+    }
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
     }
@@ -79,10 +83,7 @@ mod tests {
             (k.failed(), "resque:failed"),
             (k.stat("processed"), "resque:stat:processed"),
             (k.stat("failed"), "resque:stat:failed"),
-            (
-                k.worker_stat("processed", w),
-                "resque:stat:processed:host:42:a,b",
-            ),
+            (k.worker_stat("processed", w), "resque:stat:processed:host:42:a,b"),
             (k.worker_stat("failed", w), "resque:stat:failed:host:42:a,b"),
             (k.workers(), "resque:workers"),
             (k.worker(w), "resque:worker:host:42:a,b"),

@@ -5,14 +5,10 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-pub(crate) static FETCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
-pub(crate) static FINISH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
-pub(crate) static REQUEUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
-pub(crate) static RECOVER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
+pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
+pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
 pub(crate) static FORGET_WORKER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/forget_worker.lua")));
 pub(crate) static FAILED_REQUEUE: LazyLock<Script> =

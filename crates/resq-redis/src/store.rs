@@ -8,8 +8,7 @@ use redis::{AsyncCommands, RedisError, Value};
 
 use resq::clock::iso8601;
 use resq::store::{
-    Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Store, StoreError, StoreStats,
-    WorkerRecord,
+    Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Store, StoreError, StoreStats, WorkerRecord,
 };
 use resq::WorkerId;
 
@@ -152,27 +151,18 @@ impl Store for RedisStore {
         // Group by queue, keeping order: one SADD and one RPUSH per queue.
         let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
         for job in jobs {
-            by_queue
-                .entry(job.queue.as_str())
-                .or_default()
-                .push(&job.payload);
+            by_queue.entry(job.queue.as_str()).or_default().push(&job.payload);
         }
         let mut pipe = redis::pipe();
         for (queue, payloads) in &by_queue {
             pipe.sadd(self.keys.queues(), *queue).ignore();
             pipe.rpush(self.keys.queue(queue), payloads).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(store_err)
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
-        self.conn
-            .clone()
-            .smembers(self.keys.queues())
-            .await
-            .map_err(store_err)
+        self.conn.clone().smembers(self.keys.queues()).await.map_err(store_err)
     }
 
     async fn fetch(
@@ -195,10 +185,7 @@ impl Store for RedisStore {
         for q in queues {
             inv.arg(q);
         }
-        let reply: Vec<Value> = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
         parse_fetch(reply, queues)
     }
 
@@ -213,21 +200,40 @@ impl Store for RedisStore {
             .key(self.keys.worker_stat("processed", w))
             .key(self.keys.worker_stat("failed", w))
             .key(self.keys.failed());
+        // In-flight lists first (numbered 1..L), then the done marks.
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
-            let n = *list_numbers.entry(f.job.queue.as_str()).or_insert(next);
-            if n == next {
+            if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
                 inv.key(self.keys.inflight(w, &f.job.queue));
             }
-            inv.arg(n)
+        }
+        inv.arg(list_numbers.len());
+        let mut marks = 0usize;
+        for f in done {
+            let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
+            inv.arg(list)
                 .arg(&f.job.payload)
                 .arg(f.failure.as_deref().unwrap_or(""));
+            match &f.done {
+                Some(mark) => {
+                    marks += 1;
+                    inv.key(self.keys.done(&mark.id));
+                    inv.arg(marks).arg(mark.until_ms.max(1));
+                }
+                None => {
+                    inv.arg(0).arg(0);
+                }
+            }
         }
         inv.invoke_async::<i64>(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
         Ok(())
+    }
+
+    async fn is_done(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn.clone().exists(self.keys.done(id)).await.map_err(store_err)
     }
 
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {
@@ -252,12 +258,7 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn register_worker(
-        &self,
-        worker: &WorkerId,
-        started: &str,
-        liveness_ttl_ms: u64,
-    ) -> Result<(), StoreError> {
+    async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError> {
         let w = worker.as_str();
         let now = iso8601(self.server_time().await?);
         redis::pipe()
@@ -341,12 +342,7 @@ impl Store for RedisStore {
     }
 
     async fn paused_all(&self) -> Result<bool, StoreError> {
-        let v: Option<String> = self
-            .conn
-            .clone()
-            .get(self.keys.pause_all())
-            .await
-            .map_err(store_err)?;
+        let v: Option<String> = self.conn.clone().get(self.keys.pause_all()).await.map_err(store_err)?;
         Ok(v.as_deref() == Some("true"))
     }
 
@@ -373,10 +369,7 @@ impl Store for RedisStore {
         for q in &names {
             pipe.llen(self.keys.queue(q));
         }
-        let sizes: Vec<u64> = pipe
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        let sizes: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
         Ok(names.into_iter().zip(sizes).collect())
     }
 
@@ -419,11 +412,7 @@ impl Store for RedisStore {
     }
 
     async fn failed_len(&self) -> Result<u64, StoreError> {
-        self.conn
-            .clone()
-            .llen(self.keys.failed())
-            .await
-            .map_err(store_err)
+        self.conn.clone().llen(self.keys.failed()).await.map_err(store_err)
     }
 
     async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<String>, StoreError> {
@@ -431,10 +420,7 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let stop = start.saturating_add(count - 1);
-        let (start, stop) = (
-            start.min(i64::MAX as u64) as isize,
-            stop.min(i64::MAX as u64) as isize,
-        );
+        let (start, stop) = (start.min(i64::MAX as u64) as isize, stop.min(i64::MAX as u64) as isize);
         let raw: Vec<Vec<u8>> = self
             .conn
             .clone()

@@ -14,15 +14,15 @@ use resq_redis::{RedisConfig, RedisStore};
 use secrecy::SecretString;
 
 async fn try_roundtrip(config: &RedisConfig) -> Result<(), String> {
-    let store = RedisStore::connect(config, "resque")
-        .await
-        .map_err(|e| e.to_string())?;
-    Client::new(std::sync::Arc::new(store.clone()))
-        .enqueue(&Echo {
-            message: "x".into(),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = RedisStore::connect(config, "resque").await.map_err(|e| e.to_string())?;
+    Client::new(
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(resq::Keyring::ephemeral()),
+    )
+    .map_err(|e| e.to_string())?
+    .enqueue(&Echo { message: "x".into() })
+    .await
+    .map_err(|e| e.to_string())?;
     store.queues().await.map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -36,9 +36,7 @@ async fn requirepass_is_used_and_never_printed() {
     })
     .unwrap();
 
-    let anonymous = try_roundtrip(&RedisConfig::new(redis.url()))
-        .await
-        .unwrap_err();
+    let anonymous = try_roundtrip(&RedisConfig::new(redis.url())).await.unwrap_err();
     assert!(anonymous.to_uppercase().contains("AUTH"), "{anonymous}");
 
     let mut wrong = RedisConfig::new(redis.url());
@@ -92,8 +90,7 @@ impl Pki {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate.
     fn generate() -> Pki {
         use rcgen::{
-            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-            KeyUsagePurpose,
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         };
         let dir = tempfile::tempdir().unwrap();
         let ca_key = KeyPair::generate().unwrap();
@@ -176,9 +173,7 @@ async fn tls_with_private_ca() {
         .await
         .unwrap();
     // Without our CA the server's certificate is not trusted.
-    assert!(try_roundtrip(&tls_config(redis.url(), None, None))
-        .await
-        .is_err());
+    assert!(try_roundtrip(&tls_config(redis.url(), None, None)).await.is_err());
     // Plain text to a TLS port does not work either.
     let plain = format!("redis://127.0.0.1:{}/0", redis.port());
     assert!(try_roundtrip(&tls_config(plain, None, None)).await.is_err());
@@ -190,9 +185,7 @@ async fn tls_with_client_certificate() {
     let redis = pki.server(true);
     let ca = pki.path("ca.pem");
     assert!(
-        try_roundtrip(&tls_config(redis.url(), Some(&ca), None))
-            .await
-            .is_err(),
+        try_roundtrip(&tls_config(redis.url(), Some(&ca), None)).await.is_err(),
         "no client cert must fail"
     );
     let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
@@ -211,7 +204,7 @@ async fn tls_with_client_certificate() {
 #[tokio::test]
 async fn worker_survives_redis_going_away_and_coming_back() {
     let mut env = Env::start().await;
-    let client = Client::new(env.dyn_store());
+    let client = env.client();
     client
         .enqueue(&Echo {
             message: "before".into(),
@@ -219,8 +212,7 @@ async fn worker_survives_redis_going_away_and_coming_back() {
         .await
         .unwrap();
     let (control, rx) = Control::new();
-    let worker =
-        tokio::spawn(Worker::new(env.dyn_store(), registry(), fast_config("default")).run(rx));
+    let worker = tokio::spawn(Worker::new(env.dyn_store(), registry(), env.config("default")).run(rx));
     wait_for_processed(&env, "1").await;
 
     env.redis.kill();

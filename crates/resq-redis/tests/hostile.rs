@@ -13,8 +13,7 @@ fn reasons(failed: &[String]) -> Vec<String> {
     failed
         .iter()
         .map(|r| {
-            serde_json::from_str::<Value>(r)
-                .unwrap_or_else(|e| panic!("{e}: {}", &r[..r.len().min(300)]))["reason"]
+            serde_json::from_str::<Value>(r).unwrap_or_else(|e| panic!("{e}: {}", &r[..r.len().min(300)]))["reason"]
                 .as_str()
                 .unwrap()
                 .to_string()
@@ -34,19 +33,13 @@ async fn each_hostile_payload_fails_with_its_exact_reason() {
         "{{\"class\":\"Echo\",\"args\":[{{\"message\":\"{}\"}}]}}",
         "x".repeat(600 * 1024)
     );
-    let wide = format!(
-        "{{\"class\":\"Echo\",\"args\":[{}]}}",
-        vec!["1"; 20_000].join(",")
-    );
+    let wide = format!("{{\"class\":\"Echo\",\"args\":[{}]}}", vec!["1"; 20_000].join(","));
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"not json at all".to_vec(), "malformed_payload"),
         (b"\xff\xfe\x00garbage".to_vec(), "malformed_payload"),
         (b"[1,2,3]".to_vec(), "malformed_payload"),
         (br#"{"class":"Echo"}"#.to_vec(), "malformed_payload"),
-        (
-            br#"{"class":"Echo","args":"rm -rf /"}"#.to_vec(),
-            "malformed_payload",
-        ),
+        (br#"{"class":"Echo","args":"rm -rf /"}"#.to_vec(), "malformed_payload"),
         (
             br#"{"class":"Echo","class":"Kernel","args":[]}"#.to_vec(),
             "malformed_payload",
@@ -54,10 +47,7 @@ async fn each_hostile_payload_fails_with_its_exact_reason() {
         (deep.into_bytes(), "payload_too_deep"),
         (huge.into_bytes(), "payload_too_large"),
         (wide.into_bytes(), "payload_too_large"),
-        (
-            br#"{"class":"Echo","args":[1e999]}"#.to_vec(),
-            "number_out_of_range",
-        ),
+        (br#"{"class":"Echo","args":[1e999]}"#.to_vec(), "number_out_of_range"),
         (
             br#"{"class":"Echo","args":[123456789012345678901234567890]}"#.to_vec(),
             "number_out_of_range",
@@ -70,18 +60,12 @@ async fn each_hostile_payload_fails_with_its_exact_reason() {
             br#"{"class":"Object::Echo","args":[{"message":"x"}]}"#.to_vec(),
             "unregistered_class",
         ),
-        (
-            br#"{"class":"Echo","args":[{"message":1}]}"#.to_vec(),
-            "invalid_args",
-        ),
+        (br#"{"class":"Echo","args":[{"message":1}]}"#.to_vec(), "invalid_args"),
         (
             br#"{"class":"Echo","args":[{"message":"x","admin":true}]}"#.to_vec(),
             "invalid_args",
         ),
-        (
-            br#"{"class":"Echo","args":["x","y"]}"#.to_vec(),
-            "invalid_args",
-        ),
+        (br#"{"class":"Echo","args":["x","y"]}"#.to_vec(), "invalid_args"),
         (br#"{"class":"Add","args":[1]}"#.to_vec(), "invalid_args"),
         (
             br#"{"class":"Echo","args":[{"message":"old"}],"expires_at":1000.0}"#.to_vec(),
@@ -94,17 +78,17 @@ async fn each_hostile_payload_fails_with_its_exact_reason() {
         (br#"{"class":"Panic","args":[{}]}"#.to_vec(), "job_panicked"),
     ];
     for (payload, _) in &cases {
-        env.push_raw("hostile", payload).await;
+        env.push_raw("ruby_hostile", payload).await;
     }
     // A good job after all of them: the worker must still be running.
     env.push_raw(
-        "hostile",
+        "ruby_hostile",
         br#"{"class":"Echo","args":[{"message":"still alive"}]}"#,
     )
     .await;
     let before = ECHOED.load(Ordering::SeqCst);
 
-    let mut config = fast_config("hostile");
+    let mut config = env.config("ruby_hostile");
     config.burst = true;
     config.concurrency = 1; // keeps the failed list in push order
     let (_c, rx) = resq::Control::new();
@@ -113,40 +97,33 @@ async fn each_hostile_payload_fails_with_its_exact_reason() {
         .await
         .unwrap();
 
+    let failed_now = env.lrange("resque:failed").await;
     assert_eq!(
         ECHOED.load(Ordering::SeqCst) - before,
         1,
-        "only the good job ran"
+        "only the good job ran: {:?}",
+        reasons(&failed_now)
     );
     assert_eq!(report.processed, cases.len() as u64 + 1);
     assert_eq!(report.failed, cases.len() as u64);
     let failed = env.lrange("resque:failed").await;
     let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
     assert_eq!(reasons(&failed), expected);
-    assert_eq!(
-        env.get("resque:stat:failed").await,
-        Some(cases.len().to_string())
-    );
+    assert_eq!(env.get("resque:stat:failed").await, Some(cases.len().to_string()));
     // refusals carry the reason as Resque's exception, and every record is JSON
     for rec in &failed {
         let v: Value = serde_json::from_str(rec).unwrap();
-        assert!(
-            v["exception"].is_string() && v["error"].is_string(),
-            "{rec}"
-        );
-        assert!(
-            rec.len() < 200 * 1024,
-            "a record stays small: {}",
-            rec.len()
-        );
+        assert!(v["exception"].is_string() && v["error"].is_string(), "{rec}");
+        assert!(rec.len() < 200 * 1024, "a record stays small: {}", rec.len());
     }
-    assert!(env.lrange("resque:queue:hostile").await.is_empty());
+    assert!(env.lrange("resque:queue:ruby_hostile").await.is_empty());
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
-    /// Random bytes in a queue: every item is accounted for (run or failed),
+    /// Random bytes in a queue (one that accepts unsigned jobs, so every
+    /// check after the signature is reached too): every item is accounted for (run or failed),
     /// nothing is left behind, and the worker exits normally.
     #[test]
     fn random_bytes_are_all_accounted_for(
@@ -162,13 +139,13 @@ proptest! {
         rt.block_on(async {
             let env = Env::start().await;
             for p in &payloads {
-                env.push_raw("fuzz", p).await;
+                env.push_raw("ruby_fuzz", p).await;
             }
-            let report = env.burst("fuzz", registry()).await;
+            let report = env.burst("ruby_fuzz", registry()).await;
             assert_eq!(report.processed, payloads.len() as u64);
             let failed = env.lrange("resque:failed").await.len() as u64;
             assert_eq!(failed, report.failed);
-            assert!(env.lrange("resque:queue:fuzz").await.is_empty());
+            assert!(env.lrange("resque:queue:ruby_fuzz").await.is_empty());
             assert!(env.keys("resque:resq:*").await.is_empty());
         });
     }

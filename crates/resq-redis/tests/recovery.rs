@@ -25,22 +25,12 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
         .register_worker(&dead, "2026-11-24 09:58:58 +0000", 200)
         .await
         .unwrap();
-    let Fetched::Jobs(jobs) = env
-        .store
-        .fetch(&dead, &["q".into()], 3, true, "t")
-        .await
-        .unwrap()
-    else {
+    let Fetched::Jobs(jobs) = env.store.fetch(&dead, &["q".into()], 3, true, "t").await.unwrap() else {
         panic!("paused?")
     };
     assert_eq!(jobs.len(), 3);
     assert_eq!(env.lrange("resque:queue:q").await.len(), 2);
-    assert_eq!(
-        env.lrange(&format!("resque:resq:inflight:{dead}:q"))
-            .await
-            .len(),
-        3
-    );
+    assert_eq!(env.lrange(&format!("resque:resq:inflight:{dead}:q")).await.len(), 3);
 
     // Alive: the reaper leaves it alone.
     let report = env.store.reap_dead_workers().await.unwrap();
@@ -75,10 +65,7 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
     assert!(workers.is_empty(), "the dead worker is unregistered too");
 
     // A second reaper finds nothing to do.
-    assert_eq!(
-        env.store.reap_dead_workers().await.unwrap(),
-        Default::default()
-    );
+    assert_eq!(env.store.reap_dead_workers().await.unwrap(), Default::default());
 }
 
 #[tokio::test]
@@ -93,12 +80,7 @@ async fn requeue_puts_jobs_back_at_the_head_once() {
     }
     let w = WorkerId::new("w", 2, "q");
     env.store.register_worker(&w, "s", 10_000).await.unwrap();
-    let Fetched::Jobs(jobs) = env
-        .store
-        .fetch(&w, &["q".into()], 2, true, "t")
-        .await
-        .unwrap()
-    else {
+    let Fetched::Jobs(jobs) = env.store.fetch(&w, &["q".into()], 2, true, "t").await.unwrap() else {
         panic!()
     };
     env.store.requeue(&w, &jobs).await.unwrap();
@@ -120,17 +102,15 @@ async fn a_new_worker_recovers_a_dead_workers_jobs_and_runs_them() {
     }
     let dead = WorkerId::new("gone", 3, "q");
     env.store.register_worker(&dead, "s", 100).await.unwrap();
-    env.store
-        .fetch(&dead, &["q".into()], 20, true, "t")
-        .await
-        .unwrap();
+    env.store.fetch(&dead, &["q".into()], 20, true, "t").await.unwrap();
     assert!(env.lrange("resque:queue:q").await.is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let report = env.burst("q", registry()).await;
     assert_eq!(report.recovered, 20);
-    assert_eq!(report.processed, 20);
     assert_eq!(
-        env.get("resque:stat:processed").await.as_deref(),
-        Some("20")
+        report.failed, 20,
+        "unsigned pushes are refused, but every one is accounted for"
     );
+    assert_eq!(report.processed, 20);
+    assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("20"));
 }

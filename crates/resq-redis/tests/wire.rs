@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use resq::{Client, Control, Worker};
+use resq::{Control, Worker};
 use serde_json::Value;
 
 fn is_started_format(s: &str) -> bool {
@@ -24,16 +24,8 @@ fn is_iso8601_z(s: &str) -> bool {
 #[tokio::test]
 async fn enqueue_writes_resque_payload_and_queue_set() {
     let env = Env::start().await;
-    let client = Client::new(env.dyn_store());
-    let id = client
-        .enqueue_to(
-            "mail",
-            &Echo {
-                message: "hi".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let client = env.client();
+    let id = client.enqueue_to("mail", &Echo { message: "hi".into() }).await.unwrap();
 
     let queues: Vec<String> = redis::cmd("SMEMBERS")
         .arg("resque:queues")
@@ -52,10 +44,7 @@ async fn enqueue_writes_resque_payload_and_queue_set() {
     assert_eq!(v["id"], id.as_str());
     assert_eq!(v["queue"], "mail");
     assert_eq!(v["attempt"], 0);
-    let (enq, exp) = (
-        v["enqueued_at"].as_f64().unwrap(),
-        v["expires_at"].as_f64().unwrap(),
-    );
+    let (enq, exp) = (v["enqueued_at"].as_f64().unwrap(), v["expires_at"].as_f64().unwrap());
     assert!((exp - enq - 7.0 * 86400.0).abs() < 1.0);
     // compact JSON, no whitespace
     assert!(!text.contains(' '));
@@ -64,12 +53,8 @@ async fn enqueue_writes_resque_payload_and_queue_set() {
 #[tokio::test]
 async fn bulk_enqueue_is_one_queue_write_in_order() {
     let env = Env::start().await;
-    let client = Client::new(env.dyn_store());
-    let jobs: Vec<Echo> = (0..500)
-        .map(|i| Echo {
-            message: i.to_string(),
-        })
-        .collect();
+    let client = env.client();
+    let jobs: Vec<Echo> = (0..500).map(|i| Echo { message: i.to_string() }).collect();
     let ids = client.enqueue_bulk(&jobs).await.unwrap();
     assert_eq!(ids.len(), 500);
     let items = env.lrange("resque:queue:default").await;
@@ -85,19 +70,12 @@ async fn bulk_enqueue_is_one_queue_write_in_order() {
 async fn ruby_payloads_run_and_stats_are_counted() {
     let env = Env::start().await;
     // As Ruby's Resque.enqueue writes them, positional and hash arguments.
-    env.push_raw("default", br#"{"class":"Add","args":[1,2]}"#)
+    env.push_raw("ruby", br#"{"class":"Add","args":[1,2]}"#).await;
+    env.push_raw("ruby", br#"{"class":"Echo","args":[{"message":"from ruby"}]}"#)
         .await;
-    env.push_raw(
-        "default",
-        br#"{"class":"Echo","args":[{"message":"from ruby"}]}"#,
-    )
-    .await;
-    env.push_raw(
-        "default",
-        br#"{"class":"Fail","args":[{"message":"nope"}]}"#,
-    )
-    .await;
-    let report = env.burst("default", registry()).await;
+    env.push_raw("ruby", br#"{"class":"Fail","args":[{"message":"nope"}]}"#)
+        .await;
+    let report = env.burst("ruby", registry()).await;
     assert_eq!((report.processed, report.failed), (3, 1));
     assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("3"));
     assert_eq!(env.get("resque:stat:failed").await.as_deref(), Some("1"));
@@ -121,8 +99,8 @@ async fn ruby_payloads_run_and_stats_are_counted() {
 async fn failure_record_matches_resque_format() {
     let env = Env::start().await;
     let payload = br#"{"class":"Fail","args":[{"message":"disk <full>"}],"extra":1.50}"#;
-    env.push_raw("low", payload).await;
-    env.burst("low", registry()).await;
+    env.push_raw("ruby_low", payload).await;
+    env.burst("ruby_low", registry()).await;
     let failed = env.lrange("resque:failed").await;
     assert_eq!(failed.len(), 1);
     let rec = &failed[0];
@@ -159,7 +137,7 @@ async fn failure_record_matches_resque_format() {
     assert_eq!(v["exception"], "JobError");
     assert_eq!(v["error"], "disk <full>");
     assert_eq!(v["backtrace"], serde_json::json!([]));
-    assert_eq!(v["queue"], "low");
+    assert_eq!(v["queue"], "ruby_low");
     assert_eq!(v["worker"].as_str().unwrap().matches(':').count(), 2);
     assert_eq!(
         uuid::Uuid::parse_str(v["failure_id"].as_str().unwrap()).map(|_| ()),
@@ -170,9 +148,9 @@ async fn failure_record_matches_resque_format() {
 #[tokio::test]
 async fn registry_started_heartbeat_and_current_job_while_working() {
     let env = Env::start().await;
-    let client = Client::new(env.dyn_store());
+    let client = env.client();
     client.enqueue_to("slow", &Nap { ms: 1500 }).await.unwrap();
-    let config = fast_config("slow,default");
+    let config = env.config("slow,default");
     let id = config.worker_id().as_str().to_string();
     assert_eq!(id, format!("testhost:{}:slow,default", std::process::id()));
     let (control, rx) = Control::new();
@@ -189,10 +167,7 @@ async fn registry_started_heartbeat_and_current_job_while_working() {
     }
     let working: Value = serde_json::from_str(&working.expect("current job recorded")).unwrap();
     assert_eq!(working["queue"], "slow");
-    assert!(
-        is_iso8601_z(working["run_at"].as_str().unwrap()),
-        "{working}"
-    );
+    assert!(is_iso8601_z(working["run_at"].as_str().unwrap()), "{working}");
     assert_eq!(working["payload"]["class"], "Nap");
 
     let workers: Vec<String> = redis::cmd("SMEMBERS")
@@ -201,10 +176,7 @@ async fn registry_started_heartbeat_and_current_job_while_working() {
         .await
         .unwrap();
     assert_eq!(workers, std::slice::from_ref(&id));
-    let started = env
-        .get(&format!("resque:worker:{id}:started"))
-        .await
-        .unwrap();
+    let started = env.get(&format!("resque:worker:{id}:started")).await.unwrap();
     assert!(is_started_format(&started), "{started}");
     let beat: Option<String> = redis::cmd("HGET")
         .arg("resque:workers:heartbeat")
@@ -230,23 +202,17 @@ async fn registry_started_heartbeat_and_current_job_while_working() {
 #[tokio::test]
 async fn pause_all_workers_is_honoured() {
     let env = Env::start().await;
-    let client = Client::new(env.dyn_store());
+    let client = env.client();
     redis::cmd("SET")
         .arg("resque:pause-all-workers")
         .arg("true")
         .query_async::<()>(&mut env.conn())
         .await
         .unwrap();
-    client
-        .enqueue(&Echo {
-            message: "wait".into(),
-        })
-        .await
-        .unwrap();
+    client.enqueue(&Echo { message: "wait".into() }).await.unwrap();
     let (control, rx) = Control::new();
     let store = env.dyn_store();
-    let worker =
-        tokio::spawn(Worker::new(Arc::clone(&store), registry(), fast_config("default")).run(rx));
+    let worker = tokio::spawn(Worker::new(Arc::clone(&store), registry(), env.config("default")).run(rx));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         env.lrange("resque:queue:default").await.len(),
@@ -280,7 +246,7 @@ async fn strict_priority_across_queues_with_globs() {
     }
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = Arc::clone(&order);
-    let mut config = fast_config("critical,mail*,*,!low");
+    let mut config = env.config("critical,mail*,*,!low");
     config.burst = true;
     config.concurrency = 1;
     let (_c, rx) = Control::new();

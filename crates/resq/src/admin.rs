@@ -79,8 +79,7 @@ impl Admin {
         let mut offset = 0;
         while offset < total {
             for entry in self.failed(offset, SCAN_PAGE).await? {
-                let matches =
-                    entry.record.as_ref().and_then(|r| r.failure_id.as_deref()) == Some(failure_id);
+                let matches = entry.record.as_ref().and_then(|r| r.failure_id.as_deref()) == Some(failure_id);
                 if matches {
                     return Ok(entry);
                 }

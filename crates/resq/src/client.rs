@@ -1,11 +1,14 @@
-//! The producer: typed enqueue, one job or many in one round trip.
+//! The producer: typed, validated, signed enqueue, one job or many in one
+//! round trip.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::job::{encode_args, ArgsError, Job};
-use crate::policy::{Policy, PolicyError};
+use crate::job::{encode_args, validate, ArgsError, Job};
+use crate::keyring::Keyring;
+use crate::policy::{Policy, PolicyError, SealOptions};
 use crate::store::{OutgoingJob, Store, StoreError};
 
 /// Why an enqueue failed. Nothing was stored.
@@ -19,20 +22,33 @@ pub enum EnqueueError {
     Store(#[from] StoreError),
 }
 
+/// Per-enqueue choices.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// The queue, instead of the type's.
+    pub queue: Option<String>,
+    /// The lifetime, instead of the type's or the policy's.
+    pub ttl: Option<Duration>,
+}
+
 /// Enqueues jobs through the policy into a store.
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # use resq::{Client, Job, JobContext, JobError, Store};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct SendEmail { to: String }
+/// # use resq::{Client, Job, JobContext, JobError, Keyring, Store};
+/// # #[derive(serde::Serialize, serde::Deserialize, garde::Validate, schemars::JsonSchema)]
+/// # #[serde(deny_unknown_fields)] struct SendEmail { #[garde(email)] to: String }
 /// # impl Job for SendEmail { const CLASS: &'static str = "SendEmail";
 /// #   async fn perform(self, _: JobContext) -> Result<(), JobError> { Ok(()) } }
-/// # async fn demo(store: Arc<dyn Store>) -> Result<(), resq::EnqueueError> {
-/// let client = Client::new(store);
+/// # async fn demo(store: Arc<dyn Store>) -> Result<(), Box<dyn std::error::Error>> {
+/// let keyring = Arc::new(Keyring::load("/etc/resq/keys.toml".as_ref())?);
+/// let client = Client::new(store, keyring)?;
 /// let id = client.enqueue(&SendEmail { to: "a@example.com".into() }).await?;
 /// client.enqueue_to("urgent", &SendEmail { to: "b@example.com".into() }).await?;
-/// let jobs: Vec<_> = (0..1000).map(|i| SendEmail { to: format!("{i}@example.com") }).collect();
+/// let jobs: Vec<_> = (0..1000).map(|i| SendEmail { to: format!("u{i}@example.com") }).collect();
 /// let ids = client.enqueue_bulk(&jobs).await?; // one round trip
+/// // A job whose rules fail is refused here, naming the field; nothing is stored.
+/// assert!(client.enqueue(&SendEmail { to: "not an address".into() }).await.is_err());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -42,9 +58,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with the default policy.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self::with_policy(store, Policy::default())
+    /// A client with the default policy, signing with `keyring`'s signing key.
+    pub fn new(store: Arc<dyn Store>, keyring: Arc<Keyring>) -> Result<Self, PolicyError> {
+        Ok(Self::with_policy(store, Policy::new(keyring)?))
     }
 
     pub fn with_policy(store: Arc<dyn Store>, policy: Policy) -> Self {
@@ -56,12 +72,32 @@ impl Client {
 
     /// Enqueues `job` on its type's queue; returns the job id.
     pub async fn enqueue<J: Job>(&self, job: &J) -> Result<String, EnqueueError> {
-        self.enqueue_to(J::QUEUE, job).await
+        self.enqueue_with(job, EnqueueOptions::default()).await
     }
 
     /// Enqueues `job` on `queue`.
     pub async fn enqueue_to<J: Job>(&self, queue: &str, job: &J) -> Result<String, EnqueueError> {
-        self.enqueue_raw(J::CLASS, encode_args(job)?, queue).await
+        self.enqueue_with(
+            job,
+            EnqueueOptions {
+                queue: Some(queue.to_string()),
+                ttl: None,
+            },
+        )
+        .await
+    }
+
+    /// Enqueues `job` with per-job options.
+    pub async fn enqueue_with<J: Job>(&self, job: &J, options: EnqueueOptions) -> Result<String, EnqueueError> {
+        let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
+        let (id, payload) = self.seal(job, queue, options.ttl)?;
+        self.store
+            .enqueue(&[OutgoingJob {
+                queue: queue.to_string(),
+                payload,
+            }])
+            .await?;
+        Ok(id)
     }
 
     /// Enqueues all `jobs` on their type's queue in one round trip. Either every
@@ -70,7 +106,7 @@ impl Client {
         let mut ids = Vec::with_capacity(jobs.len());
         let mut outgoing = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let (id, payload) = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?)?;
+            let (id, payload) = self.seal(job, J::QUEUE, None)?;
             ids.push(id);
             outgoing.push(OutgoingJob {
                 queue: J::QUEUE.to_string(),
@@ -82,14 +118,10 @@ impl Client {
     }
 
     /// Enqueues a job by class name and raw `args`, through the same policy.
-    /// This is the path for the CLI and for bridges from other languages.
-    pub async fn enqueue_raw(
-        &self,
-        class: &str,
-        args: Vec<Value>,
-        queue: &str,
-    ) -> Result<String, EnqueueError> {
-        let (id, payload) = self.policy.seal(class, queue, args)?;
+    /// This is the path for the CLI and for bridges from other languages; give
+    /// the policy a registry (`Policy::with_registry`) to check the arguments.
+    pub async fn enqueue_raw(&self, class: &str, args: Vec<Value>, queue: &str) -> Result<String, EnqueueError> {
+        let (id, payload) = self.policy.seal(class, queue, args, SealOptions::default())?;
         self.store
             .enqueue(&[OutgoingJob {
                 queue: queue.to_string(),
@@ -97,6 +129,15 @@ impl Client {
             }])
             .await?;
         Ok(id)
+    }
+
+    fn seal<J: Job>(&self, job: &J, queue: &str, ttl: Option<Duration>) -> Result<(String, Vec<u8>), EnqueueError> {
+        validate(job)?;
+        let options = SealOptions {
+            encrypt: J::ENCRYPT,
+            ttl: ttl.or(J::TTL),
+        };
+        Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
     }
 
     /// The store behind this client.

@@ -124,9 +124,7 @@ impl FailureRecord {
             class: String,
         }
         let raw = self.payload.as_ref()?;
-        serde_json::from_str::<ClassOnly>(raw.get())
-            .ok()
-            .map(|c| c.class)
+        serde_json::from_str::<ClassOnly>(raw.get()).ok().map(|c| c.class)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,15 +20,27 @@ pub enum ArgsShape {
     Positional,
 }
 
-/// A job type: its arguments (the value itself), its class name, its queue,
-/// and what it does.
+/// A job type: its arguments (the value itself) with their validation rules,
+/// its class name, its queue, and what it does.
+///
+/// The rules are declared once, as `garde` attributes: `garde` checks them
+/// before enqueue and again in the worker, and `schemars` reads the same
+/// attributes to publish the JSON Schema (`resq jobs schema CLASS`). Unknown
+/// fields must be refused (`#[serde(deny_unknown_fields)]`): `Registry`
+/// refuses a type whose schema would accept them.
 ///
 /// ```
 /// use resq::{Job, JobContext, JobError};
 /// use serde::{Deserialize, Serialize};
 ///
-/// #[derive(Serialize, Deserialize)]
-/// struct SendEmail { to: String, template: String }
+/// #[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+/// #[serde(deny_unknown_fields)]
+/// struct SendEmail {
+///     #[garde(email)]
+///     to: String,
+///     #[garde(pattern(r"^[a-z_]{1,32}$"))]
+///     template: String,
+/// }
 ///
 /// impl Job for SendEmail {
 ///     const CLASS: &'static str = "SendEmail";
@@ -39,8 +52,8 @@ pub enum ArgsShape {
 /// }
 ///
 /// // Ruby code enqueuing `Resque.enqueue(Resize, 42, 300)` is typed like this:
-/// #[derive(Serialize, Deserialize)]
-/// struct Resize(u64, u32);
+/// #[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+/// struct Resize(#[garde(range(min = 1))] u64, #[garde(range(min = 16, max = 4096))] u32);
 ///
 /// impl Job for Resize {
 ///     const CLASS: &'static str = "Resize";
@@ -48,13 +61,20 @@ pub enum ArgsShape {
 ///     async fn perform(self, _ctx: JobContext) -> Result<(), JobError> { Ok(()) }
 /// }
 /// ```
-pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+pub trait Job:
+    Serialize + DeserializeOwned + garde::Validate<Context = ()> + schemars::JsonSchema + Send + 'static
+{
     /// The class name on the wire; Ruby producers and workers use the same one.
     const CLASS: &'static str;
     /// The queue `Client::enqueue` uses.
     const QUEUE: &'static str = "default";
     /// How the value maps to `args`.
     const ARGS: ArgsShape = ArgsShape::Object;
+    /// Encrypt the arguments at rest (personal data): Redis then holds no
+    /// plaintext of them, and the worker refuses a copy that is not encrypted.
+    const ENCRYPT: bool = false;
+    /// How long a job may wait before it expires; `None` takes the policy's.
+    const TTL: Option<Duration> = None;
 
     /// Runs the job. An `Err` records the job in the failed list.
     fn perform(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
@@ -119,6 +139,16 @@ pub enum ArgsError {
         class: &'static str,
         source: serde_json::Error,
     },
+    #[error("arguments of {class} are invalid: {report}")]
+    Invalid { class: &'static str, report: garde::Report },
+}
+
+/// Checks `job` against its declared rules; the error names each field.
+pub fn validate<J: Job>(job: &J) -> Result<(), ArgsError> {
+    job.validate().map_err(|report| ArgsError::Invalid {
+        class: J::CLASS,
+        report,
+    })
 }
 
 /// Turns a job value into Resque's `args` array.
@@ -134,7 +164,7 @@ pub fn encode_args<J: Job>(job: &J) -> Result<Vec<Value>, ArgsError> {
     }
 }
 
-/// Reads a job value back from the whole `args` array.
+/// Reads a job value back from the whole `args` array and validates it.
 pub fn decode_args<J: Job>(args: Vec<Value>) -> Result<J, ArgsError> {
     let value = match J::ARGS {
         ArgsShape::Positional => Value::Array(args),
@@ -147,18 +177,17 @@ pub fn decode_args<J: Job>(args: Vec<Value>) -> Result<J, ArgsError> {
                         Some(v) if n == 1 => format!("one {}", json_kind(v)),
                         _ => format!("{n} arguments"),
                     };
-                    return Err(ArgsError::NotOneObject {
-                        class: J::CLASS,
-                        got,
-                    });
+                    return Err(ArgsError::NotOneObject { class: J::CLASS, got });
                 }
             }
         }
     };
-    serde_json::from_value(value).map_err(|source| ArgsError::Mismatch {
+    let job: J = serde_json::from_value(value).map_err(|source| ArgsError::Mismatch {
         class: J::CLASS,
         source,
-    })
+    })?;
+    validate(&job)?;
+    Ok(job)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -178,10 +207,12 @@ mod tests {
     use serde::Deserialize;
     use serde_json::json;
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, PartialEq, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Named {
+        #[garde(length(min = 1, max = 8))]
         to: String,
+        #[garde(range(max = 100))]
         n: u32,
     }
     impl Job for Named {
@@ -191,8 +222,8 @@ mod tests {
         }
     }
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Pos(u64, String);
+    #[derive(Debug, PartialEq, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+    struct Pos(#[garde(skip)] u64, #[garde(skip)] String);
     impl Job for Pos {
         const CLASS: &'static str = "Pos";
         const ARGS: ArgsShape = ArgsShape::Positional;
@@ -203,10 +234,7 @@ mod tests {
 
     #[test]
     fn object_jobs_travel_as_one_object() {
-        let job = Named {
-            to: "a".into(),
-            n: 2,
-        };
+        let job = Named { to: "a".into(), n: 2 };
         let args = encode_args(&job).unwrap();
         assert_eq!(args, vec![json!({"to":"a","n":2})]);
         assert_eq!(decode_args::<Named>(args).unwrap(), job);
@@ -218,10 +246,7 @@ mod tests {
             decode_args::<Pos>(vec![json!(42), json!("x")]).unwrap(),
             Pos(42, "x".into())
         );
-        assert_eq!(
-            encode_args(&Pos(1, "y".into())).unwrap(),
-            vec![json!(1), json!("y")]
-        );
+        assert_eq!(encode_args(&Pos(1, "y".into())).unwrap(), vec![json!(1), json!("y")]);
     }
 
     #[test]
@@ -233,11 +258,18 @@ mod tests {
             vec![json!({"to":"a"})],
             vec![json!({"to":"a","n":-1})],
             vec![json!({"to":"a","n":1,"extra":true})],
+            vec![json!({"to":"","n":1})],
+            vec![json!({"to":"a","n":101})],
+            vec![json!({"to":"123456789","n":1})],
         ];
         for args in cases {
             assert!(decode_args::<Named>(args.clone()).is_err(), "{args:?}");
         }
         assert!(decode_args::<Pos>(vec![json!("x"), json!(1)]).is_err());
+        let err = decode_args::<Named>(vec![json!({"to":"a","n":101})])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("n:") || err.contains("n "), "the field is named: {err}");
         assert!(decode_args::<Pos>(vec![json!(1)]).is_err());
     }
 }

@@ -34,6 +34,7 @@ pub mod clock;
 pub mod envelope;
 pub mod failure;
 pub mod job;
+pub mod keyring;
 pub mod limits;
 pub mod names;
 pub mod policy;
@@ -45,17 +46,20 @@ pub mod worker;
 pub mod worker_id;
 
 pub use admin::{Admin, AdminError, FailedEntry};
-pub use client::{Client, EnqueueError};
+pub use client::{Client, EnqueueError, EnqueueOptions};
 pub use envelope::Envelope;
 pub use failure::{FailureInfo, FailureRecord};
 pub use job::{ArgsShape, Job, JobContext, JobError};
+pub use keyring::{Keyring, KeyringError, SigAlg};
 pub use limits::PayloadLimits;
-pub use policy::Policy;
+pub use policy::{Policy, PolicyError, SealOptions};
+pub use registry::ClassInfo;
+// Job types derive these; re-exported so their versions always match resq's.
+pub use garde;
 pub use queue_spec::QueueSpec;
 pub use reason::{Reason, Rejection};
 pub use registry::Registry;
+pub use schemars;
 pub use store::{Fetched, FetchedJob, Finished, OutgoingJob, Store, StoreError};
-pub use worker::{
-    Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport,
-};
+pub use worker::{Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport};
 pub use worker_id::WorkerId;

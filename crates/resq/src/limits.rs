@@ -170,8 +170,7 @@ impl PayloadLimits {
 
 fn number_end(bytes: &[u8], start: usize) -> usize {
     let mut end = start;
-    while end < bytes.len() && matches!(bytes[end], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-    {
+    while end < bytes.len() && matches!(bytes[end], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
         end += 1;
     }
     end
@@ -227,37 +226,19 @@ mod tests {
         let cases: &[(&str, Option<LimitError>)] = &[
             (r#"{"a":[1,2,3]}"#, None),
             (r#"{"a":[1,2,3,4]}"#, None),
-            (
-                r#"{"a":[1,2,3,4,5]}"#,
-                Some(LimitError::ArrayTooLong { limit: 4 }),
-            ),
+            (r#"{"a":[1,2,3,4,5]}"#, Some(LimitError::ArrayTooLong { limit: 4 })),
             (r#"{"a":[[[1]]]}"#, Some(LimitError::TooDeep { limit: 3 })),
             (r#"{"a":[[1]]}"#, None),
             (r#"{"a":"12345678"}"#, None),
-            (
-                r#"{"a":"123456789"}"#,
-                Some(LimitError::StringTooLong { limit: 8 }),
-            ),
+            (r#"{"a":"123456789"}"#, Some(LimitError::StringTooLong { limit: 8 })),
             (r#"{"a":"123\"567"}"#, None),
-            (
-                r#"{"a":"12345\"789"}"#,
-                Some(LimitError::StringTooLong { limit: 8 }),
-            ),
+            (r#"{"a":"12345\"789"}"#, Some(LimitError::StringTooLong { limit: 8 })),
             (r#"{"a":[[],[],[],[]]}"#, None),
-            (
-                r#"{"a":[[],[],[],[],[]]}"#,
-                Some(LimitError::ArrayTooLong { limit: 4 }),
-            ),
+            (r#"{"a":[[],[],[],[],[]]}"#, Some(LimitError::ArrayTooLong { limit: 4 })),
             (r#"{"a":[-9223372036854775808]}"#, None),
-            (
-                r#"{"a":[-9223372036854775809]}"#,
-                Some(LimitError::IntegerOutOfRange),
-            ),
+            (r#"{"a":[-9223372036854775809]}"#, Some(LimitError::IntegerOutOfRange)),
             (r#"{"a":[18446744073709551615]}"#, None),
-            (
-                r#"{"a":[18446744073709551616]}"#,
-                Some(LimitError::IntegerOutOfRange),
-            ),
+            (r#"{"a":[18446744073709551616]}"#, Some(LimitError::IntegerOutOfRange)),
             (r#"{"a":[1e400]}"#, None), // a float: serde_json's job
             (r#"{"a":[true,false,null]}"#, None),
         ];

@@ -1,38 +1,52 @@
 //! The policy check every enqueue path goes through (library, CLI, and later
-//! HTTP): names, argument shape and payload limits, before anything is stored.
+//! HTTP): names, class allowlist, argument rules, payload limits, then the
+//! envelope is sealed (expiry, encryption, signature) before anything is stored.
 //!
 //! A producer's job is refused here with a typed error, so it is never written;
-//! the worker runs the same limits again on what it reads back.
+//! the worker checks everything again on what it reads back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::clock::now_unix;
-use crate::envelope::Envelope;
+use crate::envelope::{encrypt_args, sign, Envelope, SealError};
+use crate::keyring::Keyring;
 use crate::limits::{LimitError, PayloadLimits};
 use crate::names::{check_class, check_queue, NameError};
+use crate::reason::Rejection;
+use crate::registry::Registry;
 
-/// What the producer side enforces.
+/// What the producer side enforces, and the keys it signs with.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub limits: PayloadLimits,
     /// How long a job may wait before it expires and must never run.
     pub default_ttl: Duration,
+    keyring: Arc<Keyring>,
+    registry: Option<Registry>,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            limits: PayloadLimits::default(),
-            default_ttl: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
+/// Per-job choices on top of the job type's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealOptions {
+    /// Encrypt the arguments (the job type may ask for it too).
+    pub encrypt: bool,
+    /// This job's lifetime, instead of the type's or the policy's.
+    pub ttl: Option<Duration>,
 }
 
-/// Why a job was not enqueued.
+/// Why a job was not enqueued. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    #[error(
+        "no signing key: run `resq keys generate --out keys.toml` and point RESQ_KEYS_FILE \
+         (or security.keys_file in resq.toml) at it"
+    )]
+    NoSigningKey,
+    #[error("job {class} needs encrypted arguments but the keyring has no encryption_key")]
+    NoEncryptionKey { class: String },
     #[error(transparent)]
     Name(#[from] NameError),
     #[error("job {class} on queue {queue} is refused: {source}")]
@@ -41,45 +55,88 @@ pub enum PolicyError {
         queue: String,
         source: LimitError,
     },
-    #[error("job {class} could not be encoded: {source}")]
-    Encode {
-        class: String,
-        source: serde_json::Error,
-    },
+    #[error("job {class} is refused: {rejection}")]
+    Rejected { class: String, rejection: Rejection },
+    #[error("job {class} could not be sealed: {source}")]
+    Seal { class: String, source: SealError },
 }
 
 impl Policy {
-    /// Checks a job and turns it into the stored envelope bytes.
+    /// A policy that signs with `keyring`'s signing key.
+    pub fn new(keyring: Arc<Keyring>) -> Result<Policy, PolicyError> {
+        if keyring.signer().is_none() {
+            return Err(PolicyError::NoSigningKey);
+        }
+        Ok(Policy {
+            limits: PayloadLimits::default(),
+            default_ttl: Duration::from_secs(7 * 24 * 3600),
+            keyring,
+            registry: None,
+        })
+    }
+
+    /// Also refuse classes that `registry` does not know, and arguments that
+    /// break their type's rules (the path for untyped producers: CLI, HTTP).
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Checks a job and turns it into the stored envelope bytes; returns its id.
     pub fn seal(
         &self,
         class: &str,
         queue: &str,
         args: Vec<Value>,
+        options: SealOptions,
     ) -> Result<(String, Vec<u8>), PolicyError> {
         check_class(class)?;
         check_queue(queue)?;
+        let (mut encrypt, mut ttl) = (options.encrypt, options.ttl);
+        if let Some(registry) = &self.registry {
+            registry
+                .check_args(class, args.clone())
+                .map_err(|rejection| PolicyError::Rejected {
+                    class: class.to_string(),
+                    rejection,
+                })?;
+            if let Some(info) = registry.info(class) {
+                encrypt |= info.encrypt;
+                ttl = ttl.or(info.ttl);
+            }
+        }
         let now = now_unix();
         let id = uuid::Uuid::now_v7().to_string();
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             class: class.to_string(),
             args,
             id: Some(id.clone()),
             queue: Some(queue.to_string()),
             enqueued_at: Some(round_ms(now)),
-            expires_at: Some(round_ms(now + self.default_ttl.as_secs_f64())),
+            expires_at: Some(round_ms(now + ttl.unwrap_or(self.default_ttl).as_secs_f64())),
             attempt: 0,
+            enc: None,
+            extra: Default::default(),
+            sig: None,
         };
-        let bytes = envelope.to_bytes().map_err(|source| PolicyError::Encode {
+        let seal_err = |source| PolicyError::Seal {
             class: class.to_string(),
             source,
-        })?;
-        self.limits
-            .check(&bytes)
-            .map_err(|source| PolicyError::Limits {
+        };
+        if encrypt {
+            let key = self.keyring.encrypter().ok_or_else(|| PolicyError::NoEncryptionKey {
                 class: class.to_string(),
-                queue: queue.to_string(),
-                source,
             })?;
+            encrypt_args(&mut envelope, key).map_err(seal_err)?;
+        }
+        let signer = self.keyring.signer().ok_or(PolicyError::NoSigningKey)?;
+        sign(&mut envelope, signer).map_err(seal_err)?;
+        let bytes = envelope.to_bytes().map_err(|e| seal_err(SealError::Encode(e)))?;
+        self.limits.check(&bytes).map_err(|source| PolicyError::Limits {
+            class: class.to_string(),
+            queue: queue.to_string(),
+            source,
+        })?;
         Ok((id, bytes))
     }
 }

@@ -31,15 +31,11 @@ pub struct QueueSpec {
 /// A queue spec that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueSpecError {
-    #[error(
-        "the queue list is empty: give queue names in priority order, e.g. `critical,default,*`"
-    )]
+    #[error("the queue list is empty: give queue names in priority order, e.g. `critical,default,*`")]
     Empty,
     #[error("queue pattern {pattern:?} is not a valid glob: {message}")]
     BadPattern { pattern: String, message: String },
-    #[error(
-        "queue list entry {0:?} may only hold letters, digits, '_', '-', '.', and glob characters"
-    )]
+    #[error("queue list entry {0:?} may only hold letters, digits, '_', '-', '.', and glob characters")]
     BadEntry(String),
 }
 
@@ -54,10 +50,8 @@ impl std::str::FromStr for QueueSpec {
                 Some(rest) => (true, rest),
                 None => (false, raw),
             };
-            let allowed = |b: u8| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'-' | b'.' | b'*' | b'?' | b'[' | b']' | b'!')
-            };
+            let allowed =
+                |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'*' | b'?' | b'[' | b']' | b'!');
             if body.is_empty() || !body.bytes().all(allowed) {
                 return Err(QueueSpecError::BadEntry(raw.chars().take(64).collect()));
             }
@@ -127,28 +121,19 @@ mod tests {
     use super::*;
 
     fn known() -> Vec<String> {
-        [
-            "low", "high", "default", "mail_b", "mail_a", "critical", "cold",
-        ]
-        .map(String::from)
-        .to_vec()
+        ["low", "high", "default", "mail_b", "mail_a", "critical", "cold"]
+            .map(String::from)
+            .to_vec()
     }
 
     #[test]
     fn table_of_specs() {
         let cases: &[(&str, &[&str])] = &[
             ("critical,default", &["critical", "default"]),
-            (
-                "*",
-                &[
-                    "cold", "critical", "default", "high", "low", "mail_a", "mail_b",
-                ],
-            ),
+            ("*", &["cold", "critical", "default", "high", "low", "mail_a", "mail_b"]),
             (
                 "critical,*",
-                &[
-                    "critical", "cold", "default", "high", "low", "mail_a", "mail_b",
-                ],
+                &["critical", "cold", "default", "high", "low", "mail_a", "mail_b"],
             ),
             ("mail*", &["mail_a", "mail_b"]),
             ("h?gh,low", &["high", "low"]),

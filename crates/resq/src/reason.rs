@@ -24,6 +24,21 @@ pub enum Reason {
     InvalidArgs,
     /// The job's `expires_at` has passed.
     Expired,
+    /// No signature, on a queue whose policy requires one.
+    Unsigned,
+    /// The signature does not match the envelope (it was edited), or its
+    /// algorithm is not the key's.
+    BadSignature,
+    /// The signature names a key id this worker does not know.
+    UnknownKey,
+    /// The signing key is not allowed to sign this class or queue.
+    OutOfScope,
+    /// The job sits on another queue than the one it was signed for.
+    WrongQueue,
+    /// This job id already ran to success.
+    Replayed,
+    /// The encrypted arguments do not decrypt (edited, or bound to another job).
+    DecryptFailed,
     /// The job ran and returned an error.
     JobFailed,
     /// The job panicked; the worker caught it and went on.
@@ -41,6 +56,13 @@ impl Reason {
             Reason::UnregisteredClass => "unregistered_class",
             Reason::InvalidArgs => "invalid_args",
             Reason::Expired => "expired",
+            Reason::Unsigned => "unsigned",
+            Reason::BadSignature => "bad_signature",
+            Reason::UnknownKey => "unknown_key",
+            Reason::OutOfScope => "out_of_scope",
+            Reason::WrongQueue => "wrong_queue",
+            Reason::Replayed => "replayed",
+            Reason::DecryptFailed => "decrypt_failed",
             Reason::JobFailed => "job_failed",
             Reason::JobPanicked => "job_panicked",
         }
@@ -51,15 +73,12 @@ impl Reason {
     pub fn is_decode_failure(self) -> bool {
         matches!(
             self,
-            Reason::MalformedPayload
-                | Reason::PayloadTooLarge
-                | Reason::PayloadTooDeep
-                | Reason::NumberOutOfRange
+            Reason::MalformedPayload | Reason::PayloadTooLarge | Reason::PayloadTooDeep | Reason::NumberOutOfRange
         )
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 16] = [
         Reason::MalformedPayload,
         Reason::PayloadTooLarge,
         Reason::PayloadTooDeep,
@@ -67,6 +86,13 @@ impl Reason {
         Reason::UnregisteredClass,
         Reason::InvalidArgs,
         Reason::Expired,
+        Reason::Unsigned,
+        Reason::BadSignature,
+        Reason::UnknownKey,
+        Reason::OutOfScope,
+        Reason::WrongQueue,
+        Reason::Replayed,
+        Reason::DecryptFailed,
         Reason::JobFailed,
         Reason::JobPanicked,
     ];

@@ -1,12 +1,14 @@
-//! The registry: the allowlist of job classes a worker will run.
+//! The registry: the allowlist of job classes a worker will run, and the
+//! argument rules and schema of each.
 //!
 //! A worker runs a payload only if its class is registered here, and only after
-//! its `args` deserialize into the registered type. Nothing is looked up by
-//! name in any other way: there is no path from a string in Redis to code that
-//! was not registered.
+//! its `args` deserialize into the registered type and pass its rules. Nothing
+//! is looked up by name in any other way: there is no path from a string in
+//! Redis to code that was not registered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -15,15 +17,34 @@ use crate::job::{decode_args, Job, JobContext, JobError};
 use crate::names::check_class;
 use crate::reason::{Reason, Rejection};
 
-type Runner = dyn Fn(Vec<Value>, JobContext) -> Result<BoxFuture<'static, Result<(), JobError>>, Rejection>
-    + Send
-    + Sync;
+type Runner =
+    dyn Fn(Vec<Value>, JobContext) -> Result<BoxFuture<'static, Result<(), JobError>>, Rejection> + Send + Sync;
+type Checker = dyn Fn(Vec<Value>) -> Result<(), Rejection> + Send + Sync;
+
+/// What the registry knows of one class.
+#[derive(Clone)]
+struct Entry {
+    runner: Arc<Runner>,
+    checker: Arc<Checker>,
+    schema: Value,
+    info: ClassInfo,
+}
+
+/// A registered class's policy: its queue, encryption and lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassInfo {
+    pub class: &'static str,
+    pub queue: &'static str,
+    pub encrypt: bool,
+    pub ttl: Option<Duration>,
+}
 
 /// The classes a worker may run, each with its typed handler.
 ///
 /// ```
 /// # use resq::{Job, JobContext, JobError, Registry};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping {}
+/// # #[derive(serde::Serialize, serde::Deserialize, garde::Validate, schemars::JsonSchema)]
+/// # #[serde(deny_unknown_fields)] struct Ping {}
 /// # impl Job for Ping { const CLASS: &'static str = "Ping";
 /// #   async fn perform(self, _: JobContext) -> Result<(), JobError> { Ok(()) } }
 /// let registry = Registry::new().register::<Ping>();
@@ -32,7 +53,7 @@ type Runner = dyn Fn(Vec<Value>, JobContext) -> Result<BoxFuture<'static, Result
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    runners: HashMap<&'static str, Arc<Runner>>,
+    entries: HashMap<&'static str, Entry>,
 }
 
 impl Registry {
@@ -43,18 +64,47 @@ impl Registry {
     /// Adds `J` to the allowlist.
     ///
     /// # Panics
-    /// When `J::CLASS` is not a valid class name or is registered twice: both are
-    /// mistakes in the program itself, found the first time it starts.
+    /// When `J::CLASS` is not a valid class name, is registered twice, or `J`'s
+    /// schema accepts unknown fields: mistakes in the program itself, found the
+    /// first time it starts.
     pub fn register<J: Job>(mut self) -> Self {
         if let Err(e) = check_class(J::CLASS) {
             panic!("cannot register job type: {e}");
         }
-        let runner: Arc<Runner> = Arc::new(|args, ctx| {
-            let job = decode_args::<J>(args)
-                .map_err(|e| Rejection::new(Reason::InvalidArgs, e.to_string()))?;
+        let schema = schemars::schema_for!(J).to_value();
+        if schema.get("type") == Some(&Value::from("object"))
+            && schema.get("additionalProperties") != Some(&Value::Bool(false))
+        {
+            panic!(
+                "job class {} accepts unknown fields: add #[serde(deny_unknown_fields)] to its type",
+                J::CLASS
+            );
+        }
+        let invalid = |e: crate::job::ArgsError| Rejection::new(Reason::InvalidArgs, e.to_string());
+        let runner: Arc<Runner> = Arc::new(move |args, ctx| {
+            let job = decode_args::<J>(args).map_err(invalid)?;
             Ok(Box::pin(job.perform(ctx)) as BoxFuture<'static, _>)
         });
-        if self.runners.insert(J::CLASS, runner).is_some() {
+        let checker: Arc<Checker> = Arc::new(move |args| decode_args::<J>(args).map(|_| ()).map_err(invalid));
+        let info = ClassInfo {
+            class: J::CLASS,
+            queue: J::QUEUE,
+            encrypt: J::ENCRYPT,
+            ttl: J::TTL,
+        };
+        if self
+            .entries
+            .insert(
+                J::CLASS,
+                Entry {
+                    runner,
+                    checker,
+                    schema,
+                    info,
+                },
+            )
+            .is_some()
+        {
             panic!("job class {} is registered twice", J::CLASS);
         }
         self
@@ -62,38 +112,56 @@ impl Registry {
 
     /// True when `class` is on the allowlist.
     pub fn contains(&self, class: &str) -> bool {
-        self.runners.contains_key(class)
+        self.entries.contains_key(class)
     }
 
     /// The registered class names, sorted.
     pub fn classes(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.runners.keys().copied().collect();
+        let mut names: Vec<_> = self.entries.keys().copied().collect();
         names.sort_unstable();
         names
     }
 
-    /// Looks the class up and decodes its arguments; the returned future runs it.
+    /// A class's queue, encryption and lifetime policy.
+    pub fn info(&self, class: &str) -> Option<ClassInfo> {
+        self.entries.get(class).map(|e| e.info)
+    }
+
+    /// A class's argument schema (JSON Schema 2020-12), derived from its type.
+    pub fn schema(&self, class: &str) -> Option<&Value> {
+        self.entries.get(class).map(|e| &e.schema)
+    }
+
+    /// Checks `args` for `class` exactly as the worker will (unregistered
+    /// class, shape, types, rules) without running anything.
+    pub fn check_args(&self, class: &str, args: Vec<Value>) -> Result<(), Rejection> {
+        (self.entry(class)?.checker)(args)
+    }
+
+    /// Looks the class up and decodes and validates its arguments; the
+    /// returned future runs it.
     pub(crate) fn prepare(
         &self,
         class: &str,
         args: Vec<Value>,
         ctx: JobContext,
     ) -> Result<BoxFuture<'static, Result<(), JobError>>, Rejection> {
-        let runner = self.runners.get(class).ok_or_else(|| {
+        (self.entry(class)?.runner)(args, ctx)
+    }
+
+    fn entry(&self, class: &str) -> Result<&Entry, Rejection> {
+        self.entries.get(class).ok_or_else(|| {
             Rejection::new(
                 Reason::UnregisteredClass,
                 format!("class {:?} is not registered in this worker", short(class)),
             )
-        })?;
-        runner(args, ctx)
+        })
     }
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("classes", &self.classes())
-            .finish()
+        f.debug_struct("Registry").field("classes", &self.classes()).finish()
     }
 }
 

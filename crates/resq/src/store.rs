@@ -52,6 +52,17 @@ pub enum Fetched {
 pub struct Finished {
     pub job: FetchedJob,
     pub failure: Option<String>,
+    /// For a signed job that succeeded: remember its id until it expires, so
+    /// the same envelope pushed again is refused as a replay.
+    pub done: Option<DoneMark>,
+}
+
+/// A job id that ran to success, kept until the job's own expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneMark {
+    pub id: String,
+    /// Unix milliseconds after which the mark may go (the job has expired).
+    pub until_ms: u64,
 }
 
 /// What the reaper did.
@@ -108,17 +119,15 @@ pub trait Store: Send + Sync + 'static {
     /// and counts processed/failed (global and per worker), all at once.
     async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<(), StoreError>;
 
+    /// True when a job with this id already ran to success (and has not expired).
+    async fn is_done(&self, id: &str) -> Result<bool, StoreError>;
+
     /// Puts in-flight jobs back at the head of their queues, in their order.
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError>;
 
     /// Registers the worker the Resque way (workers set, `:started`, heartbeat)
     /// and marks it alive for `liveness_ttl_ms`.
-    async fn register_worker(
-        &self,
-        worker: &WorkerId,
-        started: &str,
-        liveness_ttl_ms: u64,
-    ) -> Result<(), StoreError>;
+    async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError>;
 
     /// Writes Resque's heartbeat from the store's own clock.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError>;

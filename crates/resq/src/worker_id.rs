@@ -31,11 +31,7 @@ impl WorkerId {
                 }
             })
             .collect();
-        let host = if host.is_empty() {
-            "localhost".to_string()
-        } else {
-            host
-        };
+        let host = if host.is_empty() { "localhost".to_string() } else { host };
         let queues = queues.replace(':', "-");
         Self {
             id: format!("{host}:{pid}:{queues}"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use local_redis::LocalRedis;
 use redis::aio::ConnectionManager;
-use resq::{Client, Job, JobContext, JobError};
+use resq::{Client, Job, JobContext, JobError, Keyring};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +19,10 @@ pub struct Env {
 }
 
 /// The demo `Sleep` job, typed on the producer side.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Sleep {
+    #[garde(skip)]
     pub ms: u64,
 }
 impl Job for Sleep {
@@ -43,11 +45,25 @@ impl Env {
             "[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\n",
         )
         .unwrap();
+        // Keys made the way a user makes them.
+        let keys = dir.path().join("keys.toml");
+        let made = Command::new(env!("CARGO_BIN_EXE_resq"))
+            .args(["keys", "generate", "--out"])
+            .arg(&keys)
+            .output()
+            .expect("resq keys generate");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
         Env { redis, store, dir }
     }
 
+    pub fn keys_path(&self) -> PathBuf {
+        self.dir.path().join("keys.toml")
+    }
+
+    /// A client signing with the same keys as the workers.
     pub fn client(&self) -> Client {
-        Client::new(Arc::new(self.store.clone()))
+        let keyring = Arc::new(Keyring::load(&self.keys_path()).expect("keys"));
+        Client::new(Arc::new(self.store.clone()), keyring).expect("client")
     }
 
     pub fn conn(&self) -> ConnectionManager {
@@ -61,6 +77,7 @@ impl Env {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RESQ_REDIS_URL", self.redis.url())
+            .env("RESQ_KEYS_FILE", self.keys_path())
             .env("RESQ_LOG", "resq=debug,info")
             .stdin(Stdio::null());
         cmd
@@ -71,31 +88,19 @@ impl Env {
     }
 
     pub fn spawn_worker(&self, args: &[&str]) -> Child {
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker-{}.log", rand_suffix()));
+        let log = self.dir.path().join(format!("worker-{}.log", rand_suffix()));
         let mut cmd = self.resq();
         cmd.arg("--log-format").arg("json").arg("worker").args(args);
-        cmd.stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
         cmd.spawn().expect("spawn worker")
     }
 
     pub async fn get(&self, key: &str) -> Option<String> {
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut self.conn())
-            .await
-            .unwrap()
+        redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
     }
 
     pub async fn llen(&self, key: &str) -> u64 {
-        redis::cmd("LLEN")
-            .arg(key)
-            .query_async(&mut self.conn())
-            .await
-            .unwrap()
+        redis::cmd("LLEN").arg(key).query_async(&mut self.conn()).await.unwrap()
     }
 
     pub async fn keys(&self, pattern: &str) -> Vec<String> {

@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use local_redis::LocalRedis;
 use redis::aio::ConnectionManager;
-use resq::{
-    Control, Job, JobContext, JobError, Registry, Store, Worker, WorkerConfig, WorkerReport,
-};
+use resq::{Client, Control, Job, JobContext, JobError, Keyring, Registry, Store, Worker, WorkerConfig, WorkerReport};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
 pub struct Env {
     pub redis: LocalRedis,
     pub store: RedisStore,
+    pub keyring: Arc<Keyring>,
 }
 
 impl Env {
@@ -24,7 +23,21 @@ impl Env {
         let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque")
             .await
             .expect("connect");
-        Env { redis, store }
+        Env {
+            redis,
+            store,
+            keyring: Arc::new(Keyring::ephemeral()),
+        }
+    }
+
+    /// A client signing with this environment's keys.
+    pub fn client(&self) -> Client {
+        Client::new(self.dyn_store(), Arc::clone(&self.keyring)).expect("client")
+    }
+
+    /// A fast worker config with this environment's keys.
+    pub fn config(&self, queues: &str) -> WorkerConfig {
+        fast_config(queues, Arc::clone(&self.keyring))
     }
 
     pub fn dyn_store(&self) -> Arc<dyn Store> {
@@ -46,11 +59,7 @@ impl Env {
     }
 
     pub async fn get(&self, key: &str) -> Option<String> {
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut self.conn())
-            .await
-            .unwrap()
+        redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
     }
 
     pub async fn lrange(&self, key: &str) -> Vec<String> {
@@ -75,7 +84,7 @@ impl Env {
 
     /// Runs a burst worker over `queues` until they are empty.
     pub async fn burst(&self, queues: &str, registry: Registry) -> WorkerReport {
-        let mut config = fast_config(queues);
+        let mut config = self.config(queues);
         config.burst = true;
         let (_control, rx) = Control::new();
         Worker::new(self.dyn_store(), registry, config)
@@ -85,8 +94,10 @@ impl Env {
     }
 }
 
-pub fn fast_config(queues: &str) -> WorkerConfig {
-    let mut config = WorkerConfig::new(queues.parse().expect("queue spec"));
+/// Queues named `ruby*` accept unsigned jobs, as during a migration from Ruby.
+pub fn fast_config(queues: &str, keyring: Arc<Keyring>) -> WorkerConfig {
+    let mut config = WorkerConfig::new(queues.parse().expect("queue spec"), keyring);
+    config.allow_unsigned = vec![glob::Pattern::new("ruby*").expect("pattern")];
     config.hostname = "testhost".into();
     config.concurrency = 4;
     config.poll_min = Duration::from_millis(1);
@@ -98,9 +109,10 @@ pub fn fast_config(queues: &str) -> WorkerConfig {
 
 pub static ECHOED: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Echo {
+    #[garde(length(max = 1000))]
     pub message: String,
 }
 impl Job for Echo {
@@ -111,8 +123,10 @@ impl Job for Echo {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Fail {
+    #[garde(skip)]
     pub message: String,
 }
 impl Job for Fail {
@@ -122,7 +136,8 @@ impl Job for Fail {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Panic {}
 impl Job for Panic {
     const CLASS: &'static str = "Panic";
@@ -132,8 +147,8 @@ impl Job for Panic {
 }
 
 /// Positional, as Ruby enqueues `Resque.enqueue(Add, 1, 2)`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Add(pub i64, pub i64);
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+pub struct Add(#[garde(skip)] pub i64, #[garde(skip)] pub i64);
 impl Job for Add {
     const CLASS: &'static str = "Add";
     const ARGS: resq::ArgsShape = resq::ArgsShape::Positional;
@@ -146,8 +161,10 @@ impl Job for Add {
 }
 
 /// Waits `ms` milliseconds.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Nap {
+    #[garde(range(max = 60_000))]
     pub ms: u64,
 }
 impl Job for Nap {

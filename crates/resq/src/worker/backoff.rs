@@ -11,11 +11,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            next: min,
-        }
+        Self { min, max, next: min }
     }
 
     /// The delay to wait now; the one after is twice as long, up to the cap.

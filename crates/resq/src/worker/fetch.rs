@@ -22,12 +22,7 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        worker: WorkerId,
-        spec: QueueSpec,
-        queue_refresh: Duration,
-    ) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, worker: WorkerId, spec: QueueSpec, queue_refresh: Duration) -> Self {
         Self {
             store,
             worker,
@@ -40,9 +35,7 @@ impl Fetcher {
 
     /// Moves up to `max` jobs into this worker's in-flight lists.
     pub(crate) async fn fetch(&mut self, max: usize, idle: bool) -> Result<Fetched, StoreError> {
-        let stale = self
-            .refreshed_at
-            .is_none_or(|at| at.elapsed() >= self.queue_refresh);
+        let stale = self.refreshed_at.is_none_or(|at| at.elapsed() >= self.queue_refresh);
         if stale {
             let known = if self.spec.is_dynamic() {
                 self.store.queues().await?
@@ -56,13 +49,7 @@ impl Fetcher {
             return Ok(Fetched::Jobs(Vec::new()));
         }
         self.store
-            .fetch(
-                &self.worker,
-                &self.resolved,
-                max,
-                idle,
-                &iso8601(now_unix()),
-            )
+            .fetch(&self.worker, &self.resolved, max, idle, &iso8601(now_unix()))
             .await
     }
 }

@@ -45,6 +45,14 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
             }
         }
     }
+    if !config.allow_unsigned.is_empty() {
+        let queues: Vec<&str> = config.allow_unsigned.iter().map(|p| p.as_str()).collect();
+        tracing::warn!(
+            queues = ?queues,
+            "these queues accept UNSIGNED jobs: anyone who can write to Redis can run their classes there; \
+             sign every producer and remove allow_unsigned when the migration is done"
+        );
+    }
     tracing::info!(
         worker = %id, queues = config.queues.as_str(), concurrency = config.concurrency,
         classes = ?registry.classes(), "worker started"
@@ -74,9 +82,12 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
             config.queue_refresh,
         ),
         ctx: Arc::new(ProcessContext {
+            store: Arc::clone(&store),
             registry,
             limits: config.limits,
             worker: id.clone(),
+            keyring: Arc::clone(&config.keyring),
+            allow_unsigned: config.allow_unsigned.clone(),
             observer,
         }),
         concurrency: config.concurrency,

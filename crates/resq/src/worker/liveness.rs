@@ -9,12 +9,7 @@ use std::time::Duration;
 use crate::store::Store;
 use crate::worker_id::WorkerId;
 
-pub(crate) async fn run(
-    store: Arc<dyn Store>,
-    worker: WorkerId,
-    heartbeat_every: Duration,
-    liveness_ttl: Duration,
-) {
+pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, heartbeat_every: Duration, liveness_ttl: Duration) {
     let renew_every = (liveness_ttl / 3).max(Duration::from_millis(100));
     let ttl_ms = liveness_ttl.as_millis() as u64;
     let mut renew = tokio::time::interval(renew_every);

@@ -14,15 +14,13 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::control::{ControlReceiver, Mode};
 use super::fetch::Fetcher;
-use super::process::{process, ProcessContext};
+use super::process::{process, ProcessContext, TaskOutput};
 use super::WorkerReport;
 use crate::clock::now_unix;
 use crate::failure::{build_record, FailureInfo};
 use crate::reason::Reason;
 use crate::store::{Fetched, FetchedJob, Finished, Store};
 use crate::worker_id::WorkerId;
-
-type TaskOutput = (Finished, Option<Reason>);
 
 pub(crate) struct Manager {
     pub store: Arc<dyn Store>,
@@ -50,6 +48,7 @@ impl Manager {
         let mut fetch_after: Option<Instant> = None;
         loop {
             self.flush(&mut control).await;
+            self.requeue_pending().await;
             let mode = *control.borrow_and_update();
             if mode == Mode::Stop {
                 self.stop_now().await;
@@ -88,8 +87,7 @@ impl Manager {
                     }
                 }
             }
-            let wake_at =
-                fetch_after.filter(|_| mode == Mode::Run && self.running.len() < self.concurrency);
+            let wake_at = fetch_after.filter(|_| mode == Mode::Run && self.running.len() < self.concurrency);
             tokio::select! {
                 Some(result) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.collect(result);
@@ -120,10 +118,15 @@ impl Manager {
 
     fn collect(&mut self, result: Result<(Id, TaskOutput), JoinError>) {
         match result {
-            Ok((id, (finished, reason))) => {
+            Ok((id, TaskOutput::Finished(finished, reason))) => {
                 self.in_flight.remove(&id);
                 self.report.count(reason);
                 self.done.push(finished);
+            }
+            Ok((id, TaskOutput::Requeue(job))) => {
+                if let Some((seq, _)) = self.in_flight.remove(&id) {
+                    self.to_requeue.push((seq, job));
+                }
             }
             Err(err) => {
                 let Some((seq, job)) = self.in_flight.remove(&err.id()) else {
@@ -151,6 +154,7 @@ impl Manager {
                     self.done.push(Finished {
                         job,
                         failure: Some(record),
+                        done: None,
                     });
                 }
             }
@@ -178,6 +182,23 @@ impl Manager {
                     tokio::time::sleep(delay).await;
                 }
             }
+        }
+    }
+
+    /// Puts back jobs that could not be checked (the store was away); they stay
+    /// in flight if that fails too, for the next try or the reaper.
+    async fn requeue_pending(&mut self) {
+        if self.to_requeue.is_empty() {
+            return;
+        }
+        self.to_requeue.sort_unstable_by_key(|(seq, _)| *seq);
+        let jobs: Vec<FetchedJob> = self.to_requeue.iter().map(|(_, job)| job.clone()).collect();
+        match self.store.requeue(&self.worker, &jobs).await {
+            Ok(()) => {
+                self.report.requeued += jobs.len() as u64;
+                self.to_requeue.clear();
+            }
+            Err(e) => tracing::warn!(error = %e, jobs = jobs.len(), "could not requeue; will retry"),
         }
     }
 

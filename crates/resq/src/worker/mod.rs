@@ -17,6 +17,9 @@ use std::time::Duration;
 pub use control::{Control, ControlReceiver, Mode};
 pub use process::{JobOutcome, Observer};
 
+use glob::Pattern;
+
+use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
 use crate::queue_spec::QueueSpec;
 use crate::reason::Reason;
@@ -51,11 +54,17 @@ pub struct WorkerConfig {
     pub poll_max: Duration,
     /// How often a spec with globs re-reads the queue set.
     pub queue_refresh: Duration,
+    /// Verification (and decryption) keys.
+    pub keyring: Arc<Keyring>,
+    /// Queues whose jobs may be unsigned, for migrating from Ruby producers
+    /// (globs). Empty by default: every job must be signed. The worker warns
+    /// at start-up when this is set.
+    pub allow_unsigned: Vec<Pattern>,
 }
 
 impl WorkerConfig {
-    /// Defaults for everything but the queues.
-    pub fn new(queues: QueueSpec) -> Self {
+    /// Defaults for everything but the queues and the keys.
+    pub fn new(queues: QueueSpec, keyring: Arc<Keyring>) -> Self {
         Self {
             queues,
             concurrency: 8,
@@ -72,6 +81,8 @@ impl WorkerConfig {
             poll_min: Duration::from_millis(2),
             poll_max: Duration::from_millis(500),
             queue_refresh: Duration::from_secs(2),
+            keyring,
+            allow_unsigned: Vec::new(),
         }
     }
 
@@ -110,6 +121,11 @@ pub enum WorkerError {
     ZeroConcurrency,
     #[error("the registry is empty: register at least one job type")]
     EmptyRegistry,
+    #[error(
+        "no verification keys and no queue accepts unsigned jobs: run `resq keys generate --out keys.toml` \
+         and point RESQ_KEYS_FILE (or security.keys_file) at it"
+    )]
+    NoKeys,
 }
 
 /// A worker process's job runner.
@@ -118,7 +134,8 @@ pub enum WorkerError {
 /// # use std::sync::Arc;
 /// # use resq::{Control, Registry, Store, Worker, WorkerConfig};
 /// # async fn demo(store: Arc<dyn Store>, registry: Registry) -> Result<(), resq::WorkerError> {
-/// let config = WorkerConfig::new("critical,default,*".parse().expect("a valid spec"));
+/// let keyring = Arc::new(resq::Keyring::load("/etc/resq/keys.toml".as_ref()).expect("keys"));
+/// let config = WorkerConfig::new("critical,default,*".parse().expect("a valid spec"), keyring);
 /// let (control, rx) = Control::new();
 /// // control.quit() from a signal handler finishes running jobs and returns.
 /// let report = Worker::new(store, registry, config).run(rx).await?;
@@ -155,6 +172,9 @@ impl Worker {
         }
         if self.registry.classes().is_empty() {
             return Err(WorkerError::EmptyRegistry);
+        }
+        if !self.config.keyring.has_verification_keys() && self.config.allow_unsigned.is_empty() {
+            return Err(WorkerError::NoKeys);
         }
         Ok(launch::launch(self, control).await)
     }

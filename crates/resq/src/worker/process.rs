@@ -1,6 +1,7 @@
-//! Runs one fetched job: decode with limits, check expiry, look the class up in
-//! the allowlist, deserialize its arguments, run it, and turn whatever happened
-//! into a `Finished` (with a failure record when it did not succeed).
+//! Runs one fetched job: decode with limits, verify the signature, its scope
+//! and queue, check expiry and replay, decrypt, look the class up in the
+//! allowlist, deserialize and validate its arguments, run it, and turn whatever
+//! happened into a `Finished` (with a failure record when it did not succeed).
 //!
 //! Nothing here can take the worker down: every refusal is a typed `Rejection`,
 //! a job's error is recorded, and a job's panic is caught.
@@ -9,15 +10,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use glob::Pattern;
 
 use crate::clock::now_unix;
-use crate::envelope::Envelope;
+use crate::envelope::{decrypt_args, verify, Envelope, Verified};
 use crate::failure::{build_record, FailureInfo};
 use crate::job::JobContext;
+use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
 use crate::reason::{Reason, Rejection};
 use crate::registry::Registry;
-use crate::store::{FetchedJob, Finished};
+use crate::store::{DoneMark, FetchedJob, Finished, Store};
 use crate::worker_id::WorkerId;
 
 /// What happened to one job, as told to an observer.
@@ -36,28 +39,40 @@ pub type Observer = Arc<dyn Fn(&JobOutcome) + Send + Sync>;
 
 /// What every job task shares.
 pub(crate) struct ProcessContext {
+    pub store: Arc<dyn Store>,
     pub registry: Registry,
     pub limits: PayloadLimits,
     pub worker: WorkerId,
+    pub keyring: Arc<Keyring>,
+    pub allow_unsigned: Vec<Pattern>,
     pub observer: Option<Observer>,
 }
 
-pub(crate) async fn process(
-    job: FetchedJob,
-    ctx: Arc<ProcessContext>,
-) -> (Finished, Option<Reason>) {
-    let mut class = None;
-    let mut id = None;
-    let result = run(&job, &ctx, &mut class, &mut id).await;
-    let reason = result.as_ref().err().map(|f| f.reason);
-    let (class_field, id_field) = (
-        class.as_deref().unwrap_or("-"),
-        id.as_deref().unwrap_or("-"),
-    );
+/// A job task's result.
+pub(crate) enum TaskOutput {
+    /// Ran, or refused: ack it (with a failure record when it did not succeed).
+    Finished(Finished, Option<Reason>),
+    /// The store could not be asked whether this job already ran: put it back.
+    Requeue(FetchedJob),
+}
+
+/// What `run` learned besides the result.
+#[derive(Default)]
+struct Seen {
+    class: Option<String>,
+    id: Option<String>,
+    done: Option<DoneMark>,
+}
+
+pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutput {
+    let mut seen = Seen::default();
+    let result = match run(&job, &ctx, &mut seen).await {
+        Ok(result) => result,
+        Err(()) => return TaskOutput::Requeue(job),
+    };
+    let (class_field, id_field) = (seen.class.as_deref().unwrap_or("-"), seen.id.as_deref().unwrap_or("-"));
     match &result {
-        Ok(()) => {
-            tracing::debug!(queue = %job.queue, class = class_field, id = id_field, "job done")
-        }
+        Ok(()) => tracing::debug!(queue = %job.queue, class = class_field, id = id_field, "job done"),
         Err(f) => tracing::warn!(
             queue = %job.queue, class = class_field, id = id_field, reason = %f.reason, error = %f.message,
             "job failed"
@@ -73,42 +88,80 @@ pub(crate) async fn process(
             now_unix(),
         )
     });
+    let reason = result.as_ref().err().map(|f| f.reason);
+    let done = if result.is_ok() { seen.done.take() } else { None };
     if let Some(observer) = &ctx.observer {
         observer(&JobOutcome {
             queue: job.queue.clone(),
-            class,
-            id,
+            class: seen.class,
+            id: seen.id,
             result,
         });
     }
-    (Finished { job, failure }, reason)
+    TaskOutput::Finished(Finished { job, failure, done }, reason)
 }
 
-async fn run(
-    job: &FetchedJob,
-    ctx: &ProcessContext,
-    class: &mut Option<String>,
-    id: &mut Option<String>,
-) -> Result<(), FailureInfo> {
-    let envelope = Envelope::decode(&job.payload, &ctx.limits).map_err(refused)?;
-    *class = Some(envelope.class.clone());
-    *id = envelope.id.clone();
+/// `Err(())` means: requeue, the store could not answer.
+async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<Result<(), FailureInfo>, ()> {
+    let mut envelope = match Envelope::decode(&job.payload, &ctx.limits) {
+        Ok(e) => e,
+        Err(r) => return Ok(Err(refused(r))),
+    };
+    seen.class = Some(envelope.class.clone());
+    seen.id = envelope.id.clone();
+    let allow_unsigned = ctx.allow_unsigned.iter().any(|p| p.matches(&job.queue));
+    let verified = match verify(&envelope, &job.queue, &ctx.keyring, allow_unsigned) {
+        Ok(v) => v,
+        Err(r) => return Ok(Err(refused(r))),
+    };
     if envelope.is_expired(now_unix()) {
-        return Err(refused(Rejection::new(
+        return Ok(Err(refused(Rejection::new(
             Reason::Expired,
             "the job's expires_at has passed; it was not run",
-        )));
+        ))));
+    }
+    if let (Verified::Signed { .. }, Some(id)) = (&verified, &envelope.id) {
+        match ctx.store.is_done(id).await {
+            Ok(true) => {
+                return Ok(Err(refused(Rejection::new(
+                    Reason::Replayed,
+                    "a job with this id already ran to success; this copy was not run",
+                ))))
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, queue = %job.queue, "cannot check for a replay; putting the job back");
+                return Err(());
+            }
+        }
+        // Remembered until the job would expire anyway (a week when it never does).
+        let until = envelope.expires_at.unwrap_or_else(|| now_unix() + 7.0 * 86400.0);
+        let until_ms = (until * 1000.0) as u64;
+        seen.done = Some(DoneMark {
+            id: id.clone(),
+            until_ms,
+        });
+    }
+    let needs_encryption = ctx.registry.info(&envelope.class).is_some_and(|i| i.encrypt);
+    if needs_encryption && envelope.enc.is_none() {
+        return Ok(Err(refused(Rejection::new(
+            Reason::DecryptFailed,
+            "this class requires encrypted arguments; the job's are plaintext",
+        ))));
+    }
+    if let Err(r) = decrypt_args(&mut envelope, &ctx.keyring, &ctx.limits) {
+        return Ok(Err(refused(r)));
     }
     let job_ctx = JobContext {
         id: envelope.id,
         queue: job.queue.clone(),
         attempt: envelope.attempt,
     };
-    let future = ctx
-        .registry
-        .prepare(&envelope.class, envelope.args, job_ctx)
-        .map_err(refused)?;
-    match AssertUnwindSafe(future).catch_unwind().await {
+    let future = match ctx.registry.prepare(&envelope.class, envelope.args, job_ctx) {
+        Ok(f) => f,
+        Err(r) => return Ok(Err(refused(r))),
+    };
+    Ok(match AssertUnwindSafe(future).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(FailureInfo {
             reason: Reason::JobFailed,
@@ -127,7 +180,7 @@ async fn run(
                 message,
             })
         }
-    }
+    })
 }
 
 fn refused(r: Rejection) -> FailureInfo {

@@ -11,6 +11,32 @@ use serde_json::Value;
 use crate::limits::PayloadLimits;
 use crate::reason::{Reason, Rejection};
 
+pub mod canonical;
+mod open;
+mod seal;
+
+pub use open::{decrypt_args, verify, Verified};
+pub use seal::{encrypt_args, sign, signing_message, SealError, AAD_DOMAIN, SIG_DOMAIN};
+
+/// `sig`: who signed, with what, and the signature (unpadded base64url).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub kid: String,
+    pub alg: String,
+    pub v: String,
+}
+
+/// `enc`: arguments encrypted with an AEAD; `args` is then `[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encrypted {
+    pub kid: String,
+    pub alg: String,
+    /// Unpadded base64url nonce (24 bytes for XC20P).
+    pub nonce: String,
+    /// Unpadded base64url ciphertext with its tag.
+    pub ct: String,
+}
+
 /// One job as it travels through Redis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -33,6 +59,15 @@ pub struct Envelope {
     /// How many times the job has been tried before this run.
     #[serde(default)]
     pub attempt: u32,
+    /// Encrypted arguments, when the job type asks for encryption at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc: Option<Encrypted>,
+    /// Fields resq does not know (plugins, newer producers): kept, and signed.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+    /// The signature over everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<Signature>,
 }
 
 impl Envelope {
@@ -91,6 +126,9 @@ mod tests {
             enqueued_at: Some(1.5),
             expires_at: None,
             attempt: 0,
+            enc: None,
+            extra: Default::default(),
+            sig: None,
         };
         let text = String::from_utf8(env.to_bytes().unwrap()).unwrap();
         assert_eq!(
@@ -111,14 +149,8 @@ mod tests {
             (br#"{"args":[]}"#, Reason::MalformedPayload),
             (br#"{"class":"A","args":{}}"#, Reason::MalformedPayload),
             (br#"{"class":1,"args":[]}"#, Reason::MalformedPayload),
-            (
-                br#"{"class":"A","class":"B","args":[]}"#,
-                Reason::MalformedPayload,
-            ),
-            (
-                b"{\"class\":\"A\xff\",\"args\":[]}",
-                Reason::MalformedPayload,
-            ),
+            (br#"{"class":"A","class":"B","args":[]}"#, Reason::MalformedPayload),
+            (b"{\"class\":\"A\xff\",\"args\":[]}", Reason::MalformedPayload),
             (br#"{"class":"A","args":[1e999]}"#, Reason::NumberOutOfRange),
             (
                 br#"{"class":"A","args":[99999999999999999999999]}"#,

@@ -1,0 +1,182 @@
+//! RFC 8785 JSON Canonicalization Scheme (JCS): the bytes a signature covers.
+//!
+//! Object members sorted by the UTF-16 code units of their names, no
+//! whitespace, strings with the minimal escapes of ECMAScript's
+//! `JSON.stringify`, numbers in ECMAScript's shortest form (via `ryu-js`).
+//!
+//! Integers must be I-JSON (|n| ≤ 2^53): a larger integer would be rounded to
+//! a double by every other JCS implementation, so two different payloads
+//! could share one canonical form and one signature. Such envelopes are
+//! refused instead.
+
+use serde_json::{Map, Number, Value};
+
+/// The largest integer a double holds exactly.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A value that has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    #[error("integer {0} is outside ±(2^53-1) and cannot be signed exactly (send it as a string)")]
+    UnsafeInteger(String),
+}
+
+/// The canonical bytes of `value`.
+///
+/// ```
+/// use serde_json::json;
+/// let bytes = resq::envelope::canonical::to_vec(&json!({"b": [1.50, "é"], "a": null})).unwrap();
+/// assert_eq!(bytes, br#"{"a":null,"b":[1.5,"é"]}"#);
+/// ```
+pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    write_value(value, &mut out)?;
+    Ok(out)
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(n, out)?,
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_object(map, out)?,
+    }
+    Ok(())
+}
+
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    out.push(b'{');
+    for (i, (name, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(name, out);
+        out.push(b':');
+        write_value(value, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    if let Some(u) = n.as_u64() {
+        if u > MAX_SAFE_INTEGER {
+            return Err(CanonicalError::UnsafeInteger(u.to_string()));
+        }
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(i) = n.as_i64() {
+        if i.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(CanonicalError::UnsafeInteger(i.to_string()));
+        }
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else if let Some(f) = n.as_f64() {
+        // serde_json never holds NaN or infinities.
+        let mut buf = ryu_js::Buffer::new();
+        out.extend_from_slice(buf.format_finite(f).as_bytes());
+    }
+    Ok(())
+}
+
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{08}' => out.extend_from_slice(b"\\b"),
+            '\u{0C}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(input: &str) -> String {
+        let v: Value = serde_json::from_str(input).unwrap();
+        String::from_utf8(to_vec(&v).unwrap()).unwrap()
+    }
+
+    /// RFC 8785, section 3.2.2 (the "sample" input and its canonical output).
+    #[test]
+    fn rfc8785_sample() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        assert_eq!(
+            canon(input),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    /// RFC 8785, section 3.2.3 (sorting by UTF-16 code units).
+    #[test]
+    fn rfc8785_sorting() {
+        let input = r#"{
+          "\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+          "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control",
+          "\u00f6": "Latin Small Letter O With Diaeresis"
+        }"#;
+        let out = canon(input);
+        assert_eq!(
+            out,
+            "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\"ö\":\"Latin Small Letter O With Diaeresis\",\"€\":\"Euro Sign\",\"😀\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
+        );
+    }
+
+    /// RFC 8785 appendix B: ECMAScript number serialization.
+    #[test]
+    fn rfc8785_numbers() {
+        let cases = [
+            ("0", "0"),
+            ("-0.0", "0"),
+            ("1e21", "1e+21"),
+            ("1e20", "100000000000000000000"),
+            ("9007199254740991", "9007199254740991"),
+            ("-9007199254740991", "-9007199254740991"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("5e-324", "5e-324"),
+            ("0.000001", "0.000001"),
+            ("1e-7", "1e-7"),
+            ("123456789.0", "123456789"),
+            ("295147905179352830000", "295147905179352830000"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(canon(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn unsafe_integers_are_refused() {
+        for input in ["9007199254740992", "-9007199254740992", "18446744073709551615"] {
+            let v: Value = serde_json::from_str(input).unwrap();
+            assert!(to_vec(&v).is_err(), "{input}");
+        }
+    }
+}

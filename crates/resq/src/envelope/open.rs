@@ -1,0 +1,131 @@
+//! Opening an envelope on the worker side: verify the signature, the key's
+//! scope and the queue, then decrypt the arguments. Each refusal has its own
+//! reason code; none of them echoes key material.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde_json::Value;
+
+use super::seal::{associated_data, signing_message, SealError};
+use super::Envelope;
+use crate::keyring::Keyring;
+use crate::limits::PayloadLimits;
+use crate::reason::{Reason, Rejection};
+
+/// How an envelope passed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Signed by this key, in scope, on its own queue.
+    Signed { kid: String },
+    /// Unsigned, on a queue whose policy allows that (migration from Ruby).
+    UnsignedAllowed,
+}
+
+/// Checks `envelope`, fetched from `queue`, against the keyring.
+pub fn verify(
+    envelope: &Envelope,
+    queue: &str,
+    keyring: &Keyring,
+    allow_unsigned: bool,
+) -> Result<Verified, Rejection> {
+    let Some(sig) = &envelope.sig else {
+        return if allow_unsigned {
+            Ok(Verified::UnsignedAllowed)
+        } else {
+            Err(Rejection::new(
+                Reason::Unsigned,
+                "the job is not signed and its queue requires signatures",
+            ))
+        };
+    };
+    let key = keyring.get(&sig.kid).ok_or_else(|| {
+        Rejection::new(
+            Reason::UnknownKey,
+            format!("signed with unknown key id {:?}", clip(&sig.kid)),
+        )
+    })?;
+    if sig.alg != key.alg().name() {
+        return Err(Rejection::new(
+            Reason::BadSignature,
+            format!("alg {:?} is not key {}'s", clip(&sig.alg), key.kid()),
+        ));
+    }
+    let message = signing_message(&sig.kid, envelope).map_err(|e| match e {
+        SealError::Canonical(c) => Rejection::new(Reason::NumberOutOfRange, c.to_string()),
+        other => Rejection::new(Reason::MalformedPayload, other.to_string()),
+    })?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(&sig.v)
+        .map_err(|_| Rejection::new(Reason::BadSignature, "the signature is not base64url"))?;
+    if !key.verify(&message, &raw) {
+        return Err(Rejection::new(
+            Reason::BadSignature,
+            format!("the signature by key {} does not match the job", key.kid()),
+        ));
+    }
+    let signed_queue = envelope.queue.as_deref().unwrap_or("");
+    if !key.allows(&envelope.class, signed_queue) {
+        return Err(Rejection::new(
+            Reason::OutOfScope,
+            format!(
+                "key {} may not sign {} on {}",
+                key.kid(),
+                clip(&envelope.class),
+                clip(signed_queue)
+            ),
+        ));
+    }
+    if signed_queue != queue {
+        return Err(Rejection::new(
+            Reason::WrongQueue,
+            format!(
+                "signed for queue {:?} but found on {:?}",
+                clip(signed_queue),
+                clip(queue)
+            ),
+        ));
+    }
+    Ok(Verified::Signed {
+        kid: key.kid().to_string(),
+    })
+}
+
+/// Replaces `enc` by the decrypted `args`, checking them against the limits.
+pub fn decrypt_args(envelope: &mut Envelope, keyring: &Keyring, limits: &PayloadLimits) -> Result<(), Rejection> {
+    let Some(enc) = envelope.enc.take() else { return Ok(()) };
+    let fail = |why: &str| Rejection::new(Reason::DecryptFailed, why.to_string());
+    if enc.alg != "XC20P" {
+        return Err(fail("unknown encryption algorithm"));
+    }
+    let key = keyring
+        .enc_key(&enc.kid)
+        .ok_or_else(|| fail("encrypted with an unknown key id"))?;
+    let nonce = URL_SAFE_NO_PAD
+        .decode(&enc.nonce)
+        .map_err(|_| fail("the nonce is not base64url"))?;
+    let nonce = XNonce::try_from(nonce.as_slice()).map_err(|_| fail("the nonce is not 24 bytes"))?;
+    let ct = URL_SAFE_NO_PAD
+        .decode(&enc.ct)
+        .map_err(|_| fail("the ciphertext is not base64url"))?;
+    let (Some(id), Some(queue)) = (envelope.id.as_deref(), envelope.queue.as_deref()) else {
+        return Err(fail("an encrypted job needs its id and queue"));
+    };
+    let aad = associated_data(id, &envelope.class, queue);
+    let cipher = XChaCha20Poly1305::new_from_slice(key.secret.as_ref()).map_err(|_| fail("bad key"))?;
+    let plaintext = cipher
+        .decrypt(&nonce, Payload { msg: &ct, aad: &aad })
+        .map_err(|_| fail("the arguments do not decrypt: edited, or bound to another job"))?;
+    limits
+        .check(&plaintext)
+        .map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
+    let args: Vec<Value> = serde_json::from_slice(&plaintext)
+        .map_err(|_| Rejection::new(Reason::MalformedPayload, "decrypted arguments are not a JSON array"))?;
+    envelope.args = args;
+    Ok(())
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}

@@ -1,0 +1,571 @@
+//! Keys: named (`kid`), scoped to the classes and queues they may sign for,
+//! rotated by adding a new key and making it the signer while the old one still
+//! verifies. HMAC-SHA256 keys are shared by producers and workers; Ed25519 lets
+//! producers sign with a private key that workers never hold. Encryption keys
+//! (XChaCha20-Poly1305) rotate the same way.
+//!
+//! Key material lives in zeroized buffers and no `Debug`, `Display` or error
+//! message ever shows it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use glob::Pattern;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// A signature algorithm, by its wire name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigAlg {
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+impl SigAlg {
+    pub fn name(self) -> &'static str {
+        match self {
+            SigAlg::Hs256 => "HS256",
+            SigAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+enum Material {
+    Hmac(Zeroizing<Vec<u8>>),
+    EdPrivate(Box<ed25519_dalek::SigningKey>),
+    EdPublic(ed25519_dalek::VerifyingKey),
+}
+
+/// One signing/verification key and its scope.
+pub struct SigKey {
+    kid: String,
+    alg: SigAlg,
+    material: Material,
+    classes: Vec<Pattern>,
+    queues: Vec<Pattern>,
+}
+
+impl std::fmt::Debug for SigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("classes", &self.classes.iter().map(Pattern::as_str).collect::<Vec<_>>())
+            .field("queues", &self.queues.iter().map(Pattern::as_str).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigKey {
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+    pub fn alg(&self) -> SigAlg {
+        self.alg
+    }
+
+    /// True when this key may sign jobs of `class` on `queue`.
+    pub fn allows(&self, class: &str, queue: &str) -> bool {
+        self.classes.iter().any(|p| p.matches(class)) && self.queues.iter().any(|p| p.matches(queue))
+    }
+
+    /// True when this key holds what signing needs (not a public key alone).
+    pub fn can_sign(&self) -> bool {
+        !matches!(self.material, Material::EdPublic(_))
+    }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match &self.material {
+            Material::Hmac(secret) => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+                mac.update(message);
+                Some(mac.finalize().into_bytes().to_vec())
+            }
+            Material::EdPrivate(key) => {
+                use ed25519_dalek::Signer;
+                Some(key.sign(message).to_bytes().to_vec())
+            }
+            Material::EdPublic(_) => None,
+        }
+    }
+
+    /// Constant-time for HMAC; strict verification for Ed25519.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            Material::Hmac(secret) => match Hmac::<Sha256>::new_from_slice(secret) {
+                Ok(mut mac) => {
+                    mac.update(message);
+                    mac.verify_slice(signature).is_ok()
+                }
+                Err(_) => false,
+            },
+            Material::EdPrivate(key) => verify_ed(&key.verifying_key(), message, signature),
+            Material::EdPublic(key) => verify_ed(key, message, signature),
+        }
+    }
+}
+
+fn verify_ed(key: &ed25519_dalek::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+        .is_ok()
+}
+
+/// One encryption key (XChaCha20-Poly1305, 256-bit).
+pub struct EncKey {
+    kid: String,
+    pub(crate) secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for EncKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl EncKey {
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Every key a process holds, and which ones sign and encrypt.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    sig: HashMap<String, SigKey>,
+    signer: Option<String>,
+    enc: HashMap<String, EncKey>,
+    encrypter: Option<String>,
+}
+
+/// A keyring that could not be loaded. Never holds key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("cannot read the keys file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the keys file {path} is readable by group or others (mode {mode:o}): run `chmod 600 {path}`")]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("the keys file is not valid: {message} (line {line})")]
+    Parse { message: String, line: usize },
+    #[error("key {kid:?}: {why}")]
+    BadKey { kid: String, why: String },
+    #[error("key id {0:?} appears twice")]
+    DuplicateKid(String),
+    #[error("{which} names key {kid:?}, which is not in the file")]
+    UnknownActive { which: &'static str, kid: String },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signing_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption_key: Option<String>,
+    #[serde(default)]
+    keys: Vec<SigKeyFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    encryption_keys: Vec<EncKeyFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigKeyFile {
+    kid: String,
+    alg: SigAlg,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    private: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    public: Option<String>,
+    #[serde(default = "everything")]
+    classes: Vec<String>,
+    #[serde(default = "everything")]
+    queues: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncKeyFile {
+    kid: String,
+    alg: String,
+    secret: String,
+}
+
+fn everything() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+fn decode_b64(kid: &str, what: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+    URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| KeyringError::BadKey {
+            kid: kid.to_string(),
+            why: format!("{what} is not unpadded base64url"),
+        })
+}
+
+fn random32() -> Zeroizing<[u8; 32]> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    // ok: the OS random source failing is not recoverable and not outside data.
+    getrandom::fill(bytes.as_mut()).expect("the operating system's random source failed");
+    bytes
+}
+
+fn patterns(kid: &str, list: &[String]) -> Result<Vec<Pattern>, KeyringError> {
+    list.iter()
+        .map(|p| {
+            Pattern::new(p).map_err(|e| KeyringError::BadKey {
+                kid: kid.to_string(),
+                why: format!("scope {p:?}: {}", e.msg),
+            })
+        })
+        .collect()
+}
+
+impl Keyring {
+    /// A throwaway keyring (one HMAC key and one encryption key, all scopes),
+    /// for `resq demo` and tests. Jobs it signs cannot be verified by anyone else.
+    pub fn ephemeral() -> Keyring {
+        let mut ring = Keyring::default();
+        let kid = "ephemeral".to_string();
+        ring.sig.insert(
+            kid.clone(),
+            SigKey {
+                kid: kid.clone(),
+                alg: SigAlg::Hs256,
+                material: Material::Hmac(Zeroizing::new(random32().to_vec())),
+                classes: vec![Pattern::new("*").unwrap_or_default()],
+                queues: vec![Pattern::new("*").unwrap_or_default()],
+            },
+        );
+        ring.signer = Some(kid.clone());
+        ring.enc.insert(
+            kid.clone(),
+            EncKey {
+                kid: kid.clone(),
+                secret: random32(),
+            },
+        );
+        ring.encrypter = Some(kid);
+        ring
+    }
+
+    /// Loads a keys file; refuses one that group or others can read.
+    pub fn load(path: &Path) -> Result<Keyring, KeyringError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| KeyringError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyringError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        Keyring::from_toml(&text)
+    }
+
+    /// Parses the keys file format (see `resq keys generate`).
+    pub fn from_toml(text: &str) -> Result<Keyring, KeyringError> {
+        // toml's own message quotes the offending line, which may hold a
+        // secret: keep only its message and the line number.
+        let file: KeyFile = toml::from_str(text).map_err(|e| KeyringError::Parse {
+            message: e.message().to_string(),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0),
+        })?;
+        let mut ring = Keyring::default();
+        for k in file.keys {
+            let material = match k.alg {
+                SigAlg::Hs256 => {
+                    let secret = k.secret.as_deref().ok_or_else(|| KeyringError::BadKey {
+                        kid: k.kid.clone(),
+                        why: "an HS256 key needs `secret`".into(),
+                    })?;
+                    let bytes = decode_b64(&k.kid, "secret", secret)?;
+                    if bytes.len() < 32 {
+                        return Err(KeyringError::BadKey {
+                            kid: k.kid.clone(),
+                            why: "an HS256 secret must be at least 32 bytes".into(),
+                        });
+                    }
+                    Material::Hmac(bytes)
+                }
+                SigAlg::EdDsa => match (&k.private, &k.public) {
+                    (Some(private), _) => {
+                        let seed = decode_b64(&k.kid, "private", private)?;
+                        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| KeyringError::BadKey {
+                            kid: k.kid.clone(),
+                            why: "an EdDSA private key is 32 bytes".into(),
+                        })?;
+                        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                        if let Some(public) = &k.public {
+                            let given = decode_b64(&k.kid, "public", public)?;
+                            if given.as_slice() != key.verifying_key().as_bytes() {
+                                return Err(KeyringError::BadKey {
+                                    kid: k.kid.clone(),
+                                    why: "public does not match private".into(),
+                                });
+                            }
+                        }
+                        Material::EdPrivate(Box::new(key))
+                    }
+                    (None, Some(public)) => {
+                        let bytes = decode_b64(&k.kid, "public", public)?;
+                        let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyringError::BadKey {
+                            kid: k.kid.clone(),
+                            why: "an EdDSA public key is 32 bytes".into(),
+                        })?;
+                        let key =
+                            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyringError::BadKey {
+                                kid: k.kid.clone(),
+                                why: "not an Ed25519 public key".into(),
+                            })?;
+                        Material::EdPublic(key)
+                    }
+                    (None, None) => {
+                        return Err(KeyringError::BadKey {
+                            kid: k.kid.clone(),
+                            why: "an EdDSA key needs `private` or `public`".into(),
+                        })
+                    }
+                },
+            };
+            let key = SigKey {
+                classes: patterns(&k.kid, &k.classes)?,
+                queues: patterns(&k.kid, &k.queues)?,
+                kid: k.kid.clone(),
+                alg: k.alg,
+                material,
+            };
+            if ring.sig.insert(k.kid.clone(), key).is_some() {
+                return Err(KeyringError::DuplicateKid(k.kid));
+            }
+        }
+        for k in file.encryption_keys {
+            if k.alg != "XC20P" {
+                return Err(KeyringError::BadKey {
+                    kid: k.kid.clone(),
+                    why: format!("unknown encryption alg {:?} (use XC20P)", k.alg),
+                });
+            }
+            let bytes = decode_b64(&k.kid, "secret", &k.secret)?;
+            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyringError::BadKey {
+                kid: k.kid.clone(),
+                why: "an XC20P secret is 32 bytes".into(),
+            })?;
+            if ring
+                .enc
+                .insert(
+                    k.kid.clone(),
+                    EncKey {
+                        kid: k.kid.clone(),
+                        secret: Zeroizing::new(secret),
+                    },
+                )
+                .is_some()
+            {
+                return Err(KeyringError::DuplicateKid(k.kid));
+            }
+        }
+        if let Some(kid) = &file.signing_key {
+            match ring.sig.get(kid) {
+                Some(k) if k.can_sign() => {}
+                Some(_) => {
+                    return Err(KeyringError::BadKey {
+                        kid: kid.clone(),
+                        why: "signing_key is a public key only".into(),
+                    })
+                }
+                None => {
+                    return Err(KeyringError::UnknownActive {
+                        which: "signing_key",
+                        kid: kid.clone(),
+                    })
+                }
+            }
+        }
+        if let Some(kid) = &file.encryption_key {
+            if !ring.enc.contains_key(kid) {
+                return Err(KeyringError::UnknownActive {
+                    which: "encryption_key",
+                    kid: kid.clone(),
+                });
+            }
+        }
+        ring.signer = file.signing_key;
+        ring.encrypter = file.encryption_key;
+        Ok(ring)
+    }
+
+    /// A new keys file: one signing key (`HS256` or `EdDSA`) and one encryption
+    /// key, both active. Returns the file text and, for EdDSA, the public-only
+    /// file workers use.
+    pub fn generate(alg: SigAlg, kid_suffix: &str) -> (Zeroizing<String>, Option<String>) {
+        let kid = format!("{}-{kid_suffix}", if alg == SigAlg::Hs256 { "hs" } else { "ed" });
+        let ekid = format!("enc-{kid_suffix}");
+        let secret = random32();
+        let (key, public_file) = match alg {
+            SigAlg::Hs256 => (
+                SigKeyFile {
+                    kid: kid.clone(),
+                    alg,
+                    secret: Some(URL_SAFE_NO_PAD.encode(secret.as_ref())),
+                    private: None,
+                    public: None,
+                    classes: everything(),
+                    queues: everything(),
+                },
+                None,
+            ),
+            SigAlg::EdDsa => {
+                let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
+                let public = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
+                let public_only = KeyFile {
+                    signing_key: None,
+                    encryption_key: None,
+                    keys: vec![SigKeyFile {
+                        kid: kid.clone(),
+                        alg,
+                        secret: None,
+                        private: None,
+                        public: Some(public.clone()),
+                        classes: everything(),
+                        queues: everything(),
+                    }],
+                    encryption_keys: Vec::new(),
+                };
+                (
+                    SigKeyFile {
+                        kid: kid.clone(),
+                        alg,
+                        secret: None,
+                        private: Some(URL_SAFE_NO_PAD.encode(secret.as_ref())),
+                        public: Some(public),
+                        classes: everything(),
+                        queues: everything(),
+                    },
+                    Some(toml::to_string(&public_only).unwrap_or_default()),
+                )
+            }
+        };
+        let file = KeyFile {
+            signing_key: Some(kid),
+            encryption_key: Some(ekid.clone()),
+            keys: vec![key],
+            encryption_keys: vec![EncKeyFile {
+                kid: ekid,
+                alg: "XC20P".into(),
+                secret: URL_SAFE_NO_PAD.encode(random32().as_ref()),
+            }],
+        };
+        let header = "# resq keys: keep this file secret (mode 0600). Rotate by adding a key and\n\
+                      # pointing signing_key at it; keep the old key until its jobs have expired.\n";
+        (
+            Zeroizing::new(format!("{header}{}", toml::to_string(&file).unwrap_or_default())),
+            public_file,
+        )
+    }
+
+    /// The key that signs new jobs, if this process may sign.
+    pub fn signer(&self) -> Option<&SigKey> {
+        self.signer.as_ref().and_then(|kid| self.sig.get(kid))
+    }
+
+    /// A verification key by id.
+    pub fn get(&self, kid: &str) -> Option<&SigKey> {
+        self.sig.get(kid)
+    }
+
+    /// The key that encrypts new arguments.
+    pub fn encrypter(&self) -> Option<&EncKey> {
+        self.encrypter.as_ref().and_then(|kid| self.enc.get(kid))
+    }
+
+    /// An encryption key by id, for decryption.
+    pub fn enc_key(&self, kid: &str) -> Option<&EncKey> {
+        self.enc.get(kid)
+    }
+
+    /// True when the keyring can verify nothing.
+    pub fn has_verification_keys(&self) -> bool {
+        !self.sig.is_empty()
+    }
+
+    /// The key ids, for messages (never the material).
+    pub fn kids(&self) -> Vec<&str> {
+        let mut k: Vec<&str> = self.sig.keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_load_and_sign() {
+        for alg in [SigAlg::Hs256, SigAlg::EdDsa] {
+            let (text, public) = Keyring::generate(alg, "t1");
+            let ring = Keyring::from_toml(&text).unwrap();
+            let key = ring.signer().unwrap();
+            let sig = key.sign(b"msg").unwrap();
+            assert!(key.verify(b"msg", &sig));
+            assert!(!key.verify(b"msg2", &sig));
+            assert!(ring.encrypter().is_some());
+            if let Some(public) = public {
+                let workers = Keyring::from_toml(&public).unwrap();
+                assert!(workers.signer().is_none());
+                let k = workers.get(key.kid()).unwrap();
+                assert!(!k.can_sign() && k.verify(b"msg", &sig));
+                assert!(!public.contains("private"));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_files_are_clear_and_never_show_secrets() {
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA";
+        let cases = [
+            format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}!!\"\n"),
+            format!("[[keys]]\nkid = \"a\"\nalg = \"HS999\"\nsecret = \"{secret}\"\n"),
+            format!("signing_key = \"b\"\n[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n"),
+            format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n"),
+            "[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"c2hvcnQ\"\n".to_string(),
+            format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\ntypo = 1\n"),
+        ];
+        for text in cases {
+            let err = Keyring::from_toml(&text).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+        }
+        let ring = Keyring::ephemeral();
+        assert!(!format!("{ring:?}").contains("secret:"));
+    }
+
+    #[test]
+    fn scopes_limit_classes_and_queues() {
+        let text = "[[keys]]\nkid = \"m\"\nalg = \"HS256\"\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA\"\nclasses = [\"Mailers::*\"]\nqueues = [\"mail*\"]\n";
+        let ring = Keyring::from_toml(text).unwrap();
+        let k = ring.get("m").unwrap();
+        assert!(k.allows("Mailers::Welcome", "mail"));
+        assert!(!k.allows("Billing::Charge", "mail"));
+        assert!(!k.allows("Mailers::Welcome", "default"));
+    }
+}
