@@ -4,15 +4,23 @@
 //! run it with a [`Worker`]. Storage is behind the [`Store`] trait; the Redis
 //! store lives in the `resq-redis` crate.
 //!
-//! Data flows one way: producer -> [`policy`] -> [`envelope`] -> [`Store`] ->
-//! [`Worker`] -> outcome (ack, or a Resque failure record with a [`Reason`]).
+//! Data flows one way: producer -> [`policy`] (allowlist, argument rules,
+//! limits) -> [`envelope`] (expiry, encryption, signature) -> [`Store`] ->
+//! [`Worker`] (verify, decrypt, validate, run) -> outcome (ack, or a Resque
+//! failure record with a [`Reason`]).
 //!
 //! ```
 //! use resq::{Job, JobContext, JobError, Registry};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Serialize, Deserialize)]
-//! struct Resize { image_id: u64, width: u32 }
+//! #[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct Resize {
+//!     #[garde(range(min = 1))]
+//!     image_id: u64,
+//!     #[garde(range(min = 16, max = 4096))]
+//!     width: u32,
+//! }
 //!
 //! impl Job for Resize {
 //!     const CLASS: &'static str = "Resize";

@@ -26,7 +26,7 @@ pub enum CanonicalError {
 /// ```
 /// use serde_json::json;
 /// let bytes = resq::envelope::canonical::to_vec(&json!({"b": [1.50, "é"], "a": null})).unwrap();
-/// assert_eq!(bytes, br#"{"a":null,"b":[1.5,"é"]}"#);
+/// assert_eq!(String::from_utf8(bytes).unwrap(), r#"{"a":null,"b":[1.5,"é"]}"#);
 /// ```
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
