@@ -108,6 +108,12 @@ pub fn fast_config(queues: &str, keyring: Arc<Keyring>) -> WorkerConfig {
 }
 
 pub static ECHOED: AtomicU64 = AtomicU64::new(0);
+/// Every message an `Echo` or `Secret` actually ran with.
+pub static RAN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub fn ran(message: &str) -> bool {
+    RAN.lock().unwrap().iter().any(|m| m == message)
+}
 
 #[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +125,7 @@ impl Job for Echo {
     const CLASS: &'static str = "Echo";
     async fn perform(self, _: JobContext) -> Result<(), JobError> {
         ECHOED.fetch_add(1, Ordering::SeqCst);
+        RAN.lock().unwrap().push(self.message);
         Ok(())
     }
 }
@@ -175,6 +182,22 @@ impl Job for Nap {
     }
 }
 
+/// Personal data: encrypted at rest.
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    #[garde(pattern(r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"))]
+    pub ssn: String,
+}
+impl Job for Secret {
+    const CLASS: &'static str = "Secret";
+    const ENCRYPT: bool = true;
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        RAN.lock().unwrap().push(self.ssn);
+        Ok(())
+    }
+}
+
 pub fn registry() -> Registry {
     Registry::new()
         .register::<Echo>()
@@ -182,4 +205,5 @@ pub fn registry() -> Registry {
         .register::<Panic>()
         .register::<Add>()
         .register::<Nap>()
+        .register::<Secret>()
 }
