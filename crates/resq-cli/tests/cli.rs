@@ -245,3 +245,97 @@ fn demo_runs_on_a_private_redis_and_every_outcome_is_as_expected() {
     assert!(out.contains("all 22 outcomes as expected"), "{out}");
     assert!(!out.contains("BAD"), "{out}");
 }
+
+#[test]
+fn keys_generate_writes_a_private_file_that_workers_and_producers_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let resq = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_resq"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = resq(&["keys", "generate", "--out", "k.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = std::fs::metadata(dir.path().join("k.toml"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(dir.path().join("k.toml")).unwrap();
+    assert!(!stdout(&o).contains(
+        text.lines()
+            .find(|l| l.starts_with("secret"))
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+    ));
+    // Never overwritten.
+    let o = resq(&["keys", "generate", "--out", "k.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("never overwrites"), "{}", stderr(&o));
+    // Ed25519: a public-only file for workers, with no private key in it.
+    let o = resq(&["keys", "generate", "--alg", "ed25519", "--out", "ed.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = std::fs::read_to_string(dir.path().join("ed.public.toml")).unwrap();
+    assert!(public.contains("public") && !public.contains("private"), "{public}");
+    // A keys file others can read is refused, with the fix.
+    std::fs::set_permissions(dir.path().join("k.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resq"));
+    cmd.current_dir(dir.path())
+        .env_clear()
+        .env("RESQ_REDIS_URL", "redis://127.0.0.1:1")
+        .env("RESQ_KEYS_FILE", "k.toml");
+    let o = cmd
+        .args(["enqueue", "Echo", "--args", r#"{"message":"x"}"#])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+}
+
+#[test]
+fn without_keys_workers_and_producers_refuse_and_say_how_to_make_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["worker", "--burst"][..],
+        &["enqueue", "Echo", "--args", r#"{"message":"x"}"#][..],
+    ] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_resq"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("RESQ_REDIS_URL", "redis://127.0.0.1:1/0")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains("resq keys generate"), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_schema_is_derived_from_the_rust_type() {
+    let env = Env::start().await;
+    let schema = json_out(&env.run(&["jobs", "schema", "Sleep"]));
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["properties"]["ms"]["maximum"], 3_600_000);
+    assert_eq!(schema["required"], serde_json::json!(["ms"]));
+    let o = env.run(&["jobs", "schema", "Kernel"]);
+    assert_eq!(o.status.code(), Some(2));
+    let list = stdout(&env.run(&["jobs", "list"]));
+    for class in ["Alloc", "Echo", "Fail", "Sleep", "Spin"] {
+        assert!(list.contains(class), "{list}");
+    }
+    // The CLI validates against the same rules before storing anything.
+    let o = env.run(&["enqueue", "Sleep", "--args", r#"{"ms":99999999}"#]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("ms"), "{}", stderr(&o));
+    assert!(env.keys("resque:queue:*").await.is_empty());
+}

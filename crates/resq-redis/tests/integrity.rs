@@ -220,11 +220,8 @@ async fn every_attack_is_refused_with_its_exact_reason_and_no_secret_leaks() {
             "atk.ct_edited",
             edit(&encrypted, |m| {
                 let ct = m["enc"]["ct"].as_str().unwrap().to_string();
-                let flipped = if ct.starts_with('A') {
-                    format!("B{}", &ct[1..])
-                } else {
-                    format!("A{}", &ct[1..])
-                };
+                let first = if ct.starts_with('A') { "B" } else { "A" };
+                let flipped = format!("{first}{}", &ct[first.len()..]);
                 m["enc"]["ct"] = json!(flipped);
             }),
             "bad_signature",
