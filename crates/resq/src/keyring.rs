@@ -217,8 +217,8 @@ fn decode_b64(kid: &str, what: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, K
 
 fn random32() -> Zeroizing<[u8; 32]> {
     let mut bytes = Zeroizing::new([0u8; 32]);
-    // ok: the OS random source failing is not recoverable and not outside data.
-    getrandom::fill(bytes.as_mut()).expect("the operating system's random source failed");
+    // The OS random source failing is not outside data and leaves nothing safe to do.
+    getrandom::fill(bytes.as_mut()).expect("the OS random source failed"); // ok: see above
     bytes
 }
 
