@@ -339,3 +339,31 @@ async fn jobs_schema_is_derived_from_the_rust_type() {
     assert!(stderr(&o).contains("ms"), "{}", stderr(&o));
     assert!(env.keys("resque:queue:*").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queues_open_to_unsigned_jobs_are_warned_about_and_only_they_run_them() {
+    let env = Env::start().await;
+    let unsigned = br#"{"class":"Echo","args":[{"message":"from ruby"}]}"#;
+    for q in ["legacy", "strict"] {
+        let mut c = env.conn();
+        redis::pipe()
+            .sadd("resque:queues", q)
+            .rpush(format!("resque:queue:{q}"), &unsigned[..])
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    }
+    let o = env
+        .resq()
+        .env("RESQ_ALLOW_UNSIGNED", "legacy")
+        .args(["worker", "--queues", "legacy,strict", "--burst"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("UNSIGNED"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("echo [legacy]: from ruby"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("echo [strict]"), "{}", stdout(&o));
+    let failed = json_out(&env.run(&["failed", "list", "--json"]));
+    assert_eq!(failed[0]["reason"], "unsigned");
+    assert_eq!(failed[0]["queue"], "strict");
+}
