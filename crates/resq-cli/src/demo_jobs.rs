@@ -110,6 +110,22 @@ impl Job for Alloc {
     }
 }
 
+/// Does nothing: for benchmarks. `pad` lets a benchmark choose the payload size.
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Noop {
+    #[serde(default)]
+    #[garde(length(max = 1_048_576))]
+    pub pad: String,
+}
+
+impl Job for Noop {
+    const CLASS: &'static str = "Noop";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
 /// The registry of the demo jobs.
 pub fn registry() -> Registry {
     Registry::new()
@@ -118,4 +134,5 @@ pub fn registry() -> Registry {
         .register::<Fail>()
         .register::<Spin>()
         .register::<Alloc>()
+        .register::<Noop>()
 }

@@ -141,8 +141,9 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     built.map_err(|e| bad_url(e.to_string()))
 }
 
-/// Connects and returns a manager that reconnects with exponential backoff.
-pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, ConnectError> {
+/// Connects and returns a manager that reconnects with exponential backoff,
+/// and the client (for dedicated connections such as pub/sub).
+pub async fn connect(config: &RedisConfig) -> Result<(ConnectionManager, redis::Client), ConnectError> {
     let client = client(config)?;
     let manager_config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(config.response_timeout))
@@ -151,13 +152,14 @@ pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, ConnectE
         .set_max_delay(Duration::from_secs(5))
         .set_exponent_base(2.0)
         .set_number_of_retries(3);
-    client
+    let manager = client
         .get_connection_manager_with_config(manager_config)
         .await
         .map_err(|e| ConnectError::Connect {
             url: config.redacted_url(),
             reason: e.to_string(),
-        })
+        })?;
+    Ok((manager, client))
 }
 
 #[cfg(test)]

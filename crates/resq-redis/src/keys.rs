@@ -60,6 +60,10 @@ impl Keys {
     pub fn inflight_queues(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-queues:{worker}"))
     }
+    /// Pub/sub channel producers publish to after a push, to wake idle workers.
+    pub fn wake_channel(&self) -> String {
+        self.k("resq:wake")
+    }
     /// Marks a job id that ran to success, until the job expires (replay guard).
     pub fn done(&self, id: &str) -> String {
         self.k(&format!("resq:done:{id}"))

@@ -21,7 +21,9 @@ use crate::scripts;
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    client: redis::Client,
     keys: Keys,
+    wake: std::sync::Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
 }
 
 fn store_err(e: RedisError) -> StoreError {
@@ -42,9 +44,12 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Self, ConnectError> {
+        let (conn, client) = connect(config).await?;
         Ok(Self {
-            conn: connect(config).await?,
+            conn,
+            client,
             keys: Keys::new(namespace),
+            wake: Default::default(),
         })
     }
 
@@ -56,6 +61,40 @@ impl RedisStore {
     /// A handle on the connection, for tests and admin tools.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// Starts (once) the task that turns messages on the wake channel into
+    /// bumps of a watch value. It reconnects with backoff and bumps after each
+    /// reconnect, since jobs may have arrived while it was away.
+    fn start_wake_listener(&self) -> tokio::sync::watch::Receiver<u64> {
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let client = self.client.clone();
+        let channel = self.keys.wake_channel();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut delay = std::time::Duration::from_millis(100);
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&channel).await.is_ok() {
+                            delay = std::time::Duration::from_millis(100);
+                            tx.send_modify(|v| *v += 1);
+                            let mut messages = pubsub.on_message();
+                            while messages.next().await.is_some() {
+                                tx.send_modify(|v| *v += 1);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "wake channel unavailable; workers poll meanwhile"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        });
+        rx
     }
 
     /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
@@ -158,6 +197,8 @@ impl Store for RedisStore {
             pipe.sadd(self.keys.queues(), *queue).ignore();
             pipe.rpush(self.keys.queue(queue), payloads).ignore();
         }
+        // Wakes idle resq workers now rather than at their next poll.
+        pipe.publish(self.keys.wake_channel(), "").ignore();
         pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
     }
 
@@ -339,6 +380,10 @@ impl Store for RedisStore {
             }
         }
         Ok(report)
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.wake.get_or_init(|| self.start_wake_listener()).clone())
     }
 
     async fn paused_all(&self) -> Result<bool, StoreError> {

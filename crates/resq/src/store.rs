@@ -143,6 +143,13 @@ pub trait Store: Send + Sync + 'static {
     /// workers at once.
     async fn reap_dead_workers(&self) -> Result<ReapReport, StoreError>;
 
+    /// A signal that bumps whenever a producer may have pushed a job, so an idle
+    /// worker fetches at once instead of waiting for its next poll. `None` when
+    /// the store has no such signal (workers then only poll).
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// True when `resque:pause-all-workers` is set.
     async fn paused_all(&self) -> Result<bool, StoreError>;
 

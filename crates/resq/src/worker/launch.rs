@@ -101,6 +101,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
         done: Vec::new(),
         to_requeue: Vec::new(),
         report: WorkerReport::default(),
+        wake: store.wakeups(),
     };
     let mut report = manager.run(control).await;
 

@@ -40,6 +40,8 @@ pub(crate) struct Manager {
     pub done: Vec<Finished>,
     pub to_requeue: Vec<(u64, FetchedJob)>,
     pub report: WorkerReport,
+    /// Bumps when a producer pushed something: ends an idle wait early.
+    pub wake: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Manager {
@@ -62,6 +64,10 @@ impl Manager {
                 && fetch_after.is_none_or(|at| Instant::now() >= at);
             if may_fetch {
                 fetch_after = None;
+                // Anything published from here on wakes the wait below.
+                if let Some(wake) = &mut self.wake {
+                    wake.borrow_and_update();
+                }
                 let free = self.concurrency - self.running.len();
                 match self.fetcher.fetch(free, self.running.is_empty()).await {
                     Ok(Fetched::Jobs(jobs)) if !jobs.is_empty() => {
@@ -104,6 +110,10 @@ impl Manager {
                     }
                 }
                 _ = sleep_until(wake_at), if wake_at.is_some() => {}
+                _ = woken(&mut self.wake), if wake_at.is_some() => {
+                    fetch_after = None;
+                    self.poll.reset();
+                }
             }
         }
         self.report
@@ -230,6 +240,18 @@ impl Manager {
             self.collect(result);
         }
         self.flush(control).await;
+    }
+}
+
+/// Resolves when a producer signalled new work; never, without a signal.
+async fn woken(wake: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match wake {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

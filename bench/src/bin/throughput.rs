@@ -1,0 +1,424 @@
+//! resq's throughput harness: `scripts/bench` (see the README).
+//!
+//! Starts its own redis-server, then measures, each `--runs` times (median and
+//! spread): enqueue one by one from many tasks, bulk enqueue, processing with
+//! the real `resq worker` binary (and its peak RSS), and enqueue-to-start
+//! latency at a steady 1,000 jobs/s. All with the full security path (signed
+//! envelopes, validation) and again without it (unsigned jobs on an open
+//! queue), then how processing grows with 10 and 100 queues, 1 KB and 64 KB
+//! payloads, and 4 worker processes. Prints a table and writes it to
+//! `bench/results/latest.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use local_redis::LocalRedis;
+use resq::{Client, Control, Job, JobContext, JobError, Keyring, OutgoingJob, Registry, SigAlg, Store, Worker, WorkerConfig};
+use resq_redis::{RedisConfig, RedisStore};
+use serde::{Deserialize, Serialize};
+
+/// The shipped no-op job, typed on the producer side.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Noop {
+    #[serde(default)]
+    #[garde(length(max = 1_048_576))]
+    pad: String,
+}
+impl Job for Noop {
+    const CLASS: &'static str = "Noop";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Records when it started, for the latency run (in-process worker).
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Stamp {
+    #[garde(skip)]
+    sent_us: u64,
+}
+static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+impl Job for Stamp {
+    const CLASS: &'static str = "Stamp";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        let now = now_us();
+        if let Ok(mut v) = LATENCIES.lock() {
+            v.push(now.saturating_sub(self.sent_us));
+        }
+        Ok(())
+    }
+}
+
+/// Microseconds: a nanosecond timestamp is over 2^53 and could not be signed exactly.
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+struct Args {
+    resq: PathBuf,
+    jobs: usize,
+    runs: usize,
+    quick: bool,
+    concurrency: usize,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { resq: PathBuf::from("target/release/resq"), jobs: 100_000, runs: 3, quick: false, concurrency: 256 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--resq" => a.resq = PathBuf::from(argv.get(i + 1).cloned().unwrap_or_default()),
+            "--jobs" => a.jobs = argv.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(a.jobs),
+            "--runs" => a.runs = argv.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(a.runs),
+            "--concurrency" => a.concurrency = argv.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(a.concurrency),
+            "--quick" => {
+                a.quick = true;
+                i += 1;
+                continue;
+            }
+            other => {
+                eprintln!("unknown argument {other}; use --resq PATH --jobs N --runs N --concurrency N --quick");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Median and spread of per-run rates.
+struct Figure {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Figure {
+    fn of(mut xs: Vec<f64>) -> Figure {
+        xs.sort_by(|a, b| a.total_cmp(b));
+        Figure {
+            median: xs.get(xs.len() / 2).copied().unwrap_or(0.0),
+            min: xs.first().copied().unwrap_or(0.0),
+            max: xs.last().copied().unwrap_or(0.0),
+        }
+    }
+    fn rate(&self) -> String {
+        format!("{:.0} [{:.0}..{:.0}]", self.median, self.min, self.max)
+    }
+    fn plain(&self, unit: &str) -> String {
+        format!("{:.2}{unit} [{:.2}..{:.2}]", self.median, self.min, self.max)
+    }
+}
+
+struct Bench {
+    args: Args,
+    redis: LocalRedis,
+    store: Arc<RedisStore>,
+    dir: PathBuf,
+    keys: PathBuf,
+    keyring: Arc<Keyring>,
+    _tmp: TempDirGuard,
+}
+
+struct TempDirGuard(PathBuf);
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Bench {
+    fn concurrency(&self) -> String {
+        self.args.concurrency.to_string()
+    }
+
+    async fn flush(&self) {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut self.store.connection()).await.expect("flushall");
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.store.clone(), Arc::clone(&self.keyring)).expect("client")
+    }
+
+    /// Fills `queues` round-robin with `n` jobs (signed or not) of `pad` bytes.
+    async fn fill(&self, n: usize, queues: &[String], pad: usize, signed: bool) {
+        let pad = "x".repeat(pad);
+        let client = self.client();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
+            if signed {
+                let mut by_queue: Vec<Vec<Noop>> = queues.iter().map(|_| Vec::new()).collect();
+                for &i in chunk {
+                    by_queue[i % queues.len()].push(Noop { pad: pad.clone() });
+                }
+                for (q, jobs) in queues.iter().zip(by_queue) {
+                    // Signed, sealed and validated like any producer's jobs.
+                    let mut out = Vec::new();
+                    for job in &jobs {
+                        let opts = resq::EnqueueOptions { queue: Some(q.clone()), ttl: None };
+                        let _ = opts;
+                        let args = vec![serde_json::to_value(job).expect("json")];
+                        let (_, payload) = resq::Policy::new(Arc::clone(&self.keyring))
+                            .expect("policy")
+                            .seal("Noop", q, args, resq::SealOptions::default())
+                            .expect("seal");
+                        out.push(OutgoingJob { queue: q.clone(), payload });
+                    }
+                    self.store.enqueue(&out).await.expect("enqueue");
+                }
+                let _ = &client;
+            } else {
+                let jobs: Vec<OutgoingJob> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let q = &queues[i % queues.len()];
+                        let payload = format!(r#"{{"class":"Noop","args":[{{"pad":"{pad}"}}],"queue":"{q}"}}"#);
+                        OutgoingJob { queue: q.clone(), payload: payload.into_bytes() }
+                    })
+                    .collect();
+                self.store.enqueue(&jobs).await.expect("enqueue");
+            }
+        }
+    }
+
+    /// Runs `workers` `resq worker --burst` processes over `spec`; returns jobs/s and peak RSS (KiB).
+    fn process(&self, spec: &str, n: usize, workers: usize, open: bool) -> (f64, u64) {
+        let start = Instant::now();
+        let mut children: Vec<std::process::Child> = (0..workers)
+            .map(|_| {
+                let mut cmd = Command::new(&self.args.resq);
+                cmd.args(["worker", "--queues", spec, "--concurrency", &self.concurrency(), "--burst"])
+                    .env("RESQ_REDIS_URL", self.redis.url())
+                    .env("RESQ_KEYS_FILE", &self.keys)
+                    .env("RESQ_LOG", "warn")
+                    .current_dir(&self.dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if open {
+                    cmd.env("RESQ_ALLOW_UNSIGNED", "*");
+                }
+                cmd.spawn().expect("spawn resq worker")
+            })
+            .collect();
+        let mut peak_kib = 0u64;
+        loop {
+            let mut running = false;
+            for child in children.iter_mut() {
+                if child.try_wait().ok().flatten().is_none() {
+                    running = true;
+                    peak_kib = peak_kib.max(vm_hwm_kib(child.id()));
+                }
+            }
+            if !running {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let _ = n;
+        (n as f64 / secs, peak_kib)
+    }
+}
+
+/// The peak resident set of a process (VmHWM), in KiB.
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn processed(store: &RedisStore) -> u64 {
+    let v: Option<String> =
+        redis::cmd("GET").arg("resque:stat:processed").query_async(&mut store.connection()).await.unwrap_or(None);
+    v.and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let mut args = args;
+    match args.resq.canonicalize() {
+        Ok(path) => args.resq = path,
+        Err(_) => {
+            eprintln!("{} not found: build it with `cargo build --release -p resq-cli`", args.resq.display());
+            std::process::exit(2);
+        }
+    }
+    let redis = LocalRedis::start().expect("redis-server");
+    let store = Arc::new(RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await.expect("connect"));
+    let dir = std::env::temp_dir().join(format!("resq-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let keys = dir.join("keys.toml");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let (text, _) = Keyring::generate(SigAlg::Hs256, "bench");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&keys).expect("keys");
+        f.write_all(text.as_bytes()).expect("write keys");
+    }
+    let keyring = Arc::new(Keyring::load(&keys).expect("load keys"));
+    let bench = Bench { args, redis, store, dir: dir.clone(), keys, keyring, _tmp: TempDirGuard(dir) };
+    let n = if bench.args.quick { bench.args.jobs.min(20_000) } else { bench.args.jobs };
+    let runs = bench.args.runs.max(1);
+    let version = Command::new("redis-server").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let mut out = String::new();
+    let mut line = |s: String| {
+        println!("{s}");
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("# resq throughput ({n} no-op jobs, {runs} runs each: median [min..max])\n"));
+    line(format!("machine: {} cores; {version}\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
+    line("| security | enqueue one by one, 64 tasks (jobs/s) | bulk enqueue (jobs/s) | process, 1 worker (jobs/s) | worker peak RSS (MB) | latency p50 / p99 at 1,000 jobs/s (ms) |".into());
+    line("|---|---|---|---|---|---|".into());
+    for signed in [true, false] {
+        // Enqueue one by one from many concurrent tasks.
+        let mut one = Vec::new();
+        let mut bulk = Vec::new();
+        let mut proc_rates = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..runs {
+            bench.flush().await;
+            let start = Instant::now();
+            let per_task = n / 64;
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let client = bench.client();
+                let store = bench.store.clone();
+                tasks.spawn(async move {
+                    for _ in 0..per_task {
+                        if signed {
+                            client.enqueue(&Noop { pad: String::new() }).await.expect("enqueue");
+                        } else {
+                            let p = br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec();
+                            store.enqueue(&[OutgoingJob { queue: "default".into(), payload: p }]).await.expect("enqueue");
+                        }
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            one.push((per_task * 64) as f64 / start.elapsed().as_secs_f64());
+
+            bench.flush().await;
+            let jobs: Vec<Noop> = (0..n).map(|_| Noop { pad: String::new() }).collect();
+            let start = Instant::now();
+            if signed {
+                for chunk in jobs.chunks(10_000) {
+                    bench.client().enqueue_bulk(chunk).await.expect("bulk");
+                }
+            } else {
+                for chunk in jobs.chunks(10_000) {
+                    let out: Vec<OutgoingJob> = chunk
+                        .iter()
+                        .map(|_| OutgoingJob { queue: "default".into(), payload: br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec() })
+                        .collect();
+                    bench.store.enqueue(&out).await.expect("bulk");
+                }
+            }
+            bulk.push(n as f64 / start.elapsed().as_secs_f64());
+            // The queue now holds n jobs: process them with the real binary.
+            let (rate, kib) = bench.process("default", n, 1, !signed);
+            assert_eq!(processed(&bench.store).await, n as u64, "every job processed");
+            proc_rates.push(rate);
+            rss.push(kib as f64 / 1024.0);
+        }
+        let (p50, p99) = latency(&bench, signed).await;
+        line(format!(
+            "| {} | {} | {} | {} | {} | {:.2} / {:.2} |",
+            if signed { "signed + validated" } else { "off (unsigned, open queue)" },
+            Figure::of(one).rate(),
+            Figure::of(bulk).rate(),
+            Figure::of(proc_rates).rate(),
+            Figure::of(rss).plain(""),
+            p50,
+            p99
+        ));
+    }
+
+    line("\n## How processing grows (signed + validated)\n".into());
+    line("| shape | process (jobs/s) | worker peak RSS (MB) |".into());
+    line("|---|---|---|".into());
+    let shapes: Vec<(&str, usize, usize, usize)> =
+        vec![("1 queue, empty payload", 1, 0, 1), ("10 queues", 10, 0, 1), ("100 queues", 100, 0, 1), ("1 KB payloads", 1, 1024, 1), ("64 KB payloads", 1, 65536, 1), ("4 worker processes", 1, 0, 4)];
+    for (label, queues, pad, workers) in shapes {
+        let names: Vec<String> = if queues == 1 { vec!["default".into()] } else { (0..queues).map(|i| format!("bq{i}")).collect() };
+        let spec = if queues == 1 { "default".to_string() } else { "bq*".to_string() };
+        let jobs = if pad >= 65536 { (n / 10).max(1000) } else { n };
+        let mut rates = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..runs {
+            bench.flush().await;
+            bench.fill(jobs, &names, pad, true).await;
+            let (rate, kib) = bench.process(&spec, jobs, workers, false);
+            assert_eq!(processed(&bench.store).await, jobs as u64, "every job processed");
+            rates.push(rate);
+            rss.push(kib as f64 / 1024.0);
+        }
+        line(format!("| {label}{} | {} | {} |", if jobs != n { format!(" ({jobs} jobs)") } else { String::new() }, Figure::of(rates).rate(), Figure::of(rss).plain("")));
+    }
+    let results = Path::new("bench/results");
+    if std::fs::create_dir_all(results).is_ok() && std::fs::write(results.join("latest.md"), &out).is_ok() {
+        println!("\nwrote bench/results/latest.md");
+    }
+}
+
+/// p50 and p99 enqueue-to-start latency, in ms, at a steady 1,000 jobs/s for 5 s,
+/// with an in-process worker (the library's, same defaults as the binary's).
+async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
+    bench.flush().await;
+    if let Ok(mut v) = LATENCIES.lock() {
+        v.clear();
+    }
+    let registry = Registry::new().register::<Stamp>();
+    let mut config = WorkerConfig::new("lat".parse().expect("spec"), Arc::clone(&bench.keyring));
+    config.concurrency = 64;
+    if !signed {
+        config.allow_unsigned = vec![glob_all()];
+    }
+    let (control, rx) = Control::new();
+    let worker = tokio::spawn(Worker::new(bench.store.clone() as Arc<dyn Store>, registry, config).run(rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = bench.client();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let count = 5_000;
+    for _ in 0..count {
+        tick.tick().await;
+        let job = Stamp { sent_us: now_us() };
+        if signed {
+            client.enqueue_to("lat", &job).await.expect("enqueue");
+        } else {
+            let p = format!(r#"{{"class":"Stamp","args":[{{"sent_us":{}}}],"queue":"lat"}}"#, job.sent_us);
+            bench.store.enqueue(&[OutgoingJob { queue: "lat".into(), payload: p.into_bytes() }]).await.expect("enqueue");
+        }
+    }
+    for _ in 0..200 {
+        if LATENCIES.lock().map(|v| v.len()).unwrap_or(0) >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    control.quit();
+    let _ = worker.await;
+    let mut v = LATENCIES.lock().map(|v| v.clone()).unwrap_or_default();
+    v.sort_unstable();
+    let pct = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1e3;
+    (pct(0.50), pct(0.99))
+}
+
+fn glob_all() -> glob::Pattern {
+    glob::Pattern::new("*").expect("pattern")
+}
