@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use local_redis::LocalRedis;
-use resq::{Client, Control, Job, JobContext, JobError, Keyring, OutgoingJob, Registry, SigAlg, Store, Worker, WorkerConfig};
+use resq::{
+    Client, Control, Job, JobContext, JobError, Keyring, OutgoingJob, Registry, SigAlg, Store, Worker, WorkerConfig,
+};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +57,10 @@ impl Job for Stamp {
 
 /// Microseconds: a nanosecond timestamp is over 2^53 and could not be signed exactly.
 fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 struct Args {
@@ -67,7 +72,13 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { resq: PathBuf::from("target/release/resq"), jobs: 100_000, runs: 3, quick: false, concurrency: 256 };
+    let mut a = Args {
+        resq: PathBuf::from("target/release/resq"),
+        jobs: 100_000,
+        runs: 3,
+        quick: false,
+        concurrency: 256,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -138,7 +149,10 @@ impl Bench {
     }
 
     async fn flush(&self) {
-        let _: () = redis::cmd("FLUSHALL").query_async(&mut self.store.connection()).await.expect("flushall");
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut self.store.connection())
+            .await
+            .expect("flushall");
     }
 
     fn client(&self) -> Client {
@@ -159,14 +173,20 @@ impl Bench {
                     // Signed, sealed and validated like any producer's jobs.
                     let mut out = Vec::new();
                     for job in &jobs {
-                        let opts = resq::EnqueueOptions { queue: Some(q.clone()), ttl: None };
+                        let opts = resq::EnqueueOptions {
+                            queue: Some(q.clone()),
+                            ttl: None,
+                        };
                         let _ = opts;
                         let args = vec![serde_json::to_value(job).expect("json")];
                         let (_, payload) = resq::Policy::new(Arc::clone(&self.keyring))
                             .expect("policy")
                             .seal("Noop", q, args, resq::SealOptions::default())
                             .expect("seal");
-                        out.push(OutgoingJob { queue: q.clone(), payload });
+                        out.push(OutgoingJob {
+                            queue: q.clone(),
+                            payload,
+                        });
                     }
                     self.store.enqueue(&out).await.expect("enqueue");
                 }
@@ -177,7 +197,10 @@ impl Bench {
                     .map(|&i| {
                         let q = &queues[i % queues.len()];
                         let payload = format!(r#"{{"class":"Noop","args":[{{"pad":"{pad}"}}],"queue":"{q}"}}"#);
-                        OutgoingJob { queue: q.clone(), payload: payload.into_bytes() }
+                        OutgoingJob {
+                            queue: q.clone(),
+                            payload: payload.into_bytes(),
+                        }
                     })
                     .collect();
                 self.store.enqueue(&jobs).await.expect("enqueue");
@@ -191,13 +214,20 @@ impl Bench {
         let mut children: Vec<std::process::Child> = (0..workers)
             .map(|_| {
                 let mut cmd = Command::new(&self.args.resq);
-                cmd.args(["worker", "--queues", spec, "--concurrency", &self.concurrency(), "--burst"])
-                    .env("RESQ_REDIS_URL", self.redis.url())
-                    .env("RESQ_KEYS_FILE", &self.keys)
-                    .env("RESQ_LOG", "warn")
-                    .current_dir(&self.dir)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
+                cmd.args([
+                    "worker",
+                    "--queues",
+                    spec,
+                    "--concurrency",
+                    &self.concurrency(),
+                    "--burst",
+                ])
+                .env("RESQ_REDIS_URL", self.redis.url())
+                .env("RESQ_KEYS_FILE", &self.keys)
+                .env("RESQ_LOG", "warn")
+                .current_dir(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
                 if open {
                     cmd.env("RESQ_ALLOW_UNSIGNED", "*");
                 }
@@ -237,8 +267,11 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 }
 
 async fn processed(store: &RedisStore) -> u64 {
-    let v: Option<String> =
-        redis::cmd("GET").arg("resque:stat:processed").query_async(&mut store.connection()).await.unwrap_or(None);
+    let v: Option<String> = redis::cmd("GET")
+        .arg("resque:stat:processed")
+        .query_async(&mut store.connection())
+        .await
+        .unwrap_or(None);
     v.and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
@@ -253,12 +286,19 @@ async fn run(args: Args) {
     match args.resq.canonicalize() {
         Ok(path) => args.resq = path,
         Err(_) => {
-            eprintln!("{} not found: build it with `cargo build --release -p resq-cli`", args.resq.display());
+            eprintln!(
+                "{} not found: build it with `cargo build --release -p resq-cli`",
+                args.resq.display()
+            );
             std::process::exit(2);
         }
     }
     let redis = LocalRedis::start().expect("redis-server");
-    let store = Arc::new(RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await.expect("connect"));
+    let store = Arc::new(
+        RedisStore::connect(&RedisConfig::new(redis.url()), "resque")
+            .await
+            .expect("connect"),
+    );
     let dir = std::env::temp_dir().join(format!("resq-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let keys = dir.join("keys.toml");
@@ -266,22 +306,49 @@ async fn run(args: Args) {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let (text, _) = Keyring::generate(SigAlg::Hs256, "bench");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&keys).expect("keys");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&keys)
+            .expect("keys");
         f.write_all(text.as_bytes()).expect("write keys");
     }
     let keyring = Arc::new(Keyring::load(&keys).expect("load keys"));
-    let bench = Bench { args, redis, store, dir: dir.clone(), keys, keyring, _tmp: TempDirGuard(dir) };
-    let n = if bench.args.quick { bench.args.jobs.min(20_000) } else { bench.args.jobs };
+    let bench = Bench {
+        args,
+        redis,
+        store,
+        dir: dir.clone(),
+        keys,
+        keyring,
+        _tmp: TempDirGuard(dir),
+    };
+    let n = if bench.args.quick {
+        bench.args.jobs.min(20_000)
+    } else {
+        bench.args.jobs
+    };
     let runs = bench.args.runs.max(1);
-    let version = Command::new("redis-server").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let version = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let mut out = String::new();
     let mut line = |s: String| {
         println!("{s}");
         out.push_str(&s);
         out.push('\n');
     };
-    line(format!("# resq throughput ({n} no-op jobs, {runs} runs each: median [min..max])\n"));
-    line(format!("machine: {} cores; {version}\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
+    line(format!(
+        "# resq throughput ({n} no-op jobs, {runs} runs each: median [min..max])\n"
+    ));
+    line(format!(
+        "machine: {} cores; {version}\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    ));
     line("| security | enqueue one by one, 64 tasks (jobs/s) | bulk enqueue (jobs/s) | process, 1 worker (jobs/s) | worker peak RSS (MB) | latency p50 / p99 at 1,000 jobs/s (ms) |".into());
     line("|---|---|---|---|---|---|".into());
     for signed in [true, false] {
@@ -304,7 +371,13 @@ async fn run(args: Args) {
                             client.enqueue(&Noop { pad: String::new() }).await.expect("enqueue");
                         } else {
                             let p = br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec();
-                            store.enqueue(&[OutgoingJob { queue: "default".into(), payload: p }]).await.expect("enqueue");
+                            store
+                                .enqueue(&[OutgoingJob {
+                                    queue: "default".into(),
+                                    payload: p,
+                                }])
+                                .await
+                                .expect("enqueue");
                         }
                     }
                 });
@@ -323,7 +396,10 @@ async fn run(args: Args) {
                 for chunk in jobs.chunks(10_000) {
                     let out: Vec<OutgoingJob> = chunk
                         .iter()
-                        .map(|_| OutgoingJob { queue: "default".into(), payload: br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec() })
+                        .map(|_| OutgoingJob {
+                            queue: "default".into(),
+                            payload: br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec(),
+                        })
                         .collect();
                     bench.store.enqueue(&out).await.expect("bulk");
                 }
@@ -338,7 +414,11 @@ async fn run(args: Args) {
         let (p50, p99) = latency(&bench, signed).await;
         line(format!(
             "| {} | {} | {} | {} | {} | {:.2} / {:.2} |",
-            if signed { "signed + validated" } else { "off (unsigned, open queue)" },
+            if signed {
+                "signed + validated"
+            } else {
+                "off (unsigned, open queue)"
+            },
             Figure::of(one).rate(),
             Figure::of(bulk).rate(),
             Figure::of(proc_rates).rate(),
@@ -351,11 +431,25 @@ async fn run(args: Args) {
     line("\n## How processing grows (signed + validated)\n".into());
     line("| shape | process (jobs/s) | worker peak RSS (MB) |".into());
     line("|---|---|---|".into());
-    let shapes: Vec<(&str, usize, usize, usize)> =
-        vec![("1 queue, empty payload", 1, 0, 1), ("10 queues", 10, 0, 1), ("100 queues", 100, 0, 1), ("1 KB payloads", 1, 1024, 1), ("64 KB payloads", 1, 65536, 1), ("4 worker processes", 1, 0, 4)];
+    let shapes: Vec<(&str, usize, usize, usize)> = vec![
+        ("1 queue, empty payload", 1, 0, 1),
+        ("10 queues", 10, 0, 1),
+        ("100 queues", 100, 0, 1),
+        ("1 KB payloads", 1, 1024, 1),
+        ("64 KB payloads", 1, 65536, 1),
+        ("4 worker processes", 1, 0, 4),
+    ];
     for (label, queues, pad, workers) in shapes {
-        let names: Vec<String> = if queues == 1 { vec!["default".into()] } else { (0..queues).map(|i| format!("bq{i}")).collect() };
-        let spec = if queues == 1 { "default".to_string() } else { "bq*".to_string() };
+        let names: Vec<String> = if queues == 1 {
+            vec!["default".into()]
+        } else {
+            (0..queues).map(|i| format!("bq{i}")).collect()
+        };
+        let spec = if queues == 1 {
+            "default".to_string()
+        } else {
+            "bq*".to_string()
+        };
         let jobs = if pad >= 65536 { (n / 10).max(1000) } else { n };
         let mut rates = Vec::new();
         let mut rss = Vec::new();
@@ -367,7 +461,16 @@ async fn run(args: Args) {
             rates.push(rate);
             rss.push(kib as f64 / 1024.0);
         }
-        line(format!("| {label}{} | {} | {} |", if jobs != n { format!(" ({jobs} jobs)") } else { String::new() }, Figure::of(rates).rate(), Figure::of(rss).plain("")));
+        line(format!(
+            "| {label}{} | {} | {} |",
+            if jobs != n {
+                format!(" ({jobs} jobs)")
+            } else {
+                String::new()
+            },
+            Figure::of(rates).rate(),
+            Figure::of(rss).plain("")
+        ));
     }
     let results = Path::new("bench/results");
     if std::fs::create_dir_all(results).is_ok() && std::fs::write(results.join("latest.md"), &out).is_ok() {
@@ -389,7 +492,14 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
         config.allow_unsigned = vec![glob_all()];
     }
     let (control, rx) = Control::new();
-    let worker = tokio::spawn(Worker::new(bench.store.clone() as Arc<dyn Store>, registry, config).run(rx));
+    // Its own store: its wake listener ends with it, so later enqueue runs
+    // are not slowed by a subscriber in this process.
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&RedisConfig::new(bench.redis.url()), "resque")
+            .await
+            .expect("connect"),
+    );
+    let worker = tokio::spawn(Worker::new(store, registry, config).run(rx));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = bench.client();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -401,8 +511,18 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
         if signed {
             client.enqueue_to("lat", &job).await.expect("enqueue");
         } else {
-            let p = format!(r#"{{"class":"Stamp","args":[{{"sent_us":{}}}],"queue":"lat"}}"#, job.sent_us);
-            bench.store.enqueue(&[OutgoingJob { queue: "lat".into(), payload: p.into_bytes() }]).await.expect("enqueue");
+            let p = format!(
+                r#"{{"class":"Stamp","args":[{{"sent_us":{}}}],"queue":"lat"}}"#,
+                job.sent_us
+            );
+            bench
+                .store
+                .enqueue(&[OutgoingJob {
+                    queue: "lat".into(),
+                    payload: p.into_bytes(),
+                }])
+                .await
+                .expect("enqueue");
         }
     }
     for _ in 0..200 {
@@ -415,7 +535,12 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
     let _ = worker.await;
     let mut v = LATENCIES.lock().map(|v| v.clone()).unwrap_or_default();
     v.sort_unstable();
-    let pct = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1e3;
+    let pct = |p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1e3
+    };
     (pct(0.50), pct(0.99))
 }
 

@@ -160,3 +160,43 @@ async fn usr2_pauses_and_cont_resumes() {
     signal(&worker, libc::SIGTERM);
     assert!(wait_child(&mut worker).success());
 }
+
+/// The throughput path keeps the guarantee: kill -9 a worker running no-op
+/// jobs as fast as it can (large batches in flight) and nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_full_speed_loses_nothing() {
+    let env = Env::start().await;
+    let jobs: Vec<Noop> = (0..20_000).map(|_| Noop { pad: String::new() }).collect();
+    env.client().enqueue_bulk(&jobs).await.unwrap();
+    let mut first = env.resq();
+    first
+        .env("RESQ_LOG", "warn")
+        .args(["worker", "--queues", "default", "--concurrency", "256"]);
+    let mut first = first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.wait_until("the first worker is under way", || async {
+        env.processed().await >= 2_000
+    })
+    .await;
+    signal(&first, libc::SIGKILL);
+    first.wait().unwrap();
+    let after_kill = env.processed().await;
+    assert!(after_kill < 20_000, "the kill came too late to test anything");
+    env.wait_until("the dead worker's liveness lapses", || async {
+        env.keys("resque:resq:alive:*").await.is_empty()
+    })
+    .await;
+    let o = env.run(&["worker", "--queues", "default", "--concurrency", "256", "--burst"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(env.llen("resque:queue:default").await, 0);
+    assert!(env.keys("resque:resq:inflight:*").await.is_empty());
+    assert_eq!(env.llen("resque:failed").await, 0);
+    assert_eq!(env.processed().await, 20_000, "every job acked once: none lost");
+    println!(
+        "full speed kill -9: {after_kill} acked before the kill; second worker: {}",
+        stdout(&o).trim()
+    );
+}

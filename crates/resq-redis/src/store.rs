@@ -80,8 +80,15 @@ impl RedisStore {
                             delay = std::time::Duration::from_millis(100);
                             tx.send_modify(|v| *v += 1);
                             let mut messages = pubsub.on_message();
-                            while messages.next().await.is_some() {
-                                tx.send_modify(|v| *v += 1);
+                            loop {
+                                tokio::select! {
+                                    message = messages.next() => match message {
+                                        Some(_) => tx.send_modify(|v| *v += 1),
+                                        None => break,
+                                    },
+                                    // Nobody watches any more: stop listening.
+                                    _ = tx.closed() => return,
+                                }
                             }
                         }
                     }
@@ -194,12 +201,23 @@ impl Store for RedisStore {
         }
         let mut pipe = redis::pipe();
         for (queue, payloads) in &by_queue {
-            pipe.sadd(self.keys.queues(), *queue).ignore();
-            pipe.rpush(self.keys.queue(queue), payloads).ignore();
+            pipe.sadd(self.keys.queues(), *queue);
+            pipe.rpush(self.keys.queue(queue), payloads);
         }
-        // Wakes idle resq workers now rather than at their next poll.
-        pipe.publish(self.keys.wake_channel(), "").ignore();
-        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
+        // Wakes idle resq workers now rather than at their next poll. Best
+        // effort: an ACL user without channel rights still enqueues (workers
+        // then find the job at their next poll).
+        pipe.publish(self.keys.wake_channel(), "");
+        let replies: Vec<redis::RedisResult<redis::Value>> = pipe
+            .ignore_errors()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        let pushes = replies.len().saturating_sub(1);
+        for reply in replies.into_iter().take(pushes) {
+            reply.map_err(store_err)?;
+        }
+        Ok(())
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
@@ -273,8 +291,17 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn is_done(&self, id: &str) -> Result<bool, StoreError> {
-        self.conn.clone().exists(self.keys.done(id)).await.map_err(store_err)
+    async fn are_done(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.done(id)).collect();
+        let marks: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(marks.into_iter().map(|m| m.is_some()).collect())
     }
 
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {

@@ -103,10 +103,19 @@ impl Client {
     /// Enqueues all `jobs` on their type's queue in one round trip. Either every
     /// job passes the policy and all are sent, or none is.
     pub async fn enqueue_bulk<J: Job>(&self, jobs: &[J]) -> Result<Vec<String>, EnqueueError> {
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut outgoing = Vec::with_capacity(jobs.len());
+        let mut args = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let (id, payload) = self.seal(job, J::QUEUE, None)?;
+            validate(job)?;
+            args.push(encode_args(job)?);
+        }
+        let options = SealOptions {
+            encrypt: J::ENCRYPT,
+            ttl: J::TTL,
+        };
+        let sealed = self.policy.seal_many(J::CLASS, J::QUEUE, args, options)?;
+        let mut ids = Vec::with_capacity(sealed.len());
+        let mut outgoing = Vec::with_capacity(sealed.len());
+        for (id, payload) in sealed {
             ids.push(id);
             outgoing.push(OutgoingJob {
                 queue: J::QUEUE.to_string(),

@@ -141,6 +141,65 @@ impl Policy {
     }
 }
 
+/// A sealed job: its id and the bytes to store.
+pub type Sealed = (String, Vec<u8>);
+
+/// Below this many jobs a bulk is sealed on the calling thread.
+const PARALLEL_SEAL_MIN: usize = 2048;
+
+impl Policy {
+    /// Seals many jobs of one class and queue, in order. Large batches are
+    /// sealed on every core (signing is the bulk of the cost; Redis is not).
+    pub fn seal_many(
+        &self,
+        class: &str,
+        queue: &str,
+        args: Vec<Vec<Value>>,
+        options: SealOptions,
+    ) -> Result<Vec<Sealed>, PolicyError> {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if args.len() < PARALLEL_SEAL_MIN || threads < 2 {
+            return args.into_iter().map(|a| self.seal(class, queue, a, options)).collect();
+        }
+        let chunk = args.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<Vec<Value>>> = Vec::with_capacity(threads);
+        let mut rest = args;
+        while rest.len() > chunk {
+            let tail = rest.split_off(chunk);
+            chunks.push(rest);
+            rest = tail;
+        }
+        chunks.push(rest);
+        let sealed: Vec<Result<Vec<Sealed>, PolicyError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || part.into_iter().map(|a| self.seal(class, queue, a, options)).collect())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(PolicyError::Rejected {
+                            class: class.to_string(),
+                            rejection: crate::reason::Rejection::new(
+                                crate::reason::Reason::JobPanicked,
+                                "sealing panicked",
+                            ),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::new();
+        for part in sealed {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+}
+
 /// Millisecond precision keeps timestamps short and exact in every language.
 fn round_ms(t: f64) -> f64 {
     (t * 1000.0).round() / 1000.0

@@ -11,7 +11,7 @@ use crate::worker_id::WorkerId;
 
 /// A storage failure: Redis went away, refused a command, or answered with
 /// something this version does not understand.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot reach the store: {0}")]
     Unavailable(String),
@@ -119,8 +119,9 @@ pub trait Store: Send + Sync + 'static {
     /// and counts processed/failed (global and per worker), all at once.
     async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<(), StoreError>;
 
-    /// True when a job with this id already ran to success (and has not expired).
-    async fn is_done(&self, id: &str) -> Result<bool, StoreError>;
+    /// For each id, true when a job with it already ran to success (and has
+    /// not expired). One call answers many ids.
+    async fn are_done(&self, ids: &[String]) -> Result<Vec<bool>, StoreError>;
 
     /// Puts in-flight jobs back at the head of their queues, in their order.
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError>;

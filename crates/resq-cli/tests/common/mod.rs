@@ -32,6 +32,21 @@ impl Job for Sleep {
     }
 }
 
+/// The shipped no-op job, typed on the producer side.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Noop {
+    #[serde(default)]
+    #[garde(length(max = 1_048_576))]
+    pub pad: String,
+}
+impl Job for Noop {
+    const CLASS: &'static str = "Noop";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
 impl Env {
     pub async fn start() -> Env {
         let redis = LocalRedis::start().expect("redis-server");

@@ -33,17 +33,41 @@ pub enum SealError {
 }
 
 /// The bytes a signature covers: domain, key id, canonical envelope (no `sig`).
+///
+/// The canonical form is written straight from the decoded envelope, so what
+/// is verified is exactly what the worker will act on: the known fields as
+/// decoded, and every unknown field as it came.
 pub fn signing_message(kid: &str, envelope: &Envelope) -> Result<Vec<u8>, SealError> {
-    let mut value = serde_json::to_value(envelope)?;
-    if let Some(map) = value.as_object_mut() {
-        map.remove("sig");
+    use canonical::Member;
+    let mut members: Vec<(&str, Member<'_>)> = Vec::with_capacity(8 + envelope.extra.len());
+    members.push(("class", Member::Str(&envelope.class)));
+    members.push(("args", Member::Values(&envelope.args)));
+    if let Some(id) = &envelope.id {
+        members.push(("id", Member::Str(id)));
     }
-    let canonical = canonical::to_vec(&value)?;
-    let mut message = Vec::with_capacity(SIG_DOMAIN.len() + kid.len() + 1 + canonical.len());
+    if let Some(queue) = &envelope.queue {
+        members.push(("queue", Member::Str(queue)));
+    }
+    if let Some(t) = envelope.enqueued_at {
+        members.push(("enqueued_at", Member::Float(t)));
+    }
+    if let Some(t) = envelope.expires_at {
+        members.push(("expires_at", Member::Float(t)));
+    }
+    members.push(("attempt", Member::Int(u64::from(envelope.attempt))));
+    let enc;
+    if let Some(e) = &envelope.enc {
+        enc = serde_json::to_value(e)?;
+        members.push(("enc", Member::Value(&enc)));
+    }
+    for (name, value) in &envelope.extra {
+        members.push((name, Member::Value(value)));
+    }
+    let mut message = Vec::with_capacity(SIG_DOMAIN.len() + kid.len() + 1 + 256);
     message.extend_from_slice(SIG_DOMAIN);
     message.extend_from_slice(kid.as_bytes());
     message.push(b'\n');
-    message.extend_from_slice(&canonical);
+    canonical::write_members(members, &mut message)?;
     Ok(message)
 }
 
@@ -106,4 +130,57 @@ pub fn encrypt_args(envelope: &mut Envelope, key: &EncKey) -> Result<(), SealErr
     });
     envelope.args = Vec::new();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            "[\\x00-\\x1f\"\\\\é€😀]{0,6}".prop_map(Value::from),
+        ]
+    }
+
+    proptest! {
+        /// The direct writer equals RFC 8785 over the envelope as a JSON value.
+        #[test]
+        fn direct_canonical_form_equals_the_generic_one(
+            args in prop::collection::vec(json_leaf(), 0..5),
+            extra in prop::collection::btree_map("[a-z_\\x7f-\\u{10ff}]{1,6}", json_leaf(), 0..4),
+            enqueued_at in 0f64..2e9,
+            attempt in any::<u32>(),
+            with_enc in any::<bool>(),
+        ) {
+            let mut extra: serde_json::Map<String, Value> = extra.into_iter().collect();
+            for known in ["class", "args", "id", "queue", "enqueued_at", "expires_at", "attempt", "enc", "sig"] {
+                extra.remove(known);
+            }
+            let envelope = Envelope {
+                class: "A::B".into(),
+                args,
+                id: Some("01890a5d-ac96-774b-bcce-b302099a8057".into()),
+                queue: Some("q".into()),
+                enqueued_at: Some(enqueued_at),
+                expires_at: None,
+                attempt,
+                enc: with_enc.then(|| super::super::Encrypted { kid: "e".into(), alg: "XC20P".into(), nonce: "n".into(), ct: "c\"t".into() }),
+                extra,
+                sig: None,
+            };
+            let direct = signing_message("k", &envelope).unwrap();
+            let generic = canonical::to_vec(&serde_json::to_value(&envelope).unwrap()).unwrap();
+            let prefix = b"resq-envelope-v1\nk\n".len();
+            prop_assert_eq!(String::from_utf8_lossy(&direct[prefix..]), String::from_utf8_lossy(&generic));
+        }
+    }
 }

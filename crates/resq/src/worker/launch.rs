@@ -82,7 +82,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
             config.queue_refresh,
         ),
         ctx: Arc::new(ProcessContext {
-            store: Arc::clone(&store),
+            replay: super::replay::ReplayGate::start(Arc::clone(&store)),
             registry,
             limits: config.limits,
             worker: id.clone(),

@@ -48,8 +48,15 @@ impl Manager {
     pub(crate) async fn run(mut self, mut control: ControlReceiver) -> WorkerReport {
         // When set, do not fetch before this instant (empty queues, errors, pause-all).
         let mut fetch_after: Option<Instant> = None;
+        // Fetch and ack in batches: refill only once a quarter of the slots are
+        // free (or nothing runs), else jobs finishing one by one would turn
+        // into one round trip each way per job.
+        let batch = (self.concurrency / 4).max(1);
         loop {
-            self.flush(&mut control).await;
+            let refill = self.running.is_empty() || self.running.len() + batch <= self.concurrency;
+            if refill || self.done.len() >= batch {
+                self.flush(&mut control).await;
+            }
             self.requeue_pending().await;
             let mode = *control.borrow_and_update();
             if mode == Mode::Stop {
@@ -59,9 +66,7 @@ impl Manager {
             if mode == Mode::Quit && self.running.is_empty() {
                 break;
             }
-            let may_fetch = mode == Mode::Run
-                && self.running.len() < self.concurrency
-                && fetch_after.is_none_or(|at| Instant::now() >= at);
+            let may_fetch = mode == Mode::Run && refill && fetch_after.is_none_or(|at| Instant::now() >= at);
             if may_fetch {
                 fetch_after = None;
                 // Anything published from here on wakes the wait below.
@@ -93,7 +98,7 @@ impl Manager {
                     }
                 }
             }
-            let wake_at = fetch_after.filter(|_| mode == Mode::Run && self.running.len() < self.concurrency);
+            let wake_at = fetch_after.filter(|_| mode == Mode::Run && refill);
             tokio::select! {
                 Some(result) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.collect(result);

@@ -9,6 +9,7 @@ mod liveness;
 mod manage;
 mod process;
 mod reaper;
+mod replay;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
 use crate::reason::{Reason, Rejection};
 use crate::registry::Registry;
-use crate::store::{DoneMark, FetchedJob, Finished, Store};
+use crate::store::{DoneMark, FetchedJob, Finished};
 use crate::worker_id::WorkerId;
 
 /// What happened to one job, as told to an observer.
@@ -39,7 +39,7 @@ pub type Observer = Arc<dyn Fn(&JobOutcome) + Send + Sync>;
 
 /// What every job task shares.
 pub(crate) struct ProcessContext {
-    pub store: Arc<dyn Store>,
+    pub replay: super::replay::ReplayGate,
     pub registry: Registry,
     pub limits: PayloadLimits,
     pub worker: WorkerId,
@@ -121,7 +121,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         ))));
     }
     if let (Verified::Signed { .. }, Some(id)) = (&verified, &envelope.id) {
-        match ctx.store.is_done(id).await {
+        match ctx.replay.is_done(id).await {
             Ok(true) => {
                 return Ok(Err(refused(Rejection::new(
                     Reason::Replayed,
