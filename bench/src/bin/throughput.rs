@@ -161,48 +161,28 @@ impl Bench {
 
     /// Fills `queues` round-robin with `n` jobs (signed or not) of `pad` bytes.
     async fn fill(&self, n: usize, queues: &[String], pad: usize, signed: bool) {
-        let pad = "x".repeat(pad);
-        let client = self.client();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
-            if signed {
-                let mut by_queue: Vec<Vec<Noop>> = queues.iter().map(|_| Vec::new()).collect();
-                for &i in chunk {
-                    by_queue[i % queues.len()].push(Noop { pad: pad.clone() });
-                }
-                for (q, jobs) in queues.iter().zip(by_queue) {
-                    // Signed, sealed and validated like any producer's jobs.
-                    let mut out = Vec::new();
-                    for job in &jobs {
-                        let opts = resq::EnqueueOptions {
-                            queue: Some(q.clone()),
-                            ttl: None,
-                        };
-                        let _ = opts;
-                        let args = vec![serde_json::to_value(job).expect("json")];
-                        let (_, payload) = resq::Policy::new(Arc::clone(&self.keyring))
-                            .expect("policy")
-                            .seal("Noop", q, args, resq::SealOptions::default())
-                            .expect("seal");
-                        out.push(OutgoingJob {
-                            queue: q.clone(),
-                            payload,
-                        });
-                    }
-                    self.store.enqueue(&out).await.expect("enqueue");
-                }
-                let _ = &client;
-            } else {
-                let jobs: Vec<OutgoingJob> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let q = &queues[i % queues.len()];
-                        let payload = format!(r#"{{"class":"Noop","args":[{{"pad":"{pad}"}}],"queue":"{q}"}}"#);
-                        OutgoingJob {
-                            queue: q.clone(),
-                            payload: payload.into_bytes(),
-                        }
-                    })
-                    .collect();
+        let policy = resq::Policy::new(Arc::clone(&self.keyring)).expect("policy");
+        let per_queue = n.div_ceil(queues.len());
+        let mut left = n;
+        for q in queues {
+            let count = per_queue.min(left);
+            left -= count;
+            for start in (0..count).step_by(10_000) {
+                let batch = (count - start).min(10_000);
+                let jobs: Vec<OutgoingJob> = if signed {
+                    // Sealed like any producer's jobs: validated, signed.
+                    let args: Vec<Vec<serde_json::Value>> =
+                        (0..batch).map(|_| vec![serde_json::json!({ "pad": "x".repeat(pad) })]).collect();
+                    policy
+                        .seal_many("Noop", q, args, resq::SealOptions::default())
+                        .expect("seal")
+                        .into_iter()
+                        .map(|(_, payload)| OutgoingJob { queue: q.clone(), payload })
+                        .collect()
+                } else {
+                    let payload = format!(r#"{{"class":"Noop","args":[{{"pad":"{}"}}],"queue":"{q}"}}"#, "x".repeat(pad));
+                    (0..batch).map(|_| OutgoingJob { queue: q.clone(), payload: payload.clone().into_bytes() }).collect()
+                };
                 self.store.enqueue(&jobs).await.expect("enqueue");
             }
         }
@@ -248,9 +228,7 @@ impl Bench {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let secs = start.elapsed().as_secs_f64();
-        let _ = n;
-        (n as f64 / secs, peak_kib)
+        (n as f64 / start.elapsed().as_secs_f64(), peak_kib)
     }
 }
 
