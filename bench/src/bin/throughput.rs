@@ -171,17 +171,29 @@ impl Bench {
                 let batch = (count - start).min(10_000);
                 let jobs: Vec<OutgoingJob> = if signed {
                     // Sealed like any producer's jobs: validated, signed.
-                    let args: Vec<Vec<serde_json::Value>> =
-                        (0..batch).map(|_| vec![serde_json::json!({ "pad": "x".repeat(pad) })]).collect();
+                    let args: Vec<Vec<serde_json::Value>> = (0..batch)
+                        .map(|_| vec![serde_json::json!({ "pad": "x".repeat(pad) })])
+                        .collect();
                     policy
                         .seal_many("Noop", q, args, resq::SealOptions::default())
                         .expect("seal")
                         .into_iter()
-                        .map(|(_, payload)| OutgoingJob { queue: q.clone(), payload })
+                        .map(|(_, payload)| OutgoingJob {
+                            queue: q.clone(),
+                            payload,
+                        })
                         .collect()
                 } else {
-                    let payload = format!(r#"{{"class":"Noop","args":[{{"pad":"{}"}}],"queue":"{q}"}}"#, "x".repeat(pad));
-                    (0..batch).map(|_| OutgoingJob { queue: q.clone(), payload: payload.clone().into_bytes() }).collect()
+                    let payload = format!(
+                        r#"{{"class":"Noop","args":[{{"pad":"{}"}}],"queue":"{q}"}}"#,
+                        "x".repeat(pad)
+                    );
+                    (0..batch)
+                        .map(|_| OutgoingJob {
+                            queue: q.clone(),
+                            payload: payload.clone().into_bytes(),
+                        })
+                        .collect()
                 };
                 self.store.enqueue(&jobs).await.expect("enqueue");
             }

@@ -42,7 +42,11 @@ async fn kill_9_in_the_middle_of_1000_slow_jobs_loses_nothing() {
     let in_flight: u64 = {
         let mut n = 0;
         for key in env.keys("resque:resq:inflight:*").await {
-            n += env.llen(&key).await;
+            n += redis::cmd("HLEN")
+                .arg(&key)
+                .query_async::<u64>(&mut env.conn())
+                .await
+                .unwrap();
         }
         n
     };

@@ -64,10 +64,15 @@ impl Keys {
     pub fn wake_channel(&self) -> String {
         self.k("resq:wake")
     }
-    /// Marks a job id that ran to success, until the job expires (replay guard).
-    pub fn done(&self, id: &str) -> String {
-        self.k(&format!("resq:done:{id}"))
+    /// Job ids that ran to success, scored by when they expire (replay guard).
+    pub fn done(&self) -> String {
+        self.k("resq:done")
     }
+    /// The counter that hands out in-flight tokens to one worker.
+    pub fn inflight_seq(&self, worker: &str) -> String {
+        self.k(&format!("resq:inflight-seq:{worker}"))
+    }
+    /// One worker's in-flight jobs from one queue: a hash, token -> job.
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
     }

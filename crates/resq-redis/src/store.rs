@@ -145,6 +145,7 @@ impl RedisStore {
             .key(self.keys.worker_started(worker))
             .key(self.keys.worker_stat("processed", worker))
             .key(self.keys.worker_stat("failed", worker))
+            .key(self.keys.inflight_seq(worker))
             .arg(worker)
             .arg(mode)
             .invoke_async(&mut conn)
@@ -154,7 +155,7 @@ impl RedisStore {
     }
 }
 
-/// Reads `{status, pair, payload, ...}` from the fetch script.
+/// Reads `{status, pair, token, job, ...}` from the fetch script.
 fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreError> {
     let bad = |what: &str| StoreError::Protocol(format!("fetch script answered {what}"));
     let mut items = reply.into_iter();
@@ -172,6 +173,10 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
             .ok()
             .and_then(|i| queues.get(i))
             .ok_or_else(|| bad("an unknown queue number"))?;
+        let token = match items.next() {
+            Some(Value::BulkString(bytes)) => String::from_utf8(bytes).map_err(|_| bad("a token that is not text"))?,
+            _ => return Err(bad("a job without a token")),
+        };
         let payload = match items.next() {
             Some(Value::BulkString(bytes)) => bytes,
             _ => return Err(bad("a job that is not a string")),
@@ -179,9 +184,14 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
         jobs.push(FetchedJob {
             queue: queue.clone(),
             payload,
+            token,
         });
     }
     Ok(Fetched::Jobs(jobs))
+}
+
+fn now_ms() -> u64 {
+    (resq::clock::now_unix() * 1000.0) as u64
 }
 
 fn opt_u64(v: Option<String>) -> u64 {
@@ -236,7 +246,8 @@ impl Store for RedisStore {
         let mut inv = scripts::FETCH.prepare_invoke();
         inv.key(self.keys.pause_all())
             .key(self.keys.worker(w))
-            .key(self.keys.inflight_queues(w));
+            .key(self.keys.inflight_queues(w))
+            .key(self.keys.inflight_seq(w));
         for q in queues {
             inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
         }
@@ -258,8 +269,8 @@ impl Store for RedisStore {
             .key(self.keys.stat("failed"))
             .key(self.keys.worker_stat("processed", w))
             .key(self.keys.worker_stat("failed", w))
-            .key(self.keys.failed());
-        // In-flight lists first (numbered 1..L), then the done marks.
+            .key(self.keys.failed())
+            .key(self.keys.done());
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
@@ -267,23 +278,14 @@ impl Store for RedisStore {
                 inv.key(self.keys.inflight(w, &f.job.queue));
             }
         }
-        inv.arg(list_numbers.len());
-        let mut marks = 0usize;
+        inv.arg(list_numbers.len()).arg(now_ms());
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
-            inv.arg(list)
-                .arg(&f.job.payload)
-                .arg(f.failure.as_deref().unwrap_or(""));
+            inv.arg(list).arg(&f.job.token).arg(f.failure.as_deref().unwrap_or(""));
             match &f.done {
-                Some(mark) => {
-                    marks += 1;
-                    inv.key(self.keys.done(&mark.id));
-                    inv.arg(marks).arg(mark.until_ms.max(1));
-                }
-                None => {
-                    inv.arg(0).arg(0);
-                }
-            }
+                Some(mark) => inv.arg(&mark.id).arg(mark.until_ms.max(1)),
+                None => inv.arg("").arg(0),
+            };
         }
         inv.invoke_async::<i64>(&mut self.conn.clone())
             .await
@@ -295,13 +297,15 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| self.keys.done(id)).collect();
-        let marks: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.keys.done())
+            .arg(ids)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        Ok(marks.into_iter().map(|m| m.is_some()).collect())
+        // A mark past its expiry may linger until the next trim: ignore it.
+        let now = now_ms() as f64;
+        Ok(scores.into_iter().map(|s| s.is_some_and(|until| until > now)).collect())
     }
 
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {
@@ -318,7 +322,7 @@ impl Store for RedisStore {
                 inv.key(self.keys.inflight(w, &job.queue))
                     .key(self.keys.queue(&job.queue));
             }
-            inv.arg(n).arg(&job.payload);
+            inv.arg(n).arg(&job.token);
         }
         inv.invoke_async::<i64>(&mut self.conn.clone())
             .await

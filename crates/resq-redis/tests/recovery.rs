@@ -30,7 +30,14 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
     };
     assert_eq!(jobs.len(), 3);
     assert_eq!(env.lrange("resque:queue:q").await.len(), 2);
-    assert_eq!(env.lrange(&format!("resque:resq:inflight:{dead}:q")).await.len(), 3);
+    assert_eq!(
+        redis::cmd("HLEN")
+            .arg(format!("resque:resq:inflight:{dead}:q"))
+            .query_async::<usize>(&mut env.conn())
+            .await
+            .unwrap(),
+        3
+    );
 
     // Alive: the reaper leaves it alone.
     let report = env.store.reap_dead_workers().await.unwrap();

@@ -35,6 +35,8 @@ pub struct OutgoingJob {
 pub struct FetchedJob {
     pub queue: String,
     pub payload: Vec<u8>,
+    /// The store's handle on this in-flight copy (ack and requeue use it).
+    pub token: String,
 }
 
 /// The answer of a fetch.

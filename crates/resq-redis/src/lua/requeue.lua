@@ -2,13 +2,15 @@
 -- A job is pushed back only if it was still in flight, so a job the reaper
 -- already recovered is never duplicated.
 --
--- KEYS pairs: resq:inflight:<id>:<q>, resque:queue:<q>
--- ARGV pairs, in fetch order: pair number, payload
+-- KEYS pairs: resq:inflight:<id>:<q> (hash), resque:queue:<q>
+-- ARGV pairs, in fetch order: pair number, token
 local n = 0
 for i = #ARGV - 1, 1, -2 do
   local p = tonumber(ARGV[i])
-  if redis.call('LREM', KEYS[2 * p - 1], 1, ARGV[i + 1]) > 0 then
-    redis.call('LPUSH', KEYS[2 * p], ARGV[i + 1])
+  local job = redis.call('HGET', KEYS[2 * p - 1], ARGV[i + 1])
+  if job then
+    redis.call('HDEL', KEYS[2 * p - 1], ARGV[i + 1])
+    redis.call('LPUSH', KEYS[2 * p], job)
     n = n + 1
   end
 end
