@@ -104,6 +104,21 @@ impl RedisStore {
         rx
     }
 
+    /// Adds what says "this worker is alive" to `pipe`: the liveness mark and
+    /// both registries (resq's, watched by the reaper, and Resque's).
+    fn mark_alive<'p>(&self, pipe: &'p mut redis::Pipeline, worker: &str, ttl_ms: u64) -> &'p mut redis::Pipeline {
+        pipe.set_options(
+            self.keys.alive(worker),
+            "1",
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
+        )
+        .ignore()
+        .sadd(self.keys.resq_workers(), worker)
+        .ignore()
+        .sadd(self.keys.workers(), worker)
+        .ignore()
+    }
+
     /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
     pub async fn server_time(&self) -> Result<f64, StoreError> {
         let (secs, micros): (u64, u64) = redis::cmd("TIME")
@@ -333,18 +348,9 @@ impl Store for RedisStore {
     async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError> {
         let w = worker.as_str();
         let now = iso8601(self.server_time().await?);
-        redis::pipe()
-            .atomic()
-            .set_options(
-                self.keys.alive(w),
-                "1",
-                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(liveness_ttl_ms)),
-            )
-            .ignore()
-            .sadd(self.keys.resq_workers(), w)
-            .ignore()
-            .sadd(self.keys.workers(), w)
-            .ignore()
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.mark_alive(&mut pipe, w, liveness_ttl_ms)
             .set(self.keys.worker_started(w), started)
             .ignore()
             .hset(self.keys.heartbeats(), w, now)
@@ -367,17 +373,8 @@ impl Store for RedisStore {
         let w = worker.as_str();
         // Re-asserting the registrations lets a worker that was wrongly reaped
         // (a long network partition) be watched by the reaper again.
-        redis::pipe()
-            .set_options(
-                self.keys.alive(w),
-                "1",
-                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(liveness_ttl_ms)),
-            )
-            .ignore()
-            .sadd(self.keys.resq_workers(), w)
-            .ignore()
-            .sadd(self.keys.workers(), w)
-            .ignore()
+        let mut pipe = redis::pipe();
+        self.mark_alive(&mut pipe, w, liveness_ttl_ms)
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(store_err)

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::job::{encode_args, validate, ArgsError, Job};
 use crate::keyring::Keyring;
-use crate::policy::{Policy, PolicyError, SealOptions};
+use crate::policy::{Policy, PolicyError, SealOptions, Sealed};
 use crate::store::{OutgoingJob, Store, StoreError};
 
 /// Why an enqueue failed. Nothing was stored.
@@ -90,14 +90,8 @@ impl Client {
     /// Enqueues `job` with per-job options.
     pub async fn enqueue_with<J: Job>(&self, job: &J, options: EnqueueOptions) -> Result<String, EnqueueError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
-        let (id, payload) = self.seal(job, queue, options.ttl)?;
-        self.store
-            .enqueue(&[OutgoingJob {
-                queue: queue.to_string(),
-                payload,
-            }])
-            .await?;
-        Ok(id)
+        let sealed = self.seal(job, queue, options.ttl)?;
+        self.push_one(queue, sealed).await
     }
 
     /// Enqueues all `jobs` on their type's queue in one round trip. Either every
@@ -130,7 +124,11 @@ impl Client {
     /// This is the path for the CLI and for bridges from other languages; give
     /// the policy a registry (`Policy::with_registry`) to check the arguments.
     pub async fn enqueue_raw(&self, class: &str, args: Vec<Value>, queue: &str) -> Result<String, EnqueueError> {
-        let (id, payload) = self.policy.seal(class, queue, args, SealOptions::default())?;
+        let sealed = self.policy.seal(class, queue, args, SealOptions::default())?;
+        self.push_one(queue, sealed).await
+    }
+
+    async fn push_one(&self, queue: &str, (id, payload): Sealed) -> Result<String, EnqueueError> {
         self.store
             .enqueue(&[OutgoingJob {
                 queue: queue.to_string(),
@@ -140,7 +138,7 @@ impl Client {
         Ok(id)
     }
 
-    fn seal<J: Job>(&self, job: &J, queue: &str, ttl: Option<Duration>) -> Result<(String, Vec<u8>), EnqueueError> {
+    fn seal<J: Job>(&self, job: &J, queue: &str, ttl: Option<Duration>) -> Result<Sealed, EnqueueError> {
         validate(job)?;
         let options = SealOptions {
             encrypt: J::ENCRYPT,
