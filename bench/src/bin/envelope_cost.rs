@@ -85,6 +85,46 @@ fn main() {
         });
     }
 
+    // The producer side: sealing (validate, encode, expiry, sign, serialize, limits).
+    let client_jobs: Vec<SendEmail> = (0..JOBS)
+        .map(|_| SendEmail {
+            to: "ana@example.com".into(),
+            template: "welcome".into(),
+            priority: 3,
+        })
+        .collect();
+    let seal_one = time_runs(RUNS, || {
+        for job in &client_jobs {
+            let args = vec![serde_json::to_value(job).expect("json")];
+            policy
+                .seal("SendEmail", "mailers", args, SealOptions::default())
+                .expect("seal");
+        }
+    });
+    let (med, min, max) = summary(&seal_one, JOBS as u64);
+    println!(
+        "seal one job (one thread): {:>7.2} µs [{:.2}..{:.2}]",
+        med / 1000.0,
+        min / 1000.0,
+        max / 1000.0
+    );
+    let args: Vec<Vec<serde_json::Value>> = client_jobs
+        .iter()
+        .map(|j| vec![serde_json::to_value(j).expect("json")])
+        .collect();
+    let seal_many = time_runs(RUNS, || {
+        policy
+            .seal_many("SendEmail", "mailers", args.clone(), SealOptions::default())
+            .expect("seal");
+    });
+    let (med, min, max) = summary(&seal_many, JOBS as u64);
+    println!(
+        "seal_many, all cores:      {:>7.2} µs [{:.2}..{:.2}]",
+        med / 1000.0,
+        min / 1000.0,
+        max / 1000.0
+    );
+
     // One Redis round trip (PING) on a private local server, for scale.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {

@@ -62,7 +62,7 @@ pub enum ArgsShape {
 /// }
 /// ```
 pub trait Job:
-    Serialize + DeserializeOwned + garde::Validate<Context = ()> + schemars::JsonSchema + Send + 'static
+    Serialize + DeserializeOwned + garde::Validate<Context = ()> + schemars::JsonSchema + Send + Sync + 'static
 {
     /// The class name on the wire; Ruby producers and workers use the same one.
     const CLASS: &'static str;

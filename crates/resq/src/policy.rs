@@ -148,8 +148,8 @@ pub type Sealed = (String, Vec<u8>);
 const PARALLEL_SEAL_MIN: usize = 2048;
 
 impl Policy {
-    /// Seals many jobs of one class and queue, in order. Large batches are
-    /// sealed on every core (signing is the bulk of the cost; Redis is not).
+    /// Seals many jobs of one class and queue, in order, on every core when
+    /// there are many (signing is the bulk of the cost; Redis is not).
     pub fn seal_many(
         &self,
         class: &str,
@@ -157,47 +157,39 @@ impl Policy {
         args: Vec<Vec<Value>>,
         options: SealOptions,
     ) -> Result<Vec<Sealed>, PolicyError> {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        if args.len() < PARALLEL_SEAL_MIN || threads < 2 {
-            return args.into_iter().map(|a| self.seal(class, queue, a, options)).collect();
-        }
-        let chunk = args.len().div_ceil(threads);
-        let mut chunks: Vec<Vec<Vec<Value>>> = Vec::with_capacity(threads);
-        let mut rest = args;
-        while rest.len() > chunk {
-            let tail = rest.split_off(chunk);
-            chunks.push(rest);
-            rest = tail;
-        }
-        chunks.push(rest);
-        let sealed: Vec<Result<Vec<Sealed>, PolicyError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|part| {
-                    scope.spawn(move || part.into_iter().map(|a| self.seal(class, queue, a, options)).collect())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(PolicyError::Rejected {
-                            class: class.to_string(),
-                            rejection: crate::reason::Rejection::new(
-                                crate::reason::Reason::JobPanicked,
-                                "sealing panicked",
-                            ),
-                        })
-                    })
-                })
-                .collect()
-        });
-        let mut out = Vec::new();
-        for part in sealed {
-            out.extend(part?);
-        }
-        Ok(out)
+        parallel_map(&args, |a| self.seal(class, queue, a.clone(), options))
     }
+}
+
+/// Maps `items` in order, on every core when there are many of them; the first
+/// error wins. Runs on scoped threads, so it blocks the caller for its length.
+pub(crate) fn parallel_map<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if items.len() < PARALLEL_SEAL_MIN || threads < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    let parts: Vec<Option<Result<Vec<R>, E>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Result<Vec<R>, E>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().ok()).collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        match part {
+            Some(Ok(values)) => out.extend(values),
+            Some(Err(e)) => return Err(e),
+            // A panic in `f` is a bug in this crate, not outside data: surface it.
+            None => std::panic::resume_unwind(Box::new("a sealing thread panicked")),
+        }
+    }
+    Ok(out)
 }
 
 /// Millisecond precision keeps timestamps short and exact in every language.
