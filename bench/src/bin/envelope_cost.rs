@@ -46,7 +46,16 @@ fn main() {
         let payloads: Vec<Vec<u8>> = (0..JOBS)
             .map(|_| {
                 policy
-                    .seal("SendEmail", "mailers", args(), SealOptions { encrypt, ttl: None })
+                    .seal(
+                        "SendEmail",
+                        "mailers",
+                        args(),
+                        SealOptions {
+                            encrypt,
+                            ttl: None,
+                            starts_at: None,
+                        },
+                    )
                     .expect("seal")
                     .1
             })

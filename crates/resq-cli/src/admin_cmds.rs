@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use resq::{Admin, Client, Policy, Store};
+use resq::{Admin, Client, Policy, Schedule, Store};
 use serde_json::{json, Value};
 
 use crate::config::Settings;
@@ -48,6 +48,58 @@ pub enum FailedAction {
     Remove { failure_id: String },
     /// Remove every failure record.
     Clear,
+}
+
+#[derive(Subcommand)]
+pub enum ScheduleAction {
+    /// List the jobs waiting, soonest first.
+    List {
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `resq scheduled list` and `resq retry-set list`.
+pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleAction) -> Result<(), Failure> {
+    let ScheduleAction::List { offset, limit, json } = action;
+    let admin = admin(settings).await?;
+    let total = admin.schedule_len(which).await.map_err(Failure::runtime)?;
+    let entries = admin
+        .schedule(which, offset, limit.min(1000))
+        .await
+        .map_err(Failure::runtime)?;
+    if json {
+        let v: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({"due_ms": e.due_ms, "class": e.class, "queue": e.queue, "id": e.id, "attempt": e.attempt,
+                       "payload": serde_json::from_str::<Value>(&e.raw).unwrap_or(Value::String(e.raw.clone()))})
+            })
+            .collect();
+        println!("{}", Value::Array(v));
+        return Ok(());
+    }
+    let what = if which == Schedule::Retry {
+        "retries"
+    } else {
+        "scheduled jobs"
+    };
+    println!("{total} {what}; showing {} from {offset}", entries.len());
+    for e in entries {
+        println!(
+            "due {}  {}  class={} queue={} attempt={}",
+            resq::clock::iso8601(e.due_ms as f64 / 1000.0),
+            safe(e.id.as_deref().unwrap_or("(no id)")),
+            safe(&clip(e.class.as_deref().unwrap_or("?"), 60)),
+            safe(e.queue.as_deref().unwrap_or("?")),
+            e.attempt
+        );
+    }
+    Ok(())
 }
 
 /// Parses `--args`: an array, or one object meaning `[object]`.

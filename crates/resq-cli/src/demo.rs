@@ -165,7 +165,16 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
             other => vec![other],
         };
         policy
-            .seal(class, queue, args, SealOptions { encrypt, ttl: None })
+            .seal(
+                class,
+                queue,
+                args,
+                SealOptions {
+                    encrypt,
+                    ttl: None,
+                    starts_at: None,
+                },
+            )
             .map(|(_, bytes)| bytes)
             .map_err(seal_err)
     };

@@ -62,6 +62,17 @@ enum Command {
     /// Run a worker on a private Redis with good and hostile jobs, and show
     /// what happened to each.
     Demo,
+    /// Jobs enqueued to run later (`enqueue_at` / `enqueue_in`).
+    Scheduled {
+        #[command(subcommand)]
+        action: admin_cmds::ScheduleAction,
+    },
+    /// Failed jobs waiting for their next attempt.
+    #[command(name = "retry-set")]
+    RetrySet {
+        #[command(subcommand)]
+        action: admin_cmds::ScheduleAction,
+    },
     /// Make signing and encryption keys.
     Keys {
         #[command(subcommand)]
@@ -145,6 +156,8 @@ fn main() -> ExitCode {
             Command::Stats(f) => admin_cmds::stats(&settings, f).await,
             Command::Failed { action } => admin_cmds::failed(&settings, action).await,
             Command::Demo => demo::run(&settings).await,
+            Command::Scheduled { action } => admin_cmds::schedule(&settings, resq::Schedule::Scheduled, action).await,
+            Command::RetrySet { action } => admin_cmds::schedule(&settings, resq::Schedule::Retry, action).await,
             Command::Keys { action } => keys_cmd::keys(action),
             Command::Jobs { action } => keys_cmd::jobs(action),
         }

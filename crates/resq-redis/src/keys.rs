@@ -68,6 +68,18 @@ impl Keys {
     pub fn done(&self) -> String {
         self.k("resq:done")
     }
+    /// Jobs enqueued to run later, scored by when (unix ms).
+    pub fn schedule(&self) -> String {
+        self.k("resq:schedule")
+    }
+    /// Failed jobs waiting for their next attempt, scored by when (unix ms).
+    pub fn retry(&self) -> String {
+        self.k("resq:retry")
+    }
+    /// The prefix of queue keys, for scripts that build them.
+    pub fn queue_prefix(&self) -> String {
+        self.k("queue:")
+    }
     /// The counter that hands out in-flight tokens to one worker.
     pub fn inflight_seq(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-seq:{worker}"))

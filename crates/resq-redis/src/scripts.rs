@@ -13,3 +13,4 @@ pub(crate) static FORGET_WORKER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/forget_worker.lua")));
 pub(crate) static FAILED_REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/failed_requeue.lua")));
+pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));

@@ -8,7 +8,7 @@ use redis::{AsyncCommands, RedisError, Value};
 
 use resq::clock::iso8601;
 use resq::store::{
-    Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Store, StoreError, StoreStats, WorkerRecord,
+    Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Schedule, Store, StoreError, StoreStats, WorkerRecord,
 };
 use resq::WorkerId;
 
@@ -285,7 +285,8 @@ impl Store for RedisStore {
             .key(self.keys.worker_stat("processed", w))
             .key(self.keys.worker_stat("failed", w))
             .key(self.keys.failed())
-            .key(self.keys.done());
+            .key(self.keys.done())
+            .key(self.keys.retry());
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
@@ -299,6 +300,10 @@ impl Store for RedisStore {
             inv.arg(list).arg(&f.job.token).arg(f.failure.as_deref().unwrap_or(""));
             match &f.done {
                 Some(mark) => inv.arg(&mark.id).arg(mark.until_ms.max(1)),
+                None => inv.arg("").arg(0),
+            };
+            match &f.retry {
+                Some(retry) => inv.arg(&retry.payload).arg(retry.due_ms),
                 None => inv.arg("").arg(0),
             };
         }
@@ -408,6 +413,58 @@ impl Store for RedisStore {
             }
         }
         Ok(report)
+    }
+
+    async fn schedule(&self, job: &OutgoingJob, at_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .clone()
+            .zadd::<_, _, _, ()>(self.keys.schedule(), &job.payload, at_ms)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn promote_due(&self, now_ms: u64, limit: usize) -> Result<u64, StoreError> {
+        scripts::PROMOTE
+            .key(self.keys.schedule())
+            .key(self.keys.retry())
+            .key(self.keys.queues())
+            .key(self.keys.failed())
+            .arg(now_ms)
+            .arg(limit.max(1))
+            .arg(self.keys.queue_prefix())
+            .arg(resq::clock::failed_at_format(now_ms as f64 / 1000.0))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)
+    }
+
+    async fn schedule_range(&self, which: Schedule, start: u64, count: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let key = match which {
+            Schedule::Scheduled => self.keys.schedule(),
+            Schedule::Retry => self.keys.retry(),
+        };
+        let stop = start.saturating_add(count - 1).min(i64::MAX as u64) as isize;
+        let items: Vec<(Vec<u8>, f64)> = self
+            .conn
+            .clone()
+            .zrange_withscores(key, start.min(i64::MAX as u64) as isize, stop)
+            .await
+            .map_err(store_err)?;
+        Ok(items
+            .into_iter()
+            .map(|(p, at)| (String::from_utf8_lossy(&p).into_owned(), at as u64))
+            .collect())
+    }
+
+    async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError> {
+        let key = match which {
+            Schedule::Scheduled => self.keys.schedule(),
+            Schedule::Retry => self.keys.retry(),
+        };
+        self.conn.clone().zcard(key).await.map_err(store_err)
     }
 
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

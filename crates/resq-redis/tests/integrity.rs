@@ -67,7 +67,16 @@ fn seal(kid: &str, class: &str, queue: &str, args: Value, encrypt: bool, ttl: Op
     let Value::Array(args) = args else { panic!("args") };
     Policy::new(producer(kid))
         .unwrap()
-        .seal(class, queue, args, SealOptions { encrypt, ttl })
+        .seal(
+            class,
+            queue,
+            args,
+            SealOptions {
+                encrypt,
+                ttl,
+                starts_at: None,
+            },
+        )
         .unwrap()
         .1
 }

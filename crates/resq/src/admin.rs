@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::failure::FailureRecord;
 use crate::names::check_queue;
-use crate::store::{OutgoingJob, Store, StoreError, StoreStats, WorkerRecord};
+use crate::store::{OutgoingJob, Schedule, Store, StoreError, StoreStats, WorkerRecord};
 
 /// Failure records are scanned in pages of this size when looked up by id.
 const SCAN_PAGE: u64 = 500;
@@ -18,6 +18,19 @@ pub struct FailedEntry {
     /// The record, parsed leniently; `None` when it is not a JSON object.
     pub record: Option<FailureRecord>,
     /// The record exactly as stored.
+    pub raw: String,
+}
+
+/// A job waiting in the schedule or the retry set.
+#[derive(Debug, Clone)]
+pub struct ScheduledEntry {
+    /// When it is due (Unix ms).
+    pub due_ms: u64,
+    pub class: Option<String>,
+    pub queue: Option<String>,
+    pub id: Option<String>,
+    pub attempt: u64,
+    /// The job exactly as stored.
     pub raw: String,
 }
 
@@ -134,6 +147,31 @@ impl Admin {
         } else {
             Err(AdminError::NotFound(failure_id.to_string()))
         }
+    }
+
+    /// A page of a schedule (jobs enqueued for later, or retries), soonest first.
+    pub async fn schedule(&self, which: Schedule, offset: u64, limit: u64) -> Result<Vec<ScheduledEntry>, StoreError> {
+        let items = self.store.schedule_range(which, offset, limit).await?;
+        Ok(items
+            .into_iter()
+            .map(|(raw, due_ms)| {
+                let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                ScheduledEntry {
+                    due_ms,
+                    class: text("class"),
+                    queue: text("queue"),
+                    id: text("id"),
+                    attempt: v.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0),
+                    raw,
+                }
+            })
+            .collect())
+    }
+
+    /// How many jobs a schedule holds.
+    pub async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError> {
+        self.store.schedule_len(which).await
     }
 
     /// Empties the failed list; returns how many records were removed.

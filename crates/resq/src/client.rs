@@ -94,6 +94,38 @@ impl Client {
         self.push_one(queue, sealed).await
     }
 
+    /// Schedules `job` to be pushed to its type's queue at `at`; returns its id.
+    /// Every worker moves due jobs to their queues (about once a second).
+    pub async fn enqueue_at<J: Job>(&self, job: &J, at: std::time::SystemTime) -> Result<String, EnqueueError> {
+        let at_secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        validate(job)?;
+        let options = SealOptions {
+            encrypt: J::ENCRYPT,
+            ttl: J::TTL,
+            starts_at: Some(at_secs),
+        };
+        let (id, payload) = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
+        let at_ms = (at_secs * 1000.0) as u64;
+        self.store
+            .schedule(
+                &OutgoingJob {
+                    queue: J::QUEUE.to_string(),
+                    payload,
+                },
+                at_ms,
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// Schedules `job` to run after `delay`.
+    pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<String, EnqueueError> {
+        self.enqueue_at(job, std::time::SystemTime::now() + delay).await
+    }
+
     /// Enqueues all `jobs` on their type's queue in one round trip. Either every
     /// job passes the policy and all are sent, or none is.
     pub async fn enqueue_bulk<J: Job>(&self, jobs: &[J]) -> Result<Vec<String>, EnqueueError> {
@@ -135,6 +167,7 @@ impl Client {
         let options = SealOptions {
             encrypt: J::ENCRYPT,
             ttl: ttl.or(J::TTL),
+            starts_at: None,
         };
         Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
     }

@@ -75,8 +75,20 @@ pub trait Job:
     const ENCRYPT: bool = false;
     /// How long a job may wait before it expires; `None` takes the policy's.
     const TTL: Option<Duration> = None;
+    /// How many times the job may run in all; 1 means no retry (Resque's
+    /// behaviour). A failed run with attempts left is re-signed by the worker
+    /// and scheduled again after `retry_delay`.
+    const MAX_ATTEMPTS: u32 = 1;
 
-    /// Runs the job. An `Err` records the job in the failed list.
+    /// How long to wait before retry number `retry` (1 for the first retry):
+    /// exponential from 10 s, doubling, capped at an hour, with ±25% jitter
+    /// so a burst of failures does not come back as one burst.
+    fn retry_delay(retry: u32) -> Duration {
+        crate::retry::exponential_backoff(retry)
+    }
+
+    /// Runs the job. An `Err` is retried while attempts are left, then
+    /// recorded in the failed list.
     fn perform(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 

@@ -35,6 +35,9 @@ pub struct SealOptions {
     pub encrypt: bool,
     /// This job's lifetime, instead of the type's or the policy's.
     pub ttl: Option<Duration>,
+    /// When the job is scheduled to start (Unix seconds): its lifetime counts
+    /// from then, so a job scheduled a week out does not expire before it runs.
+    pub starts_at: Option<f64>,
 }
 
 /// Why a job was not enqueued. Nothing was stored.
@@ -113,7 +116,9 @@ impl Policy {
             id: Some(id.clone()),
             queue: Some(queue.to_string()),
             enqueued_at: Some(round_ms(now)),
-            expires_at: Some(round_ms(now + ttl.unwrap_or(self.default_ttl).as_secs_f64())),
+            expires_at: Some(round_ms(
+                options.starts_at.unwrap_or(now).max(now) + ttl.unwrap_or(self.default_ttl).as_secs_f64(),
+            )),
             attempt: 0,
             enc: None,
             extra: Default::default(),

@@ -37,6 +37,8 @@ pub struct ClassInfo {
     pub queue: &'static str,
     pub encrypt: bool,
     pub ttl: Option<Duration>,
+    pub max_attempts: u32,
+    pub retry_delay: fn(u32) -> Duration,
 }
 
 /// The classes a worker may run, each with its typed handler.
@@ -91,6 +93,8 @@ impl Registry {
             queue: J::QUEUE,
             encrypt: J::ENCRYPT,
             ttl: J::TTL,
+            max_attempts: J::MAX_ATTEMPTS.max(1),
+            retry_delay: J::retry_delay,
         };
         if self
             .entries

@@ -57,6 +57,26 @@ pub struct Finished {
     /// For a signed job that succeeded: remember its id until it expires, so
     /// the same envelope pushed again is refused as a replay.
     pub done: Option<DoneMark>,
+    /// For a failed job with attempts left: the next attempt, to schedule
+    /// instead of writing a failure record.
+    pub retry: Option<Retry>,
+}
+
+/// The next attempt of a failed job and when it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub payload: Vec<u8>,
+    /// Unix milliseconds.
+    pub due_ms: u64,
+}
+
+/// The two time-ordered sets: jobs enqueued to run later, and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// `enqueue_at` / `enqueue_in`.
+    Scheduled,
+    /// Failed jobs waiting for their next attempt.
+    Retry,
 }
 
 /// A job id that ran to success, kept until the job's own expiry.
@@ -152,6 +172,20 @@ pub trait Store: Send + Sync + 'static {
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+
+    /// Holds `job` until `at_ms` (Unix milliseconds), then it is pushed to its queue.
+    async fn schedule(&self, job: &OutgoingJob, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Moves up to `limit` jobs due at `now_ms` from both schedules to the tail
+    /// of their queues, atomically (many workers may run it at once); returns
+    /// how many moved. `now_ms` is a parameter so tests control the clock.
+    async fn promote_due(&self, now_ms: u64, limit: usize) -> Result<u64, StoreError>;
+
+    /// Jobs in a schedule, soonest first, with their due time (Unix ms).
+    async fn schedule_range(&self, which: Schedule, start: u64, count: u64) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// How many jobs a schedule holds.
+    async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError>;
 
     /// True when `resque:pause-all-workers` is set.
     async fn paused_all(&self) -> Result<bool, StoreError>;

@@ -7,15 +7,17 @@
 -- KEYS[1] stat:processed  KEYS[2] stat:failed
 -- KEYS[3] stat:processed:<id>  KEYS[4] stat:failed:<id>  KEYS[5] failed list
 -- KEYS[6] resq:done (sorted set: job id -> expiry, unix ms)
--- KEYS[7 .. 6+L] in-flight hashes
+-- KEYS[7] resq:retry (sorted set: next attempt -> due, unix ms)
+-- KEYS[8 .. 7+L] in-flight hashes
 -- ARGV[1] L  ARGV[2] now (unix ms)
--- ARGV[3..]: per job, five values: in-flight hash number (1..L), token,
---   failure record or "", job id to remember or "", remember-until (unix ms)
+-- ARGV[3..]: per job, seven values: in-flight hash number (1..L), token,
+--   failure record or "", job id to remember or "", remember-until (unix ms),
+--   next attempt or "", its due time (unix ms)
 local lists = tonumber(ARGV[1])
 local tokens = {}
 local marks = {}
 local processed, failed = 0, 0
-for i = 3, #ARGV, 5 do
+for i = 3, #ARGV, 7 do
   local list = tonumber(ARGV[i])
   tokens[list] = tokens[list] or {}
   table.insert(tokens[list], ARGV[i + 1])
@@ -28,6 +30,11 @@ for i = 3, #ARGV, 5 do
     marks[#marks + 1] = ARGV[i + 4]
     marks[#marks + 1] = ARGV[i + 3]
   end
+  if ARGV[i + 5] ~= '' then
+    -- A failed attempt with attempts left: counted as failed, retried later.
+    redis.call('ZADD', KEYS[7], ARGV[i + 6], ARGV[i + 5])
+    failed = failed + 1
+  end
 end
 local function in_slices(command, key, items)
   for s = 1, #items, 1000 do
@@ -36,7 +43,7 @@ local function in_slices(command, key, items)
 end
 for list = 1, lists do
   if tokens[list] then
-    in_slices('HDEL', KEYS[6 + list], tokens[list])
+    in_slices('HDEL', KEYS[7 + list], tokens[list])
   end
 end
 if #marks > 0 then

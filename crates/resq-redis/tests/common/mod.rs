@@ -104,6 +104,7 @@ pub fn fast_config(queues: &str, keyring: Arc<Keyring>) -> WorkerConfig {
     config.poll_max = Duration::from_millis(20);
     config.liveness_ttl = Duration::from_millis(600);
     config.reap_interval = Duration::from_millis(200);
+    config.schedule_interval = Duration::from_millis(50);
     config
 }
 

@@ -66,6 +66,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
         config.heartbeat_interval,
         config.liveness_ttl,
     ));
+    let scheduler = tokio::spawn(super::scheduler::run(Arc::clone(&store), config.schedule_interval));
     let reaper = tokio::spawn(reaper::run(
         Arc::clone(&store),
         config.reap_interval,
@@ -107,6 +108,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
 
     liveness.abort();
     reaper.abort();
+    scheduler.abort();
     for attempt in 1..=5u32 {
         match store.unregister_worker(&id).await {
             Ok(()) => break,

@@ -170,6 +170,7 @@ impl Manager {
                         job,
                         failure: Some(record),
                         done: None,
+                        retry: None,
                     });
                 }
             }

@@ -10,6 +10,7 @@ mod manage;
 mod process;
 mod reaper;
 mod replay;
+mod scheduler;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct WorkerConfig {
     pub poll_max: Duration,
     /// How often a spec with globs re-reads the queue set.
     pub queue_refresh: Duration,
+    /// How often this worker moves due scheduled jobs and retries to their queues.
+    pub schedule_interval: Duration,
     /// Verification (and decryption) keys.
     pub keyring: Arc<Keyring>,
     /// Queues whose jobs may be unsigned, for migrating from Ruby producers
@@ -82,6 +85,7 @@ impl WorkerConfig {
             poll_min: Duration::from_millis(2),
             poll_max: Duration::from_millis(500),
             queue_refresh: Duration::from_secs(2),
+            schedule_interval: Duration::from_secs(1),
             keyring,
             allow_unsigned: Vec::new(),
         }

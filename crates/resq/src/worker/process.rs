@@ -20,7 +20,8 @@ use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
 use crate::reason::{Reason, Rejection};
 use crate::registry::Registry;
-use crate::store::{DoneMark, FetchedJob, Finished};
+use crate::retry::{next_attempt, NoRetry};
+use crate::store::{DoneMark, FetchedJob, Finished, Retry};
 use crate::worker_id::WorkerId;
 
 /// What happened to one job, as told to an observer.
@@ -32,6 +33,9 @@ pub struct JobOutcome {
     pub id: Option<String>,
     /// `Ok` for success, or what went wrong.
     pub result: Result<(), FailureInfo>,
+    /// When the job failed with attempts left: its next attempt is due then
+    /// (Unix ms), and it is not in the failed list.
+    pub retry_at_ms: Option<u64>,
 }
 
 /// A callback told about every job's outcome (demo output, metrics).
@@ -61,6 +65,7 @@ pub(crate) enum TaskOutput {
 struct Seen {
     class: Option<String>,
     id: Option<String>,
+    attempt: u32,
     done: Option<DoneMark>,
 }
 
@@ -78,27 +83,73 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
             "job failed"
         ),
     }
-    let failure = result.as_ref().err().map(|info| {
-        build_record(
+    let now = now_unix();
+    let mut result = result;
+    let retry = match &mut result {
+        Err(info) => plan_retry(&job, &ctx, &seen, info, now),
+        Ok(()) => None,
+    };
+    let failure = match (&result, &retry) {
+        (Err(info), None) => Some(build_record(
             &job.payload,
             info,
             ctx.worker.as_str(),
             &job.queue,
             &ctx.limits,
-            now_unix(),
-        )
-    });
+            now,
+        )),
+        _ => None,
+    };
     let reason = result.as_ref().err().map(|f| f.reason);
     let done = if result.is_ok() { seen.done.take() } else { None };
     if let Some(observer) = &ctx.observer {
+        let retry_at_ms = retry.as_ref().map(|r| r.due_ms);
         observer(&JobOutcome {
             queue: job.queue.clone(),
             class: seen.class,
             id: seen.id,
             result,
+            retry_at_ms,
         });
     }
-    TaskOutput::Finished(Finished { job, failure, done }, reason)
+    TaskOutput::Finished(
+        Finished {
+            job,
+            failure,
+            done,
+            retry,
+        },
+        reason,
+    )
+}
+
+/// A job that ran and failed (error or panic) with attempts left gets its next
+/// attempt; refusals never do (they would fail the same way again). When the
+/// worker cannot re-sign it, the failure record says why it was not retried.
+fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut FailureInfo, now: f64) -> Option<Retry> {
+    if !matches!(info.reason, Reason::JobFailed | Reason::JobPanicked) {
+        return None;
+    }
+    let class = ctx.registry.info(seen.class.as_deref()?)?;
+    if seen.attempt.saturating_add(1) >= class.max_attempts {
+        return None;
+    }
+    let failed_at = crate::clock::failed_at_format(now);
+    match next_attempt(&job.payload, &ctx.limits, &job.queue, info, &failed_at, &ctx.keyring) {
+        Ok(payload) => {
+            let delay = (class.retry_delay)(seen.attempt + 1);
+            let due_ms = ((now + delay.as_secs_f64()) * 1000.0) as u64;
+            tracing::info!(
+                queue = %job.queue, class = class.class, attempt = seen.attempt + 1,
+                retry_in_ms = delay.as_millis() as u64, "job will be retried"
+            );
+            Some(Retry { payload, due_ms })
+        }
+        Err(NoRetry::CannotSign(why)) => {
+            info.message = format!("{} (not retried: {why})", info.message);
+            None
+        }
+    }
 }
 
 /// `Err(())` means: requeue, the store could not answer.
@@ -109,6 +160,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     };
     seen.class = Some(envelope.class.clone());
     seen.id = envelope.id.clone();
+    seen.attempt = envelope.attempt;
     let allow_unsigned = ctx.allow_unsigned.iter().any(|p| p.matches(&job.queue));
     let verified = match verify(&envelope, &job.queue, &ctx.keyring, allow_unsigned) {
         Ok(v) => v,

@@ -1,0 +1,236 @@
+//! Retries and scheduling against a real redis-server. Where time matters the
+//! test passes "now" to `promote_due` instead of sleeping.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use resq::envelope::verify;
+use resq::{Control, Envelope, Job, JobContext, JobError, Keyring, PayloadLimits, Schedule, Store, Worker};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How many times each `Flaky` job (by its `n`) ran; tests run in parallel.
+static FLAKY_RUNS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Always fails; three attempts, retried at once.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Flaky {
+    #[garde(skip)]
+    n: u32,
+}
+impl Job for Flaky {
+    const CLASS: &'static str = "Flaky";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn retry_delay(_: u32) -> Duration {
+        Duration::ZERO
+    }
+    async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+        FLAKY_RUNS.lock().unwrap().push(self.n);
+        Err(JobError::msg(format!("attempt {} failed", ctx.attempt)))
+    }
+}
+
+/// Fails; two attempts, the retry an hour per retry later.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Slow {
+    #[garde(skip)]
+    n: u32,
+}
+impl Job for Slow {
+    const CLASS: &'static str = "Slow";
+    const MAX_ATTEMPTS: u32 = 2;
+    fn retry_delay(retry: u32) -> Duration {
+        Duration::from_secs(3600 * u64::from(retry))
+    }
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Err(JobError::msg("not yet"))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn lifecycle_registry() -> resq::Registry {
+    registry().register::<Flaky>().register::<Slow>()
+}
+
+#[tokio::test]
+async fn retries_run_until_max_attempts_then_land_in_failed_with_their_history() {
+    let env = Env::start().await;
+    env.client().enqueue(&Flaky { n: 1 }).await.unwrap();
+    let (control, rx) = Control::new();
+    let worker = tokio::spawn(Worker::new(env.dyn_store(), lifecycle_registry(), env.config("default")).run(rx));
+    for _ in 0..500 {
+        if !env.lrange("resque:failed").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    control.quit();
+    worker.await.unwrap().unwrap();
+
+    let runs = FLAKY_RUNS.lock().unwrap().iter().filter(|n| **n == 1).count();
+    assert_eq!(runs, 3, "three attempts in all");
+    let failed = env.lrange("resque:failed").await;
+    assert_eq!(failed.len(), 1, "only the last attempt is a failure record");
+    let record: Value = serde_json::from_str(&failed[0]).unwrap();
+    assert_eq!(record["payload"]["attempt"], 2);
+    let history = record["payload"]["failures"].as_array().unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| h["attempt"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!(history[1]["error"], "attempt 1 failed");
+    assert_eq!(record["error"], "attempt 2 failed");
+    // Every failed attempt counts, as in Resque and Sidekiq.
+    assert_eq!(env.get("resque:stat:failed").await.as_deref(), Some("3"));
+    assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("3"));
+    assert_eq!(env.store.schedule_len(Schedule::Retry).await.unwrap(), 0);
+    // The worker re-signed the changed envelope: it still verifies.
+    let payload = serde_json::to_vec(&record["payload"]).unwrap();
+    let envelope = Envelope::decode(&payload, &PayloadLimits::default()).unwrap();
+    assert!(verify(&envelope, "default", &env.keyring, false).is_ok());
+}
+
+#[tokio::test]
+async fn a_retry_waits_for_its_backoff_then_runs_again() {
+    let env = Env::start().await;
+    env.client().enqueue(&Slow { n: 1 }).await.unwrap();
+    let before = now_ms();
+    env.burst("default", lifecycle_registry()).await;
+    assert!(
+        env.lrange("resque:failed").await.is_empty(),
+        "attempts are left: no failure record yet"
+    );
+    let waiting = env.store.schedule_range(Schedule::Retry, 0, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let (payload, due) = &waiting[0];
+    assert!(
+        *due >= before + 3_600_000 && *due <= now_ms() + 3_600_000,
+        "due in one hour: {due}"
+    );
+    let envelope = Envelope::decode(payload.as_bytes(), &PayloadLimits::default()).unwrap();
+    assert_eq!(envelope.attempt, 1);
+    assert!(verify(&envelope, "default", &env.keyring, false).is_ok(), "re-signed");
+
+    // Not due yet: nothing moves. An hour later: it goes back to its queue.
+    assert_eq!(env.store.promote_due(now_ms(), 100).await.unwrap(), 0);
+    assert_eq!(env.store.promote_due(due + 1, 100).await.unwrap(), 1);
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 1);
+    env.burst("default", lifecycle_registry()).await;
+    let failed = env.lrange("resque:failed").await;
+    assert_eq!(failed.len(), 1, "the second attempt was the last");
+}
+
+#[tokio::test]
+async fn enqueue_in_holds_the_job_until_it_is_due() {
+    let env = Env::start().await;
+    let id = env
+        .client()
+        .enqueue_in(
+            &Echo {
+                message: "later".into(),
+            },
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert!(env.lrange("resque:queue:default").await.is_empty());
+    let scheduled = env.store.schedule_range(Schedule::Scheduled, 0, 10).await.unwrap();
+    assert_eq!(scheduled.len(), 1);
+    let (payload, due) = &scheduled[0];
+    let envelope = Envelope::decode(payload.as_bytes(), &PayloadLimits::default()).unwrap();
+    assert_eq!(envelope.id.as_deref(), Some(id.as_str()));
+    // Its lifetime counts from when it is due, not from now.
+    assert!(envelope.expires_at.unwrap() * 1000.0 >= (*due + 7 * 86_400_000 - 1000) as f64);
+    assert_eq!(env.store.promote_due(now_ms(), 100).await.unwrap(), 0);
+    assert_eq!(env.store.promote_due(due + 1, 100).await.unwrap(), 1);
+    env.burst("default", lifecycle_registry()).await;
+    assert!(ran("later"));
+}
+
+#[tokio::test]
+async fn concurrent_promoters_move_each_due_job_once() {
+    let env = Env::start().await;
+    let client = env.client();
+    for i in 0..500 {
+        client
+            .enqueue_in(
+                &Echo {
+                    message: format!("p{i}"),
+                },
+                Duration::from_millis(1),
+            )
+            .await
+            .unwrap();
+    }
+    let later = now_ms() + 10_000;
+    let store: Arc<dyn Store> = env.dyn_store();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut moved = 0;
+            loop {
+                let n = store.promote_due(later, 37).await.unwrap();
+                if n == 0 {
+                    return moved;
+                }
+                moved += n;
+            }
+        });
+    }
+    let mut total = 0;
+    while let Some(n) = tasks.join_next().await {
+        total += n.unwrap();
+    }
+    assert_eq!(total, 500);
+    let queue = env.lrange("resque:queue:default").await;
+    let mut ids: Vec<String> = queue
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(p).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500, "each job exactly once");
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_sign_records_the_failure_instead_of_retrying() {
+    let env = Env::start().await;
+    // Producers sign with Ed25519; this worker holds only the public key.
+    let (full, public) = Keyring::generate(resq::SigAlg::EdDsa, "t1");
+    let producer = Arc::new(Keyring::from_toml(&full).unwrap());
+    let worker_keys = Arc::new(Keyring::from_toml(&public.unwrap()).unwrap());
+    resq::Client::new(env.dyn_store(), producer)
+        .unwrap()
+        .enqueue(&Flaky { n: 2 })
+        .await
+        .unwrap();
+    let mut config = fast_config("default", worker_keys);
+    config.burst = true;
+    let (_c, rx) = Control::new();
+    Worker::new(env.dyn_store(), lifecycle_registry(), config)
+        .run(rx)
+        .await
+        .unwrap();
+    let failed = env.lrange("resque:failed").await;
+    assert_eq!(failed.len(), 1);
+    let record: Value = serde_json::from_str(&failed[0]).unwrap();
+    assert!(record["error"].as_str().unwrap().contains("not retried"), "{record}");
+    assert_eq!(env.store.schedule_len(Schedule::Retry).await.unwrap(), 0);
+}
