@@ -54,6 +54,7 @@ fn main() {
                             encrypt,
                             ttl: None,
                             starts_at: None,
+                            timeout: None,
                         },
                     )
                     .expect("seal")

@@ -61,6 +61,8 @@ pub struct WorkerSection {
     pub reap_interval_ms: Option<u64>,
     pub heartbeat_interval_s: Option<u64>,
     pub poll_max_ms: Option<u64>,
+    /// Cancel a run after this long when the job and its type set no timeout.
+    pub default_timeout_ms: Option<u64>,
 }
 
 /// A configuration problem: what, where, and what to do.

@@ -173,6 +173,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
                     encrypt,
                     ttl: None,
                     starts_at: None,
+                    timeout: None,
                 },
             )
             .map(|(_, bytes)| bytes)
@@ -193,6 +194,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
     let short_lived = EnqueueOptions {
         queue: Some("demo.21".into()),
         ttl: Some(Duration::from_millis(1)),
+        timeout: None,
     };
     client
         .enqueue_with(

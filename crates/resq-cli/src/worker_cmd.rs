@@ -57,6 +57,7 @@ pub fn worker_config(
         config.poll_max = Duration::from_millis(ms.max(1));
     }
     config.limits = settings.limits;
+    config.default_timeout = w.default_timeout_ms.map(Duration::from_millis);
     Ok(config)
 }
 

@@ -75,6 +75,7 @@ fn seal(kid: &str, class: &str, queue: &str, args: Value, encrypt: bool, ttl: Op
                 encrypt,
                 ttl,
                 starts_at: None,
+                timeout: None,
             },
         )
         .unwrap()

@@ -234,3 +234,80 @@ async fn a_worker_that_cannot_sign_records_the_failure_instead_of_retrying() {
     assert!(record["error"].as_str().unwrap().contains("not retried"), "{record}");
     assert_eq!(env.store.schedule_len(Schedule::Retry).await.unwrap(), 0);
 }
+
+/// Sleeps a minute; its type allows 50 ms and two attempts.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Stuck {}
+impl Job for Stuck {
+    const CLASS: &'static str = "Stuck";
+    const TIMEOUT: Option<Duration> = Some(Duration::from_millis(50));
+    const MAX_ATTEMPTS: u32 = 2;
+    fn retry_delay(_: u32) -> Duration {
+        Duration::ZERO
+    }
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_job_past_its_own_timeout_is_cancelled_and_the_worker_goes_on() {
+    let env = Env::start().await;
+    let client = env.client();
+    let options = resq::EnqueueOptions {
+        timeout: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    client.enqueue_with(&Nap { ms: 60_000 }, options).await.unwrap();
+    client
+        .enqueue(&Echo {
+            message: "after the timeout".into(),
+        })
+        .await
+        .unwrap();
+    let mut config = env.config("default");
+    config.burst = true;
+    config.concurrency = 1;
+    let (_c, rx) = Control::new();
+    let report = Worker::new(env.dyn_store(), lifecycle_registry(), config)
+        .run(rx)
+        .await
+        .unwrap();
+    assert_eq!(report.failed_by_reason.get("timeout"), Some(&1));
+    assert!(ran("after the timeout"), "the worker went on");
+    let record: Value = serde_json::from_str(&env.lrange("resque:failed").await[0]).unwrap();
+    assert_eq!(record["reason"], "timeout");
+    assert_eq!(
+        record["payload"]["timeout_ms"], 100,
+        "the timeout travels, signed, in the envelope"
+    );
+}
+
+#[tokio::test]
+async fn a_types_timeout_applies_and_timeouts_are_retried() {
+    let env = Env::start().await;
+    env.client().enqueue(&Stuck {}).await.unwrap();
+    let (control, rx) = Control::new();
+    let worker = tokio::spawn(
+        Worker::new(
+            env.dyn_store(),
+            lifecycle_registry().register::<Stuck>(),
+            env.config("default"),
+        )
+        .run(rx),
+    );
+    for _ in 0..500 {
+        if !env.lrange("resque:failed").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    control.quit();
+    worker.await.unwrap().unwrap();
+    let record: Value = serde_json::from_str(&env.lrange("resque:failed").await[0]).unwrap();
+    assert_eq!(record["reason"], "timeout");
+    assert_eq!(record["payload"]["attempt"], 1, "the first timeout was retried");
+    assert_eq!(record["payload"]["failures"][0]["exception"], "timeout");
+}

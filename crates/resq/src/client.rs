@@ -29,6 +29,8 @@ pub struct EnqueueOptions {
     pub queue: Option<String>,
     /// The lifetime, instead of the type's or the policy's.
     pub ttl: Option<Duration>,
+    /// The timeout of one run, instead of the type's.
+    pub timeout: Option<Duration>,
 }
 
 /// Enqueues jobs through the policy into a store.
@@ -81,7 +83,7 @@ impl Client {
             job,
             EnqueueOptions {
                 queue: Some(queue.to_string()),
-                ttl: None,
+                ..EnqueueOptions::default()
             },
         )
         .await
@@ -90,7 +92,7 @@ impl Client {
     /// Enqueues `job` with per-job options.
     pub async fn enqueue_with<J: Job>(&self, job: &J, options: EnqueueOptions) -> Result<String, EnqueueError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
-        let sealed = self.seal(job, queue, options.ttl)?;
+        let sealed = self.seal_with(job, queue, options.ttl, options.timeout)?;
         self.push_one(queue, sealed).await
     }
 
@@ -106,6 +108,7 @@ impl Client {
             encrypt: J::ENCRYPT,
             ttl: J::TTL,
             starts_at: Some(at_secs),
+            timeout: None,
         };
         let (id, payload) = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
         let at_ms = (at_secs * 1000.0) as u64;
@@ -163,11 +166,22 @@ impl Client {
     }
 
     fn seal<J: Job>(&self, job: &J, queue: &str, ttl: Option<Duration>) -> Result<Sealed, EnqueueError> {
+        self.seal_with(job, queue, ttl, None)
+    }
+
+    fn seal_with<J: Job>(
+        &self,
+        job: &J,
+        queue: &str,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<Sealed, EnqueueError> {
         validate(job)?;
         let options = SealOptions {
             encrypt: J::ENCRYPT,
             ttl: ttl.or(J::TTL),
             starts_at: None,
+            timeout,
         };
         Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
     }

@@ -79,6 +79,12 @@ pub trait Job:
     /// behaviour). A failed run with attempts left is re-signed by the worker
     /// and scheduled again after `retry_delay`.
     const MAX_ATTEMPTS: u32 = 1;
+    /// How long one run may take; the job's future is cancelled then and the
+    /// run is recorded as `timeout` (and retried while attempts are left).
+    /// `None` takes the worker's `default_timeout`. Cancelling needs the job
+    /// to reach an `.await`: a job that blocks its thread needs process
+    /// isolation (not in resq yet).
+    const TIMEOUT: Option<Duration> = None;
 
     /// How long to wait before retry number `retry` (1 for the first retry):
     /// exponential from 10 s, doubling, capped at an hour, with ±25% jitter

@@ -38,6 +38,8 @@ pub struct SealOptions {
     /// When the job is scheduled to start (Unix seconds): its lifetime counts
     /// from then, so a job scheduled a week out does not expire before it runs.
     pub starts_at: Option<f64>,
+    /// This job's timeout, instead of the type's.
+    pub timeout: Option<Duration>,
 }
 
 /// Why a job was not enqueued. Nothing was stored.
@@ -120,6 +122,7 @@ impl Policy {
                 options.starts_at.unwrap_or(now).max(now) + ttl.unwrap_or(self.default_ttl).as_secs_f64(),
             )),
             attempt: 0,
+            timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
             enc: None,
             extra: Default::default(),
             sig: None,

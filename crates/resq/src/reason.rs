@@ -41,6 +41,8 @@ pub enum Reason {
     DecryptFailed,
     /// The job ran and returned an error.
     JobFailed,
+    /// The job ran past its timeout and was cancelled.
+    Timeout,
     /// The job panicked; the worker caught it and went on.
     JobPanicked,
 }
@@ -64,6 +66,7 @@ impl Reason {
             Reason::Replayed => "replayed",
             Reason::DecryptFailed => "decrypt_failed",
             Reason::JobFailed => "job_failed",
+            Reason::Timeout => "timeout",
             Reason::JobPanicked => "job_panicked",
         }
     }
@@ -78,7 +81,7 @@ impl Reason {
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::MalformedPayload,
         Reason::PayloadTooLarge,
         Reason::PayloadTooDeep,
@@ -94,6 +97,7 @@ impl Reason {
         Reason::Replayed,
         Reason::DecryptFailed,
         Reason::JobFailed,
+        Reason::Timeout,
         Reason::JobPanicked,
     ];
 }

@@ -39,6 +39,7 @@ pub struct ClassInfo {
     pub ttl: Option<Duration>,
     pub max_attempts: u32,
     pub retry_delay: fn(u32) -> Duration,
+    pub timeout: Option<Duration>,
 }
 
 /// The classes a worker may run, each with its typed handler.
@@ -95,6 +96,7 @@ impl Registry {
             ttl: J::TTL,
             max_attempts: J::MAX_ATTEMPTS.max(1),
             retry_delay: J::retry_delay,
+            timeout: J::TIMEOUT,
         };
         if self
             .entries

@@ -59,6 +59,9 @@ pub struct Envelope {
     /// How many times the job has been tried before this run.
     #[serde(default)]
     pub attempt: u32,
+    /// How long one run may take before it is cancelled (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     /// Encrypted arguments, when the job type asks for encryption at rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enc: Option<Encrypted>,
@@ -126,6 +129,7 @@ mod tests {
             enqueued_at: Some(1.5),
             expires_at: None,
             attempt: 0,
+            timeout_ms: None,
             enc: None,
             extra: Default::default(),
             sig: None,

@@ -55,6 +55,9 @@ pub fn signing_message(kid: &str, envelope: &Envelope) -> Result<Vec<u8>, SealEr
         members.push(("expires_at", Member::Float(t)));
     }
     members.push(("attempt", Member::Int(u64::from(envelope.attempt))));
+    if let Some(ms) = envelope.timeout_ms {
+        members.push(("timeout_ms", Member::Int(ms)));
+    }
     let enc;
     if let Some(e) = &envelope.enc {
         enc = serde_json::to_value(e)?;
@@ -173,6 +176,7 @@ mod tests {
                 enqueued_at: Some(enqueued_at),
                 expires_at: None,
                 attempt,
+                timeout_ms: (attempt % 2 == 0).then_some(u64::from(attempt)),
                 enc: with_enc.then(|| super::super::Encrypted { kid: "e".into(), alg: "XC20P".into(), nonce: "n".into(), ct: "c\"t".into() }),
                 extra,
                 sig: None,

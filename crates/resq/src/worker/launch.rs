@@ -89,6 +89,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
             worker: id.clone(),
             keyring: Arc::clone(&config.keyring),
             allow_unsigned: config.allow_unsigned.clone(),
+            default_timeout: config.default_timeout,
             observer,
         }),
         concurrency: config.concurrency,

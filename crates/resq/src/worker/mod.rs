@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     pub queue_refresh: Duration,
     /// How often this worker moves due scheduled jobs and retries to their queues.
     pub schedule_interval: Duration,
+    /// The timeout of a run when neither the job nor its type sets one.
+    pub default_timeout: Option<Duration>,
     /// Verification (and decryption) keys.
     pub keyring: Arc<Keyring>,
     /// Queues whose jobs may be unsigned, for migrating from Ruby producers
@@ -86,6 +88,7 @@ impl WorkerConfig {
             poll_max: Duration::from_millis(500),
             queue_refresh: Duration::from_secs(2),
             schedule_interval: Duration::from_secs(1),
+            default_timeout: None,
             keyring,
             allow_unsigned: Vec::new(),
         }

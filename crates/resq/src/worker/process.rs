@@ -49,6 +49,7 @@ pub(crate) struct ProcessContext {
     pub worker: WorkerId,
     pub keyring: Arc<Keyring>,
     pub allow_unsigned: Vec<Pattern>,
+    pub default_timeout: Option<std::time::Duration>,
     pub observer: Option<Observer>,
 }
 
@@ -127,7 +128,7 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
 /// attempt; refusals never do (they would fail the same way again). When the
 /// worker cannot re-sign it, the failure record says why it was not retried.
 fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut FailureInfo, now: f64) -> Option<Retry> {
-    if !matches!(info.reason, Reason::JobFailed | Reason::JobPanicked) {
+    if !matches!(info.reason, Reason::JobFailed | Reason::JobPanicked | Reason::Timeout) {
         return None;
     }
     let class = ctx.registry.info(seen.class.as_deref()?)?;
@@ -204,6 +205,11 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     if let Err(r) = decrypt_args(&mut envelope, &ctx.keyring, &ctx.limits) {
         return Ok(Err(refused(r)));
     }
+    let limit = envelope
+        .timeout_ms
+        .map(std::time::Duration::from_millis)
+        .or_else(|| ctx.registry.info(&envelope.class).and_then(|i| i.timeout))
+        .or(ctx.default_timeout);
     let job_ctx = JobContext {
         id: envelope.id,
         queue: job.queue.clone(),
@@ -213,7 +219,21 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         Ok(f) => f,
         Err(r) => return Ok(Err(refused(r))),
     };
-    Ok(match AssertUnwindSafe(future).catch_unwind().await {
+    let run = AssertUnwindSafe(future).catch_unwind();
+    let outcome = match limit {
+        None => run.await,
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Ok(Err(FailureInfo {
+                    reason: Reason::Timeout,
+                    exception: "timeout".into(),
+                    message: format!("the job ran longer than {} ms and was cancelled", limit.as_millis()),
+                }))
+            }
+        },
+    };
+    Ok(match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(FailureInfo {
             reason: Reason::JobFailed,
