@@ -367,3 +367,25 @@ async fn queues_open_to_unsigned_jobs_are_warned_about_and_only_they_run_them() 
     assert_eq!(failed[0]["reason"], "unsigned");
     assert_eq!(failed[0]["queue"], "strict");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_and_retry_sets_are_listed() {
+    let env = Env::start().await;
+    let id = env
+        .client()
+        .enqueue_in(&Sleep { ms: 1 }, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let listed = json_out(&env.run(&["scheduled", "list", "--json"]));
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["class"], "Sleep");
+    assert!(listed[0]["due_ms"].as_u64().unwrap() > 0);
+    let text = stdout(&env.run(&["scheduled", "list"]));
+    assert!(text.contains("1 scheduled jobs") && text.contains(&id), "{text}");
+    let text = stdout(&env.run(&["retry-set", "list"]));
+    assert!(text.contains("0 retries"), "{text}");
+    assert!(
+        env.keys("resque:queue:*").await.is_empty(),
+        "nothing runs before it is due"
+    );
+}
