@@ -51,6 +51,56 @@ pub enum FailedAction {
 }
 
 #[derive(Subcommand)]
+pub enum QueueAction {
+    /// Stop every worker from fetching from QUEUE (jobs stay queued).
+    Pause { queue: String },
+    /// Let workers fetch from QUEUE again.
+    Resume { queue: String },
+    /// Refuse enqueues that would leave more than MAX jobs waiting in QUEUE.
+    Cap {
+        queue: String,
+        /// The most jobs that may wait.
+        #[arg(required_unless_present = "remove")]
+        max: Option<u64>,
+        /// Remove the cap instead.
+        #[arg(long, conflicts_with = "max")]
+        remove: bool,
+    },
+}
+
+/// `resq queue pause|resume|cap`.
+pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failure> {
+    let admin = admin(settings).await?;
+    let fail = |e: resq::AdminError| match e {
+        resq::AdminError::Store(_) => Failure::runtime(e),
+        _ => Failure::usage(e),
+    };
+    match action {
+        QueueAction::Pause { queue } => {
+            admin.set_queue_paused(&queue, true).await.map_err(fail)?;
+            println!(
+                "paused {}: workers fetch nothing from it until `resq queue resume {}`",
+                safe(&queue),
+                safe(&queue)
+            );
+        }
+        QueueAction::Resume { queue } => {
+            admin.set_queue_paused(&queue, false).await.map_err(fail)?;
+            println!("resumed {}", safe(&queue));
+        }
+        QueueAction::Cap { queue, max, remove } => {
+            let cap = if remove { None } else { max };
+            admin.set_queue_cap(&queue, cap).await.map_err(fail)?;
+            match cap {
+                Some(n) => println!("capped {} at {n} waiting jobs", safe(&queue)),
+                None => println!("removed the cap of {}", safe(&queue)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum ScheduleAction {
     /// List the jobs waiting, soonest first.
     List {
@@ -146,9 +196,24 @@ async fn admin(settings: &Settings) -> Result<Admin, Failure> {
 }
 
 pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
-    let queues = admin(settings).await?.queues().await.map_err(Failure::runtime)?;
+    let admin = admin(settings).await?;
+    let queues = admin.queues().await.map_err(Failure::runtime)?;
+    let (paused, caps) = admin.queue_controls().await.map_err(Failure::runtime)?;
+    let cap_of = |q: &str| caps.iter().find(|(name, _)| name == q).map(|(_, c)| *c);
     if f.json {
-        let v: Vec<Value> = queues.iter().map(|(q, n)| json!({"queue": q, "size": n})).collect();
+        let v: Vec<Value> = queues
+            .iter()
+            .map(|(q, n)| {
+                let mut entry = json!({"queue": q, "size": n});
+                if paused.contains(q) {
+                    entry["paused"] = json!(true);
+                }
+                if let Some(cap) = cap_of(q) {
+                    entry["cap"] = json!(cap);
+                }
+                entry
+            })
+            .collect();
         println!("{}", Value::Array(v));
         return Ok(());
     }
@@ -156,7 +221,14 @@ pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
         println!("no queues");
     }
     for (q, n) in queues {
-        println!("{:<40} {n}", safe(&q));
+        let mut notes = String::new();
+        if paused.contains(&q) {
+            notes.push_str("  paused");
+        }
+        if let Some(cap) = cap_of(&q) {
+            notes.push_str(&format!("  cap {cap}"));
+        }
+        println!("{:<40} {n}{notes}", safe(&q));
     }
     Ok(())
 }

@@ -389,3 +389,28 @@ async fn scheduled_and_retry_sets_are_listed() {
         "nothing runs before it is due"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_pause_resume_and_cap_through_the_cli() {
+    let env = Env::start().await;
+    assert!(env.run(&["queue", "cap", "default", "1"]).status.success());
+    assert!(env
+        .run(&["enqueue", "Echo", "--args", r#"{"message":"a"}"#])
+        .status
+        .success());
+    let o = env.run(&["enqueue", "Echo", "--args", r#"{"message":"b"}"#]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is full"), "{}", stderr(&o));
+    assert!(env.run(&["queue", "pause", "default"]).status.success());
+    let queues = json_out(&env.run(&["queues", "--json"]));
+    assert_eq!(queues[0]["paused"], true);
+    assert_eq!(queues[0]["cap"], 1);
+    let o = env.run(&["worker", "--queues", "default", "--burst"]);
+    assert!(stdout(&o).contains("processed 0"), "{}", stdout(&o));
+    assert!(env.run(&["queue", "resume", "default"]).status.success());
+    assert!(env.run(&["queue", "cap", "default", "--remove"]).status.success());
+    let o = env.run(&["worker", "--queues", "default", "--burst"]);
+    assert!(stdout(&o).contains("processed 1"), "{}", stdout(&o));
+    let o = env.run(&["queue", "pause", "mail*"]);
+    assert_eq!(o.status.code(), Some(2), "a glob is not a queue name");
+}

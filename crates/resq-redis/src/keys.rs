@@ -80,6 +80,14 @@ impl Keys {
     pub fn queue_prefix(&self) -> String {
         self.k("queue:")
     }
+    /// Queues an operator paused: workers fetch nothing from them.
+    pub fn paused_queues(&self) -> String {
+        self.k("resq:paused-queues")
+    }
+    /// Caps on queue length (hash queue -> max jobs waiting).
+    pub fn queue_caps(&self) -> String {
+        self.k("resq:queue-caps")
+    }
     /// The counter that hands out in-flight tokens to one worker.
     pub fn inflight_seq(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-seq:{worker}"))

@@ -219,30 +219,36 @@ impl Store for RedisStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        // Group by queue, keeping order: one SADD and one RPUSH per queue.
+        // Group by queue, keeping order; caps are checked and every job is
+        // pushed in one script (all or nothing), which also wakes idle workers.
         let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
         for job in jobs {
             by_queue.entry(job.queue.as_str()).or_default().push(&job.payload);
         }
-        let mut pipe = redis::pipe();
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(self.keys.queues()).key(self.keys.queue_caps());
+        inv.arg(self.keys.wake_channel());
         for (queue, payloads) in &by_queue {
-            pipe.sadd(self.keys.queues(), *queue);
-            pipe.rpush(self.keys.queue(queue), payloads);
+            inv.key(self.keys.queue(queue));
+            inv.arg(*queue).arg(payloads.len());
+            for p in payloads {
+                inv.arg(*p);
+            }
         }
-        // Wakes idle resq workers now rather than at their next poll. Best
-        // effort: an ACL user without channel rights still enqueues (workers
-        // then find the job at their next poll).
-        pipe.publish(self.keys.wake_channel(), "");
-        let replies: Vec<redis::RedisResult<redis::Value>> = pipe
-            .ignore_errors()
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        let pushes = replies.len().saturating_sub(1);
-        for reply in replies.into_iter().take(pushes) {
-            reply.map_err(store_err)?;
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(()),
+            [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(StoreError::QueueFull {
+                    queue: String::from_utf8_lossy(queue).into_owned(),
+                    cap: (*cap).max(0) as u64,
+                    length: (*length).max(0) as u64,
+                })
+            }
+            _ => Err(StoreError::Protocol(
+                "enqueue script answered something unexpected".into(),
+            )),
         }
-        Ok(())
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
@@ -262,7 +268,8 @@ impl Store for RedisStore {
         inv.key(self.keys.pause_all())
             .key(self.keys.worker(w))
             .key(self.keys.inflight_queues(w))
-            .key(self.keys.inflight_seq(w));
+            .key(self.keys.inflight_seq(w))
+            .key(self.keys.paused_queues());
         for q in queues {
             inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
         }
@@ -465,6 +472,54 @@ impl Store for RedisStore {
             Schedule::Retry => self.keys.retry(),
         };
         self.conn.clone().zcard(key).await.map_err(store_err)
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        if paused {
+            conn.sadd::<_, _, ()>(self.keys.paused_queues(), queue)
+                .await
+                .map_err(store_err)
+        } else {
+            conn.srem::<_, _, ()>(self.keys.paused_queues(), queue)
+                .await
+                .map_err(store_err)
+        }
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        let mut q: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.paused_queues())
+            .await
+            .map_err(store_err)?;
+        q.sort();
+        Ok(q)
+    }
+
+    async fn set_queue_cap(&self, queue: &str, cap: Option<u64>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        match cap {
+            Some(cap) => conn
+                .hset::<_, _, _, ()>(self.keys.queue_caps(), queue, cap)
+                .await
+                .map_err(store_err),
+            None => conn
+                .hdel::<_, _, ()>(self.keys.queue_caps(), queue)
+                .await
+                .map_err(store_err),
+        }
+    }
+
+    async fn queue_caps(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let caps: BTreeMap<String, u64> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.queue_caps())
+            .await
+            .map_err(store_err)?;
+        Ok(caps.into_iter().collect())
     }
 
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -311,3 +311,99 @@ async fn a_types_timeout_applies_and_timeouts_are_retried() {
     assert_eq!(record["payload"]["attempt"], 1, "the first timeout was retried");
     assert_eq!(record["payload"]["failures"][0]["exception"], "timeout");
 }
+
+#[tokio::test]
+async fn a_capped_queue_refuses_enqueues_that_would_overflow_it_all_or_nothing() {
+    let env = Env::start().await;
+    env.store.set_queue_cap("default", Some(3)).await.unwrap();
+    let client = env.client();
+    for i in 0..3 {
+        client
+            .enqueue(&Echo {
+                message: format!("c{i}"),
+            })
+            .await
+            .unwrap();
+    }
+    let err = client
+        .enqueue(&Echo {
+            message: "one too many".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            resq::EnqueueError::Store(resq::StoreError::QueueFull { cap: 3, length: 3, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("queue default is full"), "{err}");
+    // A bulk that does not fit is refused whole, even the part that would fit.
+    env.store.set_queue_cap("default", Some(5)).await.unwrap();
+    let three: Vec<Echo> = (0..3)
+        .map(|i| Echo {
+            message: format!("b{i}"),
+        })
+        .collect();
+    assert!(client.enqueue_bulk(&three).await.is_err());
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 3);
+    // Concurrent producers cannot overshoot the cap together.
+    env.store.set_queue_cap("default", Some(50)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            client
+                .enqueue(&Echo {
+                    message: format!("r{i}"),
+                })
+                .await
+                .is_ok()
+        });
+    }
+    let mut accepted = 0;
+    while let Some(ok) = tasks.join_next().await {
+        accepted += usize::from(ok.unwrap());
+    }
+    assert_eq!(accepted, 47);
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 50);
+    env.store.set_queue_cap("default", None).await.unwrap();
+    client
+        .enqueue(&Echo {
+            message: "uncapped".into(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_queue_is_skipped_until_resumed() {
+    let env = Env::start().await;
+    let client = env.client();
+    client
+        .enqueue_to(
+            "held",
+            &Echo {
+                message: "held job".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .enqueue_to(
+            "open",
+            &Echo {
+                message: "open job".into(),
+            },
+        )
+        .await
+        .unwrap();
+    env.store.set_queue_paused("held", true).await.unwrap();
+    env.burst("held,open", lifecycle_registry()).await;
+    assert!(ran("open job") && !ran("held job"));
+    assert_eq!(env.lrange("resque:queue:held").await.len(), 1);
+    env.store.set_queue_paused("held", false).await.unwrap();
+    env.burst("held,open", lifecycle_registry()).await;
+    assert!(ran("held job"));
+}

@@ -43,6 +43,8 @@ pub enum AdminError {
     NotFound(String),
     #[error("failure {id} cannot be retried: {why}")]
     NotRetryable { id: String, why: String },
+    #[error("{0}")]
+    BadQueue(String),
 }
 
 /// Reads and acts on a store.
@@ -172,6 +174,23 @@ impl Admin {
     /// How many jobs a schedule holds.
     pub async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError> {
         self.store.schedule_len(which).await
+    }
+
+    /// Pauses or resumes one queue for every worker.
+    pub async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), AdminError> {
+        check_queue(queue).map_err(|e| AdminError::BadQueue(e.to_string()))?;
+        Ok(self.store.set_queue_paused(queue, paused).await?)
+    }
+
+    /// Caps a queue's length (`None` removes the cap).
+    pub async fn set_queue_cap(&self, queue: &str, cap: Option<u64>) -> Result<(), AdminError> {
+        check_queue(queue).map_err(|e| AdminError::BadQueue(e.to_string()))?;
+        Ok(self.store.set_queue_cap(queue, cap).await?)
+    }
+
+    /// Paused queues, and capped queues with their caps.
+    pub async fn queue_controls(&self) -> Result<(Vec<String>, Vec<(String, u64)>), StoreError> {
+        Ok((self.store.paused_queues().await?, self.store.queue_caps().await?))
     }
 
     /// Empties the failed list; returns how many records were removed.

@@ -19,6 +19,10 @@ pub enum StoreError {
     Refused(String),
     #[error("the store answered something unexpected: {0}")]
     Protocol(String),
+    #[error(
+        "queue {queue} is full ({length} of {cap} jobs waiting): nothing was enqueued; try later or raise the cap"
+    )]
+    QueueFull { queue: String, cap: u64, length: u64 },
 }
 
 /// A payload ready to be pushed to the tail of a queue.
@@ -186,6 +190,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many jobs a schedule holds.
     async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError>;
+
+    /// Pauses (or resumes) fetching from one queue, for every worker.
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;
+
+    /// The paused queues.
+    async fn paused_queues(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Caps how many jobs may wait in `queue` (`None` removes the cap); an
+    /// enqueue that would pass it is refused, atomically, with `QueueFull`.
+    async fn set_queue_cap(&self, queue: &str, cap: Option<u64>) -> Result<(), StoreError>;
+
+    /// Every capped queue and its cap.
+    async fn queue_caps(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// True when `resque:pause-all-workers` is set.
     async fn paused_all(&self) -> Result<bool, StoreError>;

@@ -8,7 +8,8 @@
 -- KEYS[2]  resque:worker:<id>            (Resque's "currently working on" record)
 -- KEYS[3]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
 -- KEYS[4]  resq:inflight-seq:<id>        (the token counter)
--- KEYS[5..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
+-- KEYS[5]  resq:paused-queues             (queues paused by an operator)
+-- KEYS[6..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
 -- ARGV[1]  max jobs; ARGV[2] run_at (ISO 8601); ARGV[3] "1" when the worker is idle
 -- ARGV[4..] the queue name of each pair
 --
@@ -20,10 +21,13 @@ local max = tonumber(ARGV[1])
 local out = {0}
 local n = 0
 local pair = 0
-for k = 5, #KEYS - 1, 2 do
+for k = 6, #KEYS - 1, 2 do
   pair = pair + 1
   if n >= max then break end
-  local jobs = redis.call('LPOP', KEYS[k], max - n)
+  local jobs = false
+  if redis.call('SISMEMBER', KEYS[5], ARGV[3 + pair]) == 0 then
+    jobs = redis.call('LPOP', KEYS[k], max - n)
+  end
   if jobs then
     local last = redis.call('INCRBY', KEYS[4], #jobs)
     local first = last - #jobs
