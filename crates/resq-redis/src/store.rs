@@ -24,7 +24,11 @@ pub struct RedisStore {
     client: redis::Client,
     keys: Keys,
     wake: std::sync::Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
+    /// Which queues are capped, and when that was read.
+    caps: CapsCache,
 }
+
+type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
 
 fn store_err(e: RedisError) -> StoreError {
     if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
@@ -50,6 +54,7 @@ impl RedisStore {
             client,
             keys: Keys::new(namespace),
             wake: Default::default(),
+            caps: Default::default(),
         })
     }
 
@@ -117,6 +122,78 @@ impl RedisStore {
         .ignore()
         .sadd(self.keys.workers(), worker)
         .ignore()
+    }
+
+    /// The capped queues, re-read at most once a second: a new cap takes
+    /// effect within a second, and uncapped queues keep the cheap path.
+    async fn capped_queues(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        if let Ok(cache) = self.caps.lock() {
+            if let Some((at, names)) = cache.as_ref() {
+                if at.elapsed() < std::time::Duration::from_secs(1) {
+                    return Ok(names.clone());
+                }
+            }
+        }
+        let names: std::collections::HashSet<String> = self
+            .conn
+            .clone()
+            .hkeys(self.keys.queue_caps())
+            .await
+            .map_err(store_err)?;
+        if let Ok(mut cache) = self.caps.lock() {
+            *cache = Some((std::time::Instant::now(), names.clone()));
+        }
+        Ok(names)
+    }
+
+    /// One SADD and RPUSH per queue, then the wake-up, in one pipeline.
+    async fn enqueue_plain(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for (queue, payloads) in by_queue {
+            pipe.sadd(self.keys.queues(), *queue);
+            pipe.rpush(self.keys.queue(queue), payloads);
+        }
+        // Best effort: an ACL user without channel rights still enqueues
+        // (workers then find the job at their next poll).
+        pipe.publish(self.keys.wake_channel(), "");
+        let replies: Vec<redis::RedisResult<redis::Value>> = pipe
+            .ignore_errors()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        let pushes = replies.len().saturating_sub(1);
+        for reply in replies.into_iter().take(pushes) {
+            reply.map_err(store_err)?;
+        }
+        Ok(())
+    }
+
+    /// Caps checked and every job pushed in one script: all or nothing.
+    async fn enqueue_checked(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(self.keys.queues()).key(self.keys.queue_caps());
+        inv.arg(self.keys.wake_channel());
+        for (queue, payloads) in by_queue {
+            inv.key(self.keys.queue(queue));
+            inv.arg(*queue).arg(payloads.len());
+            for p in payloads {
+                inv.arg(*p);
+            }
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(()),
+            [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(StoreError::QueueFull {
+                    queue: String::from_utf8_lossy(queue).into_owned(),
+                    cap: (*cap).max(0) as u64,
+                    length: (*length).max(0) as u64,
+                })
+            }
+            _ => Err(StoreError::Protocol(
+                "enqueue script answered something unexpected".into(),
+            )),
+        }
     }
 
     /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
@@ -219,35 +296,16 @@ impl Store for RedisStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        // Group by queue, keeping order; caps are checked and every job is
-        // pushed in one script (all or nothing), which also wakes idle workers.
+        // Group by queue, keeping order.
         let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
         for job in jobs {
             by_queue.entry(job.queue.as_str()).or_default().push(&job.payload);
         }
-        let mut inv = scripts::ENQUEUE.prepare_invoke();
-        inv.key(self.keys.queues()).key(self.keys.queue_caps());
-        inv.arg(self.keys.wake_channel());
-        for (queue, payloads) in &by_queue {
-            inv.key(self.keys.queue(queue));
-            inv.arg(*queue).arg(payloads.len());
-            for p in payloads {
-                inv.arg(*p);
-            }
-        }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        match reply.as_slice() {
-            [Value::Int(0)] => Ok(()),
-            [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
-                Err(StoreError::QueueFull {
-                    queue: String::from_utf8_lossy(queue).into_owned(),
-                    cap: (*cap).max(0) as u64,
-                    length: (*length).max(0) as u64,
-                })
-            }
-            _ => Err(StoreError::Protocol(
-                "enqueue script answered something unexpected".into(),
-            )),
+        let capped = self.capped_queues().await?;
+        if by_queue.keys().any(|q| capped.contains(*q)) {
+            self.enqueue_checked(&by_queue).await
+        } else {
+            self.enqueue_plain(&by_queue).await
         }
     }
 
@@ -504,12 +562,17 @@ impl Store for RedisStore {
             Some(cap) => conn
                 .hset::<_, _, _, ()>(self.keys.queue_caps(), queue, cap)
                 .await
-                .map_err(store_err),
+                .map_err(store_err)?,
             None => conn
                 .hdel::<_, _, ()>(self.keys.queue_caps(), queue)
                 .await
-                .map_err(store_err),
+                .map_err(store_err)?,
         }
+        // This process sees its own change at once; others within a second.
+        if let Ok(mut cache) = self.caps.lock() {
+            *cache = None;
+        }
+        Ok(())
     }
 
     async fn queue_caps(&self) -> Result<Vec<(String, u64)>, StoreError> {
