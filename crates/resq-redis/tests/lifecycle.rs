@@ -407,3 +407,37 @@ async fn a_paused_queue_is_skipped_until_resumed() {
     env.burst("held,open", lifecycle_registry()).await;
     assert!(ran("held job"));
 }
+
+#[tokio::test]
+async fn weighted_queues_share_the_worker_in_proportion() {
+    let env = Env::start().await;
+    let client = env.client();
+    for q in ["heavy", "light"] {
+        let jobs: Vec<Echo> = (0..300)
+            .map(|i| Echo {
+                message: format!("{q}{i}"),
+            })
+            .collect();
+        for job in &jobs {
+            client.enqueue_to(q, job).await.unwrap();
+        }
+    }
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&order);
+    let mut config = env.config("heavy:3,light:1");
+    config.burst = true;
+    config.concurrency = 1;
+    let (_c, rx) = Control::new();
+    Worker::new(env.dyn_store(), lifecycle_registry(), config)
+        .with_observer(Arc::new(move |o: &resq::JobOutcome| {
+            seen.lock().unwrap().push(o.queue.clone())
+        }))
+        .run(rx)
+        .await
+        .unwrap();
+    let order = order.lock().unwrap();
+    assert_eq!(order.len(), 600);
+    let heavy_first = order[..200].iter().filter(|q| *q == "heavy").count();
+    // Expected 150 of the first 200 (3:1); the bounds are five standard deviations.
+    assert!((120..=180).contains(&heavy_first), "{heavy_first}");
+}

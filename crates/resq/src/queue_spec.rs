@@ -26,6 +26,9 @@ pub struct QueueSpec {
     source: String,
     entries: Vec<Entry>,
     exclusions: Vec<Pattern>,
+    /// `name:weight` entries: the order is drawn at random for every fetch,
+    /// each queue in proportion to its weight, so no queue starves.
+    weights: Vec<(String, u32)>,
 }
 
 /// A queue spec that could not be parsed.
@@ -37,6 +40,10 @@ pub enum QueueSpecError {
     BadPattern { pattern: String, message: String },
     #[error("queue list entry {0:?} may only hold letters, digits, '_', '-', '.', and glob characters")]
     BadEntry(String),
+    #[error("weighted entry {0:?} must be `queue:weight` with a plain queue name and a weight from 1 to 1000")]
+    BadWeight(String),
+    #[error("a weighted queue list takes only `queue:weight` entries (no plain names, globs or exclusions)")]
+    MixedWeights,
 }
 
 impl std::str::FromStr for QueueSpec {
@@ -45,7 +52,19 @@ impl std::str::FromStr for QueueSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut entries = Vec::new();
         let mut exclusions = Vec::new();
+        let mut weights = Vec::new();
         for raw in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if let Some((name, weight)) = raw.split_once(':') {
+                let weight: u32 = weight
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..=1000).contains(w))
+                    .ok_or_else(|| QueueSpecError::BadWeight(raw.chars().take(64).collect()))?;
+                crate::names::check_queue(name)
+                    .map_err(|_| QueueSpecError::BadWeight(raw.chars().take(64).collect()))?;
+                weights.push((name.to_string(), weight));
+                continue;
+            }
             let (negated, body) = match raw.strip_prefix('!') {
                 Some(rest) => (true, rest),
                 None => (false, raw),
@@ -70,13 +89,18 @@ impl std::str::FromStr for QueueSpec {
                 entries.push(Entry::Literal(body.to_string()));
             }
         }
-        if entries.is_empty() {
+        let mixed = !entries.is_empty() || !exclusions.is_empty();
+        if !weights.is_empty() && mixed {
+            return Err(QueueSpecError::MixedWeights);
+        }
+        if entries.is_empty() && weights.is_empty() {
             return Err(QueueSpecError::Empty);
         }
         Ok(QueueSpec {
             source: s.split(',').map(str::trim).collect::<Vec<_>>().join(","),
             entries,
             exclusions,
+            weights,
         })
     }
 }
@@ -87,6 +111,32 @@ impl QueueSpec {
         &self.source
     }
 
+    /// True for a `queue:weight` spec (the order is drawn per fetch).
+    pub fn is_weighted(&self) -> bool {
+        !self.weights.is_empty()
+    }
+
+    /// For a weighted spec, a fresh order: each next queue is drawn from those
+    /// left in proportion to its weight. `random` yields numbers in [0, 1).
+    pub fn weighted_order(&self, mut random: impl FnMut() -> f64) -> Vec<String> {
+        let mut left: Vec<&(String, u32)> = self.weights.iter().collect();
+        let mut order = Vec::with_capacity(left.len());
+        while !left.is_empty() {
+            let total: u32 = left.iter().map(|(_, w)| w).sum();
+            let mut pick = random() * f64::from(total);
+            let mut index = left.len() - 1;
+            for (i, (_, w)) in left.iter().enumerate() {
+                if pick < f64::from(*w) {
+                    index = i;
+                    break;
+                }
+                pick -= f64::from(*w);
+            }
+            order.push(left.remove(index).0.clone());
+        }
+        order
+    }
+
     /// True when the spec has globs, so the queue set must be re-read.
     pub fn is_dynamic(&self) -> bool {
         self.entries.iter().any(|e| matches!(e, Entry::Glob(_)))
@@ -94,6 +144,9 @@ impl QueueSpec {
 
     /// The queues to fetch from, in priority order, without duplicates.
     pub fn resolve(&self, known: &[String]) -> Vec<String> {
+        if self.is_weighted() {
+            return self.weights.iter().map(|(q, _)| q.clone()).collect();
+        }
         let mut sorted: Vec<&String> = known.iter().collect();
         sorted.sort_unstable();
         let mut out: Vec<String> = Vec::new();
@@ -149,8 +202,35 @@ mod tests {
     }
 
     #[test]
+    fn weighted_specs() {
+        let spec: QueueSpec = "critical:6,default:3,low:1".parse().unwrap();
+        assert!(spec.is_weighted());
+        // Fixed draws: 0.0 picks the first queue left, 0.99 the last.
+        assert_eq!(spec.weighted_order(|| 0.0), ["critical", "default", "low"]);
+        assert_eq!(spec.weighted_order(|| 0.99), ["low", "default", "critical"]);
+        // Over many draws the first queue follows the weights.
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut first = std::collections::HashMap::new();
+        for _ in 0..10_000 {
+            *first.entry(spec.weighted_order(&mut next)[0].clone()).or_insert(0) += 1;
+        }
+        assert!((5_500..6_500).contains(&first["critical"]), "{first:?}");
+        assert!((2_500..3_500).contains(&first["default"]), "{first:?}");
+        assert!((600..1_400).contains(&first["low"]), "{first:?}");
+        for bad in ["a:0", "a:1001", "a:x", "a*:2", "a:2,b", "a:2,!b", "a:b:c"] {
+            assert!(bad.parse::<QueueSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_specs_are_refused() {
-        for bad in ["", ",", "!x", "a b", "a:b", "[", "q;DEL"] {
+        for bad in ["", ",", "!x", "a b", "[", "q;DEL"] {
             assert!(bad.parse::<QueueSpec>().is_err(), "{bad}");
         }
     }

@@ -48,8 +48,26 @@ impl Fetcher {
         if self.resolved.is_empty() {
             return Ok(Fetched::Jobs(Vec::new()));
         }
+        if self.spec.is_weighted() {
+            // A fresh weighted order for every fetch, as Sidekiq does.
+            let order = self.spec.weighted_order(random_unit);
+            return self
+                .store
+                .fetch(&self.worker, &order, max, idle, &iso8601(now_unix()))
+                .await;
+        }
         self.store
             .fetch(&self.worker, &self.resolved, max, idle, &iso8601(now_unix()))
             .await
+    }
+}
+
+/// A random number in [0, 1) from the OS source (0.5 if it fails: the order
+/// then follows the weights less well, which harms nothing).
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
     }
 }
