@@ -31,17 +31,31 @@ pub struct JsonFlag {
     json: bool,
 }
 
+/// Which page of a list to show, and how.
+#[derive(Args)]
+pub struct Page {
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    #[arg(long, default_value_t = 20)]
+    limit: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An admin action's failure: the store's is a runtime error, the rest are the
+/// user's input (exit 2).
+fn admin_failure(e: resq::AdminError) -> Failure {
+    match e {
+        resq::AdminError::Store(_) => Failure::runtime(e),
+        _ => Failure::usage(e),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum FailedAction {
     /// List failures, oldest first.
-    List {
-        #[arg(long, default_value_t = 0)]
-        offset: u64,
-        #[arg(long, default_value_t = 20)]
-        limit: u64,
-        #[arg(long)]
-        json: bool,
-    },
+    List(Page),
     /// Put a failed job back on its queue (byte for byte) and remove the record.
     Retry { failure_id: String },
     /// Remove one failure record.
@@ -71,13 +85,9 @@ pub enum QueueAction {
 /// `resq queue pause|resume|cap`.
 pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failure> {
     let admin = admin(settings).await?;
-    let fail = |e: resq::AdminError| match e {
-        resq::AdminError::Store(_) => Failure::runtime(e),
-        _ => Failure::usage(e),
-    };
     match action {
         QueueAction::Pause { queue } => {
-            admin.set_queue_paused(&queue, true).await.map_err(fail)?;
+            admin.set_queue_paused(&queue, true).await.map_err(admin_failure)?;
             println!(
                 "paused {}: workers fetch nothing from it until `resq queue resume {}`",
                 safe(&queue),
@@ -85,12 +95,12 @@ pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failu
             );
         }
         QueueAction::Resume { queue } => {
-            admin.set_queue_paused(&queue, false).await.map_err(fail)?;
+            admin.set_queue_paused(&queue, false).await.map_err(admin_failure)?;
             println!("resumed {}", safe(&queue));
         }
         QueueAction::Cap { queue, max, remove } => {
             let cap = if remove { None } else { max };
-            admin.set_queue_cap(&queue, cap).await.map_err(fail)?;
+            admin.set_queue_cap(&queue, cap).await.map_err(admin_failure)?;
             match cap {
                 Some(n) => println!("capped {} at {n} waiting jobs", safe(&queue)),
                 None => println!("removed the cap of {}", safe(&queue)),
@@ -103,19 +113,12 @@ pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failu
 #[derive(Subcommand)]
 pub enum ScheduleAction {
     /// List the jobs waiting, soonest first.
-    List {
-        #[arg(long, default_value_t = 0)]
-        offset: u64,
-        #[arg(long, default_value_t = 20)]
-        limit: u64,
-        #[arg(long)]
-        json: bool,
-    },
+    List(Page),
 }
 
 /// `resq scheduled list` and `resq retry-set list`.
 pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleAction) -> Result<(), Failure> {
-    let ScheduleAction::List { offset, limit, json } = action;
+    let ScheduleAction::List(Page { offset, limit, json }) = action;
     let admin = admin(settings).await?;
     let total = admin.schedule_len(which).await.map_err(Failure::runtime)?;
     let entries = admin
@@ -299,12 +302,8 @@ pub async fn stats(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
 
 pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Failure> {
     let admin = admin(settings).await?;
-    let admin_err = |e: resq::AdminError| match e {
-        resq::AdminError::Store(_) => Failure::runtime(e),
-        _ => Failure::usage(e),
-    };
     match action {
-        FailedAction::List { offset, limit, json } => {
+        FailedAction::List(Page { offset, limit, json }) => {
             let total = admin.failed_count().await.map_err(Failure::runtime)?;
             let entries = admin.failed(offset, limit.min(1000)).await.map_err(Failure::runtime)?;
             if json {
@@ -332,11 +331,11 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
             }
         }
         FailedAction::Retry { failure_id } => {
-            admin.retry_failed(&failure_id).await.map_err(admin_err)?;
+            admin.retry_failed(&failure_id).await.map_err(admin_failure)?;
             println!("retried {}", safe(&failure_id));
         }
         FailedAction::Remove { failure_id } => {
-            admin.remove_failed(&failure_id).await.map_err(admin_err)?;
+            admin.remove_failed(&failure_id).await.map_err(admin_failure)?;
             println!("removed {}", safe(&failure_id));
         }
         FailedAction::Clear => {
