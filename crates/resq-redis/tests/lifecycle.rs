@@ -441,3 +441,105 @@ async fn weighted_queues_share_the_worker_in_proportion() {
     // Expected 150 of the first 200 (3:1); the bounds are five standard deviations.
     assert!((120..=180).contains(&heavy_first), "{heavy_first}");
 }
+
+/// Records its hooks per job id.
+static HOOK_EVENTS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn hook_event(ctx: &JobContext, event: String) {
+    HOOK_EVENTS
+        .lock()
+        .unwrap()
+        .push((ctx.id.clone().unwrap_or_default(), event));
+}
+
+fn events_of(id: &str) -> Vec<String> {
+    HOOK_EVENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(i, _)| i == id)
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Hooked {
+    #[garde(skip)]
+    fail: bool,
+}
+impl Job for Hooked {
+    const CLASS: &'static str = "Hooked";
+    const MAX_ATTEMPTS: u32 = 2;
+    fn retry_delay(_: u32) -> Duration {
+        Duration::ZERO
+    }
+    fn before_perform(ctx: &JobContext) -> Result<(), JobError> {
+        hook_event(ctx, format!("before:{}", ctx.attempt));
+        if ctx.queue == "blocked" {
+            return Err(JobError::msg("this queue is blocked"));
+        }
+        Ok(())
+    }
+    fn after_perform(ctx: &JobContext) {
+        hook_event(ctx, "after".into());
+    }
+    fn on_retry(ctx: &JobContext, failure: &resq::FailureInfo, _delay: Duration) {
+        hook_event(ctx, format!("retry:{}:{}", ctx.attempt, failure.reason));
+    }
+    fn on_failure(ctx: &JobContext, failure: &resq::FailureInfo) {
+        hook_event(ctx, format!("failure:{}", failure.reason));
+    }
+    async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+        hook_event(&ctx, "perform".into());
+        if self.fail {
+            return Err(JobError::msg("asked to fail"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn hooks_run_around_perform_on_retry_and_on_failure_including_expiry() {
+    let env = Env::start().await;
+    let client = env.client();
+    let ok = client.enqueue(&Hooked { fail: false }).await.unwrap();
+    let failing = client.enqueue(&Hooked { fail: true }).await.unwrap();
+    let blocked = client.enqueue_to("blocked", &Hooked { fail: false }).await.unwrap();
+    let options = resq::EnqueueOptions {
+        ttl: Some(Duration::from_millis(1)),
+        ..Default::default()
+    };
+    let expired = client.enqueue_with(&Hooked { fail: false }, options).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let (control, rx) = Control::new();
+    let registry = lifecycle_registry().register::<Hooked>();
+    let worker = tokio::spawn(Worker::new(env.dyn_store(), registry, env.config("default,blocked")).run(rx));
+    for _ in 0..500 {
+        if env.lrange("resque:failed").await.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    control.quit();
+    worker.await.unwrap().unwrap();
+
+    assert_eq!(events_of(&ok), ["before:0", "perform", "after"]);
+    assert_eq!(
+        events_of(&failing),
+        [
+            "before:0",
+            "perform",
+            "retry:0:job_failed",
+            "before:1",
+            "perform",
+            "failure:job_failed"
+        ]
+    );
+    assert_eq!(
+        events_of(&blocked),
+        ["before:0", "retry:0:job_failed", "before:1", "failure:job_failed"]
+    );
+    assert_eq!(events_of(&expired), ["failure:expired"]);
+}

@@ -93,6 +93,23 @@ pub trait Job:
         crate::retry::exponential_backoff(retry)
     }
 
+    /// Called before `perform`, once the arguments are valid; an `Err` fails
+    /// this run without performing it (and counts as a failed attempt).
+    fn before_perform(_ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Called after `perform` succeeded.
+    fn after_perform(_ctx: &JobContext) {}
+
+    /// Called when a job of this class ends in the failed list: its last
+    /// attempt failed, panicked or timed out, or it was refused (expired,
+    /// invalid arguments, ...). Not called for a failure that will be retried.
+    fn on_failure(_ctx: &JobContext, _failure: &crate::failure::FailureInfo) {}
+
+    /// Called when a failed run will be retried after `delay`.
+    fn on_retry(_ctx: &JobContext, _failure: &crate::failure::FailureInfo, _delay: Duration) {}
+
     /// Runs the job. An `Err` is retried while attempts are left, then
     /// recorded in the failed list.
     fn perform(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;

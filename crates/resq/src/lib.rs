@@ -62,7 +62,7 @@ pub use job::{ArgsShape, Job, JobContext, JobError};
 pub use keyring::{Keyring, KeyringError, SigAlg};
 pub use limits::PayloadLimits;
 pub use policy::{Policy, PolicyError, SealOptions};
-pub use registry::ClassInfo;
+pub use registry::{ClassInfo, Hooks};
 // Job types derive these; re-exported so their versions always match resq's.
 pub use garde;
 pub use queue_spec::QueueSpec;

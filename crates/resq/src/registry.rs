@@ -40,6 +40,22 @@ pub struct ClassInfo {
     pub max_attempts: u32,
     pub retry_delay: fn(u32) -> Duration,
     pub timeout: Option<Duration>,
+    pub hooks: Hooks,
+}
+
+/// A class's hooks (see `Job`), as plain function pointers.
+#[derive(Clone, Copy)]
+pub struct Hooks {
+    pub before_perform: fn(&JobContext) -> Result<(), JobError>,
+    pub after_perform: fn(&JobContext),
+    pub on_failure: fn(&JobContext, &crate::failure::FailureInfo),
+    pub on_retry: fn(&JobContext, &crate::failure::FailureInfo, Duration),
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
 }
 
 /// The classes a worker may run, each with its typed handler.
@@ -97,6 +113,12 @@ impl Registry {
             max_attempts: J::MAX_ATTEMPTS.max(1),
             retry_delay: J::retry_delay,
             timeout: J::TIMEOUT,
+            hooks: Hooks {
+                before_perform: J::before_perform,
+                after_perform: J::after_perform,
+                on_failure: J::on_failure,
+                on_retry: J::on_retry,
+            },
         };
         if self
             .entries

@@ -90,6 +90,19 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
         Err(info) => plan_retry(&job, &ctx, &seen, info, now),
         Ok(()) => None,
     };
+    // A job of a known class that ends in the failed list: its on_failure hook.
+    if let (Err(info), None, Some(class)) = (
+        &result,
+        &retry,
+        seen.class.as_deref().and_then(|c| ctx.registry.info(c)),
+    ) {
+        let hook_ctx = JobContext {
+            id: seen.id.clone(),
+            queue: job.queue.clone(),
+            attempt: seen.attempt,
+        };
+        guarded("on_failure", || (class.hooks.on_failure)(&hook_ctx, info));
+    }
     let failure = match (&result, &retry) {
         (Err(info), None) => Some(build_record(
             &job.payload,
@@ -144,6 +157,12 @@ fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut Fa
                 queue = %job.queue, class = class.class, attempt = seen.attempt + 1,
                 retry_in_ms = delay.as_millis() as u64, "job will be retried"
             );
+            let hook_ctx = JobContext {
+                id: seen.id.clone(),
+                queue: job.queue.clone(),
+                attempt: seen.attempt,
+            };
+            guarded("on_retry", || (class.hooks.on_retry)(&hook_ctx, info, delay));
             Some(Retry { payload, due_ms })
         }
         Err(NoRetry::CannotSign(why)) => {
@@ -215,10 +234,31 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         queue: job.queue.clone(),
         attempt: envelope.attempt,
     };
+    let hooks = ctx.registry.info(&envelope.class).map(|i| i.hooks);
+    let hook_ctx = job_ctx.clone();
     let future = match ctx.registry.prepare(&envelope.class, envelope.args, job_ctx) {
         Ok(f) => f,
         Err(r) => return Ok(Err(refused(r))),
     };
+    if let Some(hooks) = hooks {
+        match guarded("before_perform", || (hooks.before_perform)(&hook_ctx)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Ok(Err(FailureInfo {
+                    reason: Reason::JobFailed,
+                    exception: e.exception,
+                    message: format!("before_perform: {}", e.message),
+                }))
+            }
+            None => {
+                return Ok(Err(FailureInfo {
+                    reason: Reason::JobPanicked,
+                    exception: "Panic".into(),
+                    message: "before_perform panicked".into(),
+                }))
+            }
+        }
+    }
     let run = AssertUnwindSafe(future).catch_unwind();
     let outcome = match limit {
         None => run.await,
@@ -234,7 +274,12 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         },
     };
     Ok(match outcome {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            if let Some(hooks) = hooks {
+                guarded("after_perform", || (hooks.after_perform)(&hook_ctx));
+            }
+            Ok(())
+        }
         Ok(Err(e)) => Err(FailureInfo {
             reason: Reason::JobFailed,
             exception: e.exception,
@@ -260,5 +305,17 @@ fn refused(r: Rejection) -> FailureInfo {
         reason: r.reason,
         exception: r.reason.code().to_string(),
         message: r.message,
+    }
+}
+
+/// Runs a hook (user code): a panic is logged and reported as `None`, never
+/// propagated into the worker.
+fn guarded<T>(name: &str, hook: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::error!(hook = name, "a job hook panicked");
+            None
+        }
     }
 }
