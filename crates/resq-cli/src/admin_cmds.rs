@@ -111,6 +111,48 @@ pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failu
 }
 
 #[derive(Subcommand)]
+pub enum ExpiredAction {
+    /// The newest jobs the sweeper removed because they expired.
+    List(Page),
+}
+
+/// `resq expired list`.
+pub async fn expired(settings: &Settings, action: ExpiredAction) -> Result<(), Failure> {
+    let ExpiredAction::List(Page { offset, limit, json }) = action;
+    let (records, total) = admin(settings)
+        .await?
+        .expired(offset, limit.min(1000))
+        .await
+        .map_err(Failure::runtime)?;
+    let parsed: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap_or(Value::String(r.clone())))
+        .collect();
+    if json {
+        println!("{}", Value::Array(parsed));
+        return Ok(());
+    }
+    println!(
+        "{total} expired job(s) swept in all; showing {} from {offset}",
+        parsed.len()
+    );
+    for r in parsed {
+        let payload: Value = r["payload"]
+            .as_str()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        println!(
+            "{}  queue={}  class={} id={}",
+            safe(r["expired_at"].as_str().unwrap_or("-")),
+            safe(r["queue"].as_str().filter(|q| !q.is_empty()).unwrap_or("(scheduled)")),
+            safe(&clip(payload["class"].as_str().unwrap_or("?"), 60)),
+            safe(payload["id"].as_str().unwrap_or("-"))
+        );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum ScheduleAction {
     /// List the jobs waiting, soonest first.
     List(Page),

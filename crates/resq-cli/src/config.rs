@@ -63,6 +63,8 @@ pub struct WorkerSection {
     pub poll_max_ms: Option<u64>,
     /// Cancel a run after this long when the job and its type set no timeout.
     pub default_timeout_ms: Option<u64>,
+    /// How often expired jobs are swept out of the queues (one worker per interval).
+    pub sweep_interval_ms: Option<u64>,
 }
 
 /// A configuration problem: what, where, and what to do.

@@ -62,6 +62,11 @@ enum Command {
     /// Run a worker on a private Redis with good and hostile jobs, and show
     /// what happened to each.
     Demo,
+    /// Jobs the sweeper removed because they expired.
+    Expired {
+        #[command(subcommand)]
+        action: admin_cmds::ExpiredAction,
+    },
     /// Pause, resume or cap one queue.
     Queue {
         #[command(subcommand)]
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
             Command::Failed { action } => admin_cmds::failed(&settings, action).await,
             Command::Demo => demo::run(&settings).await,
             Command::Queue { action } => admin_cmds::queue(&settings, action).await,
+            Command::Expired { action } => admin_cmds::expired(&settings, action).await,
             Command::Scheduled { action } => admin_cmds::schedule(&settings, resq::Schedule::Scheduled, action).await,
             Command::RetrySet { action } => admin_cmds::schedule(&settings, resq::Schedule::Retry, action).await,
             Command::Keys { action } => keys_cmd::keys(action),

@@ -58,6 +58,9 @@ pub fn worker_config(
     }
     config.limits = settings.limits;
     config.default_timeout = w.default_timeout_ms.map(Duration::from_millis);
+    if let Some(ms) = w.sweep_interval_ms {
+        config.sweep_interval = Duration::from_millis(ms.max(100));
+    }
     Ok(config)
 }
 

@@ -414,3 +414,31 @@ async fn queue_pause_resume_and_cap_through_the_cli() {
     let o = env.run(&["queue", "pause", "mail*"]);
     assert_eq!(o.status.code(), Some(2), "a glob is not a queue name");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_jobs_are_listed_after_a_sweep() {
+    use resq::Store;
+    let env = Env::start().await;
+    let options = resq::EnqueueOptions {
+        ttl: Some(std::time::Duration::from_millis(1)),
+        ..Default::default()
+    };
+    let id = env.client().enqueue_with(&Sleep { ms: 1 }, options).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(
+        env.store
+            .sweep_expired(now, "t", std::time::Duration::from_secs(1))
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let text = stdout(&env.run(&["expired", "list"]));
+    assert!(
+        text.contains("1 expired job(s)") && text.contains(&id) && text.contains("class=Sleep"),
+        "{text}"
+    );
+}

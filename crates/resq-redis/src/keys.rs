@@ -80,6 +80,18 @@ impl Keys {
     pub fn queue_prefix(&self) -> String {
         self.k("queue:")
     }
+    /// Held by the worker that sweeps expired jobs this interval.
+    pub fn sweep_lock(&self) -> String {
+        self.k("resq:sweep-lock")
+    }
+    /// The newest expired jobs the sweeper removed (capped).
+    pub fn expired(&self) -> String {
+        self.k("resq:expired")
+    }
+    /// How many expired jobs the sweeper removed, ever.
+    pub fn expired_count(&self) -> String {
+        self.k("resq:stat:expired")
+    }
     /// Queues an operator paused: workers fetch nothing from them.
     pub fn paused_queues(&self) -> String {
         self.k("resq:paused-queues")

@@ -532,6 +532,54 @@ impl Store for RedisStore {
         self.conn.clone().zcard(key).await.map_err(store_err)
     }
 
+    async fn sweep_expired(
+        &self,
+        now_ms: u64,
+        owner: &str,
+        every: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let removed: i64 = scripts::SWEEP
+            .key(self.keys.sweep_lock())
+            .key(self.keys.expired())
+            .key(self.keys.queues())
+            .key(self.keys.schedule())
+            .key(self.keys.retry())
+            .key(self.keys.expired_count())
+            .arg(now_ms)
+            .arg(owner)
+            .arg(every.as_millis().max(1) as u64)
+            .arg(1000)
+            .arg(1000)
+            .arg(self.keys.queue_prefix())
+            .arg(resq::clock::iso8601(now_ms as f64 / 1000.0))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(u64::try_from(removed).ok())
+    }
+
+    async fn expired_range(&self, start: u64, count: u64) -> Result<Vec<String>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = start.saturating_add(count - 1).min(i64::MAX as u64) as isize;
+        self.conn
+            .clone()
+            .lrange(self.keys.expired(), start.min(i64::MAX as u64) as isize, stop)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn expired_total(&self) -> Result<u64, StoreError> {
+        let v: Option<u64> = self
+            .conn
+            .clone()
+            .get(self.keys.expired_count())
+            .await
+            .map_err(store_err)?;
+        Ok(v.unwrap_or(0))
+    }
+
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         if paused {

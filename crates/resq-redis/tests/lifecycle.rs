@@ -543,3 +543,98 @@ async fn hooks_run_around_perform_on_retry_and_on_failure_including_expiry() {
     );
     assert_eq!(events_of(&expired), ["failure:expired"]);
 }
+
+#[tokio::test]
+async fn the_sweeper_removes_expired_jobs_one_worker_at_a_time_and_records_them() {
+    let env = Env::start().await;
+    let client = env.client();
+    let short = || resq::EnqueueOptions {
+        ttl: Some(Duration::from_millis(1)),
+        ..Default::default()
+    };
+    for i in 0..3 {
+        client
+            .enqueue_with(
+                &Echo {
+                    message: format!("stale{i}"),
+                },
+                short(),
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .enqueue(&Echo {
+            message: "fresh".into(),
+        })
+        .await
+        .unwrap();
+    // A scheduled job that expired before it came due.
+    let stale_scheduled = br#"{"class":"Echo","args":[{"message":"s"}],"queue":"default","expires_at":1000.0}"#;
+    env.store
+        .schedule(
+            &resq::OutgoingJob {
+                queue: "default".into(),
+                payload: stale_scheduled.to_vec(),
+            },
+            now_ms() + 60_000,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let every = Duration::from_secs(60);
+    assert_eq!(
+        env.store.sweep_expired(now_ms(), "worker-a", every).await.unwrap(),
+        Some(4)
+    );
+    // Another worker in the same interval does not sweep again.
+    assert_eq!(
+        env.store.sweep_expired(now_ms(), "worker-b", every).await.unwrap(),
+        None
+    );
+    let queue = env.lrange("resque:queue:default").await;
+    assert_eq!(queue.len(), 1);
+    assert!(queue[0].contains("fresh"));
+    assert_eq!(env.store.schedule_len(Schedule::Scheduled).await.unwrap(), 0);
+    let records = env.store.expired_range(0, 10).await.unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(env.store.expired_total().await.unwrap(), 4);
+    let record: Value = serde_json::from_str(&records[3]).unwrap();
+    assert_eq!(record["queue"], "default");
+    assert!(record["payload"].as_str().unwrap().contains("stale"));
+}
+
+#[tokio::test]
+async fn a_running_worker_sweeps_queues_it_does_not_work() {
+    let env = Env::start().await;
+    let options = resq::EnqueueOptions {
+        queue: Some("elsewhere".into()),
+        ttl: Some(Duration::from_millis(1)),
+        ..Default::default()
+    };
+    env.client()
+        .enqueue_with(
+            &Echo {
+                message: "never".into(),
+            },
+            options,
+        )
+        .await
+        .unwrap();
+    let mut config = env.config("default");
+    config.sweep_interval = Duration::from_millis(100);
+    let (control, rx) = Control::new();
+    let worker = tokio::spawn(Worker::new(env.dyn_store(), lifecycle_registry(), config).run(rx));
+    for _ in 0..500 {
+        if env.store.expired_total().await.unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    control.quit();
+    worker.await.unwrap().unwrap();
+    assert_eq!(env.store.expired_total().await.unwrap(), 1);
+    assert!(env.lrange("resque:queue:elsewhere").await.is_empty());
+    assert!(!ran("never"));
+}

@@ -176,6 +176,14 @@ impl Admin {
         self.store.schedule_len(which).await
     }
 
+    /// The newest expired jobs the sweeper removed, and how many it removed in all.
+    pub async fn expired(&self, offset: u64, limit: u64) -> Result<(Vec<String>, u64), StoreError> {
+        Ok((
+            self.store.expired_range(offset, limit).await?,
+            self.store.expired_total().await?,
+        ))
+    }
+
     /// Pauses or resumes one queue for every worker.
     pub async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), AdminError> {
         check_queue(queue).map_err(|e| AdminError::BadQueue(e.to_string()))?;

@@ -191,6 +191,22 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs a schedule holds.
     async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError>;
 
+    /// Removes jobs past their expiry from the queues and schedules (a bounded
+    /// scan), records them and counts them, if no other worker swept within
+    /// `every`; returns `None` when another one holds the turn.
+    async fn sweep_expired(
+        &self,
+        now_ms: u64,
+        owner: &str,
+        every: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// The newest expired-job records (JSON: `expired_at`, `queue`, `payload`).
+    async fn expired_range(&self, start: u64, count: u64) -> Result<Vec<String>, StoreError>;
+
+    /// How many expired jobs the sweeper has removed.
+    async fn expired_total(&self) -> Result<u64, StoreError>;
+
     /// Pauses (or resumes) fetching from one queue, for every worker.
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;
 

@@ -67,6 +67,11 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
         config.liveness_ttl,
     ));
     let scheduler = tokio::spawn(super::scheduler::run(Arc::clone(&store), config.schedule_interval));
+    let sweeper = tokio::spawn(super::sweeper::run(
+        Arc::clone(&store),
+        id.clone(),
+        config.sweep_interval,
+    ));
     let reaper = tokio::spawn(reaper::run(
         Arc::clone(&store),
         config.reap_interval,
@@ -110,6 +115,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
     liveness.abort();
     reaper.abort();
     scheduler.abort();
+    sweeper.abort();
     for attempt in 1..=5u32 {
         match store.unregister_worker(&id).await {
             Ok(()) => break,

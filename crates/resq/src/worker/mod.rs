@@ -11,6 +11,7 @@ mod process;
 mod reaper;
 mod replay;
 mod scheduler;
+mod sweeper;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct WorkerConfig {
     pub schedule_interval: Duration,
     /// The timeout of a run when neither the job nor its type sets one.
     pub default_timeout: Option<Duration>,
+    /// How often one of the workers sweeps expired jobs out of the queues.
+    pub sweep_interval: Duration,
     /// Verification (and decryption) keys.
     pub keyring: Arc<Keyring>,
     /// Queues whose jobs may be unsigned, for migrating from Ruby producers
@@ -89,6 +92,7 @@ impl WorkerConfig {
             queue_refresh: Duration::from_secs(2),
             schedule_interval: Duration::from_secs(1),
             default_timeout: None,
+            sweep_interval: Duration::from_secs(60),
             keyring,
             allow_unsigned: Vec::new(),
         }

@@ -1,0 +1,27 @@
+//! The expiry sweeper: expired jobs never run (the worker refuses them), and
+//! this loop also removes them from queues and schedules before anyone
+//! fetches them, so they stop taking space and show up in `resq expired list`.
+//! Every worker tries each interval; the store's lock lets one of them sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::now_unix;
+use crate::store::Store;
+use crate::worker_id::WorkerId;
+
+pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration) {
+    // The first sweep waits one interval: a worker that just started has
+    // better things to do, and many starting together do not all try at once.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now_ms = (now_unix() * 1000.0) as u64;
+        match store.sweep_expired(now_ms, worker.as_str(), every).await {
+            Ok(Some(removed)) if removed > 0 => tracing::info!(removed, "swept expired jobs"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not sweep expired jobs; will retry"),
+        }
+    }
+}
