@@ -55,6 +55,7 @@ fn main() {
                             ttl: None,
                             starts_at: None,
                             timeout: None,
+                            unique: None,
                         },
                     )
                     .expect("seal")

@@ -174,6 +174,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
                     ttl: None,
                     starts_at: None,
                     timeout: None,
+                    unique: None,
                 },
             )
             .map(|(_, bytes)| bytes)
@@ -194,7 +195,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
     let short_lived = EnqueueOptions {
         queue: Some("demo.21".into()),
         ttl: Some(Duration::from_millis(1)),
-        timeout: None,
+        ..EnqueueOptions::default()
     };
     client
         .enqueue_with(

@@ -80,6 +80,10 @@ impl Keys {
     pub fn queue_prefix(&self) -> String {
         self.k("queue:")
     }
+    /// A uniqueness key of one class, held for its window by the job id.
+    pub fn unique(&self, class: &str, key: &str) -> String {
+        self.k(&format!("resq:unique:{class}:{key}"))
+    }
     /// Held by the worker that sweeps expired jobs this interval.
     pub fn sweep_lock(&self) -> String {
         self.k("resq:sweep-lock")

@@ -15,4 +15,6 @@ pub(crate) static FAILED_REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/failed_requeue.lua")));
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
+pub(crate) static ENQUEUE_UNIQUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/enqueue_unique.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));

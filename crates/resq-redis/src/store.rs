@@ -532,6 +532,42 @@ impl Store for RedisStore {
         self.conn.clone().zcard(key).await.map_err(store_err)
     }
 
+    async fn enqueue_unique(
+        &self,
+        job: &OutgoingJob,
+        unique: &resq::store::UniqueKey<'_>,
+    ) -> Result<resq::store::Uniqueness, StoreError> {
+        let reply: Vec<Value> = scripts::ENQUEUE_UNIQUE
+            .key(self.keys.unique(unique.class, unique.key))
+            .key(self.keys.queues())
+            .key(self.keys.queue(&job.queue))
+            .key(self.keys.queue_caps())
+            .arg(unique.job_id)
+            .arg(unique.window.as_millis().max(1) as u64)
+            .arg(&job.queue)
+            .arg(&job.payload)
+            .arg(self.keys.wake_channel())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(resq::store::Uniqueness::Enqueued),
+            [Value::Int(1), Value::BulkString(id)] => Ok(resq::store::Uniqueness::Duplicate(
+                String::from_utf8_lossy(id).into_owned(),
+            )),
+            [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(StoreError::QueueFull {
+                    queue: String::from_utf8_lossy(queue).into_owned(),
+                    cap: (*cap).max(0) as u64,
+                    length: (*length).max(0) as u64,
+                })
+            }
+            _ => Err(StoreError::Protocol(
+                "unique enqueue script answered something unexpected".into(),
+            )),
+        }
+    }
+
     async fn sweep_expired(
         &self,
         now_ms: u64,

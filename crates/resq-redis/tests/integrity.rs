@@ -76,6 +76,7 @@ fn seal(kid: &str, class: &str, queue: &str, args: Value, encrypt: bool, ttl: Op
                 ttl,
                 starts_at: None,
                 timeout: None,
+                unique: None,
             },
         )
         .unwrap()

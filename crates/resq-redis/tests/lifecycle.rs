@@ -638,3 +638,109 @@ async fn a_running_worker_sweeps_queues_it_does_not_work() {
     assert!(env.lrange("resque:queue:elsewhere").await.is_empty());
     assert!(!ran("never"));
 }
+
+/// Unique per user for a short window; duplicates are refused.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Notify {
+    #[garde(skip)]
+    user: u64,
+}
+impl Job for Notify {
+    const CLASS: &'static str = "Notify";
+    const UNIQUE_FOR: Duration = Duration::from_millis(300);
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("user:{}", self.user))
+    }
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Unique; a duplicate returns the existing job's id.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Reindex {
+    #[garde(skip)]
+    index: String,
+}
+impl Job for Reindex {
+    const CLASS: &'static str = "Reindex";
+    const ON_DUPLICATE: resq::OnDuplicate = resq::OnDuplicate::ReturnExisting;
+    fn unique_key(&self) -> Option<String> {
+        Some(self.index.clone())
+    }
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_enqueues_create_one_job() {
+    let env = Env::start().await;
+    let client = env.client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let client = client.clone();
+        tasks.spawn(async move { client.enqueue(&Notify { user: 7 }).await });
+    }
+    let mut stored = Vec::new();
+    let mut duplicates = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Ok(id) => stored.push(id),
+            Err(resq::EnqueueError::Duplicate { existing, .. }) => duplicates.push(existing),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(stored.len(), 1, "exactly one producer won");
+    assert_eq!(duplicates.len(), 49);
+    assert!(
+        duplicates.iter().all(|d| *d == stored[0]),
+        "duplicates name the stored job"
+    );
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 1);
+    // Another key is another job; the unique key travels, signed, in the envelope.
+    client.enqueue(&Notify { user: 8 }).await.unwrap();
+    let queue = env.lrange("resque:queue:default").await;
+    assert_eq!(queue.len(), 2);
+    assert_eq!(serde_json::from_str::<Value>(&queue[1]).unwrap()["unique"], "user:8");
+    // After the window the same key may be enqueued again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    client.enqueue(&Notify { user: 7 }).await.unwrap();
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_duplicate_can_return_the_existing_job_and_keys_can_be_given_per_enqueue() {
+    let env = Env::start().await;
+    let client = env.client();
+    let first = client
+        .enqueue(&Reindex {
+            index: "products".into(),
+        })
+        .await
+        .unwrap();
+    let again = client
+        .enqueue(&Reindex {
+            index: "products".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 1);
+    // A type without a key can still be made unique for one enqueue.
+    let once = || resq::EnqueueOptions {
+        unique_key: Some("nightly".into()),
+        ..Default::default()
+    };
+    client
+        .enqueue_with(&Echo { message: "once".into() }, once())
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.enqueue_with(&Echo { message: "once".into() }, once()).await,
+        Err(resq::EnqueueError::Duplicate { .. })
+    ));
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 2);
+}

@@ -20,6 +20,14 @@ pub enum EnqueueError {
     Args(#[from] ArgsError),
     #[error("could not store the job: {0}")]
     Store(#[from] StoreError),
+    #[error(
+        "a {class} job with unique key {key:?} was enqueued within its window (job {existing}); nothing was stored"
+    )]
+    Duplicate {
+        class: &'static str,
+        key: String,
+        existing: String,
+    },
 }
 
 /// Per-enqueue choices.
@@ -31,6 +39,8 @@ pub struct EnqueueOptions {
     pub ttl: Option<Duration>,
     /// The timeout of one run, instead of the type's.
     pub timeout: Option<Duration>,
+    /// A uniqueness key, instead of the type's `unique_key`.
+    pub unique_key: Option<String>,
 }
 
 /// Enqueues jobs through the policy into a store.
@@ -92,8 +102,47 @@ impl Client {
     /// Enqueues `job` with per-job options.
     pub async fn enqueue_with<J: Job>(&self, job: &J, options: EnqueueOptions) -> Result<String, EnqueueError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
-        let sealed = self.seal_with(job, queue, options.ttl, options.timeout)?;
-        self.push_one(queue, sealed).await
+        let unique = options.unique_key.or_else(|| job.unique_key());
+        let sealed = self.seal_with(job, queue, options.ttl, options.timeout, unique.clone())?;
+        match unique {
+            Some(key) => self.push_unique::<J>(queue, sealed, key).await,
+            None => self.push_one(queue, sealed).await,
+        }
+    }
+
+    /// Pushes a sealed unique job; a duplicate follows `J::ON_DUPLICATE`.
+    async fn push_unique<J: Job>(
+        &self,
+        queue: &str,
+        (id, payload): Sealed,
+        key: String,
+    ) -> Result<String, EnqueueError> {
+        use sha2::Digest;
+        let hashed: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let claim = crate::store::UniqueKey {
+            class: J::CLASS,
+            key: &hashed,
+            job_id: &id,
+            window: J::UNIQUE_FOR,
+        };
+        let job = OutgoingJob {
+            queue: queue.to_string(),
+            payload,
+        };
+        match self.store.enqueue_unique(&job, &claim).await? {
+            crate::store::Uniqueness::Enqueued => Ok(id),
+            crate::store::Uniqueness::Duplicate(existing) => match J::ON_DUPLICATE {
+                crate::job::OnDuplicate::ReturnExisting => Ok(existing),
+                crate::job::OnDuplicate::Reject => Err(EnqueueError::Duplicate {
+                    class: J::CLASS,
+                    key,
+                    existing,
+                }),
+            },
+        }
     }
 
     /// Schedules `job` to be pushed to its type's queue at `at`; returns its id.
@@ -109,6 +158,7 @@ impl Client {
             ttl: J::TTL,
             starts_at: Some(at_secs),
             timeout: None,
+            unique: None,
         };
         let (id, payload) = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
         let at_ms = (at_secs * 1000.0) as u64;
@@ -130,20 +180,29 @@ impl Client {
     }
 
     /// Enqueues all `jobs` on their type's queue in one round trip. Either every
-    /// job passes the policy and all are sent, or none is.
+    /// job passes the policy and all are sent, or none is. Jobs with a
+    /// uniqueness key are claimed one by one after the rest.
     pub async fn enqueue_bulk<J: Job>(&self, jobs: &[J]) -> Result<Vec<String>, EnqueueError> {
         // Validate, encode and sign on every core: it is most of the cost.
         let sealed = parallel_map(jobs, |job| self.seal(job, J::QUEUE, None))?;
         let mut ids = Vec::with_capacity(sealed.len());
         let mut outgoing = Vec::with_capacity(sealed.len());
-        for (id, payload) in sealed {
+        let mut unique = Vec::new();
+        for (job, (id, payload)) in jobs.iter().zip(sealed) {
+            match job.unique_key() {
+                // Unique jobs each take their own claim, after the others.
+                Some(key) => unique.push((ids.len(), (id.clone(), payload), key)),
+                None => outgoing.push(OutgoingJob {
+                    queue: J::QUEUE.to_string(),
+                    payload,
+                }),
+            }
             ids.push(id);
-            outgoing.push(OutgoingJob {
-                queue: J::QUEUE.to_string(),
-                payload,
-            });
         }
         self.store.enqueue(&outgoing).await?;
+        for (index, sealed, key) in unique {
+            ids[index] = self.push_unique::<J>(J::QUEUE, sealed, key).await?;
+        }
         Ok(ids)
     }
 
@@ -166,7 +225,7 @@ impl Client {
     }
 
     fn seal<J: Job>(&self, job: &J, queue: &str, ttl: Option<Duration>) -> Result<Sealed, EnqueueError> {
-        self.seal_with(job, queue, ttl, None)
+        self.seal_with(job, queue, ttl, None, job.unique_key())
     }
 
     fn seal_with<J: Job>(
@@ -175,6 +234,7 @@ impl Client {
         queue: &str,
         ttl: Option<Duration>,
         timeout: Option<Duration>,
+        unique: Option<String>,
     ) -> Result<Sealed, EnqueueError> {
         validate(job)?;
         let options = SealOptions {
@@ -182,6 +242,7 @@ impl Client {
             ttl: ttl.or(J::TTL),
             starts_at: None,
             timeout,
+            unique,
         };
         Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
     }

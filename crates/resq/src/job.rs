@@ -93,6 +93,18 @@ pub trait Job:
         crate::retry::exponential_backoff(retry)
     }
 
+    /// A key that makes this job unique for `UNIQUE_FOR`: enqueuing another
+    /// job of this class with the same key inside the window is a duplicate
+    /// (see `ON_DUPLICATE`). Derive it from the arguments that matter, e.g.
+    /// `Some(format!("user:{}", self.user_id))`. `None` (the default): not unique.
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+    /// How long a uniqueness key is held after an enqueue.
+    const UNIQUE_FOR: Duration = Duration::from_secs(3600);
+    /// What a duplicate enqueue does.
+    const ON_DUPLICATE: OnDuplicate = OnDuplicate::Reject;
+
     /// Called before `perform`, once the arguments are valid; an `Err` fails
     /// this run without performing it (and counts as a failed attempt).
     fn before_perform(_ctx: &JobContext) -> Result<(), JobError> {
@@ -113,6 +125,15 @@ pub trait Job:
     /// Runs the job. An `Err` is retried while attempts are left, then
     /// recorded in the failed list.
     fn perform(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+/// What enqueuing a duplicate of a unique job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Refuse it with `EnqueueError::Duplicate` (naming the existing job).
+    Reject,
+    /// Store nothing and return the existing job's id, as if enqueued.
+    ReturnExisting,
 }
 
 /// What a running job may know about itself.

@@ -58,7 +58,7 @@ pub use admin::{Admin, AdminError, FailedEntry, ScheduledEntry};
 pub use client::{Client, EnqueueError, EnqueueOptions};
 pub use envelope::Envelope;
 pub use failure::{FailureInfo, FailureRecord};
-pub use job::{ArgsShape, Job, JobContext, JobError};
+pub use job::{ArgsShape, Job, JobContext, JobError, OnDuplicate};
 pub use keyring::{Keyring, KeyringError, SigAlg};
 pub use limits::PayloadLimits;
 pub use policy::{Policy, PolicyError, SealOptions};

@@ -29,7 +29,7 @@ pub struct Policy {
 }
 
 /// Per-job choices on top of the job type's.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SealOptions {
     /// Encrypt the arguments (the job type may ask for it too).
     pub encrypt: bool,
@@ -40,6 +40,8 @@ pub struct SealOptions {
     pub starts_at: Option<f64>,
     /// This job's timeout, instead of the type's.
     pub timeout: Option<Duration>,
+    /// The uniqueness key the job is enqueued under (recorded, signed).
+    pub unique: Option<String>,
 }
 
 /// Why a job was not enqueued. Nothing was stored.
@@ -123,6 +125,7 @@ impl Policy {
             )),
             attempt: 0,
             timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
+            unique: options.unique.clone(),
             enc: None,
             extra: Default::default(),
             sig: None,
@@ -165,7 +168,7 @@ impl Policy {
         args: Vec<Vec<Value>>,
         options: SealOptions,
     ) -> Result<Vec<Sealed>, PolicyError> {
-        parallel_map(&args, |a| self.seal(class, queue, a.clone(), options))
+        parallel_map(&args, |a| self.seal(class, queue, a.clone(), options.clone()))
     }
 }
 

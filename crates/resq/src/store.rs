@@ -74,6 +74,24 @@ pub struct Retry {
     pub due_ms: u64,
 }
 
+/// A uniqueness claim: while `key` of `class` is held (for `window`), the
+/// same job is not enqueued again.
+#[derive(Debug, Clone, Copy)]
+pub struct UniqueKey<'a> {
+    pub class: &'a str,
+    pub key: &'a str,
+    pub job_id: &'a str,
+    pub window: std::time::Duration,
+}
+
+/// What a unique enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uniqueness {
+    Enqueued,
+    /// The key is held by this job id: nothing was stored.
+    Duplicate(String),
+}
+
 /// The two time-ordered sets: jobs enqueued to run later, and retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -190,6 +208,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many jobs a schedule holds.
     async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError>;
+
+    /// Pushes `job` unless its uniqueness key is held, atomically (two
+    /// producers racing store one job).
+    async fn enqueue_unique(&self, job: &OutgoingJob, unique: &UniqueKey<'_>) -> Result<Uniqueness, StoreError>;
 
     /// Removes jobs past their expiry from the queues and schedules (a bounded
     /// scan), records them and counts them, if no other worker swept within

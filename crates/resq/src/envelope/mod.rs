@@ -59,6 +59,9 @@ pub struct Envelope {
     /// How many times the job has been tried before this run.
     #[serde(default)]
     pub attempt: u32,
+    /// The uniqueness key the producer enqueued it under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<String>,
     /// How long one run may take before it is cancelled (milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -129,6 +132,7 @@ mod tests {
             enqueued_at: Some(1.5),
             expires_at: None,
             attempt: 0,
+            unique: None,
             timeout_ms: None,
             enc: None,
             extra: Default::default(),

@@ -55,6 +55,9 @@ pub fn signing_message(kid: &str, envelope: &Envelope) -> Result<Vec<u8>, SealEr
         members.push(("expires_at", Member::Float(t)));
     }
     members.push(("attempt", Member::Int(u64::from(envelope.attempt))));
+    if let Some(key) = &envelope.unique {
+        members.push(("unique", Member::Str(key)));
+    }
     if let Some(ms) = envelope.timeout_ms {
         members.push(("timeout_ms", Member::Int(ms)));
     }
@@ -177,6 +180,7 @@ mod tests {
                 expires_at: None,
                 attempt,
                 timeout_ms: (attempt % 2 == 0).then_some(u64::from(attempt)),
+                unique: (attempt % 3 == 0).then(|| "k\u{e9}y".to_string()),
                 enc: with_enc.then(|| super::super::Encrypted { kid: "e".into(), alg: "XC20P".into(), nonce: "n".into(), ct: "c\"t".into() }),
                 extra,
                 sig: None,
