@@ -53,9 +53,7 @@ fn main() {
                         SealOptions {
                             encrypt,
                             ttl: None,
-                            starts_at: None,
-                            timeout: None,
-                            unique: None,
+                            ..SealOptions::default()
                         },
                     )
                     .expect("seal")

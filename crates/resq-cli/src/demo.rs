@@ -172,9 +172,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
                 SealOptions {
                     encrypt,
                     ttl: None,
-                    starts_at: None,
-                    timeout: None,
-                    unique: None,
+                    ..SealOptions::default()
                 },
             )
             .map(|(_, bytes)| bytes)

@@ -74,9 +74,7 @@ fn seal(kid: &str, class: &str, queue: &str, args: Value, encrypt: bool, ttl: Op
             SealOptions {
                 encrypt,
                 ttl,
-                starts_at: None,
-                timeout: None,
-                unique: None,
+                ..SealOptions::default()
             },
         )
         .unwrap()
