@@ -22,6 +22,9 @@ pub struct EnqueueArgs {
     /// The queue (default: `default`).
     #[arg(long, default_value = "default")]
     queue: String,
+    /// Stop the run after this many milliseconds (recorded `timeout`).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -225,7 +228,15 @@ pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure>
     let store = connect(settings).await?;
     let client = Client::with_policy(store, policy);
     let id = client
-        .enqueue_raw(&a.class, args, &a.queue)
+        .enqueue_raw_with(
+            &a.class,
+            args,
+            &a.queue,
+            resq::SealOptions {
+                timeout: a.timeout_ms.map(std::time::Duration::from_millis),
+                ..Default::default()
+            },
+        )
         .await
         .map_err(|e| match e {
             resq::EnqueueError::Store(_) => Failure::runtime(e),

@@ -25,6 +25,33 @@ pub struct FileConfig {
     pub limits: Option<PayloadLimits>,
     #[serde(default)]
     pub security: SecuritySection,
+    #[serde(default)]
+    pub isolation: IsolationSection,
+}
+
+/// `[isolation]`: run jobs in child processes (`resq worker --isolation process`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IsolationSection {
+    /// `none` (jobs are tasks in the worker, cancelled at their timeout) or
+    /// `process` (jobs run in child processes, killed at their timeout).
+    #[serde(default)]
+    pub mode: IsolationMode,
+    /// Address-space limit of each child, MiB (default 1024 in process mode).
+    pub memory_limit_mb: Option<u64>,
+    /// CPU time one job may use, ms (rounded up to whole seconds).
+    pub cpu_limit_ms: Option<u64>,
+    /// Replace a child after this many jobs (1 = a fresh process per job).
+    pub jobs_per_child: Option<u32>,
+}
+
+/// Where jobs run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationMode {
+    #[default]
+    None,
+    Process,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +139,10 @@ pub struct Settings {
     pub limits: PayloadLimits,
     pub keys_file: Option<PathBuf>,
     pub allow_unsigned: Vec<glob::Pattern>,
+    pub isolation: IsolationSection,
+    /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
+    /// kept from job child processes.
+    pub secret_env: Vec<String>,
     /// Where the file came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -187,6 +218,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         mut worker,
         limits,
         security,
+        mut isolation,
     } = file;
     let namespace = env
         .var("RESQ_NAMESPACE")
@@ -200,6 +232,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         return Err(ConfigError::BadNamespace(namespace));
     }
 
+    let redis_password_env = redis.password_env.clone();
     let url = env.var("RESQ_REDIS_URL").or(redis.url);
     let redis = match url {
         None => None,
@@ -229,6 +262,19 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     if let Some(n) = parse_env(env, "RESQ_CONCURRENCY", "a whole number such as 16")? {
         worker.concurrency = Some(n);
     }
+    match env.var("RESQ_ISOLATION").as_deref() {
+        None => {}
+        Some("none") => isolation.mode = IsolationMode::None,
+        Some("process") => isolation.mode = IsolationMode::Process,
+        Some(other) => {
+            return Err(ConfigError::BadEnv {
+                var: "RESQ_ISOLATION",
+                value: other.to_string(),
+                expected: "none or process",
+            })
+        }
+    }
+    let secret_env = redis_password_env.into_iter().collect();
     let keys_file = env.var("RESQ_KEYS_FILE").map(PathBuf::from).or(security.keys_file);
     let unsigned: Vec<String> = match env.var("RESQ_ALLOW_UNSIGNED") {
         Some(list) => list
@@ -249,6 +295,8 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         limits: limits.unwrap_or_default(),
         keys_file,
         allow_unsigned,
+        isolation,
+        secret_env,
         source,
     })
 }

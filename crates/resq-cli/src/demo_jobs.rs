@@ -85,27 +85,28 @@ impl Job for Spin {
     }
 }
 
-/// Allocates and touches `mb` MiB, then frees it.
+/// Allocates and touches `mb` MiB one MiB at a time, the way a leak grows,
+/// then frees it. Allocation failure ends the process (Rust's default), so
+/// past a memory limit only process isolation (`--isolation process`) keeps
+/// the worker alive: the job is then recorded `resource_limit`.
 #[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alloc {
-    #[garde(skip)]
+    /// At most 1 TiB.
+    #[garde(range(max = 1_048_576))]
     pub mb: u64,
 }
 
 impl Job for Alloc {
     const CLASS: &'static str = "Alloc";
     async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        let bytes = usize::try_from(self.mb)
-            .ok()
-            .and_then(|mb| mb.checked_mul(1024 * 1024))
-            .ok_or_else(|| JobError::msg(format!("{} MiB does not fit in memory's address space", self.mb)))?;
-        let mut block: Vec<u8> = Vec::new();
-        block
-            .try_reserve_exact(bytes)
-            .map_err(|e| JobError::msg(format!("cannot allocate {} MiB: {e}", self.mb)))?;
-        block.resize(bytes, 1);
-        std::hint::black_box(&block);
+        const MIB: usize = 1024 * 1024;
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..self.mb {
+            blocks.push(vec![1u8; MIB]);
+            tokio::task::yield_now().await;
+        }
+        std::hint::black_box(&blocks);
         Ok(())
     }
 }

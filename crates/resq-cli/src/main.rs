@@ -138,6 +138,12 @@ pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, Failure> {
 }
 
 fn main() -> ExitCode {
+    if resq::worker::isolation::is_child() {
+        init_logs(LogFormat::Text, "info");
+        if let Some(code) = resq::worker::isolation::serve_if_child(&demo_jobs::registry()) {
+            return code;
+        }
+    }
     let cli = Cli::parse();
     // The demo prints its own table; its per-job warnings would repeat it.
     let default_level = if matches!(cli.command, Command::Demo) {

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use resq::worker::isolation::Isolation;
 use resq::{Control, QueueSpec, Worker, WorkerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::Settings;
+use crate::config::{IsolationMode, Settings};
 use crate::{connect, demo_jobs, Failure};
 
 #[derive(Args)]
@@ -21,7 +22,41 @@ pub struct WorkerArgs {
     /// Exit once the queues are empty.
     #[arg(long)]
     burst: bool,
+    /// Where jobs run: `none` (tasks in this process, cancelled at their
+    /// timeout) or `process` (pre-started child processes, killed at their
+    /// timeout, with [isolation] memory and CPU limits).
+    #[arg(long, value_enum)]
+    isolation: Option<IsolationMode>,
 }
+
+/// The child processes' settings, when process isolation is on.
+fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<Isolation>, Failure> {
+    let section = &settings.isolation;
+    if mode.unwrap_or(section.mode) == IsolationMode::None {
+        return Ok(None);
+    }
+    let memory_mb = section.memory_limit_mb.unwrap_or(DEFAULT_CHILD_MEMORY_MB);
+    if memory_mb < MIN_CHILD_MEMORY_MB {
+        return Err(Failure::usage(format!(
+            "isolation.memory_limit_mb is {memory_mb}: a child needs at least {MIN_CHILD_MEMORY_MB} MiB of address space to start"
+        )));
+    }
+    if section.jobs_per_child == Some(0) {
+        return Err(Failure::usage("isolation.jobs_per_child must be at least 1"));
+    }
+    Ok(Some(Isolation {
+        program: None,
+        memory_limit: Some(memory_mb * 1024 * 1024),
+        cpu_limit: section.cpu_limit_ms.map(|ms| Duration::from_millis(ms.max(1))),
+        jobs_per_child: section.jobs_per_child,
+        remove_env: settings.secret_env.clone(),
+    }))
+}
+
+/// Address space of each job child unless `isolation.memory_limit_mb` says.
+const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
+/// The program, its runtime and a thread stack take some tens of MiB.
+const MIN_CHILD_MEMORY_MB: u64 = 48;
 
 pub fn worker_config(
     settings: &Settings,
@@ -68,6 +103,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
     let keyring = settings.keyring().map_err(Failure::usage)?;
     let mut config = worker_config(settings, keyring, args.queues, args.concurrency)?;
     config.burst = args.burst;
+    config.isolation = isolation(settings, args.isolation)?;
     let store = connect(settings).await?;
     let (control, rx) = Control::new();
     spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;

@@ -210,7 +210,19 @@ impl Client {
     /// This is the path for the CLI and for bridges from other languages; give
     /// the policy a registry (`Policy::with_registry`) to check the arguments.
     pub async fn enqueue_raw(&self, class: &str, args: Vec<Value>, queue: &str) -> Result<String, EnqueueError> {
-        let sealed = self.policy.seal(class, queue, args, SealOptions::default())?;
+        self.enqueue_raw_with(class, args, queue, SealOptions::default()).await
+    }
+
+    /// `enqueue_raw` with options (a timeout, a lifetime). A `unique` key in
+    /// the options is carried, not enforced: use the typed path for that.
+    pub async fn enqueue_raw_with(
+        &self,
+        class: &str,
+        args: Vec<Value>,
+        queue: &str,
+        options: SealOptions,
+    ) -> Result<String, EnqueueError> {
+        let sealed = self.policy.seal(class, queue, args, options)?;
         self.push_one(queue, sealed).await
     }
 

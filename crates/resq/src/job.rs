@@ -83,7 +83,7 @@ pub trait Job:
     /// run is recorded as `timeout` (and retried while attempts are left).
     /// `None` takes the worker's `default_timeout`. Cancelling needs the job
     /// to reach an `.await`: a job that blocks its thread needs process
-    /// isolation (not in resq yet).
+    /// isolation (`WorkerConfig::isolation`), where its process is killed.
     const TIMEOUT: Option<Duration> = None;
 
     /// How long to wait before retry number `retry` (1 for the first retry):

@@ -45,6 +45,12 @@ pub enum Reason {
     Timeout,
     /// The job panicked; the worker caught it and went on.
     JobPanicked,
+    /// Process isolation: the job went over its memory or CPU limit and its
+    /// process was stopped.
+    ResourceLimit,
+    /// Process isolation: the job's process died while running it (a signal
+    /// resq did not send, or an exit from inside the job).
+    JobCrashed,
 }
 
 impl Reason {
@@ -68,6 +74,8 @@ impl Reason {
             Reason::JobFailed => "job_failed",
             Reason::Timeout => "timeout",
             Reason::JobPanicked => "job_panicked",
+            Reason::ResourceLimit => "resource_limit",
+            Reason::JobCrashed => "job_crashed",
         }
     }
 
@@ -81,7 +89,7 @@ impl Reason {
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::MalformedPayload,
         Reason::PayloadTooLarge,
         Reason::PayloadTooDeep,
@@ -99,6 +107,8 @@ impl Reason {
         Reason::JobFailed,
         Reason::Timeout,
         Reason::JobPanicked,
+        Reason::ResourceLimit,
+        Reason::JobCrashed,
     ];
 }
 

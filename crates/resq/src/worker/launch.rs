@@ -17,7 +17,11 @@ use super::process::ProcessContext;
 use super::{liveness, reaper, Worker, WorkerReport};
 use crate::clock::{now_unix, started_format};
 
-pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> WorkerReport {
+pub(crate) async fn launch(
+    worker: Worker,
+    mut control: ControlReceiver,
+    children: Option<Arc<super::isolation::Children>>,
+) -> WorkerReport {
     let Worker {
         store,
         registry,
@@ -96,6 +100,7 @@ pub(crate) async fn launch(worker: Worker, mut control: ControlReceiver) -> Work
             allow_unsigned: config.allow_unsigned.clone(),
             default_timeout: config.default_timeout,
             observer,
+            children,
         }),
         concurrency: config.concurrency,
         burst: config.burst,

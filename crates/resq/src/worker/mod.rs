@@ -4,9 +4,11 @@
 mod backoff;
 mod control;
 mod fetch;
+pub mod isolation;
 mod launch;
 mod liveness;
 mod manage;
+mod perform;
 mod process;
 mod reaper;
 mod replay;
@@ -69,6 +71,10 @@ pub struct WorkerConfig {
     /// (globs). Empty by default: every job must be signed. The worker warns
     /// at start-up when this is set.
     pub allow_unsigned: Vec<Pattern>,
+    /// Run jobs in child processes (one per concurrency slot) that are
+    /// killed at their timeout and limited in memory and CPU. `None` (the
+    /// default): jobs run as tasks in this process, cancelled at their timeout.
+    pub isolation: Option<isolation::Isolation>,
 }
 
 impl WorkerConfig {
@@ -95,6 +101,7 @@ impl WorkerConfig {
             sweep_interval: Duration::from_secs(60),
             keyring,
             allow_unsigned: Vec::new(),
+            isolation: None,
         }
     }
 
@@ -138,6 +145,8 @@ pub enum WorkerError {
          and point RESQ_KEYS_FILE (or security.keys_file) at it"
     )]
     NoKeys,
+    #[error("{0}")]
+    Isolation(#[from] isolation::IsolationError),
 }
 
 /// A worker process's job runner.
@@ -188,6 +197,10 @@ impl Worker {
         if !self.config.keyring.has_verification_keys() && self.config.allow_unsigned.is_empty() {
             return Err(WorkerError::NoKeys);
         }
-        Ok(launch::launch(self, control).await)
+        let children = match &self.config.isolation {
+            Some(isolation) => Some(isolation::Children::start(isolation.clone(), self.config.concurrency).await?),
+            None => None,
+        };
+        Ok(launch::launch(self, control, children).await)
     }
 }

@@ -6,10 +6,8 @@
 //! Nothing here can take the worker down: every refusal is a typed `Rejection`,
 //! a job's error is recorded, and a job's panic is caught.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::FutureExt;
 use glob::Pattern;
 
 use crate::clock::now_unix;
@@ -23,6 +21,9 @@ use crate::registry::Registry;
 use crate::retry::{next_attempt, NoRetry};
 use crate::store::{DoneMark, FetchedJob, Finished, Retry};
 use crate::worker_id::WorkerId;
+
+use super::isolation::Children;
+use super::perform::{guarded, perform, refused};
 
 /// What happened to one job, as told to an observer.
 #[derive(Debug, Clone)]
@@ -51,6 +52,9 @@ pub(crate) struct ProcessContext {
     pub allow_unsigned: Vec<Pattern>,
     pub default_timeout: Option<std::time::Duration>,
     pub observer: Option<Observer>,
+    /// Process isolation: jobs run in these child processes. `None`: in this
+    /// process, cancelled at their timeout (cooperative).
+    pub children: Option<Arc<Children>>,
 }
 
 /// A job task's result.
@@ -141,7 +145,10 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
 /// attempt; refusals never do (they would fail the same way again). When the
 /// worker cannot re-sign it, the failure record says why it was not retried.
 fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut FailureInfo, now: f64) -> Option<Retry> {
-    if !matches!(info.reason, Reason::JobFailed | Reason::JobPanicked | Reason::Timeout) {
+    if !matches!(
+        info.reason,
+        Reason::JobFailed | Reason::JobPanicked | Reason::Timeout | Reason::ResourceLimit | Reason::JobCrashed
+    ) {
         return None;
     }
     let class = ctx.registry.info(seen.class.as_deref()?)?;
@@ -234,88 +241,33 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         queue: job.queue.clone(),
         attempt: envelope.attempt,
     };
-    let hooks = ctx.registry.info(&envelope.class).map(|i| i.hooks);
-    let hook_ctx = job_ctx.clone();
-    let future = match ctx.registry.prepare(&envelope.class, envelope.args, job_ctx) {
-        Ok(f) => f,
-        Err(r) => return Ok(Err(refused(r))),
+    let Some(children) = &ctx.children else {
+        let run = perform(&ctx.registry, &envelope.class, envelope.args, job_ctx);
+        return Ok(match limit {
+            None => run.await,
+            Some(limit) => tokio::time::timeout(limit, run)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit, "it was cancelled"))),
+        });
     };
-    if let Some(hooks) = hooks {
-        match guarded("before_perform", || (hooks.before_perform)(&hook_ctx)) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                return Ok(Err(FailureInfo {
-                    reason: Reason::JobFailed,
-                    exception: e.exception,
-                    message: format!("before_perform: {}", e.message),
-                }))
-            }
-            None => {
-                return Ok(Err(FailureInfo {
-                    reason: Reason::JobPanicked,
-                    exception: "Panic".into(),
-                    message: "before_perform panicked".into(),
-                }))
-            }
+    // Refused here, before a child process is involved.
+    if let Err(r) = ctx.registry.check_args(&envelope.class, envelope.args.clone()) {
+        return Ok(Err(refused(r)));
+    }
+    match children.run(&envelope.class, envelope.args, job_ctx, limit).await {
+        Ok(result) => Ok(result),
+        Err(e) => {
+            tracing::warn!(error = %e, queue = %job.queue, "no child process can take the job; putting it back");
+            Err(())
         }
     }
-    let run = AssertUnwindSafe(future).catch_unwind();
-    let outcome = match limit {
-        None => run.await,
-        Some(limit) => match tokio::time::timeout(limit, run).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Ok(Err(FailureInfo {
-                    reason: Reason::Timeout,
-                    exception: "timeout".into(),
-                    message: format!("the job ran longer than {} ms and was cancelled", limit.as_millis()),
-                }))
-            }
-        },
-    };
-    Ok(match outcome {
-        Ok(Ok(())) => {
-            if let Some(hooks) = hooks {
-                guarded("after_perform", || (hooks.after_perform)(&hook_ctx));
-            }
-            Ok(())
-        }
-        Ok(Err(e)) => Err(FailureInfo {
-            reason: Reason::JobFailed,
-            exception: e.exception,
-            message: e.message,
-        }),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the job panicked".to_string());
-            Err(FailureInfo {
-                reason: Reason::JobPanicked,
-                exception: "Panic".into(),
-                message,
-            })
-        }
-    })
 }
 
-fn refused(r: Rejection) -> FailureInfo {
+/// A run stopped at its time limit.
+pub(crate) fn timed_out(limit: std::time::Duration, how: &str) -> FailureInfo {
     FailureInfo {
-        reason: r.reason,
-        exception: r.reason.code().to_string(),
-        message: r.message,
-    }
-}
-
-/// Runs a hook (user code): a panic is logged and reported as `None`, never
-/// propagated into the worker.
-fn guarded<T>(name: &str, hook: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            tracing::error!(hook = name, "a job hook panicked");
-            None
-        }
+        reason: Reason::Timeout,
+        exception: "timeout".into(),
+        message: format!("the job ran longer than {} ms and {how}", limit.as_millis()),
     }
 }

@@ -1,0 +1,185 @@
+//! Process isolation through the real `resq worker --isolation process`:
+//! runaway jobs are stopped and recorded, the worker keeps serving, children
+//! do not see resq's settings, and they do not outlive their worker.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const LIMITS: &str = "\n[isolation]\nmemory_limit_mb = 128\ncpu_limit_ms = 1000\n";
+
+fn with_limits(env: &Env, extra: &str) {
+    let path = env.dir.path().join("resq.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(LIMITS);
+    text.push_str(extra);
+    std::fs::write(path, text).unwrap();
+}
+
+fn failed(env: &Env) -> Vec<Value> {
+    let o = env.run(&["failed", "list", "--json", "--limit", "100"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn enqueue(env: &Env, args: &[&str]) {
+    let o = env.run(&[&["enqueue"], args].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The pids of `pid`'s child processes.
+fn children_of(pid: u32) -> BTreeSet<u32> {
+    let mut found = BTreeSet::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        found.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    found
+}
+
+/// True while `pid` is a process that has not exited (a zombie has).
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_jobs_are_stopped_and_the_worker_keeps_serving() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    // Spins far past its 500 ms timeout, on a blocking thread no await reaches.
+    enqueue(&env, &["Spin", "--args", r#"{"ms":3600000}"#, "--timeout-ms", "500"]);
+    // Allocates without bound: 1 TiB, a MiB at a time.
+    enqueue(&env, &["Alloc", "--args", r#"{"mb":1048576}"#]);
+    // No timeout, but more CPU than the 1 s limit.
+    enqueue(&env, &["Spin", "--args", r#"{"ms":3600000}"#]);
+
+    let mut worker = env.spawn_worker(&["--isolation", "process", "--concurrency", "2"]);
+    env.wait_until("three runaway jobs recorded", || async {
+        env.llen("resque:failed").await == 3
+    })
+    .await;
+    let records = failed(&env);
+    let mut outcomes: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["payload"]["class"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+                r["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    let reasons: Vec<(&str, &str)> = outcomes.iter().map(|(c, r, _)| (c.as_str(), r.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Alloc", "resource_limit"),
+            ("Spin", "resource_limit"),
+            ("Spin", "timeout")
+        ]
+    );
+    assert!(outcomes[0].2.contains("memory limit of 128 MiB"), "{}", outcomes[0].2);
+    assert!(outcomes[1].2.contains("CPU limit of 1000 ms"), "{}", outcomes[1].2);
+    assert!(
+        outcomes[2].2.contains("its process") && outcomes[2].2.contains("was killed"),
+        "{}",
+        outcomes[2].2
+    );
+
+    // The same worker process goes on: jobs enqueued after the kills run.
+    for n in 0..4 {
+        enqueue(&env, &["Echo", "--args", &format!(r#"{{"message":"after {n}"}}"#)]);
+    }
+    env.wait_until("the later jobs ran", || async { env.processed().await == 7 })
+        .await;
+    assert_eq!(env.llen("resque:failed").await, 3);
+    assert!(is_running(worker.id()), "the worker is still up");
+    signal(&worker, libc::SIGQUIT);
+    assert!(wait_child(&mut worker).success());
+    let log = log_paths(env.dir.path())
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    for n in 0..4 {
+        assert!(log.contains(&format!("echo [default]: after {n}")), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_process_per_job_when_asked() {
+    let env = Env::start().await;
+    with_limits(&env, "jobs_per_child = 1\n");
+    for n in 0..3 {
+        enqueue(&env, &["Echo", "--args", &format!(r#"{{"message":"job {n}"}}"#)]);
+    }
+    let o = env.run(&["worker", "--isolation", "process", "--concurrency", "1", "--burst"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("processed 3 failed 0"), "{}", stdout(&o));
+    // Job output comes through the worker's stderr, tagged with the child's pid.
+    let log = stderr(&o);
+    let pids: BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("echo [default]: job"))
+        .filter_map(|l| l.strip_prefix("[child ")?.split(']').next())
+        .collect();
+    assert_eq!(pids.len(), 3, "three jobs, three processes: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn children_see_no_resq_settings_and_die_with_their_worker() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    let mut command = env.resq();
+    command
+        .env("APP_SETTING", "kept")
+        .args(["worker", "--isolation", "process", "--concurrency", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut worker = command.spawn().unwrap();
+    let pid = worker.id();
+    let mut children = BTreeSet::new();
+    env.wait_until("three children started", || {
+        children = children_of(pid);
+        let n = children.len();
+        async move { n == 3 }
+    })
+    .await;
+    for child in &children {
+        let environ = std::fs::read(format!("/proc/{child}/environ")).unwrap();
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert!(vars.iter().any(|v| v == "APP_SETTING=kept"), "{vars:?}");
+        for secret in ["RESQ_REDIS_URL", "RESQ_KEYS_FILE"] {
+            assert!(
+                !vars.iter().any(|v| v.starts_with(secret)),
+                "{secret} leaked into a job child: {vars:?}"
+            );
+        }
+        let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap();
+        assert!(cmdline.starts_with("resq-child (worker "), "{cmdline:?}");
+    }
+
+    // kill -9 leaves no one to close the pipes politely: the children notice.
+    signal(&worker, libc::SIGKILL);
+    let _ = worker.wait();
+    env.wait_until("the children exit", || {
+        let alive = children.iter().filter(|c| is_running(**c)).count();
+        async move { alive == 0 }
+    })
+    .await;
+}

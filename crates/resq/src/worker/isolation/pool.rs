@@ -1,0 +1,382 @@
+//! The worker side of process isolation: a pool of pre-started child
+//! processes, one job at a time each. A child whose job runs past its
+//! timeout is killed with its whole process group (anything the job started
+//! goes too) and replaced; one that dies on its own is reaped, the cause is
+//! recorded, and it is replaced as well.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+use super::death::{classify, Limits};
+use super::protocol::{
+    encode, read_message, ChildMessage, FrameError, RunRequest, CHILD_ENV, MEMORY_ENV, PARENT_ENV, PROTOCOL_VERSION,
+};
+use super::{Isolation, IsolationError};
+use crate::failure::FailureInfo;
+use crate::job::JobContext;
+use crate::worker::process::timed_out;
+
+/// How long a new child has to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+/// How long a dead child's pipes may take to close.
+const REAP_WITHIN: Duration = Duration::from_secs(2);
+/// Stderr lines kept for a post-mortem (a backtrace can follow the line
+/// that says what happened), and how much of each.
+const TAIL_LINES: usize = 32;
+const TAIL_LINE_CHARS: usize = 512;
+
+/// The pool. Its size is the worker's concurrency: each running job holds one
+/// child, and gives it (or its replacement) back before it finishes.
+pub(crate) struct Children {
+    config: Isolation,
+    program: std::path::PathBuf,
+    idle: Mutex<Vec<Child>>,
+}
+
+/// A job could not be handed to any child (none would start): the job did
+/// not run and goes back to its queue.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NoChild(String);
+
+impl Children {
+    /// Starts `size` children and waits until each says it is ready.
+    pub(crate) async fn start(config: Isolation, size: usize) -> Result<Arc<Self>, IsolationError> {
+        let program = match &config.program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| IsolationError::NoProgram(e.to_string()))?,
+        };
+        let children = Arc::new(Self {
+            config,
+            program,
+            idle: Mutex::new(Vec::with_capacity(size)),
+        });
+        let started = futures::future::join_all((0..size).map(|_| children.spawn())).await;
+        let mut ready = Vec::with_capacity(size);
+        for child in started {
+            ready.push(child.map_err(|e| IsolationError::Start(e.0))?);
+        }
+        tracing::info!(
+            children = size, program = %children.program.display(),
+            memory_limit_mb = children.config.memory_limit.map(|b| b / (1024 * 1024)),
+            cpu_limit_ms = children.config.cpu_limit.map(|d| d.as_millis() as u64),
+            "process isolation: children started"
+        );
+        children.lock_idle().extend(ready);
+        Ok(children)
+    }
+
+    /// Runs one job in a child. `limit` is its wall-clock timeout.
+    pub(crate) async fn run(
+        &self,
+        class: &str,
+        args: Vec<Value>,
+        ctx: JobContext,
+        limit: Option<Duration>,
+    ) -> Result<Result<(), FailureInfo>, NoChild> {
+        let request = encode(&RunRequest {
+            class: class.to_string(),
+            args,
+            id: ctx.id,
+            queue: ctx.queue,
+            attempt: ctx.attempt,
+            cpu_limit_ms: self.config.cpu_limit.map(|d| d.as_millis() as u64),
+        });
+        let mut child = self.checkout().await?;
+        if child.send(&request).await.is_err() {
+            // It died while idle; the job has not started. One fresh try.
+            tracing::warn!(pid = child.pid, "an idle child process was gone; starting another");
+            drop(child);
+            child = self.spawn().await?;
+            if let Err(e) = child.send(&request).await {
+                return Err(NoChild(format!("a new child process would not take the job: {e}")));
+            }
+        }
+        let answer = match limit {
+            None => read_message(&mut child.output).await,
+            Some(limit) => match tokio::time::timeout(limit, read_message(&mut child.output)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    let pid = child.pid;
+                    child.kill_group();
+                    child.reap().await;
+                    tracing::warn!(pid, class, "a job ran past its timeout; its process was killed");
+                    self.replace().await;
+                    return Ok(Err(timed_out(limit, &format!("its process ({pid}) was killed"))));
+                }
+            },
+        };
+        match answer {
+            Ok(ChildMessage::Done) => {
+                self.give_back(child).await;
+                Ok(Ok(()))
+            }
+            Ok(ChildMessage::Failed {
+                reason,
+                exception,
+                message,
+            }) => {
+                self.give_back(child).await;
+                Ok(Err(FailureInfo {
+                    reason,
+                    exception,
+                    message,
+                }))
+            }
+            Ok(ChildMessage::Ready { .. }) | Err(FrameError::Malformed(_) | FrameError::TooLong) => {
+                // Alive but not making sense: job code wrote to the answer pipe.
+                let pid = child.pid;
+                child.kill_group();
+                child.reap().await;
+                self.replace().await;
+                Ok(Err(FailureInfo {
+                    reason: crate::reason::Reason::JobCrashed,
+                    exception: "job_crashed".into(),
+                    message: format!("the job's process ({pid}) broke the worker protocol and was killed"),
+                }))
+            }
+            Err(FrameError::Closed | FrameError::Io(_)) => {
+                let pid = child.pid;
+                let (status, tail) = child.post_mortem().await;
+                let info = classify(status, &tail, self.limits());
+                tracing::warn!(pid, class, reason = %info.reason, error = %info.message, "a job's process died");
+                self.replace().await;
+                Ok(Err(info))
+            }
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.config.memory_limit,
+            cpu_ms: self.config.cpu_limit.map(|d| d.as_millis() as u64),
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+        // A panic while holding this lock cannot leave the Vec half-changed.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn checkout(&self) -> Result<Child, NoChild> {
+        let idle = self.lock_idle().pop();
+        match idle {
+            Some(child) => Ok(child),
+            // Only after a replacement could not start.
+            None => self.spawn().await,
+        }
+    }
+
+    /// Returns a child after a job, or replaces it when it has done its share.
+    async fn give_back(&self, mut child: Child) {
+        child.jobs += 1;
+        if self.config.jobs_per_child.is_some_and(|n| child.jobs >= n) {
+            child.retire().await;
+            self.replace().await;
+        } else {
+            self.lock_idle().push(child);
+        }
+    }
+
+    /// Starts a child for the next job, so the next job does not wait for one.
+    async fn replace(&self) {
+        match self.spawn().await {
+            Ok(child) => self.lock_idle().push(child),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a replacement child process; will try again at the next job")
+            }
+        }
+    }
+
+    async fn spawn(&self) -> Result<Child, NoChild> {
+        let mut command = Command::new(&self.program);
+        // resq's own settings (Redis URL and password, keys file) stay with
+        // the worker: job code in the child has no use for them.
+        for (name, _) in std::env::vars_os() {
+            let remove = name
+                .to_str()
+                .is_some_and(|n| n.starts_with("RESQ_") || self.config.remove_env.iter().any(|r| r == n));
+            if remove {
+                command.env_remove(&name);
+            }
+        }
+        command
+            .arg0(format!("resq-child (worker {})", std::process::id()))
+            .env(CHILD_ENV, PROTOCOL_VERSION)
+            .env(PARENT_ENV, std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if let Some(log) = std::env::var_os("RESQ_LOG") {
+            command.env("RESQ_LOG", log);
+        }
+        if let Some(bytes) = self.config.memory_limit {
+            command.env(MEMORY_ENV, bytes.to_string());
+        }
+        let mut process = command
+            .spawn()
+            .map_err(|e| NoChild(format!("cannot start {}: {e}", self.program.display())))?;
+        let (Some(input), Some(output), Some(stderr), Some(pid)) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+            process.id(),
+        ) else {
+            return Err(NoChild("a child process started without its pipes".into()));
+        };
+        let mut child = Child {
+            process,
+            pid,
+            input: Some(input),
+            output: BufReader::new(output),
+            stderr: Some(tokio::spawn(forward_stderr(pid, stderr))),
+            jobs: 0,
+            reaped: false,
+        };
+        match tokio::time::timeout(READY_WITHIN, read_message(&mut child.output)).await {
+            Ok(Ok(ChildMessage::Ready { .. })) => Ok(child),
+            other => {
+                let said = match other {
+                    Err(_) => format!("nothing within {} s", READY_WITHIN.as_secs()),
+                    Ok(Ok(m)) => format!("{m:?}"),
+                    Ok(Err(e)) => e.to_string(),
+                };
+                let (_, tail) = child.post_mortem().await;
+                Err(NoChild(format!(
+                    "{} did not start as a resq child ({said}; last words: {:?}). Its main() must call \
+                     resq::worker::isolation::serve_if_child first",
+                    self.program.display(),
+                    tail.lines().last().unwrap_or("")
+                )))
+            }
+        }
+    }
+}
+
+/// One child process and its pipes.
+struct Child {
+    process: tokio::process::Child,
+    pid: u32,
+    /// `None` once closed, which tells the child to exit.
+    input: Option<ChildStdin>,
+    output: BufReader<ChildStdout>,
+    /// Forwards the child's stderr to ours; returns its last lines.
+    stderr: Option<JoinHandle<String>>,
+    jobs: u32,
+    /// Reaped: its pid (the group id) may be reused after its group empties,
+    /// so the group is no longer signalled from `Drop`.
+    reaped: bool,
+}
+
+impl Child {
+    async fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let input = self.input.as_mut().ok_or(std::io::ErrorKind::BrokenPipe)?;
+        input.write_all(line).await?;
+        input.flush().await
+    }
+
+    /// Ends an idle child politely: its stdin closes, it exits, and what it
+    /// wrote last still reaches the log.
+    async fn retire(mut self) {
+        self.input = None;
+        match tokio::time::timeout(REAP_WITHIN, self.process.wait()).await {
+            Ok(Ok(_)) => self.reaped = true,
+            _ => self.kill_group(),
+        }
+    }
+
+    /// SIGKILL to the child's whole process group.
+    fn kill_group(&self) {
+        if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
+            // ESRCH: already gone.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+
+    async fn reap(&mut self) -> Option<ExitStatus> {
+        let status = match tokio::time::timeout(REAP_WITHIN, self.process.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                self.kill_group();
+                tokio::time::timeout(REAP_WITHIN, self.process.wait()).await.ok()?.ok()
+            }
+        };
+        // What the job started dies with it (and lets go of the stderr pipe);
+        // the group cannot be reused while any of it is left.
+        self.kill_group();
+        self.reaped = status.is_some();
+        status
+    }
+
+    /// The child broke off in the middle of a job: how it ended, and what it
+    /// said last.
+    async fn post_mortem(&mut self) -> (Option<ExitStatus>, String) {
+        let status = self.reap().await;
+        let tail = match self.stderr.take() {
+            Some(task) => tokio::time::timeout(REAP_WITHIN, task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        if let Some(status) = status {
+            tracing::debug!(
+                pid = self.pid,
+                signal = status.signal(),
+                code = status.code(),
+                "child process reaped"
+            );
+        }
+        (status, tail)
+    }
+}
+
+impl Drop for Child {
+    /// Kills what is left of the child. The stderr task is left to drain the
+    /// pipe: it ends when the last process holding the pipe is gone.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill_group();
+        }
+    }
+}
+
+/// Copies a child's stderr to the worker's, line by line (control
+/// characters replaced, so job output cannot drive the operator's terminal),
+/// and returns the last lines when the pipe closes.
+async fn forward_stderr(pid: u32, stderr: ChildStderr) -> String {
+    const MAX_LINE: u64 = 16 * 1024;
+    let mut reader = BufReader::new(stderr);
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::with_capacity(TAIL_LINES);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line: String = String::from_utf8_lossy(&buf)
+                    .trim_end()
+                    .chars()
+                    .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                    .collect();
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr().lock(), "[child {pid}] {line}");
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.chars().take(TAIL_LINE_CHARS).collect());
+            }
+        }
+    }
+    tail.into_iter().collect::<Vec<_>>().join("\n")
+}
