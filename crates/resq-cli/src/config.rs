@@ -27,6 +27,48 @@ pub struct FileConfig {
     pub security: SecuritySection,
     #[serde(default)]
     pub isolation: IsolationSection,
+    /// Recurring jobs (`[[cron]]` tables), fired by every worker, each tick once.
+    #[serde(default)]
+    pub cron: Vec<CronSection>,
+}
+
+/// One `[[cron]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronSection {
+    pub name: String,
+    /// Five fields (minute hour day month weekday), six with seconds first,
+    /// or `@hourly`, `@daily`, ...
+    pub schedule: String,
+    pub class: String,
+    /// A JSON-like array (Resque's args) or one table (shorthand for `[table]`).
+    pub args: Option<serde_json::Value>,
+    pub queue: Option<String>,
+    /// IANA zone whose wall clock the schedule follows (default UTC).
+    pub time_zone: Option<String>,
+    /// How late (seconds) the latest missed tick may still fire (default 300).
+    pub missed_grace_s: Option<u64>,
+}
+
+impl CronSection {
+    pub fn entry(&self) -> Result<resq::cron::CronEntry, resq::cron::CronError> {
+        let args = match &self.args {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items.clone(),
+            Some(one) => vec![one.clone()],
+        };
+        let mut entry = resq::cron::CronEntry::new(&self.name, &self.schedule, &self.class, args)?;
+        if let Some(zone) = &self.time_zone {
+            entry = entry.with_time_zone(zone)?;
+        }
+        if let Some(queue) = &self.queue {
+            entry = entry.with_queue(queue)?;
+        }
+        if let Some(s) = self.missed_grace_s {
+            entry = entry.with_missed_grace(Duration::from_secs(s));
+        }
+        Ok(entry)
+    }
 }
 
 /// `[isolation]`: run jobs in child processes (`resq worker --isolation process`).
@@ -127,6 +169,8 @@ pub enum ConfigError {
     Keys(#[from] resq::KeyringError),
     #[error("security.allow_unsigned entry {0:?} is not a valid queue glob")]
     BadAllowUnsigned(String),
+    #[error("{0}")]
+    Cron(resq::cron::CronError),
 }
 
 /// Everything a command needs, resolved.
@@ -140,6 +184,8 @@ pub struct Settings {
     pub keys_file: Option<PathBuf>,
     pub allow_unsigned: Vec<glob::Pattern>,
     pub isolation: IsolationSection,
+    /// Recurring jobs, checked (expression, zone, names) when loaded.
+    pub cron: Vec<resq::cron::CronEntry>,
     /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
     /// kept from job child processes.
     pub secret_env: Vec<String>,
@@ -219,7 +265,13 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         limits,
         security,
         mut isolation,
+        cron,
     } = file;
+    let cron = cron
+        .iter()
+        .map(CronSection::entry)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ConfigError::Cron)?;
     let namespace = env
         .var("RESQ_NAMESPACE")
         .or(namespace)
@@ -296,6 +348,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         keys_file,
         allow_unsigned,
         isolation,
+        cron,
         secret_env,
         source,
     })
@@ -403,6 +456,35 @@ mod tests {
         assert_eq!(s.redis.unwrap().password.unwrap().expose_secret(), "named");
         let err = parse("[redis]\nurl = \"redis://h\"\npassword_env = \"MY_PW\"\n", &env(&[])).unwrap_err();
         assert!(err.to_string().contains("MY_PW"));
+    }
+
+    #[test]
+    fn cron_tables_become_checked_entries() {
+        let s = parse(
+            "[[cron]]\nname = \"report\"\nschedule = \"0 3 * * *\"\nclass = \"Echo\"\n\
+             args = { message = \"nightly\" }\ntime_zone = \"Europe/Berlin\"\nmissed_grace_s = 60\n\
+             [[cron]]\nname = \"tick\"\nschedule = \"*/10 * * * * *\"\nclass = \"Sleep\"\nargs = [{ ms = 1 }]\nqueue = \"low\"\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let report = &s.cron[0];
+        assert_eq!((report.name.as_str(), report.time_zone()), ("report", "Europe/Berlin"));
+        assert_eq!(report.args, vec![serde_json::json!({"message": "nightly"})]);
+        assert_eq!(report.missed_grace, Duration::from_secs(60));
+        assert_eq!(s.cron[1].queue.as_deref(), Some("low"));
+        let cases = [
+            ("schedule = \"61 * * * *\"", "not a cron expression"),
+            (
+                "schedule = \"@daily\"\ntime_zone = \"Nowhere/Land\"",
+                "unknown time zone",
+            ),
+            ("schedule = \"@daily\"\nevery = 3", "unknown field"),
+        ];
+        for (extra, phrase) in cases {
+            let text = format!("[[cron]]\nname = \"x\"\nclass = \"Echo\"\n{extra}\n");
+            let err = parse(&text, &env(&[])).unwrap_err().to_string();
+            assert!(err.contains(phrase), "{err}");
+        }
     }
 
     #[test]

@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         action: admin_cmds::ScheduleAction,
     },
+    /// Recurring jobs from `[[cron]]` in resq.toml.
+    Cron {
+        #[command(subcommand)]
+        action: admin_cmds::CronAction,
+    },
     /// Make signing and encryption keys.
     Keys {
         #[command(subcommand)]
@@ -176,6 +181,7 @@ fn main() -> ExitCode {
             Command::Expired { action } => admin_cmds::expired(&settings, action).await,
             Command::Scheduled { action } => admin_cmds::schedule(&settings, resq::Schedule::Scheduled, action).await,
             Command::RetrySet { action } => admin_cmds::schedule(&settings, resq::Schedule::Retry, action).await,
+            Command::Cron { action } => admin_cmds::cron(&settings, action).await,
             Command::Keys { action } => keys_cmd::keys(action),
             Command::Jobs { action } => keys_cmd::jobs(action),
         }

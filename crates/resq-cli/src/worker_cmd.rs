@@ -108,6 +108,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
     let (control, rx) = Control::new();
     spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
     let report = Worker::new(store, demo_jobs::registry(), config)
+        .with_cron(settings.cron.clone())
         .run(rx)
         .await
         .map_err(Failure::usage)?;

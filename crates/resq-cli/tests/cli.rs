@@ -442,3 +442,58 @@ async fn expired_jobs_are_listed_after_a_sweep() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cron_tick_with_three_workers_runs_once() {
+    let env = Env::start().await;
+    let config = env.dir.path().join("resq.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[cron]]\nname = \"every-second\"\nschedule = \"* * * * * *\"\nclass = \"Echo\"\n\
+         args = { message = \"tick\" }\nqueue = \"cron\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    // Held in the queue while the workers fire, so every fired job can be counted.
+    assert!(env.run(&["queue", "pause", "cron"]).status.success());
+    let mut workers: Vec<_> = (0..3).map(|_| env.spawn_worker(&["--queues", "cron"])).collect();
+    env.wait_until("four ticks fired", || async {
+        env.llen("resque:queue:cron").await >= 4
+    })
+    .await;
+    for w in &workers {
+        signal(w, libc::SIGQUIT);
+    }
+    for w in &mut workers {
+        assert!(wait_child(w).success());
+    }
+    let jobs: Vec<String> = redis::cmd("LRANGE")
+        .arg("resque:queue:cron")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    let ticks: Vec<u64> = jobs
+        .iter()
+        .map(|j| {
+            let v: Value = serde_json::from_str(j).unwrap();
+            let mark = v["unique"].as_str().unwrap();
+            mark.strip_prefix("cron:every-second:").unwrap().parse().unwrap()
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<u64> = ticks.iter().copied().collect();
+    assert_eq!(distinct.len(), ticks.len(), "a tick fired twice: {ticks:?}");
+    assert!(ticks.windows(2).all(|w| w[0] < w[1]), "ticks in order: {ticks:?}");
+    assert!(ticks.iter().all(|t| t % 1000 == 0), "{ticks:?}");
+
+    let listed = json_out(&env.run(&["cron", "list", "--json"]));
+    assert_eq!(listed["entries"][0]["name"], "every-second");
+    assert_eq!(listed["entries"][0]["queue"], "cron");
+    assert!(listed["entries"][0]["last_fired"].is_string(), "{listed}");
+
+    // The fired jobs are ordinary signed jobs: they run once resumed.
+    assert!(env.run(&["queue", "resume", "cron"]).status.success());
+    let o = env.run(&["worker", "--queues", "cron", "--burst"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("echo [cron]: tick"), "{}", stdout(&o));
+}

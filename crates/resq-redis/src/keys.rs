@@ -104,6 +104,10 @@ impl Keys {
     pub fn queue_caps(&self) -> String {
         self.k("resq:queue-caps")
     }
+    /// Recurring jobs: each entry's last fired tick (hash name -> Unix ms).
+    pub fn cron_last(&self) -> String {
+        self.k("resq:cron:last")
+    }
     /// The counter that hands out in-flight tokens to one worker.
     pub fn inflight_seq(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-seq:{worker}"))

@@ -18,3 +18,4 @@ pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include
 pub(crate) static ENQUEUE_UNIQUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/enqueue_unique.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+pub(crate) static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cron_fire.lua")));

@@ -568,6 +568,59 @@ impl Store for RedisStore {
         }
     }
 
+    async fn fire_cron(
+        &self,
+        name: &str,
+        tick_ms: u64,
+        job: &OutgoingJob,
+    ) -> Result<resq::store::CronFired, StoreError> {
+        use resq::store::CronFired;
+        let reply: Vec<Value> = scripts::CRON_FIRE
+            .key(self.keys.cron_last())
+            .key(self.keys.queues())
+            .key(self.keys.queue(&job.queue))
+            .key(self.keys.queue_caps())
+            .arg(name)
+            .arg(tick_ms)
+            .arg(&job.queue)
+            .arg(&job.payload)
+            .arg(self.keys.wake_channel())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0), Value::Int(previous)] => Ok(CronFired::Fired {
+                previous: u64::try_from(*previous).ok(),
+            }),
+            [Value::Int(1), Value::Int(last)] => Ok(CronFired::AlreadyFired {
+                last: (*last).max(0) as u64,
+            }),
+            [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Ok(CronFired::QueueFull {
+                    queue: String::from_utf8_lossy(queue).into_owned(),
+                    cap: (*cap).max(0) as u64,
+                    length: (*length).max(0) as u64,
+                })
+            }
+            _ => Err(StoreError::Protocol("cron script answered something unexpected".into())),
+        }
+    }
+
+    async fn cron_last_fired(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let marks: Vec<(String, String)> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.cron_last())
+            .await
+            .map_err(store_err)?;
+        // Marks are written by the script only; one that is not a number is
+        // left out rather than trusted.
+        Ok(marks
+            .into_iter()
+            .filter_map(|(name, tick)| Some((name, tick.parse().ok()?)))
+            .collect())
+    }
+
     async fn sweep_expired(
         &self,
         now_ms: u64,

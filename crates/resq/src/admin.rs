@@ -202,6 +202,11 @@ impl Admin {
     }
 
     /// Empties the failed list; returns how many records were removed.
+    /// Each recurring entry's last fired tick (Unix ms), by name.
+    pub async fn cron_last_fired(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.store.cron_last_fired().await
+    }
+
     pub async fn clear_failed(&self) -> Result<u64, StoreError> {
         self.store.failed_clear().await
     }

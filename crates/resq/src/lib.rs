@@ -39,6 +39,7 @@
 pub mod admin;
 pub mod client;
 pub mod clock;
+pub mod cron;
 pub mod envelope;
 pub mod failure;
 pub mod job;

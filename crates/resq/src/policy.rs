@@ -89,6 +89,11 @@ impl Policy {
         self
     }
 
+    /// The registry the policy checks classes and arguments against.
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
+    }
+
     /// Checks a job and turns it into the stored envelope bytes; returns its id.
     pub fn seal(
         &self,

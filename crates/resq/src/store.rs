@@ -92,6 +92,18 @@ pub enum Uniqueness {
     Duplicate(String),
 }
 
+/// What firing one tick of a recurring job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CronFired {
+    /// This call pushed the tick's job. `previous` is the tick fired before
+    /// it (Unix ms), if any.
+    Fired { previous: Option<u64> },
+    /// Another worker fired this tick (or a later one) first.
+    AlreadyFired { last: u64 },
+    /// The queue was at its cap: the tick is spent and no job was pushed.
+    QueueFull { queue: String, cap: u64, length: u64 },
+}
+
 /// The two time-ordered sets: jobs enqueued to run later, and retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -228,6 +240,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many expired jobs the sweeper has removed.
     async fn expired_total(&self) -> Result<u64, StoreError>;
+
+    /// Pushes `job` as tick `tick_ms` of the recurring entry `name`, unless
+    /// that tick or a later one was fired already: check, mark and push are
+    /// one atomic step, so many workers fire each tick once.
+    async fn fire_cron(&self, name: &str, tick_ms: u64, job: &OutgoingJob) -> Result<CronFired, StoreError>;
+
+    /// Every recurring entry's last fired tick (Unix ms).
+    async fn cron_last_fired(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Pauses (or resumes) fetching from one queue, for every worker.
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;

@@ -21,12 +21,14 @@ pub(crate) async fn launch(
     worker: Worker,
     mut control: ControlReceiver,
     children: Option<Arc<super::isolation::Children>>,
+    cron: Option<crate::cron::CronScheduler>,
 ) -> WorkerReport {
     let Worker {
         store,
         registry,
         config,
         observer,
+        cron: _,
     } = worker;
     let id = config.worker_id();
     let ttl_ms = config.liveness_ttl.as_millis() as u64;
@@ -76,6 +78,11 @@ pub(crate) async fn launch(
         id.clone(),
         config.sweep_interval,
     ));
+    let cron = cron.map(|scheduler| {
+        let names: Vec<&str> = scheduler.entries().map(|(e, _)| e.name.as_str()).collect();
+        tracing::info!(entries = ?names, "firing recurring jobs (each tick once across all workers)");
+        tokio::spawn(scheduler.run())
+    });
     let reaper = tokio::spawn(reaper::run(
         Arc::clone(&store),
         config.reap_interval,
@@ -121,6 +128,9 @@ pub(crate) async fn launch(
     reaper.abort();
     scheduler.abort();
     sweeper.abort();
+    if let Some(cron) = cron {
+        cron.abort();
+    }
     for attempt in 1..=5u32 {
         match store.unregister_worker(&id).await {
             Ok(()) => break,

@@ -147,6 +147,8 @@ pub enum WorkerError {
     NoKeys,
     #[error("{0}")]
     Isolation(#[from] isolation::IsolationError),
+    #[error("recurring jobs: {0}")]
+    Cron(String),
 }
 
 /// A worker process's job runner.
@@ -168,6 +170,7 @@ pub struct Worker {
     registry: Registry,
     config: WorkerConfig,
     observer: Option<Observer>,
+    cron: Vec<crate::cron::CronEntry>,
 }
 
 impl Worker {
@@ -177,7 +180,16 @@ impl Worker {
             registry,
             config,
             observer: None,
+            cron: Vec::new(),
         }
+    }
+
+    /// Also fires these recurring jobs (not in burst mode). Give every worker
+    /// the same entries: each tick is enqueued once however many run them.
+    /// Needs a signing key.
+    pub fn with_cron(mut self, entries: Vec<crate::cron::CronEntry>) -> Self {
+        self.cron = entries;
+        self
     }
 
     /// Calls `observer` after every job.
@@ -187,7 +199,7 @@ impl Worker {
     }
 
     /// Runs until the queues are empty (burst) or the control says stop/quit.
-    pub async fn run(self, control: ControlReceiver) -> Result<WorkerReport, WorkerError> {
+    pub async fn run(mut self, control: ControlReceiver) -> Result<WorkerReport, WorkerError> {
         if self.config.concurrency == 0 {
             return Err(WorkerError::ZeroConcurrency);
         }
@@ -197,10 +209,23 @@ impl Worker {
         if !self.config.keyring.has_verification_keys() && self.config.allow_unsigned.is_empty() {
             return Err(WorkerError::NoKeys);
         }
+        // A burst worker drains and exits: it fires no recurring jobs.
+        let cron = if self.cron.is_empty() || self.config.burst {
+            None
+        } else {
+            let policy = crate::policy::Policy::new(Arc::clone(&self.config.keyring))
+                .map_err(|e| WorkerError::Cron(format!("workers sign the jobs they fire: {e}")))?
+                .with_registry(self.registry.clone());
+            let entries = std::mem::take(&mut self.cron);
+            Some(
+                crate::cron::CronScheduler::new(entries, policy, Arc::clone(&self.store))
+                    .map_err(|e| WorkerError::Cron(e.to_string()))?,
+            )
+        };
         let children = match &self.config.isolation {
             Some(isolation) => Some(isolation::Children::start(isolation.clone(), self.config.concurrency).await?),
             None => None,
         };
-        Ok(launch::launch(self, control, children).await)
+        Ok(launch::launch(self, control, children, cron).await)
     }
 }

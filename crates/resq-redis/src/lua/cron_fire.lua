@@ -1,0 +1,28 @@
+-- Fire one tick of a recurring job, at most once across every worker: the
+-- tick is fired only if it is later than the entry's last fired tick, and
+-- the new mark, the cap check and the push happen together. A full queue
+-- spends the tick (it is not tried again) and says so.
+--
+-- KEYS[1] resq:cron:last (hash entry -> last fired tick, Unix ms)
+-- KEYS[2] resque:queues  KEYS[3] resque:queue:<q>  KEYS[4] resq:queue-caps
+-- ARGV[1] entry name  ARGV[2] tick (ms)  ARGV[3] queue name  ARGV[4] job
+-- ARGV[5] wake channel
+-- Returns {0, previous tick or -1} fired, {1, last tick} already fired,
+-- {2, queue, cap, length} queue full.
+local previous = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local tick = tonumber(ARGV[2])
+if tick <= previous then
+  return {1, previous}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local cap = redis.call('HGET', KEYS[4], ARGV[3])
+if cap then
+  local length = redis.call('LLEN', KEYS[3])
+  if length + 1 > tonumber(cap) then
+    return {2, ARGV[3], tonumber(cap), length}
+  end
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[4])
+pcall(redis.call, 'PUBLISH', ARGV[5], '')
+return {0, previous}

@@ -1,0 +1,467 @@
+//! Recurring jobs: a name, a cron expression in a time zone, and the job to
+//! enqueue at each tick.
+//!
+//! Every worker given the schedule watches it, and the store lets exactly one
+//! of them enqueue each tick: a tick is fired only if it is later than the
+//! entry's last fired tick, and the check, the new mark and the push are one
+//! atomic step. So three workers (or thirty) make one job per tick.
+//!
+//! Missed ticks: when no worker ran at a tick, the most recent missed tick is
+//! fired once, late, if it is at most `missed_grace` old (default five
+//! minutes); older ones are skipped, counted in the log, never fired in a
+//! burst. A newly added entry therefore never fires a tick from before it
+//! was deployed, unless that tick is within the grace.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use croner::Cron;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+use serde_json::Value;
+
+use crate::names::{check_class, check_queue};
+use crate::policy::{Policy, PolicyError, SealOptions};
+use crate::store::{CronFired, OutgoingJob, Store, StoreError};
+
+/// One recurring job.
+///
+/// ```
+/// use resq::cron::CronEntry;
+///
+/// let entry = CronEntry::new("nightly-report", "0 3 * * *", "Report", vec![serde_json::json!({"kind": "daily"})])
+///     .unwrap()
+///     .with_time_zone("Europe/Berlin")
+///     .unwrap();
+/// // 2026-11-24 12:00 UTC: the latest 03:00 in Berlin was 02:00 UTC that day.
+/// let noon = 1_795_521_600_000;
+/// assert_eq!(entry.latest_tick(noon), Some(1_795_485_600_000));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CronEntry {
+    /// Unique in a deployment; the key of the entry's last-fired mark.
+    pub name: String,
+    pub class: String,
+    /// `None`: the class's queue when the worker knows it, else `default`.
+    pub queue: Option<String>,
+    pub args: Vec<Value>,
+    /// How late the latest missed tick may still fire.
+    pub missed_grace: Duration,
+    expression: String,
+    cron: Cron,
+    time_zone: TimeZone,
+}
+
+/// A recurring job that cannot be scheduled as written.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error("cron entry name {0:?} is not allowed: use 1-64 letters, digits, '_', '-' or '.'")]
+    BadName(String),
+    #[error("cron entry {name}: {expression:?} is not a cron expression: {message}")]
+    BadExpression {
+        name: String,
+        expression: String,
+        message: String,
+    },
+    #[error("cron entry {name}: unknown time zone {zone:?} (use an IANA name such as Europe/Berlin)")]
+    BadTimeZone { name: String, zone: String },
+    #[error("cron entry {name}: {message}")]
+    BadJob { name: String, message: String },
+    #[error("cron entry {0} is listed twice")]
+    Duplicate(String),
+}
+
+/// Five minutes: a deploy or a restart does not lose a tick.
+pub const DEFAULT_MISSED_GRACE: Duration = Duration::from_secs(300);
+
+impl CronEntry {
+    /// An entry in UTC. `expression` has five fields (minute hour day month
+    /// weekday), or six with seconds first; `@daily` and friends work too.
+    pub fn new(name: &str, expression: &str, class: &str, args: Vec<Value>) -> Result<Self, CronError> {
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !name_ok {
+            return Err(CronError::BadName(name.chars().take(80).collect()));
+        }
+        let cron = Cron::from_str(expression).map_err(|e| CronError::BadExpression {
+            name: name.to_string(),
+            expression: expression.to_string(),
+            message: e.to_string(),
+        })?;
+        check_class(class).map_err(|e| CronError::BadJob {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            class: class.to_string(),
+            queue: None,
+            args,
+            missed_grace: DEFAULT_MISSED_GRACE,
+            expression: expression.to_string(),
+            cron,
+            time_zone: TimeZone::UTC,
+        })
+    }
+
+    /// Ticks follow the wall clock of this IANA zone (DST included).
+    pub fn with_time_zone(mut self, zone: &str) -> Result<Self, CronError> {
+        self.time_zone = TimeZone::get(zone).map_err(|_| CronError::BadTimeZone {
+            name: self.name.clone(),
+            zone: zone.to_string(),
+        })?;
+        Ok(self)
+    }
+
+    pub fn with_queue(mut self, queue: &str) -> Result<Self, CronError> {
+        check_queue(queue).map_err(|e| CronError::BadJob {
+            name: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        self.queue = Some(queue.to_string());
+        Ok(self)
+    }
+
+    pub fn with_missed_grace(mut self, grace: Duration) -> Self {
+        self.missed_grace = grace;
+        self
+    }
+
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// The time zone's IANA name (`UTC` by default).
+    pub fn time_zone(&self) -> &str {
+        self.time_zone.iana_name().unwrap_or("UTC")
+    }
+
+    /// The latest tick at or before `now_ms` (Unix ms).
+    pub fn latest_tick(&self, now_ms: u64) -> Option<u64> {
+        let at = self.zoned(now_ms)?;
+        let tick = self.cron.find_previous_occurrence(&at, true).ok()?;
+        u64::try_from(tick.timestamp().as_millisecond()).ok()
+    }
+
+    /// The first tick after `now_ms`.
+    pub fn next_tick(&self, now_ms: u64) -> Option<u64> {
+        let at = self.zoned(now_ms)?;
+        let tick = self.cron.find_next_occurrence(&at, false).ok()?;
+        u64::try_from(tick.timestamp().as_millisecond()).ok()
+    }
+
+    fn zoned(&self, ms: u64) -> Option<Zoned> {
+        let ts = Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()?;
+        Some(ts.to_zoned(self.time_zone.clone()))
+    }
+
+    /// Which tick to fire at `now_ms`, given the last one fired (`None`:
+    /// never). Missed ticks older than the grace are skipped.
+    pub fn due(&self, now_ms: u64, last_fired: Option<u64>) -> Due {
+        let Some(tick) = self.latest_tick(now_ms) else {
+            return Due::Nothing;
+        };
+        if last_fired.is_some_and(|last| tick <= last) {
+            return Due::Nothing;
+        }
+        let late_ms = now_ms - tick;
+        if late_ms > self.missed_grace.as_millis() as u64 {
+            return Due::TooLate { tick };
+        }
+        Due::Fire { tick }
+    }
+}
+
+/// What one look at an entry found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// The latest tick already fired (or none exists).
+    Nothing,
+    /// This tick (Unix ms) is due and was not fired yet.
+    Fire { tick: u64 },
+    /// The latest tick was missed by more than the grace: skipped.
+    TooLate { tick: u64 },
+}
+
+/// Checks that no two entries share a name.
+pub fn check_unique_names(entries: &[CronEntry]) -> Result<(), CronError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for e in entries {
+        if !seen.insert(e.name.as_str()) {
+            return Err(CronError::Duplicate(e.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Fires the due ticks of a set of entries: a producer (policy, envelope,
+/// store) that every worker runs; the store keeps each tick to one job.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # async fn demo(store: Arc<dyn resq::Store>, keyring: Arc<resq::Keyring>, registry: resq::Registry) -> Result<(), Box<dyn std::error::Error>> {
+/// use resq::cron::{CronEntry, CronScheduler};
+/// let entries = vec![CronEntry::new("cleanup", "*/15 * * * *", "Sleep", vec![serde_json::json!({"ms": 10})])?];
+/// let policy = resq::Policy::new(keyring)?.with_registry(registry);
+/// let scheduler = CronScheduler::new(entries, policy, store)?;
+/// tokio::spawn(scheduler.run()); // Worker::with_cron does this for you
+/// # Ok(()) }
+/// ```
+pub struct CronScheduler {
+    entries: Vec<(CronEntry, String)>,
+    policy: Policy,
+    store: Arc<dyn Store>,
+    /// Per entry, the latest tick this process already dealt with, so a
+    /// tick is asked about once per process, not once per loop.
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+/// What one entry's look at the clock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// This process pushed the tick's job (`missed`: earlier ticks that no
+    /// worker fired, skipped by the policy).
+    Fired { tick: u64, job_id: String, missed: u64 },
+    /// Another worker had fired it.
+    AlreadyFired { tick: u64 },
+    /// Missed by more than the grace: skipped.
+    TooLate { tick: u64 },
+    /// The queue was full: the tick is spent.
+    QueueFull { tick: u64, queue: String },
+}
+
+impl CronScheduler {
+    /// Checks every entry against the policy (the class must be known and
+    /// its arguments valid) so a bad entry fails at start-up, not at 3 a.m.
+    pub fn new(entries: Vec<CronEntry>, policy: Policy, store: Arc<dyn Store>) -> Result<Self, CronError> {
+        check_unique_names(&entries)?;
+        let mut resolved = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let queue = entry
+                .queue
+                .clone()
+                .or_else(|| {
+                    policy
+                        .registry()
+                        .and_then(|r| r.info(&entry.class))
+                        .map(|i| i.queue.to_string())
+                })
+                .unwrap_or_else(|| "default".to_string());
+            policy
+                .seal(&entry.class, &queue, entry.args.clone(), SealOptions::default())
+                .map_err(|e| CronError::BadJob {
+                    name: entry.name.clone(),
+                    message: e.to_string(),
+                })?;
+            resolved.push((entry, queue));
+        }
+        Ok(Self {
+            entries: resolved,
+            policy,
+            store,
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The entries and the queue each one enqueues on.
+    pub fn entries(&self) -> impl Iterator<Item = (&CronEntry, &str)> {
+        self.entries.iter().map(|(e, q)| (e, q.as_str()))
+    }
+
+    /// Fires what is due at `now_ms` (Unix ms). A store error leaves the tick
+    /// to the next look.
+    pub async fn fire_due(&self, now_ms: u64) -> Vec<(String, Result<TickOutcome, CronFireError>)> {
+        let mut outcomes = Vec::new();
+        for (entry, queue) in &self.entries {
+            let Some(latest) = entry.latest_tick(now_ms) else {
+                continue;
+            };
+            if self.lock_seen().get(&entry.name) == Some(&latest) {
+                continue;
+            }
+            let outcome = match entry.due(now_ms, None) {
+                Due::Nothing => continue,
+                Due::TooLate { tick } => Ok(TickOutcome::TooLate { tick }),
+                Due::Fire { tick } => self.fire(entry, queue, tick).await,
+            };
+            if outcome.is_ok() {
+                self.lock_seen().insert(entry.name.clone(), latest);
+            }
+            outcomes.push((entry.name.clone(), outcome));
+        }
+        outcomes
+    }
+
+    async fn fire(&self, entry: &CronEntry, queue: &str, tick: u64) -> Result<TickOutcome, CronFireError> {
+        let options = SealOptions {
+            unique: Some(format!("cron:{}:{tick}", entry.name)),
+            ..Default::default()
+        };
+        let (job_id, payload) = self.policy.seal(&entry.class, queue, entry.args.clone(), options)?;
+        let job = OutgoingJob {
+            queue: queue.to_string(),
+            payload,
+        };
+        Ok(match self.store.fire_cron(&entry.name, tick, &job).await? {
+            CronFired::Fired { previous } => TickOutcome::Fired {
+                tick,
+                job_id,
+                missed: previous.map_or(0, |p| self.ticks_between(entry, p, tick)),
+            },
+            CronFired::AlreadyFired { .. } => TickOutcome::AlreadyFired { tick },
+            CronFired::QueueFull { queue, .. } => TickOutcome::QueueFull { tick, queue },
+        })
+    }
+
+    /// Ticks strictly between two fired ticks (counted up to a bound).
+    fn ticks_between(&self, entry: &CronEntry, from: u64, to: u64) -> u64 {
+        let mut n = 0;
+        let mut at = from;
+        while let Some(next) = entry.next_tick(at) {
+            if next >= to || n == 10_000 {
+                break;
+            }
+            n += 1;
+            at = next;
+        }
+        n
+    }
+
+    fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // The map holds plain numbers: a panic elsewhere cannot break it.
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks at the clock until dropped: at every tick (at least once a
+    /// second, so a clock change is seen), logging what happened.
+    pub async fn run(self) {
+        loop {
+            let now_ms = (crate::clock::now_unix() * 1000.0) as u64;
+            for (name, outcome) in self.fire_due(now_ms).await {
+                match outcome {
+                    Ok(TickOutcome::Fired { tick, job_id, missed }) => tracing::info!(
+                        cron = %name, tick_ms = tick, late_ms = now_ms.saturating_sub(tick), missed, job = %job_id,
+                        "recurring job enqueued"
+                    ),
+                    Ok(TickOutcome::AlreadyFired { tick }) => {
+                        tracing::debug!(cron = %name, tick_ms = tick, "tick fired by another worker")
+                    }
+                    Ok(TickOutcome::TooLate { tick }) => tracing::warn!(
+                        cron = %name, tick_ms = tick, late_ms = now_ms.saturating_sub(tick),
+                        "missed tick skipped: no worker ran then, and it is older than the entry's missed_grace"
+                    ),
+                    Ok(TickOutcome::QueueFull { tick, queue }) => tracing::error!(
+                        cron = %name, tick_ms = tick, queue = %queue, "queue full: this tick's job was not enqueued"
+                    ),
+                    Err(e) => tracing::warn!(cron = %name, error = %e, "could not fire a recurring job; will retry"),
+                }
+            }
+            let now_ms = (crate::clock::now_unix() * 1000.0) as u64;
+            let next = self
+                .entries
+                .iter()
+                .filter_map(|(e, _)| e.next_tick(now_ms))
+                .min()
+                .map_or(1000, |t| t.saturating_sub(now_ms));
+            tokio::time::sleep(Duration::from_millis(next.clamp(5, 1000))).await;
+        }
+    }
+}
+
+/// A tick that could not be fired now (it will be tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum CronFireError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+    /// 2026-11-24 00:00:00 UTC.
+    const DAY: u64 = 1_795_478_400_000;
+
+    fn entry(expr: &str) -> CronEntry {
+        CronEntry::new("e", expr, "Echo", vec![]).unwrap()
+    }
+
+    #[test]
+    fn ticks_of_common_expressions() {
+        let cases = [
+            ("*/5 * * * *", DAY + 12 * MIN + 3_000, DAY + 10 * MIN, DAY + 15 * MIN),
+            ("0 3 * * *", DAY + 3 * 60 * MIN, DAY + 3 * 60 * MIN, DAY + 27 * 60 * MIN),
+            ("* * * * * *", DAY + 1_500, DAY + 1_000, DAY + 2_000),
+            ("@hourly", DAY + 61 * MIN, DAY + 60 * MIN, DAY + 120 * MIN),
+        ];
+        for (expr, now, latest, next) in cases {
+            let e = entry(expr);
+            assert_eq!(e.latest_tick(now), Some(latest), "{expr} latest");
+            assert_eq!(e.next_tick(now), Some(next), "{expr} next");
+        }
+    }
+
+    #[test]
+    fn time_zones_follow_the_local_wall_clock() {
+        let berlin = entry("0 9 * * *").with_time_zone("Europe/Berlin").unwrap();
+        // 09:00 in Berlin in November (CET, UTC+1) is 08:00 UTC.
+        assert_eq!(berlin.next_tick(DAY), Some(DAY + 8 * 60 * MIN));
+        assert!(matches!(
+            entry("0 9 * * *").with_time_zone("Mars/Olympus"),
+            Err(CronError::BadTimeZone { .. })
+        ));
+    }
+
+    #[test]
+    fn missed_ticks_policy() {
+        let every_minute = entry("* * * * *");
+        let now = DAY + 10 * MIN + 5_000;
+        let latest = DAY + 10 * MIN;
+        // Fired already: nothing. Never fired, tick just passed: fire it.
+        assert_eq!(every_minute.due(now, Some(latest)), Due::Nothing);
+        assert_eq!(every_minute.due(now, None), Due::Fire { tick: latest });
+        // Down for four minutes: only the latest tick fires, once.
+        assert_eq!(every_minute.due(now, Some(DAY + 6 * MIN)), Due::Fire { tick: latest });
+        // A daily entry deployed at noon does not fire this morning's tick.
+        let daily = entry("0 3 * * *");
+        let noon = DAY + 12 * 60 * MIN;
+        assert_eq!(
+            daily.due(noon, None),
+            Due::TooLate {
+                tick: DAY + 3 * 60 * MIN
+            }
+        );
+        // ... but a worker back ten minutes after 03:00 fires it, late, once.
+        let grace = daily.clone().with_missed_grace(Duration::from_secs(900));
+        assert_eq!(
+            grace.due(DAY + 3 * 60 * MIN + 10 * MIN, Some(DAY - 21 * 60 * MIN)),
+            Due::Fire {
+                tick: DAY + 3 * 60 * MIN
+            }
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_their_name() {
+        let cases: [(&str, &str, &str, &str); 5] = [
+            ("", "* * * * *", "Echo", "name"),
+            ("has space", "* * * * *", "Echo", "name"),
+            ("ok", "61 * * * *", "Echo", "not a cron expression"),
+            ("ok", "every day", "Echo", "not a cron expression"),
+            ("ok", "* * * * *", "bad class!", "ok"),
+        ];
+        for (name, expr, class, phrase) in cases {
+            let err = CronEntry::new(name, expr, class, vec![]).unwrap_err().to_string();
+            assert!(err.contains(phrase), "{err}");
+        }
+        let twice = [entry("* * * * *"), entry("@daily")];
+        assert!(matches!(check_unique_names(&twice), Err(CronError::Duplicate(_))));
+    }
+}
