@@ -26,6 +26,9 @@
 //! }
 //! ```
 //!
+//! A job's `before_perform` and `after_perform` hooks run in the child with
+//! it; `on_retry` and `on_failure` run in the worker (the child may be dead).
+//!
 //! The children run as the worker's user: this stops runaway jobs, it is not
 //! a sandbox against hostile code. They do not inherit resq's own settings
 //! (`RESQ_*`, which carry the Redis address and password), nor any variable
