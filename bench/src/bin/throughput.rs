@@ -202,24 +202,26 @@ impl Bench {
 
     /// Runs `workers` `resq worker --burst` processes over `spec`; returns jobs/s and peak RSS (KiB).
     fn process(&self, spec: &str, n: usize, workers: usize, open: bool) -> (f64, u64) {
+        self.process_with(spec, n, workers, open, None)
+    }
+
+    /// `process`, with jobs in `children` child processes per worker when given.
+    fn process_with(&self, spec: &str, n: usize, workers: usize, open: bool, children: Option<usize>) -> (f64, u64) {
         let start = Instant::now();
+        let concurrency = children.map_or_else(|| self.concurrency(), |c| c.to_string());
         let mut children: Vec<std::process::Child> = (0..workers)
             .map(|_| {
                 let mut cmd = Command::new(&self.args.resq);
-                cmd.args([
-                    "worker",
-                    "--queues",
-                    spec,
-                    "--concurrency",
-                    &self.concurrency(),
-                    "--burst",
-                ])
-                .env("RESQ_REDIS_URL", self.redis.url())
-                .env("RESQ_KEYS_FILE", &self.keys)
-                .env("RESQ_LOG", "warn")
-                .current_dir(&self.dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+                cmd.args(["worker", "--queues", spec, "--concurrency", &concurrency, "--burst"]);
+                if children.is_some() {
+                    cmd.args(["--isolation", "process"]);
+                }
+                cmd.env("RESQ_REDIS_URL", self.redis.url())
+                    .env("RESQ_KEYS_FILE", &self.keys)
+                    .env("RESQ_LOG", "warn")
+                    .current_dir(&self.dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
                 if open {
                     cmd.env("RESQ_ALLOW_UNSIGNED", "*");
                 }
@@ -421,15 +423,16 @@ async fn run(args: Args) {
     line("\n## How processing grows (signed + validated)\n".into());
     line("| shape | process (jobs/s) | worker peak RSS (MB) |".into());
     line("|---|---|---|".into());
-    let shapes: Vec<(&str, usize, usize, usize)> = vec![
-        ("1 queue, empty payload", 1, 0, 1),
-        ("10 queues", 10, 0, 1),
-        ("100 queues", 100, 0, 1),
-        ("1 KB payloads", 1, 1024, 1),
-        ("64 KB payloads", 1, 65536, 1),
-        ("4 worker processes", 1, 0, 4),
+    let shapes: Vec<(&str, usize, usize, usize, Option<usize>)> = vec![
+        ("1 queue, empty payload", 1, 0, 1, None),
+        ("10 queues", 10, 0, 1, None),
+        ("100 queues", 100, 0, 1, None),
+        ("1 KB payloads", 1, 1024, 1, None),
+        ("64 KB payloads", 1, 65536, 1, None),
+        ("4 worker processes", 1, 0, 4, None),
+        ("process isolation, 8 children", 1, 0, 1, Some(8)),
     ];
-    for (label, queues, pad, workers) in shapes {
+    for (label, queues, pad, workers, children) in shapes {
         let names: Vec<String> = if queues == 1 {
             vec!["default".into()]
         } else {
@@ -440,13 +443,17 @@ async fn run(args: Args) {
         } else {
             "bq*".to_string()
         };
-        let jobs = if pad >= 65536 { (n / 10).max(1000) } else { n };
+        let jobs = if pad >= 65536 || children.is_some() {
+            (n / 10).max(1000)
+        } else {
+            n
+        };
         let mut rates = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
             bench.flush().await;
             bench.fill(jobs, &names, pad, true).await;
-            let (rate, kib) = bench.process(&spec, jobs, workers, false);
+            let (rate, kib) = bench.process_with(&spec, jobs, workers, false, children);
             assert_eq!(processed(&bench.store).await, jobs as u64, "every job processed");
             rates.push(rate);
             rss.push(kib as f64 / 1024.0);
