@@ -258,10 +258,15 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         Ok(result) => Ok(result),
         Err(e) => {
             tracing::warn!(error = %e, queue = %job.queue, "no child process can take the job; putting it back");
+            // Holding the slot a moment keeps a worker that cannot start
+            // children from fetching and requeueing in a tight loop.
+            tokio::time::sleep(NO_CHILD_PAUSE).await;
             Err(())
         }
     }
 }
+
+const NO_CHILD_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A run stopped at its time limit.
 pub(crate) fn timed_out(limit: std::time::Duration, how: &str) -> FailureInfo {
