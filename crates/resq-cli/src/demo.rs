@@ -137,7 +137,30 @@ const CASES: &[Case] = &[
         what: "bytes that are not UTF-8",
         expect: Some("malformed_payload"),
     },
+    Case {
+        queue: "demo.23",
+        what: "isolated: Spin for an hour, timeout 300 ms",
+        expect: Some("timeout"),
+    },
+    Case {
+        queue: "demo.24",
+        what: "isolated: Alloc without bound (128 MiB limit)",
+        expect: Some("resource_limit"),
+    },
+    Case {
+        queue: "demo.25",
+        what: "isolated: Spin an hour, no timeout (1 s CPU limit)",
+        expect: Some("resource_limit"),
+    },
+    Case {
+        queue: "demo.26",
+        what: "isolated: Echo, after those, on the same worker",
+        expect: None,
+    },
 ];
+
+/// The cases that run in child processes (the last phase).
+const ISOLATED: &str = "demo.23,demo.24,demo.25,demo.26";
 
 fn raw(queue: &str, payload: impl Into<Vec<u8>>) -> OutgoingJob {
     OutgoingJob {
@@ -308,9 +331,8 @@ pub async fn run(settings: &Settings) -> Result<(), Failure> {
     let hello = enqueue_cases(&client, &policy, store.as_ref()).await?;
     tokio::time::sleep(Duration::from_millis(20)).await; // demo.21 expires
     println!(
-        "resq demo: enqueued {} jobs (6 good, 1 failing, 15 tampered or hostile) with an ephemeral signing key;\n\
-         running one worker on demo.* (only demo.02 accepts unsigned jobs)\n",
-        CASES.len()
+        "resq demo: enqueued 22 jobs (6 good, 1 failing, 15 tampered or hostile) with an ephemeral signing key;\n\
+         running one worker on demo.* (only demo.02 accepts unsigned jobs)\n"
     );
 
     let mut config = worker_config(settings, Arc::clone(&keyring), Some("demo.*".into()), Some(4))?;
@@ -352,6 +374,10 @@ pub async fn run(settings: &Settings) -> Result<(), Failure> {
         .map_err(Failure::runtime)?;
     report.processed += again.processed;
     report.failed += again.failed;
+
+    let isolated = run_isolated(settings, &client, &keyring, store.clone(), Arc::clone(&outcomes)).await?;
+    report.processed += isolated.processed;
+    report.failed += isolated.failed;
     print_table(
         &outcomes.lock().map(|v| v.clone()).unwrap_or_default(),
         &report,
@@ -361,6 +387,61 @@ pub async fn run(settings: &Settings) -> Result<(), Failure> {
     .await?;
     drop(private);
     Ok(())
+}
+
+/// The last phase: runaway jobs in child processes, stopped while the worker
+/// goes on.
+async fn run_isolated(
+    settings: &Settings,
+    client: &Client,
+    keyring: &Arc<Keyring>,
+    store: Arc<RedisStore>,
+    outcomes: Arc<Mutex<Vec<JobOutcome>>>,
+) -> Result<resq::WorkerReport, Failure> {
+    let err = |e: resq::EnqueueError| Failure::runtime(format!("demo enqueue failed: {e}"));
+    let on = |queue: &str, timeout: Option<Duration>| EnqueueOptions {
+        queue: Some(queue.into()),
+        timeout,
+        ..EnqueueOptions::default()
+    };
+    let hour = 3_600_000;
+    client
+        .enqueue_with(&Spin { ms: hour }, on("demo.23", Some(Duration::from_millis(300))))
+        .await
+        .map_err(err)?;
+    client
+        .enqueue_with(&Alloc { mb: 1_048_576 }, on("demo.24", None))
+        .await
+        .map_err(err)?;
+    client
+        .enqueue_with(&Spin { ms: hour }, on("demo.25", None))
+        .await
+        .map_err(err)?;
+    let echo = Echo {
+        message: "still serving".into(),
+    };
+    client.enqueue_with(&echo, on("demo.26", None)).await.map_err(err)?;
+    println!(
+        "\nresq demo: 4 more jobs in child processes (--isolation process: 128 MiB address space, 1 s CPU per job)\n"
+    );
+    let mut config = worker_config(settings, Arc::clone(keyring), Some(ISOLATED.into()), Some(2))?;
+    config.burst = true;
+    config.poll_max = Duration::from_millis(50);
+    config.isolation = Some(resq::worker::isolation::Isolation {
+        memory_limit: Some(128 * 1024 * 1024),
+        cpu_limit: Some(Duration::from_secs(1)),
+        ..Default::default()
+    });
+    let (_control, rx) = Control::new();
+    Worker::new(store, crate::demo_jobs::registry(), config)
+        .with_observer(Arc::new(move |o: &JobOutcome| {
+            if let Ok(mut v) = outcomes.lock() {
+                v.push(o.clone());
+            }
+        }))
+        .run(rx)
+        .await
+        .map_err(Failure::runtime)
 }
 
 async fn print_table(

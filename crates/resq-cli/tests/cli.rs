@@ -242,7 +242,7 @@ fn demo_runs_on_a_private_redis_and_every_outcome_is_as_expected() {
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.contains("started a private redis-server"), "{out}");
-    assert!(out.contains("all 22 outcomes as expected"), "{out}");
+    assert!(out.contains("all 26 outcomes as expected"), "{out}");
     assert!(!out.contains("BAD"), "{out}");
 }
 
