@@ -184,16 +184,37 @@ impl RedisStore {
         match reply.as_slice() {
             [Value::Int(0)] => Ok(()),
             [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
-                Err(StoreError::QueueFull {
-                    queue: String::from_utf8_lossy(queue).into_owned(),
-                    cap: (*cap).max(0) as u64,
-                    length: (*length).max(0) as u64,
-                })
+                Err(queue_full(queue, *cap, *length))
             }
             _ => Err(StoreError::Protocol(
                 "enqueue script answered something unexpected".into(),
             )),
         }
+    }
+
+    /// Runs a script that guards a one-job push with a mark of its own
+    /// (`mark_key`, and two arguments about it) and the queue's cap. The
+    /// scripts share their keys and arguments after the first ones.
+    async fn guarded_push(
+        &self,
+        script: &redis::Script,
+        mark_key: String,
+        (first, second): (impl redis::ToRedisArgs, impl redis::ToRedisArgs),
+        job: &OutgoingJob,
+    ) -> Result<Vec<Value>, StoreError> {
+        script
+            .key(mark_key)
+            .key(self.keys.queues())
+            .key(self.keys.queue(&job.queue))
+            .key(self.keys.queue_caps())
+            .arg(first)
+            .arg(second)
+            .arg(&job.queue)
+            .arg(&job.payload)
+            .arg(self.keys.wake_channel())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)
     }
 
     /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
@@ -537,30 +558,22 @@ impl Store for RedisStore {
         job: &OutgoingJob,
         unique: &resq::store::UniqueKey<'_>,
     ) -> Result<resq::store::Uniqueness, StoreError> {
-        let reply: Vec<Value> = scripts::ENQUEUE_UNIQUE
-            .key(self.keys.unique(unique.class, unique.key))
-            .key(self.keys.queues())
-            .key(self.keys.queue(&job.queue))
-            .key(self.keys.queue_caps())
-            .arg(unique.job_id)
-            .arg(unique.window.as_millis().max(1) as u64)
-            .arg(&job.queue)
-            .arg(&job.payload)
-            .arg(self.keys.wake_channel())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        let window_ms = unique.window.as_millis().max(1) as u64;
+        let reply = self
+            .guarded_push(
+                &scripts::ENQUEUE_UNIQUE,
+                self.keys.unique(unique.class, unique.key),
+                (unique.job_id, window_ms),
+                job,
+            )
+            .await?;
         match reply.as_slice() {
             [Value::Int(0)] => Ok(resq::store::Uniqueness::Enqueued),
             [Value::Int(1), Value::BulkString(id)] => Ok(resq::store::Uniqueness::Duplicate(
                 String::from_utf8_lossy(id).into_owned(),
             )),
             [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
-                Err(StoreError::QueueFull {
-                    queue: String::from_utf8_lossy(queue).into_owned(),
-                    cap: (*cap).max(0) as u64,
-                    length: (*length).max(0) as u64,
-                })
+                Err(queue_full(queue, *cap, *length))
             }
             _ => Err(StoreError::Protocol(
                 "unique enqueue script answered something unexpected".into(),
@@ -575,19 +588,9 @@ impl Store for RedisStore {
         job: &OutgoingJob,
     ) -> Result<resq::store::CronFired, StoreError> {
         use resq::store::CronFired;
-        let reply: Vec<Value> = scripts::CRON_FIRE
-            .key(self.keys.cron_last())
-            .key(self.keys.queues())
-            .key(self.keys.queue(&job.queue))
-            .key(self.keys.queue_caps())
-            .arg(name)
-            .arg(tick_ms)
-            .arg(&job.queue)
-            .arg(&job.payload)
-            .arg(self.keys.wake_channel())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        let reply = self
+            .guarded_push(&scripts::CRON_FIRE, self.keys.cron_last(), (name, tick_ms), job)
+            .await?;
         match reply.as_slice() {
             [Value::Int(0), Value::Int(previous)] => Ok(CronFired::Fired {
                 previous: u64::try_from(*previous).ok(),
@@ -596,11 +599,7 @@ impl Store for RedisStore {
                 last: (*last).max(0) as u64,
             }),
             [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
-                Ok(CronFired::QueueFull {
-                    queue: String::from_utf8_lossy(queue).into_owned(),
-                    cap: (*cap).max(0) as u64,
-                    length: (*length).max(0) as u64,
-                })
+                Err(queue_full(queue, *cap, *length))
             }
             _ => Err(StoreError::Protocol("cron script answered something unexpected".into())),
         }
@@ -852,5 +851,14 @@ impl Store for RedisStore {
             .await
             .map_err(store_err)?;
         Ok(n)
+    }
+}
+
+/// A script's "queue full" answer as the error it is.
+fn queue_full(queue: &[u8], cap: i64, length: i64) -> StoreError {
+    StoreError::QueueFull {
+        queue: String::from_utf8_lossy(queue).into_owned(),
+        cap: cap.max(0) as u64,
+        length: length.max(0) as u64,
     }
 }

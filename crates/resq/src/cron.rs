@@ -306,14 +306,15 @@ impl CronScheduler {
             queue: queue.to_string(),
             payload,
         };
-        Ok(match self.store.fire_cron(&entry.name, tick, &job).await? {
-            CronFired::Fired { previous } => TickOutcome::Fired {
+        Ok(match self.store.fire_cron(&entry.name, tick, &job).await {
+            Ok(CronFired::Fired { previous }) => TickOutcome::Fired {
                 tick,
                 job_id,
                 missed: previous.map_or(0, |p| self.ticks_between(entry, p, tick)),
             },
-            CronFired::AlreadyFired { .. } => TickOutcome::AlreadyFired { tick },
-            CronFired::QueueFull { queue, .. } => TickOutcome::QueueFull { tick, queue },
+            Ok(CronFired::AlreadyFired { .. }) => TickOutcome::AlreadyFired { tick },
+            Err(StoreError::QueueFull { queue, .. }) => TickOutcome::QueueFull { tick, queue },
+            Err(e) => return Err(e.into()),
         })
     }
 

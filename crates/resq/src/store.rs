@@ -100,8 +100,6 @@ pub enum CronFired {
     Fired { previous: Option<u64> },
     /// Another worker fired this tick (or a later one) first.
     AlreadyFired { last: u64 },
-    /// The queue was at its cap: the tick is spent and no job was pushed.
-    QueueFull { queue: String, cap: u64, length: u64 },
 }
 
 /// The two time-ordered sets: jobs enqueued to run later, and retries.
@@ -243,7 +241,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Pushes `job` as tick `tick_ms` of the recurring entry `name`, unless
     /// that tick or a later one was fired already: check, mark and push are
-    /// one atomic step, so many workers fire each tick once.
+    /// one atomic step, so many workers fire each tick once. A full queue
+    /// is `StoreError::QueueFull`, and the tick is spent.
     async fn fire_cron(&self, name: &str, tick_ms: u64, job: &OutgoingJob) -> Result<CronFired, StoreError>;
 
     /// Every recurring entry's last fired tick (Unix ms).
