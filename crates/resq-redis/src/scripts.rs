@@ -15,7 +15,16 @@ pub(crate) static FAILED_REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/failed_requeue.lua")));
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
-pub(crate) static ENQUEUE_UNIQUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/enqueue_unique.lua")));
+pub(crate) static ENQUEUE_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/push_one.lua"),
+        include_str!("lua/enqueue_unique.lua")
+    ))
+});
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
-pub(crate) static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cron_fire.lua")));
+pub(crate) static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/push_one.lua"),
+        include_str!("lua/cron_fire.lua")
+    ))
+});

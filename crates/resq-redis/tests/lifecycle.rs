@@ -676,6 +676,27 @@ impl Job for Reindex {
 }
 
 #[tokio::test]
+async fn a_unique_job_refused_by_a_full_queue_does_not_hold_its_key() {
+    let env = Env::start().await;
+    env.store.set_queue_cap("default", Some(0)).await.unwrap();
+    let client = env.client();
+    let err = client.enqueue(&Reindex { index: "books".into() }).await.unwrap_err();
+    assert!(
+        matches!(err, resq::EnqueueError::Store(resq::StoreError::QueueFull { .. })),
+        "{err}"
+    );
+    assert!(
+        env.keys("resque:resq:unique:*").await.is_empty(),
+        "nothing stored, no key held"
+    );
+    // Once there is room the same job goes in, and then holds its key.
+    env.store.set_queue_cap("default", None).await.unwrap();
+    let id = client.enqueue(&Reindex { index: "books".into() }).await.unwrap();
+    assert_eq!(client.enqueue(&Reindex { index: "books".into() }).await.unwrap(), id);
+    assert_eq!(env.lrange("resque:queue:default").await.len(), 1);
+}
+
+#[tokio::test]
 async fn concurrent_duplicate_enqueues_create_one_job() {
     let env = Env::start().await;
     let client = env.client();

@@ -10,19 +10,12 @@
 -- Returns {0, previous tick or -1} fired, {1, last tick} already fired,
 -- {2, queue, cap, length} queue full.
 local previous = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local tick = tonumber(ARGV[2])
-if tick <= previous then
+if tonumber(ARGV[2]) <= previous then
   return {1, previous}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local cap = redis.call('HGET', KEYS[4], ARGV[3])
-if cap then
-  local length = redis.call('LLEN', KEYS[3])
-  if length + 1 > tonumber(cap) then
-    return {2, ARGV[3], tonumber(cap), length}
-  end
+local full = push_one(KEYS[2], KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5])
+if full then
+  return {2, full[1], full[2], full[3]}
 end
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('RPUSH', KEYS[3], ARGV[4])
-pcall(redis.call, 'PUBLISH', ARGV[5], '')
 return {0, previous}
