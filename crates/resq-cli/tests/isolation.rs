@@ -183,3 +183,30 @@ async fn children_see_no_resq_settings_and_die_with_their_worker() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn term_puts_an_isolated_job_back_and_ends_its_child() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    enqueue(&env, &["Sleep", "--args", r#"{"ms":600000}"#]);
+    let mut worker = env.spawn_worker(&["--isolation", "process", "--concurrency", "1"]);
+    env.wait_until("the job is running", || async {
+        env.llen("resque:queue:default").await == 0
+    })
+    .await;
+    let children = children_of(worker.id());
+    assert_eq!(children.len(), 1);
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_child(&mut worker).success());
+    assert_eq!(
+        env.llen("resque:queue:default").await,
+        1,
+        "the job is back in its queue"
+    );
+    env.wait_until("its child process is gone", || {
+        let alive = children.iter().filter(|c| is_running(**c)).count();
+        async move { alive == 0 }
+    })
+    .await;
+    assert_eq!(env.processed().await, 0);
+}
