@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+/// What stops a benchmark: it prints the error and exits non-zero.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Runs `f` `runs` times and returns each run's duration.
 pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
     (0..runs)

@@ -18,6 +18,7 @@ use local_redis::LocalRedis;
 use resq::{
     Client, Control, Job, JobContext, JobError, Keyring, OutgoingJob, Registry, SigAlg, Store, Worker, WorkerConfig,
 };
+use resq_bench::BenchError;
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
@@ -148,20 +149,18 @@ impl Bench {
         self.args.concurrency.to_string()
     }
 
-    async fn flush(&self) {
-        let _: () = redis::cmd("FLUSHALL")
-            .query_async(&mut self.store.connection())
-            .await
-            .expect("flushall");
+    async fn flush(&self) -> Result<(), BenchError> {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut self.store.connection()).await?;
+        Ok(())
     }
 
-    fn client(&self) -> Client {
-        Client::new(self.store.clone(), Arc::clone(&self.keyring)).expect("client")
+    fn client(&self) -> Result<Client, BenchError> {
+        Ok(Client::new(self.store.clone(), Arc::clone(&self.keyring))?)
     }
 
     /// Fills `queues` round-robin with `n` jobs (signed or not) of `pad` bytes.
-    async fn fill(&self, n: usize, queues: &[String], pad: usize, signed: bool) {
-        let policy = resq::Policy::new(Arc::clone(&self.keyring)).expect("policy");
+    async fn fill(&self, n: usize, queues: &[String], pad: usize, signed: bool) -> Result<(), BenchError> {
+        let policy = resq::Policy::new(Arc::clone(&self.keyring))?;
         let per_queue = n.div_ceil(queues.len());
         let mut left = n;
         for q in queues {
@@ -175,8 +174,7 @@ impl Bench {
                         .map(|_| vec![serde_json::json!({ "pad": "x".repeat(pad) })])
                         .collect();
                     policy
-                        .seal_many("Noop", q, args, resq::SealOptions::default())
-                        .expect("seal")
+                        .seal_many("Noop", q, args, resq::SealOptions::default())?
                         .into_iter()
                         .map(|(_, payload)| OutgoingJob {
                             queue: q.clone(),
@@ -195,18 +193,26 @@ impl Bench {
                         })
                         .collect()
                 };
-                self.store.enqueue(&jobs).await.expect("enqueue");
+                self.store.enqueue(&jobs).await?;
             }
         }
+        Ok(())
     }
 
     /// Runs `workers` `resq worker --burst` processes over `spec`; returns jobs/s and peak RSS (KiB).
-    fn process(&self, spec: &str, n: usize, workers: usize, open: bool) -> (f64, u64) {
+    fn process(&self, spec: &str, n: usize, workers: usize, open: bool) -> Result<(f64, u64), BenchError> {
         self.process_with(spec, n, workers, open, None)
     }
 
     /// `process`, with jobs in `children` child processes per worker when given.
-    fn process_with(&self, spec: &str, n: usize, workers: usize, open: bool, children: Option<usize>) -> (f64, u64) {
+    fn process_with(
+        &self,
+        spec: &str,
+        n: usize,
+        workers: usize,
+        open: bool,
+        children: Option<usize>,
+    ) -> Result<(f64, u64), BenchError> {
         let start = Instant::now();
         let concurrency = children.map_or_else(|| self.concurrency(), |c| c.to_string());
         let mut children: Vec<std::process::Child> = (0..workers)
@@ -225,9 +231,9 @@ impl Bench {
                 if open {
                     cmd.env("RESQ_ALLOW_UNSIGNED", "*");
                 }
-                cmd.spawn().expect("spawn resq worker")
+                cmd.spawn()
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut peak_kib = 0u64;
         loop {
             let mut running = false;
@@ -242,7 +248,7 @@ impl Bench {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        (n as f64 / start.elapsed().as_secs_f64(), peak_kib)
+        Ok((n as f64 / start.elapsed().as_secs_f64(), peak_kib))
     }
 }
 
@@ -267,13 +273,30 @@ async fn processed(store: &RedisStore) -> u64 {
     v.and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = parse_args();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(run(args));
+    let result = tokio::runtime::Runtime::new()
+        .map_err(BenchError::from)
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(args: Args) {
+/// The run stops here when the store lost or double-counted jobs.
+fn check_processed(got: u64, expected: usize) -> Result<(), BenchError> {
+    if got == expected as u64 {
+        Ok(())
+    } else {
+        Err(format!("{got} jobs processed, expected {expected}").into())
+    }
+}
+
+async fn run(args: Args) -> Result<(), BenchError> {
     let mut args = args;
     match args.resq.canonicalize() {
         Ok(path) => args.resq = path,
@@ -285,14 +308,10 @@ async fn run(args: Args) {
             std::process::exit(2);
         }
     }
-    let redis = LocalRedis::start().expect("redis-server");
-    let store = Arc::new(
-        RedisStore::connect(&RedisConfig::new(redis.url()), "resque")
-            .await
-            .expect("connect"),
-    );
+    let redis = LocalRedis::start()?;
+    let store = Arc::new(RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await?);
     let dir = std::env::temp_dir().join(format!("resq-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::create_dir_all(&dir)?;
     let keys = dir.join("keys.toml");
     {
         use std::io::Write;
@@ -303,11 +322,10 @@ async fn run(args: Args) {
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&keys)
-            .expect("keys");
-        f.write_all(text.as_bytes()).expect("write keys");
+            .open(&keys)?;
+        f.write_all(text.as_bytes())?;
     }
-    let keyring = Arc::new(Keyring::load(&keys).expect("load keys"));
+    let keyring = Arc::new(Keyring::load(&keys)?);
     let bench = Bench {
         args,
         redis,
@@ -350,17 +368,17 @@ async fn run(args: Args) {
         let mut proc_rates = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
-            bench.flush().await;
+            bench.flush().await?;
             let start = Instant::now();
             let per_task = n / 64;
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..64 {
-                let client = bench.client();
+                let client = bench.client()?;
                 let store = bench.store.clone();
                 tasks.spawn(async move {
                     for _ in 0..per_task {
                         if signed {
-                            client.enqueue(&Noop { pad: String::new() }).await.expect("enqueue");
+                            client.enqueue(&Noop { pad: String::new() }).await?;
                         } else {
                             let p = br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec();
                             store
@@ -368,21 +386,23 @@ async fn run(args: Args) {
                                     queue: "default".into(),
                                     payload: p,
                                 }])
-                                .await
-                                .expect("enqueue");
+                                .await?;
                         }
                     }
+                    Ok::<(), BenchError>(())
                 });
             }
-            while tasks.join_next().await.is_some() {}
+            while let Some(task) = tasks.join_next().await {
+                task??;
+            }
             one.push((per_task * 64) as f64 / start.elapsed().as_secs_f64());
 
-            bench.flush().await;
+            bench.flush().await?;
             let jobs: Vec<Noop> = (0..n).map(|_| Noop { pad: String::new() }).collect();
             let start = Instant::now();
             if signed {
                 for chunk in jobs.chunks(10_000) {
-                    bench.client().enqueue_bulk(chunk).await.expect("bulk");
+                    bench.client()?.enqueue_bulk(chunk).await?;
                 }
             } else {
                 for chunk in jobs.chunks(10_000) {
@@ -393,17 +413,17 @@ async fn run(args: Args) {
                             payload: br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec(),
                         })
                         .collect();
-                    bench.store.enqueue(&out).await.expect("bulk");
+                    bench.store.enqueue(&out).await?;
                 }
             }
             bulk.push(n as f64 / start.elapsed().as_secs_f64());
             // The queue now holds n jobs: process them with the real binary.
-            let (rate, kib) = bench.process("default", n, 1, !signed);
-            assert_eq!(processed(&bench.store).await, n as u64, "every job processed");
+            let (rate, kib) = bench.process("default", n, 1, !signed)?;
+            check_processed(processed(&bench.store).await, n)?;
             proc_rates.push(rate);
             rss.push(kib as f64 / 1024.0);
         }
-        let (p50, p99) = latency(&bench, signed).await;
+        let (p50, p99) = latency(&bench, signed).await?;
         line(format!(
             "| {} | {} | {} | {} | {} | {:.2} / {:.2} |",
             if signed {
@@ -451,10 +471,10 @@ async fn run(args: Args) {
         let mut rates = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
-            bench.flush().await;
-            bench.fill(jobs, &names, pad, true).await;
-            let (rate, kib) = bench.process_with(&spec, jobs, workers, false, children);
-            assert_eq!(processed(&bench.store).await, jobs as u64, "every job processed");
+            bench.flush().await?;
+            bench.fill(jobs, &names, pad, true).await?;
+            let (rate, kib) = bench.process_with(&spec, jobs, workers, false, children)?;
+            check_processed(processed(&bench.store).await, jobs)?;
             rates.push(rate);
             rss.push(kib as f64 / 1024.0);
         }
@@ -473,17 +493,18 @@ async fn run(args: Args) {
     if std::fs::create_dir_all(results).is_ok() && std::fs::write(results.join("latest.md"), &out).is_ok() {
         println!("\nwrote bench/results/latest.md");
     }
+    Ok(())
 }
 
 /// p50 and p99 enqueue-to-start latency, in ms, at a steady 1,000 jobs/s for 5 s,
 /// with an in-process worker (the library's, same defaults as the binary's).
-async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
-    bench.flush().await;
+async fn latency(bench: &Bench, signed: bool) -> Result<(f64, f64), BenchError> {
+    bench.flush().await?;
     if let Ok(mut v) = LATENCIES.lock() {
         v.clear();
     }
     let registry = Registry::new().register::<Stamp>();
-    let mut config = WorkerConfig::new("lat".parse().expect("spec"), Arc::clone(&bench.keyring));
+    let mut config = WorkerConfig::new("lat".parse()?, Arc::clone(&bench.keyring));
     config.concurrency = 64;
     if !signed {
         config.allow_unsigned = vec![glob_all()];
@@ -491,14 +512,10 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
     let (control, rx) = Control::new();
     // Its own store: its wake listener ends with it, so later enqueue runs
     // are not slowed by a subscriber in this process.
-    let store: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&RedisConfig::new(bench.redis.url()), "resque")
-            .await
-            .expect("connect"),
-    );
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&RedisConfig::new(bench.redis.url()), "resque").await?);
     let worker = tokio::spawn(Worker::new(store, registry, config).run(rx));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let client = bench.client();
+    let client = bench.client()?;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let count = 5_000;
@@ -506,7 +523,7 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
         tick.tick().await;
         let job = Stamp { sent_us: now_us() };
         if signed {
-            client.enqueue_to("lat", &job).await.expect("enqueue");
+            client.enqueue_to("lat", &job).await?;
         } else {
             let p = format!(
                 r#"{{"class":"Stamp","args":[{{"sent_us":{}}}],"queue":"lat"}}"#,
@@ -518,8 +535,7 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
                     queue: "lat".into(),
                     payload: p.into_bytes(),
                 }])
-                .await
-                .expect("enqueue");
+                .await?;
         }
     }
     for _ in 0..200 {
@@ -538,9 +554,10 @@ async fn latency(bench: &Bench, signed: bool) -> (f64, f64) {
             .unwrap_or(0) as f64
             / 1e3
     };
-    (pct(0.50), pct(0.99))
+    Ok((pct(0.50), pct(0.99)))
 }
 
 fn glob_all() -> glob::Pattern {
+    // ok: a constant pattern, and "*" is valid.
     glob::Pattern::new("*").expect("pattern")
 }

@@ -31,13 +31,13 @@ use crate::store::{CronFired, OutgoingJob, Store, StoreError};
 /// ```
 /// use resq::cron::CronEntry;
 ///
-/// let entry = CronEntry::new("nightly-report", "0 3 * * *", "Report", vec![serde_json::json!({"kind": "daily"})])
-///     .unwrap()
-///     .with_time_zone("Europe/Berlin")
-///     .unwrap();
+/// # fn main() -> Result<(), resq::cron::CronError> {
+/// let entry = CronEntry::new("nightly-report", "0 3 * * *", "Report", vec![serde_json::json!({"kind": "daily"})])?
+///     .with_time_zone("Europe/Berlin")?;
 /// // 2026-11-24 12:00 UTC: the latest 03:00 in Berlin was 02:00 UTC that day.
 /// let noon = 1_795_521_600_000;
 /// assert_eq!(entry.latest_tick(noon), Some(1_795_485_600_000));
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct CronEntry {

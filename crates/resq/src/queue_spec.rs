@@ -17,9 +17,11 @@ enum Entry {
 ///
 /// ```
 /// use resq::QueueSpec;
-/// let spec: QueueSpec = "critical,mail*,*,!low".parse().unwrap();
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec: QueueSpec = "critical,mail*,*,!low".parse()?;
 /// let known = ["low", "default", "mail_b", "mail_a", "critical"].map(String::from);
 /// assert_eq!(spec.resolve(&known), ["critical", "mail_a", "mail_b", "default"]);
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct QueueSpec {

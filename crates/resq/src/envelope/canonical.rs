@@ -25,8 +25,10 @@ pub enum CanonicalError {
 ///
 /// ```
 /// use serde_json::json;
-/// let bytes = resq::envelope::canonical::to_vec(&json!({"b": [1.50, "é"], "a": null})).unwrap();
-/// assert_eq!(String::from_utf8(bytes).unwrap(), r#"{"a":null,"b":[1.5,"é"]}"#);
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bytes = resq::envelope::canonical::to_vec(&json!({"b": [1.50, "é"], "a": null}))?;
+/// assert_eq!(bytes, r#"{"a":null,"b":[1.5,"é"]}"#.as_bytes());
+/// # Ok(()) }
 /// ```
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);

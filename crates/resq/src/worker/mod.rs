@@ -156,9 +156,9 @@ pub enum WorkerError {
 /// ```no_run
 /// # use std::sync::Arc;
 /// # use resq::{Control, Registry, Store, Worker, WorkerConfig};
-/// # async fn demo(store: Arc<dyn Store>, registry: Registry) -> Result<(), resq::WorkerError> {
-/// let keyring = Arc::new(resq::Keyring::load("/etc/resq/keys.toml".as_ref()).expect("keys"));
-/// let config = WorkerConfig::new("critical,default,*".parse().expect("a valid spec"), keyring);
+/// # async fn demo(store: Arc<dyn Store>, registry: Registry) -> Result<(), Box<dyn std::error::Error>> {
+/// let keyring = Arc::new(resq::Keyring::load("/etc/resq/keys.toml".as_ref())?);
+/// let config = WorkerConfig::new("critical,default,*".parse()?, keyring);
 /// let (control, rx) = Control::new();
 /// // control.quit() from a signal handler finishes running jobs and returns.
 /// let report = Worker::new(store, registry, config).run(rx).await?;
