@@ -210,3 +210,18 @@ async fn term_puts_an_isolated_job_back_and_ends_its_child() {
     .await;
     assert_eq!(env.processed().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_job_with_invalid_arguments_is_refused_and_not_retried() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    // Signed by a producer whose type has no rules; the worker's Sleep allows at most an hour.
+    env.client().enqueue(&Sleep { ms: 86_400_000 }).await.unwrap();
+    let o = env.run(&["worker", "--isolation", "process", "--concurrency", "1", "--burst"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = failed(&env);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["reason"], "invalid_args", "{records:?}");
+    assert!(records[0]["error"].as_str().unwrap().contains("ms"), "{records:?}");
+    assert_eq!(env.llen("resque:resq:retry").await, 0);
+}

@@ -277,19 +277,20 @@ impl CronScheduler {
     pub async fn fire_due(&self, now_ms: u64) -> Vec<(String, Result<TickOutcome, CronFireError>)> {
         let mut outcomes = Vec::new();
         for (entry, queue) in &self.entries {
-            let Some(latest) = entry.latest_tick(now_ms) else {
+            // Whether the tick already fired is the store's to say.
+            let due = entry.due(now_ms, None);
+            let (Due::Fire { tick } | Due::TooLate { tick }) = due else {
                 continue;
             };
-            if self.lock_seen().get(&entry.name) == Some(&latest) {
+            if self.lock_seen().get(&entry.name) == Some(&tick) {
                 continue;
             }
-            let outcome = match entry.due(now_ms, None) {
-                Due::Nothing => continue,
-                Due::TooLate { tick } => Ok(TickOutcome::TooLate { tick }),
-                Due::Fire { tick } => self.fire(entry, queue, tick).await,
+            let outcome = match due {
+                Due::Fire { .. } => self.fire(entry, queue, tick).await,
+                _ => Ok(TickOutcome::TooLate { tick }),
             };
             if outcome.is_ok() {
-                self.lock_seen().insert(entry.name.clone(), latest);
+                self.lock_seen().insert(entry.name.clone(), tick);
             }
             outcomes.push((entry.name.clone(), outcome));
         }

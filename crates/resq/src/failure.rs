@@ -21,6 +21,18 @@ pub struct FailureInfo {
     pub message: String,
 }
 
+impl FailureInfo {
+    /// A failure resq itself found (a refusal, a timeout, a limit): its
+    /// reason code is also its exception.
+    pub fn of(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            exception: reason.code().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 /// The payload as it sits in a record: the original JSON when it is a JSON
 /// object within the limits, otherwise a (lossy, truncated) string, so that a
 /// hostile payload can neither break a Ruby reader nor double its size in Redis.

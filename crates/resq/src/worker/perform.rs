@@ -69,11 +69,7 @@ fn panicked(message: String) -> FailureInfo {
 
 /// A refusal as the failure it is recorded as: the reason code is the exception.
 pub(crate) fn refused(r: Rejection) -> FailureInfo {
-    FailureInfo {
-        reason: r.reason,
-        exception: r.reason.code().to_string(),
-        message: r.message,
-    }
+    FailureInfo::of(r.reason, r.message)
 }
 
 /// Runs a hook (user code): a panic is logged and reported as `None`, never

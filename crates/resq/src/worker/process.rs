@@ -250,10 +250,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
                 .unwrap_or_else(|_| Err(timed_out(limit, "it was cancelled"))),
         });
     };
-    // Refused here, before a child process is involved.
-    if let Err(r) = ctx.registry.check_args(&envelope.class, envelope.args.clone()) {
-        return Ok(Err(refused(r)));
-    }
+    // The child decodes and validates the arguments, as `perform` does here.
     match children.run(&envelope.class, envelope.args, job_ctx, limit).await {
         Ok(result) => Ok(result),
         Err(e) => {
@@ -270,9 +267,8 @@ const NO_CHILD_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A run stopped at its time limit.
 pub(crate) fn timed_out(limit: std::time::Duration, how: &str) -> FailureInfo {
-    FailureInfo {
-        reason: Reason::Timeout,
-        exception: "timeout".into(),
-        message: format!("the job ran longer than {} ms and {how}", limit.as_millis()),
-    }
+    FailureInfo::of(
+        Reason::Timeout,
+        format!("the job ran longer than {} ms and {how}", limit.as_millis()),
+    )
 }

@@ -25,22 +25,20 @@ pub(crate) fn classify(status: Option<ExitStatus>, stderr_tail: &str, limits: Li
     let signal = status.and_then(|s| s.signal());
     if signal == Some(SIGXCPU) {
         let limit = limits.cpu_ms.map_or_else(String::new, |ms| format!(" of {ms} ms"));
-        return FailureInfo {
-            reason: Reason::ResourceLimit,
-            exception: "resource_limit".into(),
-            message: format!("the job used more than its CPU limit{limit}; its process was stopped (SIGXCPU)"),
-        };
+        return FailureInfo::of(
+            Reason::ResourceLimit,
+            format!("the job used more than its CPU limit{limit}; its process was stopped (SIGXCPU)"),
+        );
     }
     if let Some(line) = stderr_tail.lines().find(|l| l.contains(ALLOCATION_FAILED)) {
         let line: String = line.trim().chars().take(300).collect();
         let limit = limits
             .memory_bytes
             .map_or_else(String::new, |b| format!(" of {} MiB", b / (1024 * 1024)));
-        return FailureInfo {
-            reason: Reason::ResourceLimit,
-            exception: "resource_limit".into(),
-            message: format!("the job went over its memory limit{limit} and its process ended ({line})"),
-        };
+        return FailureInfo::of(
+            Reason::ResourceLimit,
+            format!("the job went over its memory limit{limit} and its process ended ({line})"),
+        );
     }
     let how = match (status, signal) {
         (_, Some(SIGKILL)) => {
@@ -55,11 +53,7 @@ pub(crate) fn classify(status: Option<ExitStatus>, stderr_tail: &str, limits: Li
     } else {
         format!(": {last_words}")
     };
-    FailureInfo {
-        reason: Reason::JobCrashed,
-        exception: "job_crashed".into(),
-        message: format!("the job's process {how}{said}"),
-    }
+    FailureInfo::of(Reason::JobCrashed, format!("the job's process {how}{said}"))
 }
 
 const SIGKILL: i32 = 9;

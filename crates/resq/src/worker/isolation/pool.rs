@@ -87,7 +87,7 @@ impl Children {
             id: ctx.id,
             queue: ctx.queue,
             attempt: ctx.attempt,
-            cpu_limit_ms: self.config.cpu_limit.map(|d| d.as_millis() as u64),
+            cpu_limit_ms: self.limits().cpu_ms,
         });
         let mut child = self.checkout().await?;
         if child.send(&request).await.is_err() {
@@ -104,11 +104,8 @@ impl Children {
             Some(limit) => match tokio::time::timeout(limit, read_message(&mut child.output)).await {
                 Ok(answer) => answer,
                 Err(_) => {
-                    let pid = child.pid;
-                    child.kill_group();
-                    child.reap().await;
+                    let pid = self.discard(child).await;
                     tracing::warn!(pid, class, "a job ran past its timeout; its process was killed");
-                    self.replace().await;
                     return Ok(Err(timed_out(limit, &format!("its process ({pid}) was killed"))));
                 }
             },
@@ -132,15 +129,11 @@ impl Children {
             }
             Ok(ChildMessage::Ready { .. }) | Err(FrameError::Malformed(_) | FrameError::TooLong) => {
                 // Alive but not making sense: job code wrote to the answer pipe.
-                let pid = child.pid;
-                child.kill_group();
-                child.reap().await;
-                self.replace().await;
-                Ok(Err(FailureInfo {
-                    reason: crate::reason::Reason::JobCrashed,
-                    exception: "job_crashed".into(),
-                    message: format!("the job's process ({pid}) broke the worker protocol and was killed"),
-                }))
+                let pid = self.discard(child).await;
+                Ok(Err(FailureInfo::of(
+                    crate::reason::Reason::JobCrashed,
+                    format!("the job's process ({pid}) broke the worker protocol and was killed"),
+                )))
             }
             Err(FrameError::Closed | FrameError::Io(_)) => {
                 let pid = child.pid;
@@ -151,6 +144,15 @@ impl Children {
                 Ok(Err(info))
             }
         }
+    }
+
+    /// Kills a child that is still running a job, reaps it and starts its
+    /// replacement; returns its pid.
+    async fn discard(&self, mut child: Child) -> u32 {
+        child.kill_group();
+        child.reap().await;
+        self.replace().await;
+        child.pid
     }
 
     fn limits(&self) -> Limits {
