@@ -53,13 +53,7 @@ async fn enqueue_work_and_manage_failures() {
     // Retry puts the very same payload back and removes the record.
     let o = env.run(&["failed", "retry", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let queue: Vec<String> = redis::cmd("LRANGE")
-        .arg("resque:queue:default")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let queue = env.lrange("resque:queue:default").await;
     assert_eq!(queue.len(), 1);
     assert_eq!(
         serde_json::from_str::<Value>(&queue[0]).unwrap(),
@@ -466,13 +460,7 @@ async fn a_cron_tick_with_three_workers_runs_once() {
     for w in &mut workers {
         assert!(wait_child(w).success());
     }
-    let jobs: Vec<String> = redis::cmd("LRANGE")
-        .arg("resque:queue:cron")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let jobs = env.lrange("resque:queue:cron").await;
     let ticks: Vec<u64> = jobs
         .iter()
         .map(|j| {

@@ -96,13 +96,7 @@ async fn term_stops_now_and_puts_running_jobs_back() {
     let mut out = String::new();
     worker.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(out.contains("requeued 3"), "{out}");
-    let queue: Vec<String> = redis::cmd("LRANGE")
-        .arg("resque:queue:default")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let queue = env.lrange("resque:queue:default").await;
     let back: Vec<String> = queue
         .iter()
         .map(|p| {

@@ -118,6 +118,17 @@ impl Env {
         redis::cmd("LLEN").arg(key).query_async(&mut self.conn()).await.unwrap()
     }
 
+    /// Every element of a list, head first.
+    pub async fn lrange(&self, key: &str) -> Vec<String> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
+    }
+
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
         redis::cmd("KEYS")
             .arg(pattern)
