@@ -64,9 +64,19 @@ impl Keys {
     pub fn wake_channel(&self) -> String {
         self.k("resq:wake")
     }
-    /// Job ids that ran to success, scored by when they expire (replay guard).
-    pub fn done(&self) -> String {
-        self.k("resq:done")
+    /// One block of replay marks on one queue: a bitmap, one bit per
+    /// signed job attempt, kept until the latest expiry of those jobs.
+    pub fn marks(&self, queue: &str, block: &str) -> String {
+        self.k(&format!("resq:marks:{queue}:{block}"))
+    }
+    /// The fleet's beat: since when (Unix ms, Redis TIME) workers have
+    /// renewed their liveness without a gap; lapses when none did for a while.
+    pub fn beat(&self) -> String {
+        self.k("resq:beat")
+    }
+    /// How many failure records were dropped to keep the failed list at its cap.
+    pub fn failed_trimmed(&self) -> String {
+        self.k("resq:stat:failed-trimmed")
     }
     /// Jobs enqueued to run later, scored by when (unix ms).
     pub fn schedule(&self) -> String {

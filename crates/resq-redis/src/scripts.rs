@@ -7,10 +7,27 @@ use redis::Script;
 
 pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
-pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
-pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
-pub(crate) static FORGET_WORKER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/forget_worker.lua")));
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/release_claim.lua"),
+        include_str!("lua/requeue.lua")
+    ))
+});
+pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/release_claim.lua"),
+        include_str!("lua/continuity.lua"),
+        include_str!("lua/recover.lua")
+    ))
+});
+pub(crate) static FORGET_WORKER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/continuity.lua"),
+        include_str!("lua/forget_worker.lua")
+    ))
+});
 pub(crate) static FAILED_REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/failed_requeue.lua")));
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));

@@ -8,7 +8,8 @@ use redis::{AsyncCommands, RedisError, Value};
 
 use resq::clock::iso8601;
 use resq::store::{
-    Fetched, FetchedJob, Finished, OutgoingJob, ReapReport, Schedule, Store, StoreError, StoreStats, WorkerRecord,
+    Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, OutgoingJob, ReapReport, Schedule, Store,
+    StoreError, StoreStats, WorkerRecord,
 };
 use resq::WorkerId;
 
@@ -26,6 +27,21 @@ pub struct RedisStore {
     wake: std::sync::Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
     /// Which queues are capped, and when that was read.
     caps: CapsCache,
+    /// Most records the failed list keeps (the oldest are trimmed).
+    failed_max: u64,
+}
+
+/// The failed list's cap unless [`RedisStore::with_failed_max`] says.
+pub const DEFAULT_FAILED_MAX: u64 = 100_000;
+
+/// What the recovery of a worker that looks dead found.
+enum Recovery {
+    /// Its jobs went back to their queues (this many) and it was unregistered.
+    Recovered(u64),
+    /// Its liveness mark exists: it is alive.
+    Alive,
+    /// The fleet's renewals have not been continuous long enough to judge.
+    Deferred,
 }
 
 type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
@@ -55,7 +71,16 @@ impl RedisStore {
             keys: Keys::new(namespace),
             wake: Default::default(),
             caps: Default::default(),
+            failed_max: DEFAULT_FAILED_MAX,
         })
+    }
+
+    /// Keeps at most `max` records in the failed list (at least 1): each ack
+    /// that passes it trims the oldest and counts them in
+    /// `resq:stat:failed-trimmed`, so hostile input cannot grow it without bound.
+    pub fn with_failed_max(mut self, max: u64) -> Self {
+        self.failed_max = max.max(1);
+        self
     }
 
     /// The key names this store uses.
@@ -109,19 +134,32 @@ impl RedisStore {
         rx
     }
 
-    /// Adds what says "this worker is alive" to `pipe`: the liveness mark and
-    /// both registries (resq's, watched by the reaper, and Resque's).
-    fn mark_alive<'p>(&self, pipe: &'p mut redis::Pipeline, worker: &str, ttl_ms: u64) -> &'p mut redis::Pipeline {
-        pipe.set_options(
-            self.keys.alive(worker),
-            "1",
-            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
-        )
-        .ignore()
-        .sadd(self.keys.resq_workers(), worker)
-        .ignore()
-        .sadd(self.keys.workers(), worker)
-        .ignore()
+    /// Runs the renewal script (see `renew.lua`); true when the liveness
+    /// mark was still there.
+    async fn renew(
+        &self,
+        worker: &str,
+        started: &str,
+        ttl_ms: u64,
+        heartbeat: &str,
+        register: bool,
+    ) -> Result<bool, StoreError> {
+        let had: i64 = scripts::RENEW
+            .key(self.keys.alive(worker))
+            .key(self.keys.resq_workers())
+            .key(self.keys.workers())
+            .key(self.keys.worker_started(worker))
+            .key(self.keys.heartbeats())
+            .key(self.keys.beat())
+            .arg(worker)
+            .arg(ttl_ms.max(1))
+            .arg(started)
+            .arg(heartbeat)
+            .arg(if register { "register" } else { "" })
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(had == 1)
     }
 
     /// The capped queues, re-read at most once a second: a new cap takes
@@ -226,7 +264,10 @@ impl RedisStore {
         Ok(secs as f64 + micros as f64 / 1e6)
     }
 
-    async fn recover_worker(&self, worker: &str, force: bool) -> Result<Option<u64>, StoreError> {
+    /// Recovers a worker's in-flight jobs and unregisters it: always when
+    /// `force` (the worker itself leaving), else only if its liveness mark
+    /// lapsed and the fleet's renewals were continuous for `min_continuity_ms`.
+    async fn recover_worker(&self, worker: &str, force: bool, min_continuity_ms: u64) -> Result<Recovery, StoreError> {
         let mut conn = self.conn.clone();
         let queues: Vec<String> = conn
             .smembers(self.keys.inflight_queues(worker))
@@ -239,14 +280,17 @@ impl RedisStore {
                 .key(self.keys.alive(worker))
                 .key(self.keys.inflight(worker, q))
                 .key(self.keys.queue(q))
+                .key(self.keys.beat())
                 .arg(mode)
+                .arg(min_continuity_ms)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(store_err)?;
-            if moved < 0 {
-                return Ok(None); // it is alive after all
+            match moved {
+                -1 => return Ok(Recovery::Alive),
+                -2 => return Ok(Recovery::Deferred),
+                n => requeued += n.max(0) as u64,
             }
-            requeued += moved as u64;
         }
         let forgotten: i64 = scripts::FORGET_WORKER
             .key(self.keys.alive(worker))
@@ -259,12 +303,18 @@ impl RedisStore {
             .key(self.keys.worker_stat("processed", worker))
             .key(self.keys.worker_stat("failed", worker))
             .key(self.keys.inflight_seq(worker))
+            .key(self.keys.beat())
             .arg(worker)
             .arg(mode)
+            .arg(min_continuity_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(store_err)?;
-        Ok((forgotten == 1).then_some(requeued))
+        Ok(match forgotten {
+            1 => Recovery::Recovered(requeued),
+            -2 => Recovery::Deferred,
+            _ => Recovery::Alive,
+        })
     }
 }
 
@@ -301,10 +351,6 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
         });
     }
     Ok(Fetched::Jobs(jobs))
-}
-
-fn now_ms() -> u64 {
-    (resq::clock::now_unix() * 1000.0) as u64
 }
 
 fn opt_u64(v: Option<String>) -> u64 {
@@ -360,9 +406,9 @@ impl Store for RedisStore {
         parse_fetch(reply, queues)
     }
 
-    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<(), StoreError> {
+    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<FinishReport, StoreError> {
         if done.is_empty() {
-            return Ok(());
+            return Ok(FinishReport::default());
         }
         let w = worker.as_str();
         let mut inv = scripts::FINISH.prepare_invoke();
@@ -371,8 +417,8 @@ impl Store for RedisStore {
             .key(self.keys.worker_stat("processed", w))
             .key(self.keys.worker_stat("failed", w))
             .key(self.keys.failed())
-            .key(self.keys.done())
-            .key(self.keys.retry());
+            .key(self.keys.retry())
+            .key(self.keys.failed_trimmed());
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
@@ -380,38 +426,58 @@ impl Store for RedisStore {
                 inv.key(self.keys.inflight(w, &f.job.queue));
             }
         }
-        inv.arg(list_numbers.len()).arg(now_ms());
+        inv.arg(list_numbers.len()).arg(self.failed_max);
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
             inv.arg(list).arg(&f.job.token).arg(f.failure.as_deref().unwrap_or(""));
-            match &f.done {
-                Some(mark) => inv.arg(&mark.id).arg(mark.until_ms.max(1)),
-                None => inv.arg("").arg(0),
-            };
             match &f.retry {
                 Some(retry) => inv.arg(&retry.payload).arg(retry.due_ms),
                 None => inv.arg("").arg(0),
             };
         }
-        inv.invoke_async::<i64>(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        Ok(())
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let bad = || StoreError::Protocol("ack script answered something unexpected".into());
+        let mut items = reply.into_iter();
+        let (Some(Value::Int(acked)), Some(Value::Int(trimmed))) = (items.next(), items.next()) else {
+            return Err(bad());
+        };
+        let taken = items
+            .map(|v| match v {
+                Value::BulkString(token) => String::from_utf8(token).map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FinishReport {
+            acked: acked.max(0) as u64,
+            taken,
+            trimmed: trimmed.max(0) as u64,
+        })
     }
 
-    async fn are_done(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
-        if ids.is_empty() {
+    async fn claim(&self, worker: &WorkerId, claims: &[Claim]) -> Result<Vec<ClaimOutcome>, StoreError> {
+        if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(self.keys.done())
-            .arg(ids)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        // A mark past its expiry may linger until the next trim: ignore it.
-        let now = now_ms() as f64;
-        Ok(scores.into_iter().map(|s| s.is_some_and(|until| until > now)).collect())
+        let w = worker.as_str();
+        let mut inv = scripts::CLAIM.prepare_invoke();
+        for c in claims {
+            inv.key(self.keys.inflight(w, &c.queue))
+                .key(self.keys.marks(&c.queue, &c.mark.block));
+            inv.arg(&c.token).arg(c.mark.index).arg(c.until_ms);
+        }
+        let codes: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        if codes.len() != claims.len() {
+            return Err(StoreError::Protocol("claim script answered a wrong count".into()));
+        }
+        codes
+            .into_iter()
+            .map(|code| match code {
+                0 => Ok(ClaimOutcome::Claimed),
+                1 => Ok(ClaimOutcome::Replayed),
+                2 => Ok(ClaimOutcome::Gone),
+                _ => Err(StoreError::Protocol("claim script answered an unknown code".into())),
+            })
+            .collect()
     }
 
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {
@@ -437,18 +503,10 @@ impl Store for RedisStore {
     }
 
     async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError> {
-        let w = worker.as_str();
         let now = iso8601(self.server_time().await?);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        self.mark_alive(&mut pipe, w, liveness_ttl_ms)
-            .set(self.keys.worker_started(w), started)
-            .ignore()
-            .hset(self.keys.heartbeats(), w, now)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
+        self.renew(worker.as_str(), started, liveness_ttl_ms, &now, true)
             .await
-            .map_err(store_err)
+            .map(|_| ())
     }
 
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError> {
@@ -460,22 +518,19 @@ impl Store for RedisStore {
             .map_err(store_err)
     }
 
-    async fn keep_alive(&self, worker: &WorkerId, liveness_ttl_ms: u64) -> Result<(), StoreError> {
-        let w = worker.as_str();
-        // Re-asserting the registrations lets a worker that was wrongly reaped
-        // (a long network partition) be watched by the reaper again.
-        let mut pipe = redis::pipe();
-        self.mark_alive(&mut pipe, w, liveness_ttl_ms)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(store_err)
+    async fn keep_alive(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<bool, StoreError> {
+        // The heartbeat is only written here if something removed it; the
+        // heartbeat loop writes it from the server's clock.
+        let now = iso8601(resq::clock::now_unix());
+        self.renew(worker.as_str(), started, liveness_ttl_ms, &now, false).await
     }
 
     async fn unregister_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
-        self.recover_worker(worker.as_str(), true).await.map(|_| ())
+        self.recover_worker(worker.as_str(), true, 0).await.map(|_| ())
     }
 
-    async fn reap_dead_workers(&self) -> Result<ReapReport, StoreError> {
+    async fn reap_dead_workers(&self, min_continuity: std::time::Duration) -> Result<ReapReport, StoreError> {
+        let min_ms = min_continuity.as_millis().min(u128::from(u64::MAX)) as u64;
         let candidates: Vec<String> = self
             .conn
             .clone()
@@ -493,9 +548,13 @@ impl Store for RedisStore {
             if alive {
                 continue;
             }
-            if let Some(requeued) = self.recover_worker(&worker, false).await? {
-                report.requeued += requeued;
-                report.dead_workers.push(worker);
+            match self.recover_worker(&worker, false, min_ms).await? {
+                Recovery::Recovered(requeued) => {
+                    report.requeued += requeued;
+                    report.dead_workers.push(worker);
+                }
+                Recovery::Deferred => report.deferred.push(worker),
+                Recovery::Alive => {}
             }
         }
         Ok(report)
@@ -827,14 +886,25 @@ impl Store for RedisStore {
         Ok(n > 0)
     }
 
-    async fn failed_requeue(&self, record: &str, job: &OutgoingJob) -> Result<bool, StoreError> {
+    async fn failed_requeue(
+        &self,
+        record: &str,
+        job: &OutgoingJob,
+        release: Option<&resq::mark::Mark>,
+    ) -> Result<bool, StoreError> {
+        let (marks, bit) = match release {
+            Some(mark) => (self.keys.marks(&job.queue, &mark.block), i64::from(mark.index)),
+            None => (self.keys.marks(&job.queue, "-"), -1),
+        };
         let n: i64 = scripts::FAILED_REQUEUE
             .key(self.keys.failed())
             .key(self.keys.queues())
             .key(self.keys.queue(&job.queue))
+            .key(marks)
             .arg(record)
             .arg(&job.queue)
             .arg(&job.payload)
+            .arg(bit)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;

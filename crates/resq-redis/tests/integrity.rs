@@ -455,7 +455,11 @@ async fn dump_redis(env: &Env) -> String {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut env.conn()).await.unwrap();
         let value = match kind.as_str() {
             "list" => env.lrange(&key).await.join("\n"),
-            "string" => env.get(&key).await.unwrap_or_default(),
+            // Bitmaps (replay marks) are not text.
+            "string" => {
+                let bytes: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut env.conn()).await.unwrap();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
             "set" => {
                 let m: Vec<String> = redis::cmd("SMEMBERS")
                     .arg(&key)

@@ -1,55 +1,92 @@
-//! Reliable fetch and recovery: a job leaves the in-flight list only on ack,
-//! and the in-flight jobs of a worker whose liveness lapsed go back to the
-//! head of their queues, in order.
+//! Reliable fetch, claims and recovery: a job leaves the in-flight hash only
+//! on ack; a signed job attempt is claimed once, whatever number of copies;
+//! the in-flight jobs of a worker whose liveness lapsed go back to the head
+//! of their queues, in order, with their claims released; and nobody is
+//! judged dead until the fleet has renewed its marks for a full period.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use resq::store::{Fetched, Store};
-use resq::WorkerId;
+use resq::mark::Mark;
+use resq::store::{Claim, ClaimOutcome, Fetched, Finished, Store};
+use resq::{FetchedJob, WorkerId};
 
-#[tokio::test]
-async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order() {
-    let env = Env::start().await;
-    for i in 0..5 {
+async fn push_echoes(env: &Env, queue: &str, n: usize) {
+    for i in 0..n {
         env.push_raw(
-            "q",
+            queue,
             format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes(),
         )
         .await;
     }
-    let dead = WorkerId::new("gone", 1, "q");
-    env.store
-        .register_worker(&dead, "2026-11-24 09:58:58 +0000", 200)
+}
+
+async fn fetch(env: &Env, worker: &WorkerId, queue: &str, max: usize) -> Vec<FetchedJob> {
+    match env
+        .store
+        .fetch(worker, &[queue.to_string()], max, true, "t")
+        .await
+        .unwrap()
+    {
+        Fetched::Jobs(jobs) => jobs,
+        Fetched::Paused => panic!("paused"),
+    }
+}
+
+/// Takes a worker for dead the way time would: its liveness mark goes.
+async fn lapse(env: &Env, worker: &WorkerId) {
+    let _: () = redis::cmd("DEL")
+        .arg(format!("resque:resq:alive:{worker}"))
+        .query_async(&mut env.conn())
         .await
         .unwrap();
-    let Fetched::Jobs(jobs) = env.store.fetch(&dead, &["q".into()], 3, true, "t").await.unwrap() else {
-        panic!("paused?")
-    };
+}
+
+fn claim(job: &FetchedJob, mark: &Mark) -> Claim {
+    Claim {
+        queue: job.queue.clone(),
+        token: job.token.clone(),
+        mark: mark.clone(),
+        until_ms: (resq::clock::now_unix() as u64 + 86_400) * 1000,
+    }
+}
+
+#[tokio::test]
+async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 5).await;
+    let dead = WorkerId::new("gone", 1, "q");
+    env.store
+        .register_worker(&dead, "2026-11-24 09:58:58 +0000", 60_000)
+        .await
+        .unwrap();
+    let jobs = fetch(&env, &dead, "q", 3).await;
     assert_eq!(jobs.len(), 3);
     assert_eq!(env.lrange("resque:queue:q").await.len(), 2);
-    assert_eq!(
-        redis::cmd("HLEN")
-            .arg(format!("resque:resq:inflight:{dead}:q"))
-            .query_async::<usize>(&mut env.conn())
-            .await
-            .unwrap(),
-        3
-    );
+    assert_eq!(env.in_flight(&dead, "q").await.len(), 3);
 
     // Alive: the reaper leaves it alone.
-    let report = env.store.reap_dead_workers().await.unwrap();
-    assert!(report.dead_workers.is_empty());
+    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    assert!(
+        report.dead_workers.is_empty() && report.deferred.is_empty(),
+        "{report:?}"
+    );
 
-    // Its liveness lapses (200 ms TTL, never renewed).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = env.store.reap_dead_workers().await.unwrap();
+    lapse(&env, &dead).await;
+    // The fleet has renewed for milliseconds, not a minute: not judged yet.
+    let report = env.store.reap_dead_workers(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(report.deferred, [dead.to_string()]);
+    assert_eq!((report.dead_workers.len(), report.requeued), (0, 0));
+    assert_eq!(env.in_flight(&dead, "q").await.len(), 3, "nothing moved");
+
+    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
     assert_eq!(report.dead_workers, [dead.to_string()]);
     assert_eq!(report.requeued, 3);
-    let queue = env.lrange("resque:queue:q").await;
-    let order: Vec<String> = queue
+    let order: Vec<String> = env
+        .lrange("resque:queue:q")
+        .await
         .iter()
         .map(|p| {
             serde_json::from_str::<serde_json::Value>(p).unwrap()["args"][0]["message"]
@@ -63,7 +100,7 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
         ["0", "1", "2", "3", "4"],
         "recovered jobs go back to the head in order"
     );
-    assert!(env.keys("resque:resq:*").await.is_empty());
+    assert_eq!(env.keys("resque:resq:*").await, ["resque:resq:beat"]);
     let workers: Vec<String> = redis::cmd("SMEMBERS")
         .arg("resque:workers")
         .query_async(&mut env.conn())
@@ -72,52 +109,163 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
     assert!(workers.is_empty(), "the dead worker is unregistered too");
 
     // A second reaper finds nothing to do.
-    assert_eq!(env.store.reap_dead_workers().await.unwrap(), Default::default());
+    assert_eq!(
+        env.store.reap_dead_workers(Duration::ZERO).await.unwrap(),
+        Default::default()
+    );
 }
 
 #[tokio::test]
-async fn requeue_puts_jobs_back_at_the_head_once() {
+async fn after_an_outage_no_one_is_judged_until_the_fleet_renewed_for_a_full_period() {
     let env = Env::start().await;
-    for i in 0..4 {
-        env.push_raw(
-            "q",
-            format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes(),
-        )
-        .await;
+    push_echoes(&env, "q", 2).await;
+    let quiet = WorkerId::new("h", 1, "q");
+    env.store.register_worker(&quiet, "s", 60_000).await.unwrap();
+    fetch(&env, &quiet, "q", 2).await;
+    // An outage: every mark lapsed, the fleet's beat too.
+    for key in ["resque:resq:beat".to_string(), format!("resque:resq:alive:{quiet}")] {
+        let _: () = redis::cmd("DEL").arg(key).query_async(&mut env.conn()).await.unwrap();
     }
+    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    assert_eq!(report.deferred, [quiet.to_string()], "no beat: nobody is judged");
+    // Another worker renews: the beat starts again now. A lapse proves
+    // something only a full period later.
+    let other = WorkerId::new("h", 2, "q");
+    assert!(
+        !env.store.keep_alive(&other, "s", 60_000).await.unwrap(),
+        "its mark was new"
+    );
+    assert!(
+        env.store.keep_alive(&other, "s", 60_000).await.unwrap(),
+        "and now it is there"
+    );
+    let report = env.store.reap_dead_workers(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(report.deferred, [quiet.to_string()]);
+    assert_eq!(env.in_flight(&quiet, "q").await.len(), 2);
+    // The quiet worker was only slow: its next renewal saves its jobs.
+    env.store.keep_alive(&quiet, "s", 60_000).await.unwrap();
+    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    assert!(
+        report.dead_workers.is_empty() && report.deferred.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(env.in_flight(&quiet, "q").await.len(), 2);
+}
+
+#[tokio::test]
+async fn requeue_puts_jobs_back_at_the_head_once_and_releases_their_claims() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 4).await;
     let w = WorkerId::new("w", 2, "q");
     env.store.register_worker(&w, "s", 10_000).await.unwrap();
-    let Fetched::Jobs(jobs) = env.store.fetch(&w, &["q".into()], 2, true, "t").await.unwrap() else {
-        panic!()
-    };
+    let jobs = fetch(&env, &w, "q", 2).await;
+    let mark = Mark::parse("AAAAAAAAAAAAAAAA.5").unwrap();
+    let outcomes = env.store.claim(&w, &[claim(&jobs[0], &mark)]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Claimed]);
     env.store.requeue(&w, &jobs).await.unwrap();
     env.store.requeue(&w, &jobs).await.unwrap(); // twice: no duplicate
     let queue = env.lrange("resque:queue:q").await;
     assert_eq!(queue.len(), 4);
     assert!(queue[0].contains("\"0\"") && queue[1].contains("\"1\""));
+    // The claim went with the requeue: the next copy to run can claim it.
+    let again = fetch(&env, &w, "q", 1).await;
+    let outcomes = env.store.claim(&w, &[claim(&again[0], &mark)]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Claimed]);
 }
 
 #[tokio::test]
-async fn a_new_worker_recovers_a_dead_workers_jobs_and_runs_them() {
+async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_gone() {
     let env = Env::start().await;
-    for i in 0..20 {
-        env.push_raw(
-            "q",
-            format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}]}}"#).as_bytes(),
-        )
-        .await;
+    push_echoes(&env, "q", 6).await;
+    let (a, b) = (WorkerId::new("a", 1, "q"), WorkerId::new("b", 2, "q"));
+    for w in [&a, &b] {
+        env.store.register_worker(w, "s", 60_000).await.unwrap();
     }
-    let dead = WorkerId::new("gone", 3, "q");
-    env.store.register_worker(&dead, "s", 100).await.unwrap();
-    env.store.fetch(&dead, &["q".into()], 20, true, "t").await.unwrap();
-    assert!(env.lrange("resque:queue:q").await.is_empty());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let report = env.burst("q", registry()).await;
-    assert_eq!(report.recovered, 20);
+    let on_a = fetch(&env, &a, "q", 3).await;
+    let on_b = fetch(&env, &b, "q", 3).await;
+    let mark = Mark::parse("BBBBBBBBBBBBBBBB.4095").unwrap();
+    let other = Mark::parse("BBBBBBBBBBBBBBBB.0").unwrap();
+    // Three copies of one attempt on a, in one call; one on b.
+    let outcomes = env
+        .store
+        .claim(
+            &a,
+            &[claim(&on_a[0], &mark), claim(&on_a[1], &mark), claim(&on_a[2], &other)],
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        report.failed, 20,
-        "unsigned pushes are refused, but every one is accounted for"
+        outcomes,
+        [ClaimOutcome::Claimed, ClaimOutcome::Replayed, ClaimOutcome::Claimed]
     );
-    assert_eq!(report.processed, 20);
+    let outcomes = env.store.claim(&b, &[claim(&on_b[0], &mark)]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Replayed]);
+    // The mark lives until the job's expiry: the bitmap has a TTL.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("resque:resq:marks:q:BBBBBBBBBBBBBBBB")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+
+    // a dies holding the claim; the reaper releases it with its jobs.
+    lapse(&env, &a).await;
+    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    assert_eq!((report.dead_workers.len(), report.requeued), (1, 3));
+    let outcomes = env.store.claim(&b, &[claim(&on_b[1], &mark)]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Claimed], "released by the recovery");
+    // a's jobs are no longer a's: a late claim or ack by a finds them gone.
+    let outcomes = env.store.claim(&a, &[claim(&on_a[2], &other)]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Gone]);
+    let done: Vec<Finished> = on_a
+        .iter()
+        .map(|job| Finished {
+            job: job.clone(),
+            failure: None,
+            retry: None,
+        })
+        .collect();
+    let report = env.store.finish(&a, &done).await.unwrap();
+    assert_eq!(report.acked, 0);
+    assert_eq!(report.taken.len(), 3);
+    assert_eq!(env.get("resque:stat:processed").await, None, "nothing acked twice");
+    // b acks its own: counted once; the marks it claimed stay set.
+    let done: Vec<Finished> = on_b[..2]
+        .iter()
+        .map(|job| Finished {
+            job: job.clone(),
+            failure: None,
+            retry: None,
+        })
+        .collect();
+    let report = env.store.finish(&b, &done).await.unwrap();
+    assert_eq!((report.acked, report.taken.len()), (2, 0));
+    let outcomes = env.store.claim(&b, &[claim(&on_b[2], &mark)]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Replayed], "an acked attempt stays spent");
+}
+
+#[tokio::test]
+async fn a_new_worker_recovers_a_dead_workers_jobs_and_runs_each_once() {
+    let env = Env::start().await;
+    let client = env.client();
+    let jobs: Vec<Echo> = (0..20)
+        .map(|i| Echo {
+            message: format!("recovered-{i}"),
+        })
+        .collect();
+    let ids = client.enqueue_bulk(&jobs).await.unwrap();
+    let dead = WorkerId::new("gone", 3, "default");
+    env.store.register_worker(&dead, "s", 60_000).await.unwrap();
+    assert_eq!(fetch(&env, &dead, "default", 20).await.len(), 20);
+    lapse(&env, &dead).await;
+    // The burst worker waits for the reaper's verdict before it calls the
+    // queue empty, then runs what it recovered.
+    let report = env.burst("default", registry()).await;
+    assert_eq!(report.recovered, 20);
+    assert_eq!((report.processed, report.failed), (20, 0));
+    for job in &jobs {
+        assert!(ran(&job.message), "{} did not run", job.message);
+    }
+    assert_eq!(ids.len(), 20);
     assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("20"));
 }

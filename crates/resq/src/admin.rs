@@ -134,7 +134,12 @@ impl Admin {
             queue,
             payload: payload.get().as_bytes().to_vec(),
         };
-        if self.store.failed_requeue(&entry.raw, &job).await? {
+        // A signed job's attempt was spent (its replay mark is set): the
+        // operator's retry releases it, so the attempt runs once more.
+        let release = crate::envelope::Envelope::decode(&job.payload, &crate::limits::PayloadLimits::default())
+            .ok()
+            .and_then(|envelope| crate::mark::mark_of(&envelope).ok().flatten());
+        if self.store.failed_requeue(&entry.raw, &job, release.as_ref()).await? {
             Ok(())
         } else {
             Err(AdminError::NotFound(failure_id.to_string()))

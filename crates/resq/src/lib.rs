@@ -45,6 +45,7 @@ pub mod failure;
 pub mod job;
 pub mod keyring;
 pub mod limits;
+pub mod mark;
 pub mod names;
 pub mod policy;
 pub mod queue_spec;
@@ -70,6 +71,8 @@ pub use queue_spec::QueueSpec;
 pub use reason::{Reason, Rejection};
 pub use registry::Registry;
 pub use schemars;
-pub use store::{Fetched, FetchedJob, Finished, OutgoingJob, Retry, Schedule, Store, StoreError};
+pub use store::{
+    Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, OutgoingJob, Retry, Schedule, Store, StoreError,
+};
 pub use worker::{Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport};
 pub use worker_id::WorkerId;

@@ -14,6 +14,7 @@ use crate::clock::now_unix;
 use crate::envelope::{encrypt_args, sign, Envelope, SealError};
 use crate::keyring::Keyring;
 use crate::limits::{LimitError, PayloadLimits};
+use crate::mark::MarkSource;
 use crate::names::{check_class, check_queue, NameError};
 use crate::reason::Rejection;
 use crate::registry::Registry;
@@ -26,6 +27,8 @@ pub struct Policy {
     pub default_ttl: Duration,
     keyring: Arc<Keyring>,
     registry: Option<Registry>,
+    /// Replay marks for the envelopes this policy seals (shared by clones).
+    marks: Arc<MarkSource>,
 }
 
 /// Per-job choices on top of the job type's.
@@ -79,6 +82,7 @@ impl Policy {
             default_ttl: Duration::from_secs(7 * 24 * 3600),
             keyring,
             registry: None,
+            marks: Arc::new(MarkSource::new()),
         })
     }
 
@@ -130,6 +134,7 @@ impl Policy {
             )),
             attempt: 0,
             timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
+            mark: Some(self.marks.next().to_string()),
             unique: options.unique.clone(),
             enc: None,
             extra: Default::default(),

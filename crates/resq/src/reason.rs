@@ -88,6 +88,15 @@ impl Reason {
         )
     }
 
+    /// True for the reasons a job gets by running (its own error, panic,
+    /// timeout, limit or crash), as opposed to being refused before it ran.
+    pub fn is_run_outcome(self) -> bool {
+        matches!(
+            self,
+            Reason::JobFailed | Reason::JobPanicked | Reason::Timeout | Reason::ResourceLimit | Reason::JobCrashed
+        )
+    }
+
     /// Every reason, for tables and metrics.
     pub const ALL: [Reason; 19] = [
         Reason::MalformedPayload,

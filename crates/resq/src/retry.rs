@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::envelope::{sign, Envelope};
 use crate::failure::FailureInfo;
 use crate::keyring::Keyring;
+use crate::mark::MarkSource;
 
 /// Failures kept in an envelope's history (the oldest are dropped).
 const MAX_HISTORY: usize = 10;
@@ -36,7 +37,8 @@ pub(crate) enum NoRetry {
 }
 
 /// The bytes of the next attempt: `original` with `attempt` + 1, the failure
-/// appended to `failures`, and a fresh signature when it was signed.
+/// appended to `failures`, and, when it was signed, a replay mark of its own
+/// (a new attempt is claimed anew) and a fresh signature.
 pub(crate) fn next_attempt(
     original: &[u8],
     limits: &crate::limits::PayloadLimits,
@@ -44,6 +46,7 @@ pub(crate) fn next_attempt(
     failure: &FailureInfo,
     failed_at: &str,
     keyring: &Keyring,
+    marks: &MarkSource,
 ) -> Result<Vec<u8>, NoRetry> {
     let mut envelope =
         Envelope::decode(original, limits).map_err(|r| NoRetry::CannotSign(format!("cannot re-read the job: {r}")))?;
@@ -68,6 +71,7 @@ pub(crate) fn next_attempt(
             .signer()
             .filter(|k| k.allows(&envelope.class, queue))
             .ok_or_else(|| NoRetry::CannotSign("this worker holds no signing key for this class and queue".into()))?;
+        envelope.mark = Some(marks.next().to_string());
         sign(&mut envelope, key).map_err(|e| NoRetry::CannotSign(e.to_string()))?;
     }
     envelope.to_bytes().map_err(|e| NoRetry::CannotSign(e.to_string()))

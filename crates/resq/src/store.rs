@@ -58,12 +58,43 @@ pub enum Fetched {
 pub struct Finished {
     pub job: FetchedJob,
     pub failure: Option<String>,
-    /// For a signed job that succeeded: remember its id until it expires, so
-    /// the same envelope pushed again is refused as a replay.
-    pub done: Option<DoneMark>,
     /// For a failed job with attempts left: the next attempt, to schedule
     /// instead of writing a failure record.
     pub retry: Option<Retry>,
+}
+
+/// What an ack did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishReport {
+    /// Jobs acked: counted, their records and retries written.
+    pub acked: u64,
+    /// Tokens of jobs that were no longer this worker's (a reaper took them
+    /// back while they ran): nothing was written for them.
+    pub taken: Vec<String>,
+    /// Oldest failure records dropped to keep the failed list at its cap.
+    pub trimmed: u64,
+}
+
+/// A claim on one signed job attempt's replay mark, made before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The in-flight copy the claim is for (its queue and token).
+    pub queue: String,
+    pub token: String,
+    pub mark: crate::mark::Mark,
+    /// Unix ms until which the mark must be kept: the job's expiry.
+    pub until_ms: u64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This copy holds the attempt: run it.
+    Claimed,
+    /// Another copy of the attempt was claimed first (it ran, or runs).
+    Replayed,
+    /// The copy is no longer this worker's (a reaper took it back): drop it.
+    Gone,
 }
 
 /// The next attempt of a failed job and when it is due.
@@ -111,14 +142,6 @@ pub enum Schedule {
     Retry,
 }
 
-/// A job id that ran to success, kept until the job's own expiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DoneMark {
-    pub id: String,
-    /// Unix milliseconds after which the mark may go (the job has expired).
-    pub until_ms: u64,
-}
-
 /// What the reaper did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReapReport {
@@ -126,6 +149,10 @@ pub struct ReapReport {
     pub dead_workers: Vec<String>,
     /// Jobs put back at the head of their queues.
     pub requeued: u64,
+    /// Workers whose liveness lapsed but who were not judged: the store has
+    /// not been reachable to the whole fleet for a full liveness period (an
+    /// outage just ended), so a lapsed mark proves nothing yet.
+    pub deferred: Vec<String>,
 }
 
 /// A registered worker as the store sees it.
@@ -169,15 +196,21 @@ pub trait Store: Send + Sync + 'static {
         run_at: &str,
     ) -> Result<Fetched, StoreError>;
 
-    /// Removes finished jobs from the in-flight lists, appends failure records,
-    /// and counts processed/failed (global and per worker), all at once.
-    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<(), StoreError>;
+    /// Removes finished jobs from the in-flight lists, appends failure records
+    /// (trimming the oldest past the store's cap), schedules retries, and
+    /// counts processed/failed (global and per worker), all at once. A job
+    /// no longer in this worker's in-flight list (a reaper took it back) is
+    /// left alone and reported as taken: it is never acked twice.
+    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<FinishReport, StoreError>;
 
-    /// For each id, true when a job with it already ran to success (and has
-    /// not expired). One call answers many ids.
-    async fn are_done(&self, ids: &[String]) -> Result<Vec<bool>, StoreError>;
+    /// Claims the replay marks of signed jobs this worker fetched, each
+    /// atomically: of all copies of one attempt, one is claimed. A claimed
+    /// mark stays set for good once its job is acked (whatever the outcome);
+    /// a requeue or a recovery of the job releases it. One call, many claims.
+    async fn claim(&self, worker: &WorkerId, claims: &[Claim]) -> Result<Vec<ClaimOutcome>, StoreError>;
 
-    /// Puts in-flight jobs back at the head of their queues, in their order.
+    /// Puts in-flight jobs back at the head of their queues, in their order,
+    /// releasing their claims.
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError>;
 
     /// Registers the worker the Resque way (workers set, `:started`, heartbeat)
@@ -187,16 +220,21 @@ pub trait Store: Send + Sync + 'static {
     /// Writes Resque's heartbeat from the store's own clock.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError>;
 
-    /// Extends resq's liveness mark, which the reaper reads.
-    async fn keep_alive(&self, worker: &WorkerId, liveness_ttl_ms: u64) -> Result<(), StoreError>;
+    /// Extends resq's liveness mark, which the reaper reads, and repairs the
+    /// worker's Resque registration (workers set, `:started`, heartbeat) if
+    /// something removed it. Returns false when the mark had lapsed (an
+    /// outage, or this worker was taken for dead).
+    async fn keep_alive(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<bool, StoreError>;
 
     /// Removes every trace of the worker (after its in-flight jobs are gone).
     async fn unregister_worker(&self, worker: &WorkerId) -> Result<(), StoreError>;
 
     /// Finds resq workers whose liveness lapsed, returns their in-flight jobs to
-    /// the head of their queues and unregisters them. Safe to run from many
-    /// workers at once.
-    async fn reap_dead_workers(&self) -> Result<ReapReport, StoreError>;
+    /// the head of their queues (releasing their claims) and unregisters them.
+    /// Judges no one unless the fleet has renewed its marks without a gap for
+    /// at least `min_continuity` (a lapse during an outage proves nothing):
+    /// those are reported as deferred. Safe to run from many workers at once.
+    async fn reap_dead_workers(&self, min_continuity: std::time::Duration) -> Result<ReapReport, StoreError>;
 
     /// A signal that bumps whenever a producer may have pushed a job, so an idle
     /// worker fetches at once instead of waiting for its next poll. `None` when
@@ -277,7 +315,14 @@ pub trait Store: Send + Sync + 'static {
     async fn failed_remove(&self, record: &str) -> Result<bool, StoreError>;
     /// Removes exactly this record and pushes `job` to its queue, atomically, so
     /// two operators retrying at once enqueue it once. False if already gone.
-    async fn failed_requeue(&self, record: &str, job: &OutgoingJob) -> Result<bool, StoreError>;
+    /// `release` is the job's replay mark: the operator's retry runs the
+    /// spent attempt once more, so its mark is cleared in the same step.
+    async fn failed_requeue(
+        &self,
+        record: &str,
+        job: &OutgoingJob,
+        release: Option<&crate::mark::Mark>,
+    ) -> Result<bool, StoreError>;
     /// Empties the failed list; returns how many records it held.
     async fn failed_clear(&self) -> Result<u64, StoreError>;
 }

@@ -1,55 +1,81 @@
--- Ack: remove finished jobs from the in-flight hashes (one HDEL per hash),
--- append failure records, remember signed successes until they expire (the
--- replay guard: one ZADD, and expired marks trimmed), and count processed and
--- failed globally and per worker, in one step. A failed job counts as
+-- Ack: for the finished jobs still in this worker's in-flight hashes (a
+-- reaper may have taken some back while they ran: those are left alone and
+-- reported, never acked twice), remove them and their claims (the replay
+-- marks stay set: the attempt is spent), append failure records (the oldest
+-- trimmed past the cap, and counted), schedule retries, and count processed
+-- and failed globally and per worker, in one step. A failed job counts as
 -- processed too (Resque's rule).
 --
 -- KEYS[1] stat:processed  KEYS[2] stat:failed
 -- KEYS[3] stat:processed:<id>  KEYS[4] stat:failed:<id>  KEYS[5] failed list
--- KEYS[6] resq:done (sorted set: job id -> expiry, unix ms)
--- KEYS[7] resq:retry (sorted set: next attempt -> due, unix ms)
+-- KEYS[6] resq:retry (sorted set: next attempt -> due, unix ms)
+-- KEYS[7] resq:stat:failed-trimmed
 -- KEYS[8 .. 7+L] in-flight hashes
--- ARGV[1] L  ARGV[2] now (unix ms)
--- ARGV[3..]: per job, seven values: in-flight hash number (1..L), token,
---   failure record or "", job id to remember or "", remember-until (unix ms),
---   next attempt or "", its due time (unix ms)
+-- ARGV[1] L  ARGV[2] most records the failed list keeps
+-- ARGV[3..]: per job, five values: in-flight hash number (1..L), token,
+--   failure record or "", next attempt or "", its due time (unix ms)
+-- Returns {processed, trimmed, taken token, ...}.
 local lists = tonumber(ARGV[1])
-local tokens = {}
-local marks = {}
-local processed, failed = 0, 0
-for i = 3, #ARGV, 7 do
+local cap = tonumber(ARGV[2])
+local by_list = {}
+for i = 3, #ARGV, 5 do
   local list = tonumber(ARGV[i])
-  tokens[list] = tokens[list] or {}
-  table.insert(tokens[list], ARGV[i + 1])
-  processed = processed + 1
-  if ARGV[i + 2] ~= '' then
-    redis.call('RPUSH', KEYS[5], ARGV[i + 2])
-    failed = failed + 1
-  end
-  if ARGV[i + 3] ~= '' then
-    marks[#marks + 1] = ARGV[i + 4]
-    marks[#marks + 1] = ARGV[i + 3]
-  end
-  if ARGV[i + 5] ~= '' then
-    -- A failed attempt with attempts left: counted as failed, retried later.
-    redis.call('ZADD', KEYS[7], ARGV[i + 6], ARGV[i + 5])
-    failed = failed + 1
-  end
+  by_list[list] = by_list[list] or {}
+  table.insert(by_list[list], i)
 end
-local function in_slices(command, key, items)
-  for s = 1, #items, 1000 do
-    redis.call(command, key, unpack(items, s, math.min(s + 999, #items)))
-  end
-end
+local present = {}
+local taken = {}
 for list = 1, lists do
-  if tokens[list] then
-    in_slices('HDEL', KEYS[7 + list], tokens[list])
+  local entries = by_list[list]
+  if entries then
+    local flight = KEYS[7 + list]
+    local gone = {}
+    for s = 1, #entries, 1000 do
+      local tokens = {}
+      for e = s, math.min(s + 999, #entries) do
+        tokens[#tokens + 1] = ARGV[entries[e] + 1]
+      end
+      local jobs = redis.call('HMGET', flight, unpack(tokens))
+      local fields = {}
+      for j, job in ipairs(jobs) do
+        if job then
+          present[entries[s + j - 1]] = true
+          fields[#fields + 1] = tokens[j]
+          fields[#fields + 1] = 'c' .. tokens[j]
+        else
+          taken[#taken + 1] = tokens[j]
+        end
+      end
+      if #fields > 0 then
+        redis.call('HDEL', flight, unpack(fields))
+      end
+    end
   end
 end
-if #marks > 0 then
-  in_slices('ZADD', KEYS[6], marks)
+local processed, failed = 0, 0
+for i = 3, #ARGV, 5 do
+  if present[i] then
+    processed = processed + 1
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', KEYS[5], ARGV[i + 2])
+      failed = failed + 1
+    end
+    if ARGV[i + 3] ~= '' then
+      -- A failed attempt with attempts left: counted as failed, retried later.
+      redis.call('ZADD', KEYS[6], ARGV[i + 4], ARGV[i + 3])
+      failed = failed + 1
+    end
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[2])
+local trimmed = 0
+if failed > 0 then
+  local over = redis.call('LLEN', KEYS[5]) - cap
+  if over > 0 then
+    redis.call('LTRIM', KEYS[5], over, -1)
+    redis.call('INCRBY', KEYS[7], over)
+    trimmed = over
+  end
+end
 if processed > 0 then
   redis.call('INCRBY', KEYS[1], processed)
   redis.call('INCRBY', KEYS[3], processed)
@@ -58,4 +84,8 @@ if failed > 0 then
   redis.call('INCRBY', KEYS[2], failed)
   redis.call('INCRBY', KEYS[4], failed)
 end
-return processed
+local out = {processed, trimmed}
+for _, token in ipairs(taken) do
+  out[#out + 1] = token
+end
+return out

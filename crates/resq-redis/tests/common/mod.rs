@@ -207,4 +207,69 @@ pub fn registry() -> Registry {
         .register::<Add>()
         .register::<Nap>()
         .register::<Secret>()
+        .register::<Tracked>()
+}
+
+/// The id of every `Tracked` run, recorded when it starts (a run cut short
+/// still counts: it started).
+pub static STARTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// How many runs of this job id started.
+pub fn starts(id: &str) -> usize {
+    STARTED.lock().unwrap().iter().filter(|s| *s == id).count()
+}
+
+/// Records its id, then waits `ms` milliseconds.
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tracked {
+    #[garde(range(max = 60_000))]
+    pub ms: u64,
+}
+impl Job for Tracked {
+    const CLASS: &'static str = "Tracked";
+    async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+        STARTED.lock().unwrap().push(ctx.id.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(())
+    }
+}
+
+/// Waits (with a deadline that fails loudly) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Env {
+    /// The reason of every failure record, oldest first.
+    pub async fn failure_reasons(&self) -> Vec<String> {
+        self.lrange("resque:failed")
+            .await
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r).unwrap()["reason"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Jobs in one worker's in-flight hash (claims beside them not counted).
+    pub async fn in_flight(&self, worker: &resq::WorkerId, queue: &str) -> Vec<String> {
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(format!("resque:resq:inflight:{worker}:{queue}"))
+            .query_async(&mut self.conn())
+            .await
+            .unwrap();
+        fields.into_iter().filter(|f| f.parse::<u64>().is_ok()).collect()
+    }
 }

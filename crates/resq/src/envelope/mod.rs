@@ -65,6 +65,10 @@ pub struct Envelope {
     /// How long one run may take before it is cancelled (milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The replay mark this attempt is claimed under before it runs
+    /// (`<block>.<index>`, see [`crate::mark`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
     /// Encrypted arguments, when the job type asks for encryption at rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enc: Option<Encrypted>,
@@ -136,6 +140,7 @@ mod tests {
             attempt: 0,
             unique: None,
             timeout_ms: None,
+            mark: None,
             enc: None,
             extra: Default::default(),
             sig: None,

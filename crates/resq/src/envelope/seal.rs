@@ -61,6 +61,9 @@ pub fn signing_message(kid: &str, envelope: &Envelope) -> Result<Vec<u8>, SealEr
     if let Some(ms) = envelope.timeout_ms {
         members.push(("timeout_ms", Member::Int(ms)));
     }
+    if let Some(mark) = &envelope.mark {
+        members.push(("mark", Member::Str(mark)));
+    }
     let enc;
     if let Some(e) = &envelope.enc {
         enc = serde_json::to_value(e)?;
@@ -168,7 +171,7 @@ mod tests {
             with_enc in any::<bool>(),
         ) {
             let mut extra: serde_json::Map<String, Value> = extra.into_iter().collect();
-            for known in ["class", "args", "id", "queue", "enqueued_at", "expires_at", "attempt", "enc", "sig"] {
+            for known in ["class", "args", "id", "queue", "enqueued_at", "expires_at", "attempt", "unique", "timeout_ms", "mark", "enc", "sig"] {
                 extra.remove(known);
             }
             let envelope = Envelope {
@@ -180,6 +183,7 @@ mod tests {
                 expires_at: None,
                 attempt,
                 timeout_ms: (attempt % 2 == 0).then_some(u64::from(attempt)),
+                mark: (attempt % 5 == 0).then(|| "AAECAwQFBgcICQoL.7".to_string()),
                 unique: (attempt % 3 == 0).then(|| "k\u{e9}y".to_string()),
                 enc: with_enc.then(|| super::super::Encrypted { kid: "e".into(), alg: "XC20P".into(), nonce: "n".into(), ct: "c\"t".into() }),
                 extra,

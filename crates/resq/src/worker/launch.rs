@@ -3,7 +3,6 @@
 //! flight to its queue).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,11 +63,12 @@ pub(crate) async fn launch(
         classes = ?registry.classes(), "worker started"
     );
 
-    let recovered = Arc::new(AtomicU64::new(0));
-    reaper::reap_once(store.as_ref(), &recovered).await;
+    let reaping = Arc::new(reaper::Reaping::new(config.liveness_ttl));
+    reaping.reap_once(store.as_ref()).await;
     let liveness = tokio::spawn(liveness::run(
         Arc::clone(&store),
         id.clone(),
+        started.clone(),
         config.heartbeat_interval,
         config.liveness_ttl,
     ));
@@ -86,7 +86,7 @@ pub(crate) async fn launch(
     let reaper = tokio::spawn(reaper::run(
         Arc::clone(&store),
         config.reap_interval,
-        Arc::clone(&recovered),
+        Arc::clone(&reaping),
     ));
 
     let manager = Manager {
@@ -99,7 +99,8 @@ pub(crate) async fn launch(
             config.queue_refresh,
         ),
         ctx: Arc::new(ProcessContext {
-            replay: super::replay::ReplayGate::start(Arc::clone(&store)),
+            claims: super::claim::ClaimGate::start(Arc::clone(&store), id.clone()),
+            marks: crate::mark::MarkSource::new(),
             registry,
             limits: config.limits,
             worker: id.clone(),
@@ -121,6 +122,7 @@ pub(crate) async fn launch(
         to_requeue: Vec::new(),
         report: WorkerReport::default(),
         wake: store.wakeups(),
+        reaping: Arc::clone(&reaping),
     };
     let mut report = manager.run(control).await;
 
@@ -140,7 +142,7 @@ pub(crate) async fn launch(
             }
         }
     }
-    report.recovered = recovered.load(Ordering::Relaxed);
+    report.recovered = reaping.recovered();
     tracing::info!(worker = %id, processed = report.processed, failed = report.failed, "worker stopped");
     report
 }

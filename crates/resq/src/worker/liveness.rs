@@ -2,6 +2,8 @@
 //! Resque's heartbeat (every 60 s, from the store's clock, so Ruby does not
 //! prune us) and resq's liveness mark (a key with a TTL, renewed every third of
 //! it, so the reaper recovers a dead worker's jobs in seconds, not minutes).
+//! Each renewal also repairs the Resque registration if something removed it
+//! (an older Ruby worker pruning us), so resq is listed again within seconds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,13 @@ use std::time::Duration;
 use crate::store::Store;
 use crate::worker_id::WorkerId;
 
-pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, heartbeat_every: Duration, liveness_ttl: Duration) {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    worker: WorkerId,
+    started: String,
+    heartbeat_every: Duration,
+    liveness_ttl: Duration,
+) {
     let renew_every = (liveness_ttl / 3).max(Duration::from_millis(100));
     let ttl_ms = liveness_ttl.as_millis() as u64;
     let mut renew = tokio::time::interval(renew_every);
@@ -19,8 +27,13 @@ pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, heartbeat_every
     loop {
         tokio::select! {
             _ = renew.tick() => {
-                if let Err(e) = store.keep_alive(&worker, ttl_ms).await {
-                    tracing::warn!(error = %e, "could not renew the liveness mark; will retry");
+                match store.keep_alive(&worker, &started, ttl_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "this worker's liveness mark had lapsed (the store was away or stalled longer than \
+                         liveness_ttl, or it was taken for dead); renewed it and re-registered"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "could not renew the liveness mark; will retry"),
                 }
             }
             _ = heartbeat.tick() => {

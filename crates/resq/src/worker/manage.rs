@@ -17,7 +17,7 @@ use super::fetch::Fetcher;
 use super::process::{process, ProcessContext, TaskOutput};
 use super::WorkerReport;
 use crate::clock::now_unix;
-use crate::failure::{build_record, FailureInfo};
+use crate::failure::{build_record, FailureInfo, RecordPayload};
 use crate::reason::Reason;
 use crate::store::{Fetched, FetchedJob, Finished, Store};
 use crate::worker_id::WorkerId;
@@ -42,6 +42,9 @@ pub(crate) struct Manager {
     pub report: WorkerReport,
     /// Bumps when a producer pushed something: ends an idle wait early.
     pub wake: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The reaper's findings: a burst worker waits for its verdict on
+    /// workers that look dead before it calls the queues empty.
+    pub reaping: Arc<super::reaper::Reaping>,
 }
 
 impl Manager {
@@ -85,7 +88,7 @@ impl Manager {
                     }
                     Ok(Fetched::Jobs(_)) => {
                         self.errors.reset();
-                        if self.burst && self.running.is_empty() {
+                        if self.burst && self.running.is_empty() && !self.reaping.undecided() {
                             break;
                         }
                         fetch_after = Some(Instant::now() + self.poll.next_delay());
@@ -143,6 +146,9 @@ impl Manager {
                     self.to_requeue.push((seq, job));
                 }
             }
+            Ok((id, TaskOutput::Taken)) => {
+                self.in_flight.remove(&id);
+            }
             Err(err) => {
                 let Some((seq, job)) = self.in_flight.remove(&err.id()) else {
                     return;
@@ -159,17 +165,16 @@ impl Manager {
                     };
                     let record = build_record(
                         &job.payload,
+                        RecordPayload::Whole,
                         &info,
                         self.worker.as_str(),
                         &job.queue,
-                        &self.ctx.limits,
                         now_unix(),
                     );
                     self.report.count(Some(Reason::JobPanicked));
                     self.done.push(Finished {
                         job,
                         failure: Some(record),
-                        done: None,
                         retry: None,
                     });
                 }
@@ -183,7 +188,8 @@ impl Manager {
     async fn flush(&mut self, control: &mut ControlReceiver) {
         while !self.done.is_empty() {
             match self.store.finish(&self.worker, &self.done).await {
-                Ok(()) => {
+                Ok(report) => {
+                    note_finish(&report);
                     self.done.clear();
                     self.errors.reset();
                 }
@@ -224,8 +230,9 @@ impl Manager {
         while let Some(result) = self.running.join_next_with_id().await {
             self.collect(result);
         }
-        if let Err(e) = self.store.finish(&self.worker, &self.done).await {
-            tracing::error!(error = %e, "could not ack finished jobs at stop; they will be recovered");
+        match self.store.finish(&self.worker, &self.done).await {
+            Ok(report) => note_finish(&report),
+            Err(e) => tracing::error!(error = %e, "could not ack finished jobs at stop; they will be recovered"),
         }
         self.done.clear();
         if !self.to_requeue.is_empty() {
@@ -246,6 +253,24 @@ impl Manager {
             self.collect(result);
         }
         self.flush(control).await;
+    }
+}
+
+/// Logs what an ack found besides the acked jobs.
+fn note_finish(report: &crate::store::FinishReport) {
+    if !report.taken.is_empty() {
+        tracing::warn!(
+            jobs = report.taken.len(),
+            "jobs this worker finished had been taken back by a reaper (this worker looked dead: \
+             a long pause or partition); their outcome here was not recorded, and the copy the \
+             reaper requeued runs again"
+        );
+    }
+    if report.trimmed > 0 {
+        tracing::warn!(
+            records = report.trimmed,
+            "the failed list is at its cap: its oldest records were dropped (see failures.max)"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! with the liveness, heartbeat and reaper loops beside them.
 
 mod backoff;
+mod claim;
 mod control;
 mod fetch;
 pub mod isolation;
@@ -11,7 +12,6 @@ mod manage;
 mod perform;
 mod process;
 mod reaper;
-mod replay;
 mod scheduler;
 mod sweeper;
 

@@ -12,14 +12,15 @@ use glob::Pattern;
 
 use crate::clock::now_unix;
 use crate::envelope::{decrypt_args, verify, Envelope, Verified};
-use crate::failure::{build_record, FailureInfo};
+use crate::failure::{build_record, FailureInfo, RecordPayload};
 use crate::job::JobContext;
 use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
+use crate::mark::{mark_of, MarkSource};
 use crate::reason::{Reason, Rejection};
 use crate::registry::Registry;
 use crate::retry::{next_attempt, NoRetry};
-use crate::store::{DoneMark, FetchedJob, Finished, Retry};
+use crate::store::{Claim, ClaimOutcome, FetchedJob, Finished, Retry};
 use crate::worker_id::WorkerId;
 
 use super::isolation::Children;
@@ -44,7 +45,9 @@ pub type Observer = Arc<dyn Fn(&JobOutcome) + Send + Sync>;
 
 /// What every job task shares.
 pub(crate) struct ProcessContext {
-    pub replay: super::replay::ReplayGate,
+    pub claims: super::claim::ClaimGate,
+    /// Marks for the retries this worker re-signs.
+    pub marks: MarkSource,
     pub registry: Registry,
     pub limits: PayloadLimits,
     pub worker: WorkerId,
@@ -61,8 +64,18 @@ pub(crate) struct ProcessContext {
 pub(crate) enum TaskOutput {
     /// Ran, or refused: ack it (with a failure record when it did not succeed).
     Finished(Finished, Option<Reason>),
-    /// The store could not be asked whether this job already ran: put it back.
+    /// The job could not be claimed or handed to a child (the store or the
+    /// children were away): put it back.
     Requeue(FetchedJob),
+    /// A reaper took the job back from this worker before it ran: it is
+    /// someone else's now; neither ack nor requeue it.
+    Taken,
+}
+
+/// Why `run` stopped short of a result.
+enum NotRun {
+    Requeue,
+    Taken,
 }
 
 /// What `run` learned besides the result.
@@ -71,14 +84,17 @@ struct Seen {
     class: Option<String>,
     id: Option<String>,
     attempt: u32,
-    done: Option<DoneMark>,
+    /// This copy claimed its attempt (a signed job): it is the one attempt,
+    /// so its failure record keeps the whole payload.
+    claimed: bool,
 }
 
 pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutput {
     let mut seen = Seen::default();
     let result = match run(&job, &ctx, &mut seen).await {
         Ok(result) => result,
-        Err(()) => return TaskOutput::Requeue(job),
+        Err(NotRun::Requeue) => return TaskOutput::Requeue(job),
+        Err(NotRun::Taken) => return TaskOutput::Taken,
     };
     let (class_field, id_field) = (seen.class.as_deref().unwrap_or("-"), seen.id.as_deref().unwrap_or("-"));
     match &result {
@@ -108,18 +124,30 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
         guarded("on_failure", || (class.hooks.on_failure)(&hook_ctx, info));
     }
     let failure = match (&result, &retry) {
-        (Err(info), None) => Some(build_record(
-            &job.payload,
-            info,
-            ctx.worker.as_str(),
-            &job.queue,
-            &ctx.limits,
-            now,
-        )),
+        (Err(info), None) => {
+            // A run's failure, or the one claimed attempt of a signed job,
+            // keeps its payload whole (an operator may retry it); any other
+            // refusal keeps a bounded copy, so copies pushed in bulk cannot
+            // inflate the failed list.
+            let payload = if seen.claimed || info.reason.is_run_outcome() {
+                RecordPayload::Whole
+            } else {
+                RecordPayload::Bounded {
+                    class: seen.class.as_deref(),
+                }
+            };
+            Some(build_record(
+                &job.payload,
+                payload,
+                info,
+                ctx.worker.as_str(),
+                &job.queue,
+                now,
+            ))
+        }
         _ => None,
     };
     let reason = result.as_ref().err().map(|f| f.reason);
-    let done = if result.is_ok() { seen.done.take() } else { None };
     if let Some(observer) = &ctx.observer {
         let retry_at_ms = retry.as_ref().map(|r| r.due_ms);
         observer(&JobOutcome {
@@ -130,15 +158,7 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
             retry_at_ms,
         });
     }
-    TaskOutput::Finished(
-        Finished {
-            job,
-            failure,
-            done,
-            retry,
-        },
-        reason,
-    )
+    TaskOutput::Finished(Finished { job, failure, retry }, reason)
 }
 
 /// A job that ran and failed (error or panic) with attempts left gets its next
@@ -156,7 +176,15 @@ fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut Fa
         return None;
     }
     let failed_at = crate::clock::failed_at_format(now);
-    match next_attempt(&job.payload, &ctx.limits, &job.queue, info, &failed_at, &ctx.keyring) {
+    match next_attempt(
+        &job.payload,
+        &ctx.limits,
+        &job.queue,
+        info,
+        &failed_at,
+        &ctx.keyring,
+        &ctx.marks,
+    ) {
         Ok(payload) => {
             let delay = (class.retry_delay)(seen.attempt + 1);
             let due_ms = ((now + delay.as_secs_f64()) * 1000.0) as u64;
@@ -179,8 +207,7 @@ fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut Fa
     }
 }
 
-/// `Err(())` means: requeue, the store could not answer.
-async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<Result<(), FailureInfo>, ()> {
+async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<Result<(), FailureInfo>, NotRun> {
     let mut envelope = match Envelope::decode(&job.payload, &ctx.limits) {
         Ok(e) => e,
         Err(r) => return Ok(Err(refused(r))),
@@ -199,27 +226,28 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
             "the job's expires_at has passed; it was not run",
         ))));
     }
-    if let (Verified::Signed { .. }, Some(id)) = (&verified, &envelope.id) {
-        match ctx.replay.is_done(id).await {
-            Ok(true) => {
+    if let Verified::Signed { .. } = &verified {
+        let claim = match claim_for(&envelope, job) {
+            Ok(claim) => claim,
+            Err(r) => return Ok(Err(refused(r))),
+        };
+        match ctx.claims.claim(claim).await {
+            Ok(ClaimOutcome::Claimed) => seen.claimed = true,
+            Ok(ClaimOutcome::Replayed) => {
                 return Ok(Err(refused(Rejection::new(
                     Reason::Replayed,
-                    "a job with this id already ran to success; this copy was not run",
+                    "this attempt of the job was claimed by another copy (it ran, or runs); this copy was not run",
                 ))))
             }
-            Ok(false) => {}
+            Ok(ClaimOutcome::Gone) => {
+                tracing::warn!(queue = %job.queue, "a reaper took this job back before it ran; leaving it to the worker that has it now");
+                return Err(NotRun::Taken);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, queue = %job.queue, "cannot check for a replay; putting the job back");
-                return Err(());
+                tracing::warn!(error = %e, queue = %job.queue, "cannot claim the job; putting it back");
+                return Err(NotRun::Requeue);
             }
         }
-        // Remembered until the job would expire anyway (a week when it never does).
-        let until = envelope.expires_at.unwrap_or_else(|| now_unix() + 7.0 * 86400.0);
-        let until_ms = (until * 1000.0) as u64;
-        seen.done = Some(DoneMark {
-            id: id.clone(),
-            until_ms,
-        });
     }
     let needs_encryption = ctx.registry.info(&envelope.class).is_some_and(|i| i.encrypt);
     if needs_encryption && envelope.enc.is_none() {
@@ -258,10 +286,40 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
             // Holding the slot a moment keeps a worker that cannot start
             // children from fetching and requeueing in a tight loop.
             tokio::time::sleep(NO_CHILD_PAUSE).await;
-            Err(())
+            Err(NotRun::Requeue)
         }
     }
 }
+
+/// The claim a verified, signed copy makes before it runs: its `mark`, or
+/// one derived from its signature when its producer set none. Its mark is
+/// kept until the job expires, plus a margin for clock skew between the
+/// worker that checks the expiry and the store that drops the mark.
+fn claim_for(envelope: &Envelope, job: &FetchedJob) -> Result<Claim, Rejection> {
+    let Some(expires_at) = envelope.expires_at else {
+        return Err(Rejection::new(
+            Reason::MalformedPayload,
+            "a signed job must carry expires_at (its replay mark must end some day); every resq producer writes one",
+        ));
+    };
+    let mark = mark_of(envelope)
+        .map_err(|e| Rejection::new(Reason::MalformedPayload, e.to_string()))?
+        .ok_or_else(|| Rejection::new(Reason::Unsigned, "the job is not signed"))?;
+    // Clamped to year 9999: a store cannot keep a key for longer anyway.
+    let until_ms = (((expires_at.max(0.0) + MARK_SKEW_MARGIN.as_secs_f64()) * 1000.0) as u64).min(LAST_MARK_MS);
+    Ok(Claim {
+        queue: job.queue.clone(),
+        token: job.token.clone(),
+        mark,
+        until_ms,
+    })
+}
+
+/// 9999-12-31T23:59:59Z in Unix ms.
+const LAST_MARK_MS: u64 = 253_402_300_799_000;
+
+/// How much longer than its job a replay mark is kept.
+pub(crate) const MARK_SKEW_MARGIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 const NO_CHILD_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -1,0 +1,28 @@
+-- Claim the replay marks of signed jobs a worker fetched, before they run:
+-- of all copies of one job attempt, exactly one sets its mark's bit. The
+-- claim is recorded beside the job in the worker's in-flight hash (field
+-- "c<token>" = "<bit> <mark key>"), so a requeue or the recovery of a dead
+-- worker can release it; an ack keeps the mark set for good. A mark's
+-- bitmap lives until the latest expiry of the jobs it marks.
+--
+-- KEYS pairs, one per claim: resq:inflight:<id>:<q>, resq:marks:<q>:<block>
+-- ARGV triples, one per claim: token, bit, keep-until (unix ms)
+-- Returns one code per claim: 0 claimed, 1 replayed (another copy holds
+-- the attempt), 2 gone (a reaper took the job back from this worker).
+local out = {}
+for c = 1, #KEYS / 2 do
+  local flight, block = KEYS[2 * c - 1], KEYS[2 * c]
+  local token, bit, keep = ARGV[3 * c - 2], ARGV[3 * c - 1], tonumber(ARGV[3 * c])
+  if redis.call('HEXISTS', flight, token) == 0 then
+    out[c] = 2
+  elseif redis.call('SETBIT', block, bit, 1) == 1 then
+    out[c] = 1
+  else
+    redis.call('HSET', flight, 'c' .. token, bit .. ' ' .. block)
+    if redis.call('PEXPIRETIME', block) < keep then
+      redis.call('PEXPIREAT', block, keep)
+    end
+    out[c] = 0
+  end
+end
+return out
