@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use resq::worker::ranges::check;
 use resq::PayloadLimits;
 use resq_redis::RedisConfig;
 use secrecy::SecretString;
@@ -30,7 +31,101 @@ pub struct FileConfig {
     /// Recurring jobs (`[[cron]]` tables), fired by every worker, each tick once.
     #[serde(default)]
     pub cron: Vec<CronSection>,
+    #[serde(default)]
+    pub failures: FailuresSection,
 }
+
+/// `[failures]`: the failed list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailuresSection {
+    /// Most records the failed list keeps; the oldest are trimmed (and
+    /// counted in `resq:stat:failed-trimmed`). Default 100,000.
+    pub max: Option<u64>,
+}
+
+/// Every key resq.toml accepts, by table (`""` is the top level). Error
+/// messages may quote these words, and nothing else from the file.
+pub const KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "namespace",
+            "redis",
+            "worker",
+            "limits",
+            "security",
+            "isolation",
+            "cron",
+            "failures",
+        ],
+    ),
+    (
+        "redis",
+        &[
+            "url",
+            "username",
+            "password_file",
+            "password_env",
+            "ca_file",
+            "client_cert_file",
+            "client_key_file",
+            "response_timeout_ms",
+        ],
+    ),
+    (
+        "worker",
+        &[
+            "queues",
+            "concurrency",
+            "liveness_ttl_ms",
+            "reap_interval_ms",
+            "heartbeat_interval_s",
+            "poll_max_ms",
+            "default_timeout_ms",
+            "sweep_interval_ms",
+        ],
+    ),
+    (
+        "limits",
+        &["max_bytes", "max_depth", "max_string_bytes", "max_array_len"],
+    ),
+    ("security", &["keys_file", "allow_unsigned"]),
+    (
+        "isolation",
+        &["mode", "memory_limit_mb", "cpu_limit_ms", "jobs_per_child"],
+    ),
+    (
+        "cron",
+        &[
+            "name",
+            "schedule",
+            "class",
+            "args",
+            "queue",
+            "time_zone",
+            "missed_grace_s",
+        ],
+    ),
+    ("failures", &["max"]),
+];
+
+/// The values of the config's enums, which messages may quote too.
+const ENUM_WORDS: &[&str] = &["none", "process"];
+
+/// Every word of the config format itself.
+fn known_words() -> Vec<&'static str> {
+    KEYS.iter()
+        .flat_map(|(table, keys)| std::iter::once(*table).chain(keys.iter().copied()))
+        .chain(ENUM_WORDS.iter().copied())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Most records the failed list keeps unless `failures.max` says.
+pub const DEFAULT_FAILURES_MAX: u64 = 100_000;
+const FAILURES_MAX: std::ops::RangeInclusive<u64> = 1..=10_000_000;
+const RESPONSE_TIMEOUT: std::ops::RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(600);
 
 /// One `[[cron]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,14 +236,15 @@ pub struct WorkerSection {
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}\n  fix the path, or unset RESQ_CONFIG / --config")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a valid resq config: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{var} is {value:?}, which is not {expected}")]
-    BadEnv {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
+    #[error("{path} is not a valid resq config: {problem}")]
+    Parse {
+        path: PathBuf,
+        problem: resq::toml_error::TomlProblem,
     },
+    #[error("{var} is not {expected}")]
+    BadEnv { var: &'static str, expected: &'static str },
+    #[error("{0} (see the configuration section of the README)")]
+    OutOfRange(#[from] resq::worker::ranges::OutOfRange),
     #[error(
         "cannot read the Redis password file {path}: {source}\n  check redis.password_file / RESQ_REDIS_PASSWORD_FILE"
     )]
@@ -157,8 +253,8 @@ pub enum ConfigError {
     PasswordEnvMissing { var: String },
     #[error("no Redis configured: set RESQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or redis.url in resq.toml")]
     NoRedis,
-    #[error("namespace {0:?} is not allowed: use letters, digits, '_', '-' or '.'")]
-    BadNamespace(String),
+    #[error("the namespace is not allowed: use letters, digits, '_', '-' or '.'")]
+    BadNamespace,
     #[error(
         "no keys file: every job is signed, so resq needs keys. Make them with\n  \
          resq keys generate --out /etc/resq/keys.toml\n\
@@ -167,8 +263,8 @@ pub enum ConfigError {
     NoKeys,
     #[error("{0}")]
     Keys(#[from] resq::KeyringError),
-    #[error("security.allow_unsigned entry {0:?} is not a valid queue glob")]
-    BadAllowUnsigned(String),
+    #[error("security.allow_unsigned entry #{0} is not a valid queue glob")]
+    BadAllowUnsigned(usize),
     #[error("{0}")]
     Cron(resq::cron::CronError),
 }
@@ -186,6 +282,8 @@ pub struct Settings {
     pub isolation: IsolationSection,
     /// Recurring jobs, checked (expression, zone, names) when loaded.
     pub cron: Vec<resq::cron::CronEntry>,
+    /// Most records the failed list keeps.
+    pub failures_max: u64,
     /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
     /// kept from job child processes.
     pub secret_env: Vec<String>,
@@ -234,7 +332,7 @@ pub fn load(explicit: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigEr
             })?;
             toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
                 path: p.clone(),
-                message: e.to_string(),
+                problem: resq::toml_error::describe(&text, &e, &known_words()),
             })?
         }
         None => FileConfig::default(),
@@ -253,7 +351,7 @@ fn parse_env<T: std::str::FromStr>(
             .trim()
             .parse()
             .map(Some)
-            .map_err(|_| ConfigError::BadEnv { var, value, expected }),
+            .map_err(|_| ConfigError::BadEnv { var, expected }),
     }
 }
 
@@ -266,6 +364,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         security,
         mut isolation,
         cron,
+        failures,
     } = file;
     let cron = cron
         .iter()
@@ -281,7 +380,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if !ns_ok {
-        return Err(ConfigError::BadNamespace(namespace));
+        return Err(ConfigError::BadNamespace);
     }
 
     let redis_password_env = redis.password_env.clone();
@@ -302,7 +401,8 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
                 .map(PathBuf::from)
                 .or(redis.client_key_file);
             if let Some(ms) = redis.response_timeout_ms {
-                c.response_timeout = Duration::from_millis(ms.max(1));
+                c.response_timeout = Duration::from_millis(ms);
+                check("redis.response_timeout_ms", c.response_timeout, &RESPONSE_TIMEOUT)?;
             }
             Some(c)
         }
@@ -318,10 +418,9 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         None => {}
         Some("none") => isolation.mode = IsolationMode::None,
         Some("process") => isolation.mode = IsolationMode::Process,
-        Some(other) => {
+        Some(_) => {
             return Err(ConfigError::BadEnv {
                 var: "RESQ_ISOLATION",
-                value: other.to_string(),
                 expected: "none or process",
             })
         }
@@ -338,20 +437,76 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     };
     let allow_unsigned = unsigned
         .iter()
-        .map(|q| glob::Pattern::new(q).map_err(|_| ConfigError::BadAllowUnsigned(q.clone())))
+        .enumerate()
+        .map(|(i, q)| glob::Pattern::new(q).map_err(|_| ConfigError::BadAllowUnsigned(i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
+    let failures_max = match parse_env(env, "RESQ_FAILURES_MAX", "a whole number such as 100000")? {
+        Some(n) => Some(n),
+        None => failures.max,
+    }
+    .unwrap_or(DEFAULT_FAILURES_MAX);
+    check("failures.max", failures_max, &FAILURES_MAX)?;
+    check_worker(&worker, &isolation)?;
+    let limits = limits.unwrap_or_default();
+    resq::worker::ranges::check_limits(&limits)?;
     Ok(Settings {
         namespace,
         redis,
         worker,
-        limits: limits.unwrap_or_default(),
+        limits,
         keys_file,
         allow_unsigned,
         isolation,
         cron,
+        failures_max,
         secret_env,
         source,
     })
+}
+
+/// Every `[worker]` and `[isolation]` value against its range, named by its key.
+fn check_worker(worker: &WorkerSection, isolation: &IsolationSection) -> Result<(), ConfigError> {
+    use resq::worker::ranges as r;
+    let ms = Duration::from_millis;
+    if let Some(n) = worker.concurrency {
+        let slots = if isolation.mode == IsolationMode::Process {
+            r::ISOLATED_CONCURRENCY
+        } else {
+            r::CONCURRENCY
+        };
+        check("worker.concurrency (RESQ_CONCURRENCY)", n, &slots)?;
+    }
+    let durations = [
+        ("worker.liveness_ttl_ms", worker.liveness_ttl_ms, r::LIVENESS_TTL),
+        ("worker.reap_interval_ms", worker.reap_interval_ms, r::REAP_INTERVAL),
+        ("worker.poll_max_ms", worker.poll_max_ms, r::POLL),
+        (
+            "worker.default_timeout_ms",
+            worker.default_timeout_ms,
+            r::DEFAULT_TIMEOUT,
+        ),
+        ("worker.sweep_interval_ms", worker.sweep_interval_ms, r::SWEEP_INTERVAL),
+        ("isolation.cpu_limit_ms", isolation.cpu_limit_ms, r::CHILD_CPU),
+    ];
+    for (key, value, range) in durations {
+        if let Some(value) = value {
+            check(key, ms(value), &range)?;
+        }
+    }
+    if let Some(s) = worker.heartbeat_interval_s {
+        check(
+            "worker.heartbeat_interval_s",
+            Duration::from_secs(s),
+            &r::HEARTBEAT_INTERVAL,
+        )?;
+    }
+    if let Some(mb) = isolation.memory_limit_mb {
+        check("isolation.memory_limit_mb", mb, &r::CHILD_MEMORY_MB)?;
+    }
+    if let Some(n) = isolation.jobs_per_child {
+        check("isolation.jobs_per_child", n, &r::JOBS_PER_CHILD)?;
+    }
+    Ok(())
 }
 
 /// The password, from (in order) `RESQ_REDIS_PASSWORD`, `RESQ_REDIS_PASSWORD_FILE`,
@@ -403,7 +558,7 @@ mod tests {
     fn parse(text: &str, e: &MapEnv) -> Result<Settings, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "t".into(),
-            message: e.to_string(),
+            problem: resq::toml_error::describe(text, &e, &known_words()),
         })?;
         resolve(file, None, e)
     }
@@ -423,7 +578,10 @@ mod tests {
     #[test]
     fn typos_and_bad_values_are_clear_errors() {
         let err = parse("[redis]\nurll = \"x\"\n", &env(&[])).unwrap_err().to_string();
-        assert!(err.contains("unknown field") && err.contains("urll"), "{err}");
+        assert!(
+            err.contains("line 2, column 1: unknown field `(…)`, expected one of `url`, `username`"),
+            "{err}"
+        );
         let err = parse("", &env(&[("RESQ_CONCURRENCY", "lots")]))
             .unwrap_err()
             .to_string();

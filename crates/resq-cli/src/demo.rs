@@ -335,7 +335,7 @@ pub async fn run(settings: &Settings) -> Result<(), Failure> {
          running one worker on demo.* (only demo.02 accepts unsigned jobs)\n"
     );
 
-    let mut config = worker_config(settings, Arc::clone(&keyring), Some("demo.*".into()), Some(4))?;
+    let mut config = worker_config(settings, Arc::clone(&keyring), Some("demo.*".into()), Some(4), false)?;
     config.burst = true;
     config.poll_max = Duration::from_millis(50);
     config.allow_unsigned = vec![glob::Pattern::new("demo.02").map_err(Failure::runtime)?];
@@ -357,7 +357,7 @@ pub async fn run(settings: &Settings) -> Result<(), Failure> {
         .await
         .map_err(Failure::runtime)?;
     let sink = Arc::clone(&outcomes);
-    let mut config = worker_config(settings, Arc::clone(&keyring), Some("demo.01".into()), Some(1))?;
+    let mut config = worker_config(settings, Arc::clone(&keyring), Some("demo.01".into()), Some(1), false)?;
     config.burst = true;
     let (_control, rx) = Control::new();
     let again = Worker::new(store.clone(), crate::demo_jobs::registry(), config)
@@ -424,7 +424,7 @@ async fn run_isolated(
     println!(
         "\nresq demo: 4 more jobs in child processes (--isolation process: 128 MiB address space, 1 s CPU per job)\n"
     );
-    let mut config = worker_config(settings, Arc::clone(keyring), Some(ISOLATED.into()), Some(2))?;
+    let mut config = worker_config(settings, Arc::clone(keyring), Some(ISOLATED.into()), Some(2), true)?;
     config.burst = true;
     config.poll_max = Duration::from_millis(50);
     config.isolation = Some(resq::worker::isolation::Isolation {

@@ -138,7 +138,7 @@ pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, Failure> {
     let redis = settings.redis().map_err(Failure::usage)?;
     RedisStore::connect(redis, &settings.namespace)
         .await
-        .map(Arc::new)
+        .map(|store| Arc::new(store.with_failed_max(settings.failures_max)))
         .map_err(Failure::runtime)
 }
 

@@ -35,19 +35,15 @@ fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<
     if mode.unwrap_or(section.mode) == IsolationMode::None {
         return Ok(None);
     }
+    // The config check put memory_limit_mb in range, so the product fits.
     let memory_mb = section.memory_limit_mb.unwrap_or(DEFAULT_CHILD_MEMORY_MB);
-    if memory_mb < MIN_CHILD_MEMORY_MB {
-        return Err(Failure::usage(format!(
-            "isolation.memory_limit_mb is {memory_mb}: a child needs at least {MIN_CHILD_MEMORY_MB} MiB of address space to start"
-        )));
-    }
-    if section.jobs_per_child == Some(0) {
-        return Err(Failure::usage("isolation.jobs_per_child must be at least 1"));
-    }
+    let memory_limit = memory_mb
+        .checked_mul(1024 * 1024)
+        .ok_or_else(|| Failure::usage("isolation.memory_limit_mb is too large"))?;
     Ok(Some(Isolation {
         program: None,
-        memory_limit: Some(memory_mb * 1024 * 1024),
-        cpu_limit: section.cpu_limit_ms.map(|ms| Duration::from_millis(ms.max(1))),
+        memory_limit: Some(memory_limit),
+        cpu_limit: section.cpu_limit_ms.map(Duration::from_millis),
         jobs_per_child: section.jobs_per_child,
         remove_env: settings.secret_env.clone(),
     }))
@@ -55,14 +51,13 @@ fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<
 
 /// Address space of each job child unless `isolation.memory_limit_mb` says.
 const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
-/// The program, its runtime and a thread stack take some tens of MiB.
-const MIN_CHILD_MEMORY_MB: u64 = 48;
 
 pub fn worker_config(
     settings: &Settings,
     keyring: std::sync::Arc<resq::Keyring>,
     queues: Option<String>,
     concurrency: Option<usize>,
+    isolated: bool,
 ) -> Result<WorkerConfig, Failure> {
     let spec_text = queues
         .or_else(|| settings.worker.queues.clone())
@@ -72,38 +67,47 @@ pub fn worker_config(
         .map_err(|e| Failure::usage(format!("--queues: {e}")))?;
     let mut config = WorkerConfig::new(spec, keyring);
     config.allow_unsigned = settings.allow_unsigned.clone();
+    // Values from the file and the environment were checked when the config
+    // was read; one given here on the command line is checked now.
+    if let Some(n) = concurrency {
+        let slots = if isolated {
+            resq::worker::ranges::ISOLATED_CONCURRENCY
+        } else {
+            resq::worker::ranges::CONCURRENCY
+        };
+        resq::worker::ranges::check("--concurrency", n, &slots).map_err(Failure::usage)?;
+    }
     if let Some(n) = concurrency.or(settings.worker.concurrency) {
-        if n == 0 {
-            return Err(Failure::usage("--concurrency must be at least 1"));
-        }
         config.concurrency = n;
     }
     let w = &settings.worker;
     if let Some(ms) = w.liveness_ttl_ms {
-        config.liveness_ttl = Duration::from_millis(ms.max(300));
+        config.liveness_ttl = Duration::from_millis(ms);
     }
     if let Some(ms) = w.reap_interval_ms {
-        config.reap_interval = Duration::from_millis(ms.max(50));
+        config.reap_interval = Duration::from_millis(ms);
     }
     if let Some(s) = w.heartbeat_interval_s {
-        config.heartbeat_interval = Duration::from_secs(s.clamp(1, 240));
+        config.heartbeat_interval = Duration::from_secs(s);
     }
     if let Some(ms) = w.poll_max_ms {
-        config.poll_max = Duration::from_millis(ms.max(1));
+        config.poll_max = Duration::from_millis(ms);
+        config.poll_min = config.poll_min.min(config.poll_max);
     }
     config.limits = settings.limits;
     config.default_timeout = w.default_timeout_ms.map(Duration::from_millis);
     if let Some(ms) = w.sweep_interval_ms {
-        config.sweep_interval = Duration::from_millis(ms.max(100));
+        config.sweep_interval = Duration::from_millis(ms);
     }
     Ok(config)
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
     let keyring = settings.keyring().map_err(Failure::usage)?;
-    let mut config = worker_config(settings, keyring, args.queues, args.concurrency)?;
+    let isolation = isolation(settings, args.isolation)?;
+    let mut config = worker_config(settings, keyring, args.queues, args.concurrency, isolation.is_some())?;
     config.burst = args.burst;
-    config.isolation = isolation(settings, args.isolation)?;
+    config.isolation = isolation;
     let store = connect(settings).await?;
     let (control, rx) = Control::new();
     spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;

@@ -115,7 +115,10 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
         ),
         (&["enqueue", "Echo", "--args", "{not json"], "not valid JSON"),
         (&["worker", "--queues", "a b"], "--queues"),
-        (&["worker", "--concurrency", "0"], "at least 1"),
+        (
+            &["worker", "--concurrency", "0"],
+            "--concurrency is 0: it must be between 1 and 1024",
+        ),
         (&["failed", "retry", "no-such-id"], "no failure with id"),
     ];
     for (args, needle) in cases {
@@ -162,7 +165,12 @@ fn config_errors_say_what_where_and_what_to_do() {
     let o = run(&[], &["queues"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("resq.toml") && err.contains("urll"), "{err}");
+    assert!(
+        err.contains(
+            "resq.toml is not a valid resq config: line 2, column 1: unknown field `(…)`, expected one of `url`"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -67,8 +67,11 @@ impl std::fmt::Debug for RedisConfig {
 /// Why a connection could not be set up. Messages never hold the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("Redis URL {url} is not valid (expected redis://host:port/db or rediss://...): {reason}")]
-    BadUrl { url: String, reason: String },
+    #[error(
+        "the Redis URL is not valid (expected redis://host:port/db, rediss://host:port/db or \
+         redis+unix:///path?db=0): {reason}"
+    )]
+    BadUrl { reason: String },
     #[error("cannot read {what} {path}: {source}")]
     ReadFile {
         what: &'static str,
@@ -79,16 +82,78 @@ pub enum ConnectError {
     HalfClientCert,
     #[error("cannot connect to Redis at {url}: {reason}")]
     Connect { url: String, reason: String },
+    #[error("cannot connect to Redis at {url}: connection refused (nothing listens there; is the URL right and Redis running?)")]
+    Refused { url: String },
+    #[error("cannot connect to Redis at {url}: no answer within {seconds} s")]
+    Timeout { url: String, seconds: u64 },
+    #[error(
+        "cannot connect to Redis at {url}: TLS was refused: the server did not answer the TLS handshake \
+         (a plain-text port? use redis:// for it, or the server's tls-port; a CA that is not the server's \
+         fails differently)"
+    )]
+    TlsRefused { url: String },
+    #[error(
+        "cannot connect to Redis at {url}: the server closed the connection during the handshake \
+         (if it serves TLS only, use rediss://)"
+    )]
+    ClosedInHandshake { url: String },
+    #[error("cannot connect to Redis at {url}: TLS failed: {reason}")]
+    Tls { url: String, reason: String },
+    #[error("Redis at {url} refused the credentials of {user}: {reason}")]
+    Auth { url: String, user: String, reason: String },
 }
 
-/// Strips `user:password@` from a URL.
+/// The URL with every part that may hold a secret replaced: the user-info
+/// (`user:password@`, whatever the scheme, with or without `//`), the values
+/// of `pass`, `password` and similar query parameters (`redis+unix://` and
+/// `unix://` carry the password there), and any fragment. When in doubt it
+/// hides more: an `@` anywhere hides everything between the scheme and it.
+///
+/// ```
+/// use resq_redis::redact_url;
+/// assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://<redacted>@h:1/0");
+/// assert_eq!(redact_url("redis+unix:///run/r.sock?db=0&pass=pw"), "redis+unix:///run/r.sock?db=0&pass=<redacted>");
+/// ```
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://<redacted>@{}", &url[..scheme_end], &url[at + 1..])
-        }
-        _ => url.to_string(),
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((head, _)) => (head, "#<redacted>"),
+        None => (url, ""),
+    };
+    let start = before_fragment.find("://").map_or(0, |i| i + 3);
+    let (scheme, rest) = before_fragment.split_at(start);
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &rest[at + 1..]),
+        None => rest.to_string(),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path.to_string(), Some(query)),
+        None => (rest, None),
+    };
+    let mut out = format!("{scheme}{path}");
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if is_secret_param(name) => format!("{name}=<redacted>"),
+                Some(_) => param.to_string(),
+                None if is_secret_param(param) => "<redacted>".to_string(),
+                None => param.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out.push_str(fragment);
+    out
+}
+
+/// Query parameter names that carry a password (redis-rs reads `pass` and
+/// `password`; the rest are spellings someone may try).
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "password", "passwd", "pwd", "secret", "token", "auth"]
+        .iter()
+        .any(|secret| name == *secret || name.ends_with(&format!("_{secret}")) || name.contains("pass"))
 }
 
 fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConnectError> {
@@ -104,15 +169,14 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     // rustls needs one crypto provider chosen when several are linked; a second
     // call finds it installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bad_url = |reason: String| ConnectError::BadUrl {
-        url: config.redacted_url(),
-        reason,
-    };
+    // The URL is not quoted back: one that does not parse may be anything,
+    // a password pasted in the wrong place included.
+    let bad_url = |reason: String| ConnectError::BadUrl { reason };
     let mut info = config
         .url
         .as_str()
         .into_connection_info()
-        .map_err(|e| bad_url(format!("{:?}", e.kind())))?;
+        .map_err(|_| bad_url("it does not parse as one".into()))?;
     let mut settings = info.redis_settings().clone();
     if let Some(user) = &config.username {
         settings = settings.set_username(user);
@@ -145,6 +209,24 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
 /// and the client (for dedicated connections such as pub/sub).
 pub async fn connect(config: &RedisConfig) -> Result<(ConnectionManager, redis::Client), ConnectError> {
     let client = client(config)?;
+    // One direct attempt first: a refused connection, a TLS mismatch or bad
+    // credentials are reported in seconds and by name, not after the
+    // manager's retries.
+    let url = config.redacted_url();
+    let probe = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.connect_timeout));
+    let attempt = client.get_multiplexed_async_connection_with_config(&probe);
+    match tokio::time::timeout(config.connect_timeout + Duration::from_secs(1), attempt).await {
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                url,
+                seconds: config.connect_timeout.as_secs().max(1),
+            })
+        }
+        Ok(Err(e)) => return Err(diagnose(config, e)),
+        Ok(Ok(_probe)) => {}
+    }
     let manager_config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(config.response_timeout))
         .set_connection_timeout(Some(config.connect_timeout))
@@ -155,22 +237,100 @@ pub async fn connect(config: &RedisConfig) -> Result<(ConnectionManager, redis::
     let manager = client
         .get_connection_manager_with_config(manager_config)
         .await
-        .map_err(|e| ConnectError::Connect {
-            url: config.redacted_url(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| diagnose(config, e))?;
     Ok((manager, client))
+}
+
+/// What a failed first connection means, in the terms of the fix.
+fn diagnose(config: &RedisConfig, e: redis::RedisError) -> ConnectError {
+    let url = config.redacted_url();
+    let text = e.to_string();
+    let tls = config.url.starts_with("rediss://") || config.url.starts_with("valkeys://");
+    if e.kind() == redis::ErrorKind::AuthenticationFailed || text.contains("WRONGPASS") || text.contains("NOAUTH") {
+        return ConnectError::Auth {
+            url,
+            user: config
+                .username
+                .clone()
+                .map_or_else(|| "the default user".to_string(), |u| format!("user {u:?}")),
+            reason: text,
+        };
+    }
+    if e.is_connection_refusal() && !tls && !text.contains("reset") {
+        return ConnectError::Refused { url };
+    }
+    if tls {
+        // A plain-text server either answers garbage to the TLS hello or
+        // waits for the end of a line that never comes.
+        let plain_answer = [
+            "InvalidContentType",
+            "corrupt message",
+            "InvalidMessage",
+            "record overflow",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign))
+            || e.is_timeout()
+            || text.contains("timed out");
+        return if plain_answer {
+            ConnectError::TlsRefused { url }
+        } else if e.is_connection_refusal() && text.contains("refused") {
+            ConnectError::Refused { url }
+        } else {
+            ConnectError::Tls { url, reason: text }
+        };
+    }
+    let closed = ["reset", "broken pipe", "end of file", "unexpected end", "closed"]
+        .iter()
+        .any(|sign| text.to_ascii_lowercase().contains(sign));
+    if closed {
+        return ConnectError::ClosedInHandshake { url };
+    }
+    ConnectError::Connect { url, reason: text }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every form redis-rs accepts (and some it does not), each carrying a
+    /// secret: none survives redaction; what is not secret stays.
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://<redacted>@h:1/0");
-        assert_eq!(redact_url("rediss://:secret@h"), "rediss://<redacted>@h");
-        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    fn table_of_urls_are_redacted() {
+        let s = "S3cr3tPa55";
+        let cases = [
+            (format!("redis://u:{s}@h:1/0"), "redis://<redacted>@h:1/0".to_string()),
+            (format!("rediss://:{s}@h"), "rediss://<redacted>@h".to_string()),
+            ("redis://h:1".to_string(), "redis://h:1".to_string()),
+            (
+                format!("redis://:{s}@h:1/0?password={s}"),
+                "redis://<redacted>@h:1/0?password=<redacted>".to_string(),
+            ),
+            (
+                format!("redis+unix:///tmp/r.sock?db=1&pass={s}"),
+                "redis+unix:///tmp/r.sock?db=1&pass=<redacted>".to_string(),
+            ),
+            (
+                format!("unix:///tmp/r.sock?pass={s}&user=u"),
+                "unix:///tmp/r.sock?pass=<redacted>&user=u".to_string(),
+            ),
+            (format!(":{s}@h:6379"), "<redacted>@h:6379".to_string()),
+            (format!("{s}@h"), "<redacted>@h".to_string()),
+            (format!("redis://u:{s}/x@h:1/0"), "redis://<redacted>@h:1/0".to_string()),
+            (format!("redis://u:p?{s}@h:1/0"), "redis://<redacted>@h:1/0".to_string()),
+            (format!("valkeys://:{s}%40x@h"), "valkeys://<redacted>@h".to_string()),
+            (
+                format!("redis://h/0?PASSWORD={s}"),
+                "redis://h/0?PASSWORD=<redacted>".to_string(),
+            ),
+            (format!("redis://h/0#{s}"), "redis://h/0#<redacted>".to_string()),
+            (format!("redis://h/0?{s}pass"), "redis://h/0?<redacted>".to_string()),
+        ];
+        for (url, want) in cases {
+            let got = redact_url(&url);
+            assert!(!got.contains(s), "{url} -> {got}");
+            assert_eq!(got, want, "{url}");
+        }
     }
 
     #[test]

@@ -256,3 +256,52 @@ async fn wait_for_processed(env: &Env, want: &str) {
     }
     panic!("processed never reached {want}");
 }
+
+/// How many connections a server has accepted (read over a plain
+/// connection of our own, which counts one more).
+async fn connections_received(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// A scheme that does not match the server fails on the first attempt (one
+/// connection, counted by the server: no retries) and says what to change.
+#[tokio::test]
+async fn a_wrong_scheme_fails_at_once_and_says_why() {
+    let plain = LocalRedis::start().unwrap();
+    let before = connections_received(&plain.url()).await;
+    let tls_to_plain = tls_config(format!("rediss://127.0.0.1:{}/0", plain.port()), None, None);
+    let err = RedisStore::connect(&tls_to_plain, "resque")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("TLS was refused") && err.contains("use redis://"), "{err}");
+    let after = connections_received(&plain.url()).await;
+    assert_eq!(after - before, 2, "one attempt (and our own INFO connection)");
+
+    let pki = Pki::generate();
+    let tls = pki.server(false);
+    let plain_to_tls = tls_config(format!("redis://127.0.0.1:{}/0", tls.port()), None, None);
+    let err = RedisStore::connect(&plain_to_tls, "resque")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("use rediss://"), "{err}");
+
+    let nobody = LocalRedis::start().unwrap();
+    let port = nobody.port();
+    drop(nobody);
+    let err = RedisStore::connect(&RedisConfig::new(format!("redis://127.0.0.1:{port}/0")), "resque")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("connection refused"), "{err}");
+}

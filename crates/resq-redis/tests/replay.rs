@@ -64,7 +64,13 @@ async fn push_copies(env: &Env, queue: &str, payload: &[u8], copies: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_copies_pushed_at_once_run_once_under_concurrency_64() {
     let env = Env::start().await;
-    let job = signed(&env, "Echo", "rp.burst", json!([{"message": "fifty copies"}]), SealOptions::default());
+    let job = signed(
+        &env,
+        "Echo",
+        "rp.burst",
+        json!([{"message": "fifty copies"}]),
+        SealOptions::default(),
+    );
     push_copies(&env, "rp.burst", &job, 50).await;
     let seen = run_burst(&env, "rp.burst", 64).await;
     let outcomes = &seen["rp.burst"];
@@ -83,13 +89,43 @@ async fn every_finished_attempt_is_spent_whatever_its_outcome() {
         ..SealOptions::default()
     };
     let cases: [(&str, &str, Value, SealOptions, &str); 7] = [
-        ("rp.ok", "Echo", json!([{"message": "spent-ok"}]), SealOptions::default(), "ok"),
-        ("rp.failed", "Fail", json!([{"message": "no"}]), SealOptions::default(), "job_failed"),
+        (
+            "rp.ok",
+            "Echo",
+            json!([{"message": "spent-ok"}]),
+            SealOptions::default(),
+            "ok",
+        ),
+        (
+            "rp.failed",
+            "Fail",
+            json!([{"message": "no"}]),
+            SealOptions::default(),
+            "job_failed",
+        ),
         ("rp.panic", "Panic", json!([{}]), SealOptions::default(), "job_panicked"),
         ("rp.timeout", "Nap", json!([{"ms": 5_000}]), timeout, "timeout"),
-        ("rp.args", "Nap", json!([{"ms": 999_999}]), SealOptions::default(), "invalid_args"),
-        ("rp.plain", "Secret", json!([{"ssn": "000-00-0000"}]), SealOptions::default(), "decrypt_failed"),
-        ("rp.class", "Nobody", json!([]), SealOptions::default(), "unregistered_class"),
+        (
+            "rp.args",
+            "Nap",
+            json!([{"ms": 999_999}]),
+            SealOptions::default(),
+            "invalid_args",
+        ),
+        (
+            "rp.plain",
+            "Secret",
+            json!([{"ssn": "000-00-0000"}]),
+            SealOptions::default(),
+            "decrypt_failed",
+        ),
+        (
+            "rp.class",
+            "Nobody",
+            json!([]),
+            SealOptions::default(),
+            "unregistered_class",
+        ),
     ];
     let mut payloads = Vec::new();
     for (queue, class, args, options, _) in &cases {
@@ -114,7 +150,13 @@ async fn every_finished_attempt_is_spent_whatever_its_outcome() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_job_pushed_again_is_replayed_and_an_operator_retry_runs_it_once_more() {
     let env = Env::start().await;
-    let job = signed(&env, "Fail", "rp.fail", json!([{"message": "five times"}]), SealOptions::default());
+    let job = signed(
+        &env,
+        "Fail",
+        "rp.fail",
+        json!([{"message": "five times"}]),
+        SealOptions::default(),
+    );
     push_copies(&env, "rp.fail", &job, 5).await;
     let seen = run_burst(&env, "rp.fail", 8).await;
     let mut outcomes = seen["rp.fail"].clone();
@@ -141,7 +183,13 @@ async fn a_failed_job_pushed_again_is_replayed_and_an_operator_retry_runs_it_onc
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_signed_without_a_mark_is_claimed_by_its_signature_and_a_bad_mark_is_refused() {
     let env = Env::start().await;
-    let job = signed(&env, "Echo", "rp.nomark", json!([{"message": "markless"}]), SealOptions::default());
+    let job = signed(
+        &env,
+        "Echo",
+        "rp.nomark",
+        json!([{"message": "markless"}]),
+        SealOptions::default(),
+    );
     // Another producer that sets no mark: strip it and sign again.
     let mut envelope = resq::Envelope::decode(&job, &resq::PayloadLimits::default()).unwrap();
     envelope.mark = None;
@@ -176,12 +224,24 @@ async fn marks_cost_a_bit_per_job_and_go_when_their_jobs_expire() {
     // One producer, one block: one bitmap of 3000 bits for 3000 jobs.
     let blocks = env.keys("resque:resq:marks:default:*").await;
     assert_eq!(blocks.len(), 1, "{blocks:?}");
-    let bytes: u64 = redis::cmd("STRLEN").arg(&blocks[0]).query_async(&mut env.conn()).await.unwrap();
+    let bytes: u64 = redis::cmd("STRLEN")
+        .arg(&blocks[0])
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
     assert_eq!(bytes, 3000 / 8);
-    let bits: u64 = redis::cmd("BITCOUNT").arg(&blocks[0]).query_async(&mut env.conn()).await.unwrap();
+    let bits: u64 = redis::cmd("BITCOUNT")
+        .arg(&blocks[0])
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
     assert_eq!(bits, 3000);
     // It expires with the jobs (their 7-day lifetime plus the skew margin).
-    let ttl_s: i64 = redis::cmd("TTL").arg(&blocks[0]).query_async(&mut env.conn()).await.unwrap();
+    let ttl_s: i64 = redis::cmd("TTL")
+        .arg(&blocks[0])
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
     let week = 7 * 86_400;
     assert!((week..=week + 16 * 60).contains(&ttl_s), "{ttl_s}");
 }

@@ -57,16 +57,15 @@ pub struct CronEntry {
 /// A recurring job that cannot be scheduled as written.
 #[derive(Debug, thiserror::Error)]
 pub enum CronError {
-    #[error("cron entry name {0:?} is not allowed: use 1-64 letters, digits, '_', '-' or '.'")]
-    BadName(String),
-    #[error("cron entry {name}: {expression:?} is not a cron expression: {message}")]
-    BadExpression {
-        name: String,
-        expression: String,
-        message: String,
-    },
-    #[error("cron entry {name}: unknown time zone {zone:?} (use an IANA name such as Europe/Berlin)")]
-    BadTimeZone { name: String, zone: String },
+    #[error("a cron entry name is not allowed: use 1-64 letters, digits, '_', '-' or '.'")]
+    BadName,
+    #[error(
+        "cron entry {name}: the schedule {why}; use five fields (minute hour day month weekday), \
+         six with seconds first, or @hourly, @daily, @weekly, @monthly, @yearly"
+    )]
+    BadExpression { name: String, why: &'static str },
+    #[error("cron entry {name}: unknown time zone (use an IANA name such as Europe/Berlin)")]
+    BadTimeZone { name: String },
     #[error("cron entry {name}: {message}")]
     BadJob { name: String, message: String },
     #[error("cron entry {0} is listed twice")]
@@ -85,16 +84,21 @@ impl CronEntry {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !name_ok {
-            return Err(CronError::BadName(name.chars().take(80).collect()));
+            return Err(CronError::BadName);
         }
+        // The messages name the entry and never quote the schedule or
+        // the class: they come from a config file, and must not echo it.
         let cron = Cron::from_str(expression).map_err(|e| CronError::BadExpression {
             name: name.to_string(),
-            expression: expression.to_string(),
-            message: e.to_string(),
+            why: match e {
+                croner::errors::CronError::EmptyPattern => "is empty",
+                croner::errors::CronError::IllegalCharacters(_) => "has characters no cron expression has",
+                _ => "is not a cron expression",
+            },
         })?;
-        check_class(class).map_err(|e| CronError::BadJob {
+        check_class(class).map_err(|_| CronError::BadJob {
             name: name.to_string(),
-            message: e.to_string(),
+            message: "the class is not a Ruby constant path such as SendEmail or Mailers::Welcome".into(),
         })?;
         Ok(Self {
             name: name.to_string(),
@@ -112,15 +116,14 @@ impl CronEntry {
     pub fn with_time_zone(mut self, zone: &str) -> Result<Self, CronError> {
         self.time_zone = TimeZone::get(zone).map_err(|_| CronError::BadTimeZone {
             name: self.name.clone(),
-            zone: zone.to_string(),
         })?;
         Ok(self)
     }
 
     pub fn with_queue(mut self, queue: &str) -> Result<Self, CronError> {
-        check_queue(queue).map_err(|e| CronError::BadJob {
+        check_queue(queue).map_err(|_| CronError::BadJob {
             name: self.name.clone(),
-            message: e.to_string(),
+            message: "the queue is not a queue name (1 to 128 letters, digits, '_', '-' or '.')".into(),
         })?;
         self.queue = Some(queue.to_string());
         Ok(self)
@@ -198,6 +201,24 @@ pub fn check_unique_names(entries: &[CronEntry]) -> Result<(), CronError> {
     Ok(())
 }
 
+/// Checks entries against the job types a worker runs: no two share a name,
+/// each class is registered and its arguments pass the class's rules. Every
+/// worker runs this at start (a burst worker too, though it fires nothing),
+/// so a bad entry fails at deploy time, not at 3 a.m.
+pub fn check_entries(entries: &[CronEntry], registry: &crate::registry::Registry) -> Result<(), CronError> {
+    check_unique_names(entries)?;
+    for entry in entries {
+        registry
+            .check_args(&entry.class, entry.args.clone())
+            .map_err(|e| CronError::BadJob {
+                name: entry.name.clone(),
+                // The arguments come from a config file: quote none of them.
+                message: crate::toml_error::redact(&e.to_string(), &[]),
+            })?;
+    }
+    Ok(())
+}
+
 /// Fires the due ticks of a set of entries: a producer (policy, envelope,
 /// store) that every worker runs; the store keeps each tick to one job.
 ///
@@ -255,7 +276,8 @@ impl CronScheduler {
                 .seal(&entry.class, &queue, entry.args.clone(), SealOptions::default())
                 .map_err(|e| CronError::BadJob {
                     name: entry.name.clone(),
-                    message: e.to_string(),
+                    // The arguments come from a config file: quote none of them.
+                    message: crate::toml_error::redact(&e.to_string(), &[]),
                 })?;
             resolved.push((entry, queue));
         }

@@ -153,13 +153,13 @@ pub enum KeyringError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("the keys file {path} is readable by group or others (mode {mode:o}): run `chmod 600 {path}`")]
     Permissions { path: PathBuf, mode: u32 },
-    #[error("the keys file is not valid: {message} (line {line})")]
-    Parse { message: String, line: usize },
-    #[error("key {kid:?}: {why}")]
+    #[error("the keys file is not valid: {0}")]
+    Parse(crate::toml_error::TomlProblem),
+    #[error("key {kid}: {why}")]
     BadKey { kid: String, why: String },
-    #[error("key id {0:?} appears twice")]
+    #[error("key id {0} appears twice")]
     DuplicateKid(String),
-    #[error("{which} names key {kid:?}, which is not in the file")]
+    #[error("{which} names key {kid}, which is not in the file")]
     UnknownActive { which: &'static str, kid: String },
 }
 
@@ -205,12 +205,44 @@ fn everything() -> Vec<String> {
     vec!["*".to_string()]
 }
 
+/// The words of the keys file format, which error messages may quote.
+const KEY_FILE_WORDS: &[&str] = &[
+    "signing_key",
+    "encryption_key",
+    "keys",
+    "encryption_keys",
+    "kid",
+    "alg",
+    "secret",
+    "private",
+    "public",
+    "classes",
+    "queues",
+    "HS256",
+    "EdDSA",
+    "XC20P",
+];
+
+/// A key id as messages show it: quoted when it is a short name, otherwise
+/// not at all (a secret pasted into `kid` must not be printed back).
+fn shown(kid: &str) -> String {
+    let name_like = (1..=24).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if name_like {
+        format!("{kid:?}")
+    } else {
+        "(an id that is not a short name)".into()
+    }
+}
+
 fn decode_b64(kid: &str, what: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
     URL_SAFE_NO_PAD
         .decode(text.trim())
         .map(Zeroizing::new)
         .map_err(|_| KeyringError::BadKey {
-            kid: kid.to_string(),
+            kid: shown(kid),
             why: format!("{what} is not unpadded base64url"),
         })
 }
@@ -226,8 +258,8 @@ fn patterns(kid: &str, list: &[String]) -> Result<Vec<Pattern>, KeyringError> {
     list.iter()
         .map(|p| {
             Pattern::new(p).map_err(|e| KeyringError::BadKey {
-                kid: kid.to_string(),
-                why: format!("scope {p:?}: {}", e.msg),
+                kid: shown(kid),
+                why: format!("a scope entry is not a valid glob ({})", e.msg),
             })
         })
         .collect()
@@ -281,27 +313,22 @@ impl Keyring {
 
     /// Parses the keys file format (see `resq keys generate`).
     pub fn from_toml(text: &str) -> Result<Keyring, KeyringError> {
-        // toml's own message quotes the offending line, which may hold a
-        // secret: keep only its message and the line number.
-        let file: KeyFile = toml::from_str(text).map_err(|e| KeyringError::Parse {
-            message: e.message().to_string(),
-            line: e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-                .unwrap_or(0),
-        })?;
+        // toml's own message quotes the offending line and serde's the
+        // offending value, which may be a secret: keep neither.
+        let file: KeyFile = toml::from_str(text)
+            .map_err(|e| KeyringError::Parse(crate::toml_error::describe(text, &e, KEY_FILE_WORDS)))?;
         let mut ring = Keyring::default();
         for k in file.keys {
             let material = match k.alg {
                 SigAlg::Hs256 => {
                     let secret = k.secret.as_deref().ok_or_else(|| KeyringError::BadKey {
-                        kid: k.kid.clone(),
+                        kid: shown(&k.kid),
                         why: "an HS256 key needs `secret`".into(),
                     })?;
                     let bytes = decode_b64(&k.kid, "secret", secret)?;
                     if bytes.len() < 32 {
                         return Err(KeyringError::BadKey {
-                            kid: k.kid.clone(),
+                            kid: shown(&k.kid),
                             why: "an HS256 secret must be at least 32 bytes".into(),
                         });
                     }
@@ -311,7 +338,7 @@ impl Keyring {
                     (Some(private), _) => {
                         let seed = decode_b64(&k.kid, "private", private)?;
                         let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| KeyringError::BadKey {
-                            kid: k.kid.clone(),
+                            kid: shown(&k.kid),
                             why: "an EdDSA private key is 32 bytes".into(),
                         })?;
                         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
@@ -319,7 +346,7 @@ impl Keyring {
                             let given = decode_b64(&k.kid, "public", public)?;
                             if given.as_slice() != key.verifying_key().as_bytes() {
                                 return Err(KeyringError::BadKey {
-                                    kid: k.kid.clone(),
+                                    kid: shown(&k.kid),
                                     why: "public does not match private".into(),
                                 });
                             }
@@ -329,19 +356,19 @@ impl Keyring {
                     (None, Some(public)) => {
                         let bytes = decode_b64(&k.kid, "public", public)?;
                         let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyringError::BadKey {
-                            kid: k.kid.clone(),
+                            kid: shown(&k.kid),
                             why: "an EdDSA public key is 32 bytes".into(),
                         })?;
                         let key =
                             ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyringError::BadKey {
-                                kid: k.kid.clone(),
+                                kid: shown(&k.kid),
                                 why: "not an Ed25519 public key".into(),
                             })?;
                         Material::EdPublic(key)
                     }
                     (None, None) => {
                         return Err(KeyringError::BadKey {
-                            kid: k.kid.clone(),
+                            kid: shown(&k.kid),
                             why: "an EdDSA key needs `private` or `public`".into(),
                         })
                     }
@@ -355,19 +382,19 @@ impl Keyring {
                 material,
             };
             if ring.sig.insert(k.kid.clone(), key).is_some() {
-                return Err(KeyringError::DuplicateKid(k.kid));
+                return Err(KeyringError::DuplicateKid(shown(&k.kid)));
             }
         }
         for k in file.encryption_keys {
             if k.alg != "XC20P" {
                 return Err(KeyringError::BadKey {
-                    kid: k.kid.clone(),
-                    why: format!("unknown encryption alg {:?} (use XC20P)", k.alg),
+                    kid: shown(&k.kid),
+                    why: "unknown encryption alg (use XC20P)".into(),
                 });
             }
             let bytes = decode_b64(&k.kid, "secret", &k.secret)?;
             let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyringError::BadKey {
-                kid: k.kid.clone(),
+                kid: shown(&k.kid),
                 why: "an XC20P secret is 32 bytes".into(),
             })?;
             if ring
@@ -381,7 +408,7 @@ impl Keyring {
                 )
                 .is_some()
             {
-                return Err(KeyringError::DuplicateKid(k.kid));
+                return Err(KeyringError::DuplicateKid(shown(&k.kid)));
             }
         }
         if let Some(kid) = &file.signing_key {
@@ -389,14 +416,14 @@ impl Keyring {
                 Some(k) if k.can_sign() => {}
                 Some(_) => {
                     return Err(KeyringError::BadKey {
-                        kid: kid.clone(),
+                        kid: shown(kid),
                         why: "signing_key is a public key only".into(),
                     })
                 }
                 None => {
                     return Err(KeyringError::UnknownActive {
                         which: "signing_key",
-                        kid: kid.clone(),
+                        kid: shown(kid),
                     })
                 }
             }
@@ -405,7 +432,7 @@ impl Keyring {
             if !ring.enc.contains_key(kid) {
                 return Err(KeyringError::UnknownActive {
                     which: "encryption_key",
-                    kid: kid.clone(),
+                    kid: shown(kid),
                 });
             }
         }
@@ -543,20 +570,81 @@ mod tests {
     #[test]
     fn bad_files_are_clear_and_never_show_secrets() {
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA";
+        let ok = format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n");
+        // (file, what the message must say)
         let cases = [
-            format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}!!\"\n"),
-            format!("[[keys]]\nkid = \"a\"\nalg = \"HS999\"\nsecret = \"{secret}\"\n"),
-            format!("signing_key = \"b\"\n[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n"),
-            format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\n"),
-            "[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"c2hvcnQ\"\n".to_string(),
-            format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\"\ntypo = 1\n"),
+            (
+                format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}!!\"\n"),
+                "key \"a\": secret is not unpadded base64url",
+            ),
+            (
+                format!("[[keys]]\nkid = \"a\"\nalg = \"HS999\"\nsecret = \"{secret}\"\n"),
+                "line 3, column 7: unknown variant `(…)`, expected `HS256` or `EdDSA`",
+            ),
+            (
+                format!("[[keys]]\nkid = \"a\"\nalg = \"{secret}\"\n"),
+                "unknown variant `(…)`",
+            ),
+            (
+                format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = {secret}\n"),
+                "line 4",
+            ),
+            (
+                format!("[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"{secret}\n"),
+                "line 4",
+            ),
+            (
+                format!("signing_key = \"b\"\n{ok}"),
+                "signing_key names key \"b\", which is not in the file",
+            ),
+            (
+                format!("signing_key = \"{secret}\"\n{ok}"),
+                "signing_key names key (an id that is not a short name)",
+            ),
+            (format!("{ok}{ok}"), "key id \"a\" appears twice"),
+            (
+                ok.to_string()
+                    .replace("kid = \"a\"", &format!("kid = \"{secret}\""))
+                    .repeat(2),
+                "key id (an id that is not a short name) appears twice",
+            ),
+            (
+                "[[keys]]\nkid = \"a\"\nalg = \"HS256\"\nsecret = \"c2hvcnQ\"\n".to_string(),
+                "at least 32 bytes",
+            ),
+            (format!("{ok}typo = 1\n"), "line 5, column 1: unknown field `(…)`"),
+            (format!("{ok}{secret} = 1\n"), "unknown field `(…)`"),
+            (
+                format!("{ok}classes = [\"[{secret}\"]\n"),
+                "a scope entry is not a valid glob",
+            ),
+            (
+                format!("[[encryption_keys]]\nkid = \"e\"\nalg = \"{secret}\"\nsecret = \"{secret}\"\n"),
+                "key \"e\": unknown encryption alg (use XC20P)",
+            ),
         ];
-        for text in cases {
+        for (text, says) in cases {
             let err = Keyring::from_toml(&text).unwrap_err().to_string();
-            assert!(!err.contains(secret), "{err}");
+            assert!(!err.contains(secret) && !err.contains(&secret[..12]), "{err}");
+            assert!(err.contains(says), "{err}\nwanted: {says}");
+            assert!(!err.contains('\n'), "{err}");
         }
-        let ring = Keyring::ephemeral();
-        assert!(!format!("{ring:?}").contains("secret:"));
+        // Debug shows key ids, never key material, in any spelling.
+        let enc = "ZW5jLWtleS1lbmMta2V5LWVuYy1rZXktZW5jLWtleSE";
+        let ring = Keyring::from_toml(&format!(
+            "{ok}[[encryption_keys]]\nkid = \"e\"\nalg = \"XC20P\"\nsecret = \"{enc}\"\n"
+        ))
+        .unwrap();
+        let shown = format!("{ring:?}");
+        assert!(shown.contains("\"a\"") && shown.contains("\"e\""), "{shown}");
+        for key in [secret, enc] {
+            let raw = URL_SAFE_NO_PAD.decode(key).unwrap();
+            let as_bytes = format!("{:?}", &raw[..8]);
+            let as_text = String::from_utf8_lossy(&raw[..8]).into_owned();
+            assert!(!shown.contains(key), "{shown}");
+            assert!(!shown.contains(&as_bytes[1..as_bytes.len() - 1]), "{shown}");
+            assert!(!shown.contains(&as_text), "{shown}");
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub mod reason;
 pub mod registry;
 pub mod retry;
 pub mod store;
+pub mod toml_error;
 pub mod worker;
 pub mod worker_id;
 

@@ -11,6 +11,7 @@ mod liveness;
 mod manage;
 mod perform;
 mod process;
+pub mod ranges;
 mod reaper;
 mod scheduler;
 mod sweeper;
@@ -138,6 +139,8 @@ impl WorkerReport {
 pub enum WorkerError {
     #[error("concurrency must be at least 1")]
     ZeroConcurrency,
+    #[error(transparent)]
+    OutOfRange(#[from] ranges::OutOfRange),
     #[error("the registry is empty: register at least one job type")]
     EmptyRegistry,
     #[error(
@@ -203,12 +206,14 @@ impl Worker {
         if self.config.concurrency == 0 {
             return Err(WorkerError::ZeroConcurrency);
         }
+        self.config.check()?;
         if self.registry.classes().is_empty() {
             return Err(WorkerError::EmptyRegistry);
         }
         if !self.config.keyring.has_verification_keys() && self.config.allow_unsigned.is_empty() {
             return Err(WorkerError::NoKeys);
         }
+        crate::cron::check_entries(&self.cron, &self.registry).map_err(|e| WorkerError::Cron(e.to_string()))?;
         // A burst worker drains and exits: it fires no recurring jobs.
         let cron = if self.cron.is_empty() || self.config.burst {
             None
