@@ -1,6 +1,7 @@
 //! The job types `resq worker` and `resq demo` ship, for trying resq, the
-//! tests and the benchmarks: `Echo`, `Sleep`, `Fail`, `Spin` (busy CPU) and
-//! `Alloc` (memory). Real deployments build their own binary with their jobs.
+//! tests and the benchmarks: `Echo`, `Sleep`, `Fail`, `Spin` (busy CPU),
+//! `Alloc` (memory), `Detach` (a process in a new session) and `Noop`. Real
+//! deployments build their own binary with their jobs.
 
 use std::time::{Duration, Instant};
 
@@ -111,6 +112,36 @@ impl Job for Alloc {
     }
 }
 
+/// Starts `sleep <seconds>` in a new session, the way a daemon detaches
+/// from its parent, then waits `wait_ms`. For showing that process isolation
+/// ends what a job starts: after the job, at its timeout, and when the
+/// worker dies (`resq worker --isolation process`).
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Detach {
+    #[garde(range(min = 1, max = 86_400))]
+    pub seconds: u32,
+    #[serde(default)]
+    #[garde(range(max = 3_600_000))]
+    pub wait_ms: u64,
+}
+
+impl Job for Detach {
+    const CLASS: &'static str = "Detach";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        std::process::Command::new("setsid")
+            .arg("sleep")
+            .arg(self.seconds.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| JobError::msg(format!("cannot start setsid sleep: {e}")))?;
+        tokio::time::sleep(Duration::from_millis(self.wait_ms)).await;
+        Ok(())
+    }
+}
+
 /// Does nothing: for benchmarks. `pad` lets a benchmark choose the payload size.
 #[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -136,4 +167,5 @@ pub fn registry() -> Registry {
         .register::<Spin>()
         .register::<Alloc>()
         .register::<Noop>()
+        .register::<Detach>()
 }

@@ -49,6 +49,16 @@ fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<
     }))
 }
 
+/// `--concurrency` against its range (smaller with process isolation).
+fn check_concurrency(n: usize, isolated: bool) -> Result<(), Failure> {
+    let slots = if isolated {
+        resq::worker::ranges::ISOLATED_CONCURRENCY
+    } else {
+        resq::worker::ranges::CONCURRENCY
+    };
+    resq::worker::ranges::check("--concurrency", n, &slots).map_err(Failure::usage)
+}
+
 /// Address space of each job child unless `isolation.memory_limit_mb` says.
 const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
 
@@ -70,12 +80,7 @@ pub fn worker_config(
     // Values from the file and the environment were checked when the config
     // was read; one given here on the command line is checked now.
     if let Some(n) = concurrency {
-        let slots = if isolated {
-            resq::worker::ranges::ISOLATED_CONCURRENCY
-        } else {
-            resq::worker::ranges::CONCURRENCY
-        };
-        resq::worker::ranges::check("--concurrency", n, &slots).map_err(Failure::usage)?;
+        check_concurrency(n, isolated)?;
     }
     if let Some(n) = concurrency.or(settings.worker.concurrency) {
         config.concurrency = n;
@@ -103,9 +108,14 @@ pub fn worker_config(
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
+    // What the command line says is checked before anything is read.
+    if let Some(n) = args.concurrency {
+        check_concurrency(n, isolation(settings, args.isolation)?.is_some())?;
+    }
     let keyring = settings.keyring().map_err(Failure::usage)?;
     let isolation = isolation(settings, args.isolation)?;
     let mut config = worker_config(settings, keyring, args.queues, args.concurrency, isolation.is_some())?;
+    config.check().map_err(Failure::usage)?;
     config.burst = args.burst;
     config.isolation = isolation;
     let store = connect(settings).await?;

@@ -493,3 +493,80 @@ async fn a_cron_tick_with_three_workers_runs_once() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("echo [cron]: tick"), "{}", stdout(&o));
 }
+
+/// A setting outside its range is refused before anything starts, with the
+/// setting's name and its range: none of these may loop, wrap or allocate.
+#[test]
+fn settings_out_of_range_are_refused_with_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "[worker]\nconcurrency = 9223372036854775807\n",
+            &["worker"],
+            "worker.concurrency (RESQ_CONCURRENCY) is 9223372036854775807: it must be between 1 and 1024",
+        ),
+        (
+            "[worker]\nliveness_ttl_ms = 18446744073709551615\n",
+            &["stats"],
+            "worker.liveness_ttl_ms is 18446744073709551615 ms: it must be between 300 ms and 3600000 ms",
+        ),
+        (
+            "[worker]\nreap_interval_ms = 0\n",
+            &["stats"],
+            "worker.reap_interval_ms is 0 ms: it must be between 50 ms and 600000 ms",
+        ),
+        (
+            "[worker]\nheartbeat_interval_s = 301\n",
+            &["stats"],
+            "worker.heartbeat_interval_s is 301000 ms: it must be between 1000 ms and 240000 ms",
+        ),
+        (
+            "[isolation]\nmemory_limit_mb = 18446744073709551615\n",
+            &["stats"],
+            "isolation.memory_limit_mb is 18446744073709551615: it must be between 48 and 1048576",
+        ),
+        (
+            "[isolation]\nmode = \"process\"\n[worker]\nconcurrency = 300\n",
+            &["stats"],
+            "worker.concurrency (RESQ_CONCURRENCY) is 300: it must be between 1 and 256",
+        ),
+        (
+            "[limits]\nmax_depth = 100000\n",
+            &["stats"],
+            "limits.max_depth is 100000: it must be between 2 and 128",
+        ),
+        (
+            "[failures]\nmax = 0\n",
+            &["stats"],
+            "failures.max is 0: it must be between 1 and 10000000",
+        ),
+        (
+            "[redis]\nresponse_timeout_ms = 0\n",
+            &["stats"],
+            "redis.response_timeout_ms is 0 ms",
+        ),
+        (
+            "",
+            &["worker", "--concurrency", "1000000"],
+            "--concurrency is 1000000: it must be between 1 and 1024",
+        ),
+    ];
+    for (config, args, says) in cases {
+        std::fs::write(
+            dir.path().join("resq.toml"),
+            format!("[redis]\n{config}").replacen("[redis]\n[redis]\n", "[redis]\n", 1),
+        )
+        .unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_resq"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RESQ_REDIS_URL", "redis://127.0.0.1:1/0")
+            .env("RESQ_KEYS_FILE", dir.path().join("none.toml"))
+            .args(*args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{config}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{config}: {}", stderr(&o));
+    }
+}

@@ -230,3 +230,94 @@ async fn an_isolated_job_with_invalid_arguments_is_refused_and_not_retried() {
         .unwrap();
     assert_eq!(retries, 0, "a refusal is never retried");
 }
+
+/// Pids of running `sleep <seconds>` processes (any parent, any session).
+fn sleeps(seconds: u32) -> Vec<u32> {
+    let wanted = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted.as_bytes()) && is_running(*pid)
+        })
+        .collect()
+}
+
+/// A job that starts a process in a new session (out of its process group)
+/// cannot leave it running: not past the job's end, not past its timeout,
+/// not past its worker's death (kill -9).
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_job_starts_in_a_new_session_ends_with_it() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    // Durations no other process uses, so no other run's sleep is counted.
+    let base = 40_000 + (std::process::id() % 10_000) * 3;
+    let (ends, times_out, orphaned) = (base, base + 1, base + 2);
+    enqueue(
+        &env,
+        &[
+            "Detach",
+            "--queue",
+            "iso.detach",
+            "--args",
+            &format!(r#"{{"seconds":{ends}}}"#),
+        ],
+    );
+    enqueue(
+        &env,
+        &[
+            "Detach",
+            "--queue",
+            "iso.detach",
+            "--timeout-ms",
+            "400",
+            "--args",
+            &format!(r#"{{"seconds":{times_out},"wait_ms":600000}}"#),
+        ],
+    );
+    let o = env.run(&[
+        "worker",
+        "--queues",
+        "iso.detach",
+        "--isolation",
+        "process",
+        "--concurrency",
+        "2",
+        "--burst",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "processed 2 failed 1 requeued 0 recovered 0");
+    let reasons: Vec<Value> = failed(&env).iter().map(|f| f["reason"].clone()).collect();
+    assert_eq!(reasons, ["timeout"]);
+    assert_eq!(sleeps(ends), Vec::<u32>::new(), "the job ended, its daemon too");
+    assert_eq!(
+        sleeps(times_out),
+        Vec::<u32>::new(),
+        "the job timed out, its daemon too"
+    );
+    assert!(
+        stderr(&o).contains("killed the processes the job started"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The worker dies mid-job: the child's watchdog ends the daemon first.
+    enqueue(
+        &env,
+        &[
+            "Detach",
+            "--queue",
+            "iso.orphan",
+            "--args",
+            &format!(r#"{{"seconds":{orphaned},"wait_ms":600000}}"#),
+        ],
+    );
+    let mut worker = env.spawn_worker(&["--queues", "iso.orphan", "--isolation", "process", "--concurrency", "1"]);
+    env.wait_until("the daemon runs", || async { sleeps(orphaned).len() == 1 })
+        .await;
+    signal(&worker, libc::SIGKILL);
+    worker.wait().unwrap();
+    env.wait_until("the daemon is gone", || async { sleeps(orphaned).is_empty() })
+        .await;
+}

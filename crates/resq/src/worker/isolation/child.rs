@@ -13,6 +13,7 @@ use std::time::Duration;
 use rustix::process::{Resource, Rlimit};
 
 use super::protocol::{encode, ChildMessage, RunRequest, MAX_LINE, MEMORY_ENV, PARENT_ENV};
+use super::tree;
 use crate::job::JobContext;
 use crate::registry::Registry;
 use crate::worker::perform::perform;
@@ -24,7 +25,7 @@ pub(crate) fn serve(registry: &Registry) -> ExitCode {
     match serve_jobs(registry) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("resq child {}: {e}", std::process::id());
+            say(&e);
             ExitCode::from(70)
         }
     }
@@ -43,6 +44,8 @@ fn serve_jobs(registry: &Registry) -> Result<(), String> {
     let answers = rustix::io::dup(std::io::stdout()).map_err(|e| format!("cannot keep the answer pipe: {e}"))?;
     rustix::stdio::dup2_stdout(std::io::stderr()).map_err(|e| format!("cannot point stdout at stderr: {e}"))?;
     let mut answers = std::fs::File::from(answers);
+    // Whatever a job starts stays under this process, even in a new session.
+    tree::become_subreaper().map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     start_watchdog(parent)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -78,6 +81,7 @@ fn serve_jobs(registry: &Registry) -> Result<(), String> {
         if cpu.is_some() {
             lift_cpu_limit()?;
         }
+        end_leftovers();
         send(&mut answers, &ChildMessage::from_result(result))?;
     }
 }
@@ -122,6 +126,34 @@ fn lift_cpu_limit() -> Result<(), String> {
     rustix::process::setrlimit(Resource::Cpu, limit).map_err(|e| format!("cannot lift the CPU limit: {e}"))
 }
 
+/// Writes a line to stderr, ignoring failure: once the worker is gone the
+/// pipe is broken, and `eprintln!` would panic (ending the watchdog thread
+/// instead of the process, which then outlived its worker).
+fn say(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "resq child {}: {what}", std::process::id());
+}
+
+/// Ends what the last job left running (a process it started and did not
+/// wait for, in its group or in a new session) and reaps it.
+fn end_leftovers() {
+    let me = std::process::id();
+    let left = tree::kill_descendants(me);
+    if !left.is_empty() {
+        say(&format!(
+            "the job left {} process(es) running ({left:?}); they were killed",
+            left.len()
+        ));
+    }
+    reap_all();
+}
+
+/// Reaps every child that has ended (this process runs no children of
+/// its own besides what jobs start).
+fn reap_all() {
+    while let Ok(Some(_)) = rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {}
+}
+
 /// Exits when the worker that started this child is gone (the child was
 /// re-parented). A thread, because the job may hold the runtime's only one.
 fn start_watchdog(parent: u64) -> Result<(), String> {
@@ -135,7 +167,8 @@ fn start_watchdog(parent: u64) -> Result<(), String> {
         .spawn(move || loop {
             std::thread::sleep(WATCHDOG_PERIOD);
             if is_orphan() {
-                eprintln!("resq child {}: the worker is gone; exiting", std::process::id());
+                say("the worker is gone; ending the job's processes and exiting");
+                tree::kill_descendants(std::process::id());
                 std::process::exit(70);
             }
         })

@@ -29,6 +29,11 @@
 //! A job's `before_perform` and `after_perform` hooks run in the child with
 //! it; `on_retry` and `on_failure` run in the worker (the child may be dead).
 //!
+//! Whatever a job starts ends with it: job children and the worker are
+//! child subreapers, so a process a job started in a new session (`setsid`,
+//! a daemon's double fork) stays in the tree, and it is stopped and killed
+//! after the job, at its timeout, and when the worker dies (see `tree.rs`).
+//!
 //! The children run as the worker's user: this stops runaway jobs, it is not
 //! a sandbox against hostile code. They do not inherit resq's own settings
 //! (`RESQ_*`, which carry the Redis address and password), nor any variable
@@ -38,6 +43,7 @@ mod child;
 mod death;
 mod pool;
 mod protocol;
+mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

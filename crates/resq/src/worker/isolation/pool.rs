@@ -18,7 +18,7 @@ use super::death::{classify, Limits};
 use super::protocol::{
     encode, read_message, ChildMessage, FrameError, RunRequest, CHILD_ENV, MEMORY_ENV, PARENT_ENV, PROTOCOL_VERSION,
 };
-use super::{Isolation, IsolationError};
+use super::{tree, Isolation, IsolationError};
 use crate::failure::FailureInfo;
 use crate::job::JobContext;
 use crate::worker::process::timed_out;
@@ -38,6 +38,9 @@ pub(crate) struct Children {
     config: Isolation,
     program: std::path::PathBuf,
     idle: Mutex<Vec<Child>>,
+    /// Pids of the job children alive now. Spawning holds this lock, so a
+    /// sweep for strays never takes a child being born for one.
+    live: Mutex<std::collections::HashSet<u32>>,
 }
 
 /// A job could not be handed to any child (none would start): the job did
@@ -53,10 +56,16 @@ impl Children {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| IsolationError::NoProgram(e.to_string()))?,
         };
+        // What a child that dies leaves behind is re-parented here, not to
+        // init, so it can be found and ended (see tree.rs).
+        if let Err(e) = tree::become_subreaper() {
+            tracing::warn!(error = %e, "cannot become a child subreaper: a process a crashed job left in a new session may outlive it");
+        }
         let children = Arc::new(Self {
             config,
             program,
             idle: Mutex::new(Vec::with_capacity(size)),
+            live: Mutex::new(std::collections::HashSet::new()),
         });
         let started = futures::future::join_all((0..size).map(|_| children.spawn())).await;
         let mut ready = Vec::with_capacity(size);
@@ -93,6 +102,7 @@ impl Children {
         if child.send(&request).await.is_err() {
             // It died while idle; the job has not started. One fresh try.
             tracing::warn!(pid = child.pid, "an idle child process was gone; starting another");
+            self.forget(child.pid);
             drop(child);
             child = self.spawn().await?;
             if let Err(e) = child.send(&request).await {
@@ -138,6 +148,8 @@ impl Children {
             Err(FrameError::Closed | FrameError::Io(_)) => {
                 let pid = child.pid;
                 let (status, tail) = child.post_mortem().await;
+                self.forget(pid);
+                self.end_strays().await;
                 let info = classify(status, &tail, self.limits());
                 tracing::warn!(pid, class, reason = %info.reason, error = %info.message, "a job's process died");
                 self.replace().await;
@@ -149,10 +161,45 @@ impl Children {
     /// Kills a child that is still running a job, reaps it and starts its
     /// replacement; returns its pid.
     async fn discard(&self, mut child: Child) -> u32 {
+        // Stopped first, it starts nothing more; then everything it started
+        // (in its group or not) goes, then the child.
+        tree::signal(child.pid, rustix::process::Signal::STOP);
+        let left = tree::kill_descendants(child.pid);
+        if !left.is_empty() {
+            tracing::warn!(pid = child.pid, processes = ?left, "killed the processes the job started");
+        }
         child.kill_group();
         child.reap().await;
+        self.forget(child.pid);
+        self.end_strays().await;
         self.replace().await;
         child.pid
+    }
+
+    fn forget(&self, pid: u32) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+    }
+
+    /// Ends processes re-parented to this worker from a child that died
+    /// (they carry the marker of this worker's children in their
+    /// environment, and are not a live child), and reaps them.
+    async fn end_strays(&self) {
+        let me = std::process::id();
+        let strays: Vec<u32> = {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            tree::children_of(me)
+                .into_iter()
+                .filter(|pid| !live.contains(pid) && started_by_a_child_of(*pid, me))
+                .collect()
+        };
+        for &pid in &strays {
+            tree::kill_descendants(pid);
+            tree::signal(pid, rustix::process::Signal::KILL);
+        }
+        for pid in strays {
+            tracing::warn!(pid, "killed a process a dead job child left behind");
+            reap_pid(pid).await;
+        }
     }
 
     fn limits(&self) -> Limits {
@@ -180,7 +227,9 @@ impl Children {
     async fn give_back(&self, mut child: Child) {
         child.jobs += 1;
         if self.config.jobs_per_child.is_some_and(|n| child.jobs >= n) {
+            let pid = child.pid;
             child.retire().await;
+            self.forget(pid);
             self.replace().await;
         } else {
             self.lock_idle().push(child);
@@ -224,9 +273,14 @@ impl Children {
         if let Some(bytes) = self.config.memory_limit {
             command.env(MEMORY_ENV, bytes.to_string());
         }
-        let mut process = command
-            .spawn()
-            .map_err(|e| NoChild(format!("cannot start {}: {e}", self.program.display())))?;
+        let mut process = {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            let process = command
+                .spawn()
+                .map_err(|e| NoChild(format!("cannot start {}: {e}", self.program.display())))?;
+            live.extend(process.id());
+            process
+        };
         let (Some(input), Some(output), Some(stderr), Some(pid)) = (
             process.stdin.take(),
             process.stdout.take(),
@@ -260,6 +314,29 @@ impl Children {
                     tail.lines().last().unwrap_or("")
                 )))
             }
+        }
+    }
+}
+
+/// True when `pid`'s environment names `worker` as the worker of the job
+/// child it descends from.
+fn started_by_a_child_of(pid: u32, worker: u32) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{PARENT_ENV}={worker}");
+    environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
+}
+
+/// Waits (briefly) for a killed process that is not tokio's to be reaped.
+async fn reap_pid(pid: u32) {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return;
+    };
+    for _ in 0..100 {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+            Ok(None) => tokio::time::sleep(Duration::from_millis(10)).await,
+            _ => return,
         }
     }
 }
