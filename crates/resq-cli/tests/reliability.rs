@@ -34,22 +34,14 @@ async fn kill_9_in_the_middle_of_1000_slow_jobs_loses_nothing() {
     let ids = env.client().enqueue_bulk(&jobs).await.unwrap();
 
     let mut first = env.spawn_worker(&["--queues", "default", "--concurrency", "16"]);
-    env.wait_until("the first worker is mid-way", || async { env.processed().await >= 250 })
-        .await;
+    env.wait_until("the first worker is mid-way, jobs in flight", || async {
+        env.processed().await >= 250 && env.in_flight().await > 0
+    })
+    .await;
     signal(&first, libc::SIGKILL);
     first.wait().unwrap();
     let after_kill = env.processed().await;
-    let in_flight: u64 = {
-        let mut n = 0;
-        for key in env.keys("resque:resq:inflight:*").await {
-            n += redis::cmd("HLEN")
-                .arg(&key)
-                .query_async::<u64>(&mut env.conn())
-                .await
-                .unwrap();
-        }
-        n
-    };
+    let in_flight = env.in_flight().await;
     assert!(in_flight > 0, "the kill should catch jobs in flight");
     assert!(after_kill < 1000);
 

@@ -9,7 +9,7 @@ use redis::{AsyncCommands, RedisError, Value};
 use resq::clock::iso8601;
 use resq::store::{
     Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, OutgoingJob, ReapReport, Schedule, Store,
-    StoreError, StoreStats, WorkerRecord,
+    StoreError, StoreStats, WorkerRecord, Working,
 };
 use resq::WorkerId;
 
@@ -380,25 +380,17 @@ impl Store for RedisStore {
         self.conn.clone().smembers(self.keys.queues()).await.map_err(store_err)
     }
 
-    async fn fetch(
-        &self,
-        worker: &WorkerId,
-        queues: &[String],
-        max: usize,
-        idle: bool,
-        run_at: &str,
-    ) -> Result<Fetched, StoreError> {
+    async fn fetch(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError> {
         let w = worker.as_str();
         let mut inv = scripts::FETCH.prepare_invoke();
         inv.key(self.keys.pause_all())
-            .key(self.keys.worker(w))
             .key(self.keys.inflight_queues(w))
             .key(self.keys.inflight_seq(w))
             .key(self.keys.paused_queues());
         for q in queues {
             inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
         }
-        inv.arg(max).arg(run_at).arg(if idle { "1" } else { "0" });
+        inv.arg(max);
         for q in queues {
             inv.arg(q);
         }
@@ -406,7 +398,12 @@ impl Store for RedisStore {
         parse_fetch(reply, queues)
     }
 
-    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<FinishReport, StoreError> {
+    async fn finish(
+        &self,
+        worker: &WorkerId,
+        done: &[Finished],
+        working: &Working,
+    ) -> Result<FinishReport, StoreError> {
         if done.is_empty() {
             return Ok(FinishReport::default());
         }
@@ -418,7 +415,8 @@ impl Store for RedisStore {
             .key(self.keys.worker_stat("failed", w))
             .key(self.keys.failed())
             .key(self.keys.retry())
-            .key(self.keys.failed_trimmed());
+            .key(self.keys.failed_trimmed())
+            .key(self.keys.worker(w));
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
@@ -427,6 +425,11 @@ impl Store for RedisStore {
             }
         }
         inv.arg(list_numbers.len()).arg(self.failed_max);
+        match working_record(working) {
+            WorkingWrite::Keep => inv.arg("keep").arg(""),
+            WorkingWrite::Clear => inv.arg("clear").arg(""),
+            WorkingWrite::Show(record) => inv.arg("show").arg(record),
+        };
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
             inv.arg(list).arg(&f.job.token).arg(f.failure.as_deref().unwrap_or(""));
@@ -452,6 +455,16 @@ impl Store for RedisStore {
             taken,
             trimmed: trimmed.max(0) as u64,
         })
+    }
+
+    async fn set_working(&self, worker: &WorkerId, working: &Working) -> Result<(), StoreError> {
+        let key = self.keys.worker(worker.as_str());
+        let mut conn = self.conn.clone();
+        match working_record(working) {
+            WorkingWrite::Keep => Ok(()),
+            WorkingWrite::Clear => conn.del::<_, ()>(key).await.map_err(store_err),
+            WorkingWrite::Show(record) => conn.set::<_, _, ()>(key, record).await.map_err(store_err),
+        }
     }
 
     async fn claim(&self, worker: &WorkerId, claims: &[Claim]) -> Result<Vec<ClaimOutcome>, StoreError> {
@@ -921,6 +934,33 @@ impl Store for RedisStore {
             .await
             .map_err(store_err)?;
         Ok(n)
+    }
+}
+
+/// A working-record update in Resque's bytes.
+enum WorkingWrite {
+    Keep,
+    Clear,
+    Show(Vec<u8>),
+}
+
+/// Resque's `worker:<id>` record: `{"queue":..,"run_at":"<ISO 8601>","payload":{..}}`.
+/// The payload is embedded as stored: the worker shows only jobs that
+/// decoded as objects with a string `class` and an array `args`.
+fn working_record(working: &Working) -> WorkingWrite {
+    match working {
+        Working::Keep => WorkingWrite::Keep,
+        Working::Clear => WorkingWrite::Clear,
+        Working::Show(record) => {
+            let head = serde_json::json!({"queue": record.queue, "run_at": iso8601(record.run_at)}).to_string();
+            // `{"queue":..,"run_at":..}` + `,"payload":` + payload + `}`
+            let mut bytes = Vec::with_capacity(head.len() + record.payload.len() + 12);
+            bytes.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+            bytes.extend_from_slice(b",\"payload\":");
+            bytes.extend_from_slice(&record.payload);
+            bytes.push(b'}');
+            WorkingWrite::Show(bytes)
+        }
     }
 }
 

@@ -55,12 +55,7 @@ impl HandWorker {
             .register_worker(&id, "s", TTL.as_millis() as u64)
             .await
             .unwrap();
-        let Fetched::Jobs(jobs) = env
-            .store
-            .fetch(&id, &[QUEUE.to_string()], JOBS / 2, false, "t")
-            .await
-            .unwrap()
-        else {
+        let Fetched::Jobs(jobs) = env.store.fetch(&id, &[QUEUE.to_string()], JOBS / 2).await.unwrap() else {
             panic!("paused")
         };
         let claims: Vec<Claim> = jobs
@@ -138,7 +133,7 @@ async fn run(env: &mut Env, outage: impl AsyncFnOnce(&mut Env)) {
             retry: None,
         })
         .collect();
-    let report = env.store.finish(&hand.id, &done).await.unwrap();
+    let report = env.store.finish(&hand.id, &done, &resq::Working::Keep).await.unwrap();
     renewing.abort();
     control.quit();
     let real = real.await.unwrap();

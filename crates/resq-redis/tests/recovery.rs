@@ -24,12 +24,7 @@ async fn push_echoes(env: &Env, queue: &str, n: usize) {
 }
 
 async fn fetch(env: &Env, worker: &WorkerId, queue: &str, max: usize) -> Vec<FetchedJob> {
-    match env
-        .store
-        .fetch(worker, &[queue.to_string()], max, true, "t")
-        .await
-        .unwrap()
-    {
+    match env.store.fetch(worker, &[queue.to_string()], max).await.unwrap() {
         Fetched::Jobs(jobs) => jobs,
         Fetched::Paused => panic!("paused"),
     }
@@ -225,7 +220,7 @@ async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_go
             retry: None,
         })
         .collect();
-    let report = env.store.finish(&a, &done).await.unwrap();
+    let report = env.store.finish(&a, &done, &resq::Working::Keep).await.unwrap();
     assert_eq!(report.acked, 0);
     assert_eq!(report.taken.len(), 3);
     assert_eq!(env.get("resque:stat:processed").await, None, "nothing acked twice");
@@ -238,7 +233,7 @@ async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_go
             retry: None,
         })
         .collect();
-    let report = env.store.finish(&b, &done).await.unwrap();
+    let report = env.store.finish(&b, &done, &resq::Working::Keep).await.unwrap();
     assert_eq!((report.acked, report.taken.len()), (2, 0));
     let outcomes = env.store.claim(&b, &[claim(&on_b[2], &mark)]).await.unwrap();
     assert_eq!(outcomes, [ClaimOutcome::Replayed], "an acked attempt stays spent");

@@ -74,6 +74,7 @@ pub use registry::Registry;
 pub use schemars;
 pub use store::{
     Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, OutgoingJob, Retry, Schedule, Store, StoreError,
+    Working, WorkingRecord,
 };
 pub use worker::{Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport};
 pub use worker_id::WorkerId;

@@ -63,6 +63,28 @@ pub struct Finished {
     pub retry: Option<Retry>,
 }
 
+/// A job a worker is running, as Resque's "working" record shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkingRecord {
+    pub queue: String,
+    /// When it started (Unix seconds).
+    pub run_at: f64,
+    /// The job as stored: a JSON object with a string `class` and an array
+    /// `args` (only a job that decoded is ever shown).
+    pub payload: Vec<u8>,
+}
+
+/// What to do with a worker's current-job record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Working {
+    /// Leave it as it is.
+    Keep,
+    /// Nothing runs: remove it.
+    Clear,
+    /// Show this job.
+    Show(WorkingRecord),
+}
+
 /// What an ack did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FinishReport {
@@ -184,24 +206,21 @@ pub trait Store: Send + Sync + 'static {
     async fn queues(&self) -> Result<Vec<String>, StoreError>;
 
     /// Atomically moves up to `max` jobs, in queue priority order, from the
-    /// heads of `queues` to the worker's in-flight lists, and records the first
-    /// one as the worker's current job (`run_at` is its start time). When
-    /// `idle` is true and nothing is fetched, the current-job record is cleared.
-    async fn fetch(
-        &self,
-        worker: &WorkerId,
-        queues: &[String],
-        max: usize,
-        idle: bool,
-        run_at: &str,
-    ) -> Result<Fetched, StoreError>;
+    /// heads of `queues` to the worker's in-flight lists.
+    async fn fetch(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError>;
 
     /// Removes finished jobs from the in-flight lists, appends failure records
-    /// (trimming the oldest past the store's cap), schedules retries, and
-    /// counts processed/failed (global and per worker), all at once. A job
-    /// no longer in this worker's in-flight list (a reaper took it back) is
-    /// left alone and reported as taken: it is never acked twice.
-    async fn finish(&self, worker: &WorkerId, done: &[Finished]) -> Result<FinishReport, StoreError>;
+    /// (trimming the oldest past the store's cap), schedules retries, counts
+    /// processed/failed (global and per worker) and updates the worker's
+    /// current-job record, all at once. A job no longer in this worker's
+    /// in-flight list (a reaper took it back) is left alone and reported as
+    /// taken: it is never acked twice.
+    async fn finish(&self, worker: &WorkerId, done: &[Finished], working: &Working)
+        -> Result<FinishReport, StoreError>;
+
+    /// Sets (or clears) the worker's current-job record, which Resque's
+    /// tools show: a job that is running, never one that was refused.
+    async fn set_working(&self, worker: &WorkerId, working: &Working) -> Result<(), StoreError>;
 
     /// Claims the replay marks of signed jobs this worker fetched, each
     /// atomically: of all copies of one attempt, one is claimed. A claimed

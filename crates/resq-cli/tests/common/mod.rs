@@ -137,6 +137,21 @@ impl Env {
             .unwrap()
     }
 
+    /// Jobs in flight in every worker's in-flight hashes (their claims,
+    /// kept beside them, not counted).
+    pub async fn in_flight(&self) -> u64 {
+        let mut n = 0;
+        for key in self.keys("resque:resq:inflight:*").await {
+            let fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query_async(&mut self.conn())
+                .await
+                .unwrap();
+            n += fields.iter().filter(|f| f.parse::<u64>().is_ok()).count() as u64;
+        }
+        n
+    }
+
     pub async fn processed(&self) -> u64 {
         self.get("resque:stat:processed")
             .await

@@ -5,13 +5,14 @@
 -- the cost in Redis is per batch, not per job.
 --
 -- KEYS[1]  resque:pause-all-workers
--- KEYS[2]  resque:worker:<id>            (Resque's "currently working on" record)
--- KEYS[3]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
--- KEYS[4]  resq:inflight-seq:<id>        (the token counter)
--- KEYS[5]  resq:paused-queues             (queues paused by an operator)
--- KEYS[6..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
--- ARGV[1]  max jobs; ARGV[2] run_at (ISO 8601); ARGV[3] "1" when the worker is idle
--- ARGV[4..] the queue name of each pair
+-- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
+-- KEYS[3]  resq:inflight-seq:<id>        (the token counter)
+-- KEYS[4]  resq:paused-queues             (queues paused by an operator)
+-- KEYS[5..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
+-- ARGV[1]  max jobs; ARGV[2..] the queue name of each pair
+--
+-- Resque's "working" record is not written here: a fetched job may yet be
+-- refused; the worker shows a job once it runs.
 --
 -- Returns {status, pair, token, job, pair, token, job, ...}; status 1 = paused.
 if redis.call('GET', KEYS[1]) == 'true' then
@@ -21,15 +22,15 @@ local max = tonumber(ARGV[1])
 local out = {0}
 local n = 0
 local pair = 0
-for k = 6, #KEYS - 1, 2 do
+for k = 5, #KEYS - 1, 2 do
   pair = pair + 1
   if n >= max then break end
   local jobs = false
-  if redis.call('SISMEMBER', KEYS[5], ARGV[3 + pair]) == 0 then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[1 + pair]) == 0 then
     jobs = redis.call('LPOP', KEYS[k], max - n)
   end
   if jobs then
-    local last = redis.call('INCRBY', KEYS[4], #jobs)
+    local last = redis.call('INCRBY', KEYS[3], #jobs)
     local first = last - #jobs
     local fields = {}
     for i, job in ipairs(jobs) do
@@ -48,19 +49,8 @@ for k = 6, #KEYS - 1, 2 do
     if #fields > 0 then
       redis.call('HSET', KEYS[k + 1], unpack(fields))
     end
-    redis.call('SADD', KEYS[3], ARGV[3 + pair])
+    redis.call('SADD', KEYS[2], ARGV[1 + pair])
     n = n + #jobs
   end
-end
-if n > 0 then
-  -- Ruby's resque-web decodes this record: write it only around a payload that
-  -- is itself valid JSON, so a hostile payload cannot break the page.
-  local ok, decoded = pcall(cjson.decode, out[4])
-  if ok and type(decoded) == 'table' then
-    redis.call('SET', KEYS[2], '{"queue":' .. cjson.encode(ARGV[3 + out[2]]) ..
-      ',"run_at":' .. cjson.encode(ARGV[2]) .. ',"payload":' .. out[4] .. '}')
-  end
-elseif ARGV[3] == '1' then
-  redis.call('DEL', KEYS[2])
 end
 return out

@@ -9,16 +9,18 @@
 -- KEYS[1] stat:processed  KEYS[2] stat:failed
 -- KEYS[3] stat:processed:<id>  KEYS[4] stat:failed:<id>  KEYS[5] failed list
 -- KEYS[6] resq:retry (sorted set: next attempt -> due, unix ms)
--- KEYS[7] resq:stat:failed-trimmed
--- KEYS[8 .. 7+L] in-flight hashes
+-- KEYS[7] resq:stat:failed-trimmed  KEYS[8] resque:worker:<id> (Resque's
+--   "working" record)
+-- KEYS[9 .. 8+L] in-flight hashes
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
--- ARGV[3..]: per job, five values: in-flight hash number (1..L), token,
+-- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
+-- ARGV[5..]: per job, five values: in-flight hash number (1..L), token,
 --   failure record or "", next attempt or "", its due time (unix ms)
 -- Returns {processed, trimmed, taken token, ...}.
 local lists = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local by_list = {}
-for i = 3, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   local list = tonumber(ARGV[i])
   by_list[list] = by_list[list] or {}
   table.insert(by_list[list], i)
@@ -28,7 +30,7 @@ local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
-    local flight = KEYS[7 + list]
+    local flight = KEYS[8 + list]
     local gone = {}
     for s = 1, #entries, 1000 do
       local tokens = {}
@@ -53,7 +55,7 @@ for list = 1, lists do
   end
 end
 local processed, failed = 0, 0
-for i = 3, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   if present[i] then
     processed = processed + 1
     if ARGV[i + 2] ~= '' then
@@ -83,6 +85,11 @@ end
 if failed > 0 then
   redis.call('INCRBY', KEYS[2], failed)
   redis.call('INCRBY', KEYS[4], failed)
+end
+if ARGV[3] == 'show' then
+  redis.call('SET', KEYS[8], ARGV[4])
+elseif ARGV[3] == 'clear' then
+  redis.call('DEL', KEYS[8])
 end
 local out = {processed, trimmed}
 for _, token in ipairs(taken) do

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{iso8601, now_unix};
 use crate::queue_spec::QueueSpec;
 use crate::store::{Fetched, Store, StoreError};
 use crate::worker_id::WorkerId;
@@ -34,7 +33,7 @@ impl Fetcher {
     }
 
     /// Moves up to `max` jobs into this worker's in-flight lists.
-    pub(crate) async fn fetch(&mut self, max: usize, idle: bool) -> Result<Fetched, StoreError> {
+    pub(crate) async fn fetch(&mut self, max: usize) -> Result<Fetched, StoreError> {
         let stale = self.refreshed_at.is_none_or(|at| at.elapsed() >= self.queue_refresh);
         if stale {
             let known = if self.spec.is_dynamic() {
@@ -51,14 +50,9 @@ impl Fetcher {
         if self.spec.is_weighted() {
             // A fresh weighted order for every fetch, as Sidekiq does.
             let order = self.spec.weighted_order(random_unit);
-            return self
-                .store
-                .fetch(&self.worker, &order, max, idle, &iso8601(now_unix()))
-                .await;
+            return self.store.fetch(&self.worker, &order, max).await;
         }
-        self.store
-            .fetch(&self.worker, &self.resolved, max, idle, &iso8601(now_unix()))
-            .await
+        self.store.fetch(&self.worker, &self.resolved, max).await
     }
 }
 

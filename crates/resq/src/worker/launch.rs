@@ -89,6 +89,7 @@ pub(crate) async fn launch(
         Arc::clone(&reaping),
     ));
 
+    let (started, started_rx) = tokio::sync::mpsc::unbounded_channel();
     let manager = Manager {
         store: Arc::clone(&store),
         worker: id.clone(),
@@ -109,6 +110,7 @@ pub(crate) async fn launch(
             default_timeout: config.default_timeout,
             observer,
             children,
+            started,
         }),
         concurrency: config.concurrency,
         burst: config.burst,
@@ -123,6 +125,9 @@ pub(crate) async fn launch(
         report: WorkerReport::default(),
         wake: store.wakeups(),
         reaping: Arc::clone(&reaping),
+        started_rx,
+        running_since: HashMap::new(),
+        shown: None,
     };
     let mut report = manager.run(control).await;
 

@@ -19,7 +19,7 @@ use super::WorkerReport;
 use crate::clock::now_unix;
 use crate::failure::{build_record, FailureInfo, RecordPayload};
 use crate::reason::Reason;
-use crate::store::{Fetched, FetchedJob, Finished, Store};
+use crate::store::{Fetched, FetchedJob, Finished, Store, Working, WorkingRecord};
 use crate::worker_id::WorkerId;
 
 pub(crate) struct Manager {
@@ -45,6 +45,13 @@ pub(crate) struct Manager {
     /// The reaper's findings: a burst worker waits for its verdict on
     /// workers that look dead before it calls the queues empty.
     pub reaping: Arc<super::reaper::Reaping>,
+    /// Jobs tell when they start running (past every check), by token.
+    pub started_rx: tokio::sync::mpsc::UnboundedReceiver<(String, f64)>,
+    /// Running jobs (by token) and when they started.
+    pub running_since: HashMap<String, f64>,
+    /// The job Resque's "working" record shows, if any. Only this manager
+    /// writes the record, so its writes cannot overtake each other.
+    pub shown: Option<String>,
 }
 
 impl Manager {
@@ -77,7 +84,7 @@ impl Manager {
                     wake.borrow_and_update();
                 }
                 let free = self.concurrency - self.running.len();
-                match self.fetcher.fetch(free, self.running.is_empty()).await {
+                match self.fetcher.fetch(free).await {
                     Ok(Fetched::Jobs(jobs)) if !jobs.is_empty() => {
                         self.poll.reset();
                         self.errors.reset();
@@ -122,6 +129,7 @@ impl Manager {
                     fetch_after = None;
                     self.poll.reset();
                 }
+                Some((token, at)) = self.started_rx.recv() => self.note_started(token, at).await,
             }
         }
         self.report
@@ -135,6 +143,13 @@ impl Manager {
     }
 
     fn collect(&mut self, result: Result<(Id, TaskOutput), JoinError>) {
+        let id = match &result {
+            Ok((id, _)) => *id,
+            Err(err) => err.id(),
+        };
+        if let Some((_, job)) = self.in_flight.get(&id) {
+            self.running_since.remove(&job.token);
+        }
         match result {
             Ok((id, TaskOutput::Finished(finished, reason))) => {
                 self.in_flight.remove(&id);
@@ -186,8 +201,12 @@ impl Manager {
     /// stop it gives up: the jobs stay in flight and are recovered (and may run
     /// again: at-least-once).
     async fn flush(&mut self, control: &mut ControlReceiver) {
+        if self.done.is_empty() {
+            return;
+        }
+        let working = self.working_update();
         while !self.done.is_empty() {
-            match self.store.finish(&self.worker, &self.done).await {
+            match self.store.finish(&self.worker, &self.done, &working).await {
                 Ok(report) => {
                     note_finish(&report);
                     self.done.clear();
@@ -222,6 +241,63 @@ impl Manager {
             }
             Err(e) => tracing::warn!(error = %e, jobs = jobs.len(), "could not requeue; will retry"),
         }
+        // The shown job may have been one of them.
+        let working = self.working_update();
+        if working != Working::Keep {
+            if let Err(e) = self.store.set_working(&self.worker, &working).await {
+                tracing::debug!(error = %e, "could not update the working record");
+            }
+        }
+    }
+
+    /// A job passed its checks and runs: if no job is shown as running,
+    /// show this one.
+    async fn note_started(&mut self, token: String, at: f64) {
+        let in_flight = self.in_flight.values().any(|(_, job)| job.token == token);
+        if !in_flight {
+            return; // it ended before this note was read
+        }
+        self.running_since.insert(token, at);
+        if self.shown.is_none() {
+            let working = self.working_update();
+            if let Err(e) = self.store.set_working(&self.worker, &working).await {
+                tracing::debug!(error = %e, "could not update the working record");
+            }
+        }
+    }
+
+    /// What the working record must become: unchanged while the shown job
+    /// runs, else the longest-running job, else nothing.
+    fn working_update(&mut self) -> Working {
+        if let Some(token) = &self.shown {
+            if self.running_since.contains_key(token) {
+                return Working::Keep;
+            }
+        }
+        let oldest = self
+            .running_since
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(token, at)| (token.clone(), *at));
+        let record = oldest.and_then(|(token, run_at)| {
+            let (_, job) = self.in_flight.values().find(|(_, job)| job.token == token)?;
+            Some((
+                token,
+                WorkingRecord {
+                    queue: job.queue.clone(),
+                    run_at,
+                    payload: job.payload.clone(),
+                },
+            ))
+        });
+        match record {
+            Some((token, record)) => {
+                self.shown = Some(token);
+                Working::Show(record)
+            }
+            None if self.shown.take().is_some() => Working::Clear,
+            None => Working::Keep,
+        }
     }
 
     /// TERM/INT: cancel what runs and put it back at the head of its queue.
@@ -230,7 +306,9 @@ impl Manager {
         while let Some(result) = self.running.join_next_with_id().await {
             self.collect(result);
         }
-        match self.store.finish(&self.worker, &self.done).await {
+        self.running_since.clear();
+        let working = self.working_update();
+        match self.store.finish(&self.worker, &self.done, &working).await {
             Ok(report) => note_finish(&report),
             Err(e) => tracing::error!(error = %e, "could not ack finished jobs at stop; they will be recovered"),
         }

@@ -20,9 +20,29 @@ pub(crate) async fn perform(
     args: Vec<Value>,
     ctx: JobContext,
 ) -> Result<(), FailureInfo> {
+    prepare(registry, class, args, ctx)?.await
+}
+
+/// Decodes and validates the arguments (an unknown class or bad arguments
+/// are refused here, before anything runs) and returns the run: hooks and
+/// `perform`.
+pub(crate) fn prepare(
+    registry: &Registry,
+    class: &str,
+    args: Vec<Value>,
+    ctx: JobContext,
+) -> Result<impl std::future::Future<Output = Result<(), FailureInfo>> + Send + 'static, FailureInfo> {
     let hooks = registry.info(class).map(|i| i.hooks);
     let hook_ctx = ctx.clone();
     let future = registry.prepare(class, args, ctx).map_err(refused)?;
+    Ok(run_prepared(hooks, hook_ctx, future))
+}
+
+async fn run_prepared(
+    hooks: Option<crate::registry::Hooks>,
+    hook_ctx: JobContext,
+    future: futures::future::BoxFuture<'static, Result<(), crate::job::JobError>>,
+) -> Result<(), FailureInfo> {
     if let Some(hooks) = hooks {
         match guarded("before_perform", || (hooks.before_perform)(&hook_ctx)) {
             Some(Ok(())) => {}

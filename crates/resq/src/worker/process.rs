@@ -24,7 +24,7 @@ use crate::store::{Claim, ClaimOutcome, FetchedJob, Finished, Retry};
 use crate::worker_id::WorkerId;
 
 use super::isolation::Children;
-use super::perform::{guarded, perform, refused};
+use super::perform::{guarded, prepare, refused};
 
 /// What happened to one job, as told to an observer.
 #[derive(Debug, Clone)]
@@ -58,6 +58,8 @@ pub(crate) struct ProcessContext {
     /// Process isolation: jobs run in these child processes. `None`: in this
     /// process, cancelled at their timeout (cooperative).
     pub children: Option<Arc<Children>>,
+    /// Tells the manager a job passed its checks and runs (its token, when).
+    pub started: tokio::sync::mpsc::UnboundedSender<(String, f64)>,
 }
 
 /// A job task's result.
@@ -270,7 +272,12 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         attempt: envelope.attempt,
     };
     let Some(children) = &ctx.children else {
-        let run = perform(&ctx.registry, &envelope.class, envelope.args, job_ctx);
+        let run = match prepare(&ctx.registry, &envelope.class, envelope.args, job_ctx) {
+            Ok(run) => run,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        // Past every check: it runs, and Resque's "working" record may show it.
+        let _ = ctx.started.send((job.token.clone(), now_unix()));
         return Ok(match limit {
             None => run.await,
             Some(limit) => tokio::time::timeout(limit, run)
@@ -278,7 +285,13 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
                 .unwrap_or_else(|_| Err(timed_out(limit, "it was cancelled"))),
         });
     };
-    // The child decodes and validates the arguments, as `perform` does here.
+    // The child decodes and validates the arguments again, as `perform`
+    // does here; checking them here first keeps a refused job off the
+    // "working" record.
+    if let Err(r) = ctx.registry.check_args(&envelope.class, envelope.args.clone()) {
+        return Ok(Err(refused(r)));
+    }
+    let _ = ctx.started.send((job.token.clone(), now_unix()));
     match children.run(&envelope.class, envelope.args, job_ctx, limit).await {
         Ok(result) => Ok(result),
         Err(e) => {

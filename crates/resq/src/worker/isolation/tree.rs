@@ -118,13 +118,18 @@ mod tests {
         let _ = shell.kill();
         let _ = shell.wait();
         for pid in killed {
-            // Killed (a zombie until reaped, then gone).
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let after_name = state.rsplit(')').next().unwrap_or("");
-            assert!(
-                state.is_empty() || after_name.trim_start().starts_with('Z'),
-                "{pid}: {state}"
-            );
+            // Killed: a zombie until reaped, then gone (SIGKILL takes a
+            // moment to land).
+            let dead = || {
+                let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let after_name = state.rsplit(')').next().unwrap_or("");
+                state.is_empty() || after_name.trim_start().starts_with('Z')
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !dead() {
+                assert!(std::time::Instant::now() < deadline, "{pid} still runs");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
 }
