@@ -25,6 +25,11 @@ pub struct EnqueueArgs {
     /// Stop the run after this many milliseconds (recorded `timeout`).
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Push the job for Ruby workers: Resque's exact form (`class` and
+    /// positional `args`, unsigned), for a class resq does not run, onto a
+    /// queue listed in `[ruby] queues` (RESQ_RUBY_QUEUES). Audited.
+    #[arg(long)]
+    for_ruby: bool,
 }
 
 #[derive(Args)]
@@ -287,6 +292,9 @@ pub fn parse_args(text: &str, limits: &resq::PayloadLimits) -> Result<Vec<Value>
 }
 
 pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure> {
+    if a.for_ruby {
+        return enqueue_for_ruby(settings, a).await;
+    }
     // The same policy as every other path: the class must be registered here
     // and its arguments must pass its rules, then the job is signed.
     let keyring = settings.keyring().map_err(Failure::usage)?;
@@ -316,6 +324,30 @@ pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure>
     Ok(())
 }
 
+/// `resq enqueue --for-ruby`: no registry, no signature; the queue must be
+/// Ruby's (see `resq::ruby`).
+async fn enqueue_for_ruby(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure> {
+    if a.timeout_ms.is_some() {
+        return Err(Failure::usage("--timeout-ms is resq's: Ruby workers ignore it"));
+    }
+    let args = parse_args(&a.args, &settings.limits)?;
+    let store = connect(settings).await?;
+    let mut producer =
+        resq::ruby::RubyProducer::new(store, settings.ruby_queues.clone(), settings.allow_unsigned.clone())
+            .map_err(Failure::usage)?;
+    producer.limits = settings.limits;
+    producer.enqueue(&a.class, args, &a.queue).await.map_err(|e| match e {
+        resq::ruby::RubyEnqueueError::Store(_) => Failure::runtime(e),
+        _ => Failure::usage(e),
+    })?;
+    println!(
+        "enqueued {} on {} for Ruby workers (unsigned)",
+        safe(&a.class),
+        safe(&a.queue)
+    );
+    Ok(())
+}
+
 async fn admin(settings: &Settings) -> Result<Admin, Failure> {
     let store: Arc<dyn Store> = connect(settings).await?;
     Ok(Admin::new(store))
@@ -326,6 +358,13 @@ pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
     let queues = admin.queues().await.map_err(Failure::runtime)?;
     let (paused, caps) = admin.queue_controls().await.map_err(Failure::runtime)?;
     let cap_of = |q: &str| caps.iter().find(|(name, _)| name == q).map(|(_, c)| *c);
+    // Ruby workers ignore resq's pause and caps: say so where it matters.
+    let controlled: Vec<String> = queues
+        .iter()
+        .map(|(q, _)| q.clone())
+        .filter(|q| paused.contains(q) || cap_of(q).is_some())
+        .collect();
+    let ruby = admin.served_by_ruby(&controlled).await.map_err(Failure::runtime)?;
     if f.json {
         let v: Vec<Value> = queues
             .iter()
@@ -336,6 +375,9 @@ pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
                 }
                 if let Some(cap) = cap_of(q) {
                     entry["cap"] = json!(cap);
+                }
+                if ruby.contains(q) {
+                    entry["ruby_workers"] = json!(true);
                 }
                 entry
             })
@@ -353,6 +395,9 @@ pub async fn queues(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
         }
         if let Some(cap) = cap_of(&q) {
             notes.push_str(&format!("  cap {cap}"));
+        }
+        if ruby.contains(&q) {
+            notes.push_str("  (served by Ruby workers too, which ignore pause and caps)");
         }
         println!("{:<40} {n}{notes}", safe(&q));
     }
@@ -430,9 +475,20 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
             let total = admin.failed_count().await.map_err(Failure::runtime)?;
             let entries = admin.failed(offset, limit.min(1000)).await.map_err(Failure::runtime)?;
             if json {
+                // Each record as stored, with its handle as `id`.
                 let v: Vec<Value> = entries
                     .iter()
-                    .map(|e| serde_json::from_str::<Value>(&e.raw).unwrap_or_else(|_| Value::String(e.raw.clone())))
+                    .map(|e| {
+                        let mut entry = serde_json::Map::new();
+                        entry.insert("id".into(), Value::String(e.handle.clone()));
+                        match serde_json::from_str::<Value>(&e.raw) {
+                            Ok(Value::Object(record)) => entry.extend(record),
+                            _ => {
+                                entry.insert("raw".into(), Value::String(e.raw.clone()));
+                            }
+                        }
+                        Value::Object(entry)
+                    })
                     .collect();
                 println!("{}", Value::Array(v));
                 return Ok(());
@@ -442,14 +498,14 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
                 match e.record {
                     Some(r) => println!(
                         "{}  {}  {}  class={} queue={}  {}",
-                        safe(r.failure_id.as_deref().unwrap_or("(no id)")),
+                        safe(&e.handle),
                         safe(r.failed_at.as_deref().unwrap_or("-")),
                         safe(r.reason.as_deref().or(r.exception.as_deref()).unwrap_or("-")),
                         safe(&clip(&r.payload_class().unwrap_or_else(|| "?".into()), 60)),
                         safe(r.queue.as_deref().unwrap_or("-")),
                         safe(&clip(r.error.as_deref().unwrap_or(""), 120)),
                     ),
-                    None => println!("#{}  (not a JSON record) {}", e.index, safe(&clip(&e.raw, 80))),
+                    None => println!("{}  (not a JSON record) {}", e.handle, safe(&clip(&e.raw, 80))),
                 }
             }
         }

@@ -33,6 +33,18 @@ pub struct FileConfig {
     pub cron: Vec<CronSection>,
     #[serde(default)]
     pub failures: FailuresSection,
+    #[serde(default)]
+    pub ruby: RubySection,
+}
+
+/// `[ruby]`: sharing a Redis with a Ruby Resque fleet.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubySection {
+    /// Queues Ruby workers serve: `resq enqueue --for-ruby` pushes
+    /// unsigned jobs in Resque's form onto these, and no others.
+    #[serde(default)]
+    pub queues: Vec<String>,
 }
 
 /// `[failures]`: the failed list.
@@ -108,6 +120,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("failures", &["max"]),
+    ("ruby", &["queues"]),
 ];
 
 /// The values of the config's enums, which messages may quote too.
@@ -265,6 +278,8 @@ pub enum ConfigError {
     Keys(#[from] resq::KeyringError),
     #[error("security.allow_unsigned entry #{0} is not a valid queue glob")]
     BadAllowUnsigned(usize),
+    #[error("ruby.queues entry #{0} is not a queue name (1 to 128 letters, digits, '_', '-' or '.')")]
+    BadRubyQueue(usize),
     #[error("{0}")]
     Cron(resq::cron::CronError),
 }
@@ -284,6 +299,8 @@ pub struct Settings {
     pub cron: Vec<resq::cron::CronEntry>,
     /// Most records the failed list keeps.
     pub failures_max: u64,
+    /// Queues Ruby workers serve (`resq enqueue --for-ruby`).
+    pub ruby_queues: Vec<String>,
     /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
     /// kept from job child processes.
     pub secret_env: Vec<String>,
@@ -365,6 +382,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         mut isolation,
         cron,
         failures,
+        ruby,
     } = file;
     let cron = cron
         .iter()
@@ -440,6 +458,17 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         .enumerate()
         .map(|(i, q)| glob::Pattern::new(q).map_err(|_| ConfigError::BadAllowUnsigned(i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
+    let ruby_queues: Vec<String> = match env.var("RESQ_RUBY_QUEUES") {
+        Some(list) => list
+            .split(',')
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty())
+            .collect(),
+        None => ruby.queues,
+    };
+    for (i, q) in ruby_queues.iter().enumerate() {
+        resq::names::check_queue(q).map_err(|_| ConfigError::BadRubyQueue(i + 1))?;
+    }
     let failures_max = match parse_env(env, "RESQ_FAILURES_MAX", "a whole number such as 100000")? {
         Some(n) => Some(n),
         None => failures.max,
@@ -459,6 +488,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         isolation,
         cron,
         failures_max,
+        ruby_queues,
         secret_env,
         source,
     })

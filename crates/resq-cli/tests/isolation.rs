@@ -151,10 +151,18 @@ async fn children_see_no_resq_settings_and_die_with_their_worker() {
     let mut worker = command.spawn().unwrap();
     let pid = worker.id();
     let mut children = BTreeSet::new();
+    // Started: forked and exec'd (between the two a child still holds the
+    // worker's environment, before the variables are removed).
     env.wait_until("three children started", || {
         children = children_of(pid);
-        let n = children.len();
-        async move { n == 3 }
+        let started = children
+            .iter()
+            .filter(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/cmdline"))
+                    .is_ok_and(|l| l.starts_with("resq-child (worker "))
+            })
+            .count();
+        async move { started == 3 }
     })
     .await;
     for child in &children {

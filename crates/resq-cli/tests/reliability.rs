@@ -130,7 +130,10 @@ async fn usr2_pauses_and_cont_resumes() {
     // The process title that same-host Ruby workers look for.
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", worker.id())).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    assert!(cmdline.starts_with("resque-resq-"), "{cmdline}");
+    assert!(
+        cmdline.starts_with(&format!("resque-{}-resq: ", env!("CARGO_PKG_VERSION"))),
+        "{cmdline}"
+    );
     assert!(!cmdline.contains("resque-web"));
 
     signal(&worker, libc::SIGUSR2);

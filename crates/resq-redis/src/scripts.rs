@@ -39,6 +39,8 @@ pub(crate) static ENQUEUE_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+pub(crate) static RECORD_FAILURES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/record_failures.lua")));
 pub(crate) static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/push_one.lua"),

@@ -31,6 +31,9 @@ pub struct RedisStore {
     failed_max: u64,
 }
 
+/// The queue a failure record names when its job named none.
+pub const UNROUTABLE_QUEUE: &str = "resq.unroutable";
+
 /// The failed list's cap unless [`RedisStore::with_failed_max`] says.
 pub const DEFAULT_FAILED_MAX: u64 = 100_000;
 
@@ -253,6 +256,39 @@ impl RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_err)
+    }
+
+    /// Records scheduled jobs that name no usable queue as failures
+    /// (`malformed_payload`), under the queue `resq.unroutable` so that a
+    /// retry from resque-web has somewhere to go.
+    async fn record_unroutable(&self, jobs: &[Vec<u8>], now_ms: u64) -> Result<(), StoreError> {
+        let info = resq::FailureInfo::of(
+            resq::Reason::MalformedPayload,
+            "a scheduled job names no valid queue; it was taken out of the schedule",
+        );
+        let mut inv = scripts::RECORD_FAILURES.prepare_invoke();
+        inv.key(self.keys.failed())
+            .key(self.keys.stat("failed"))
+            .key(self.keys.failed_trimmed())
+            .arg(self.failed_max);
+        for job in jobs {
+            inv.arg(resq::failure::build_record(
+                job,
+                resq::failure::RecordPayload::Bounded { class: None },
+                &info,
+                "",
+                UNROUTABLE_QUEUE,
+                now_ms as f64 / 1000.0,
+            ));
+        }
+        inv.invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        tracing::warn!(
+            jobs = jobs.len(),
+            "scheduled jobs that name no valid queue were recorded as failed"
+        );
+        Ok(())
     }
 
     /// The server's clock, in Unix seconds (heartbeats use it, as Resque does).
@@ -582,18 +618,32 @@ impl Store for RedisStore {
     }
 
     async fn promote_due(&self, now_ms: u64, limit: usize) -> Result<u64, StoreError> {
-        scripts::PROMOTE
+        let reply: Vec<Value> = scripts::PROMOTE
             .key(self.keys.schedule())
             .key(self.keys.retry())
             .key(self.keys.queues())
-            .key(self.keys.failed())
             .arg(now_ms)
             .arg(limit.max(1))
             .arg(self.keys.queue_prefix())
-            .arg(resq::clock::failed_at_format(now_ms as f64 / 1000.0))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(store_err)
+            .map_err(store_err)?;
+        let mut items = reply.into_iter();
+        let Some(Value::Int(moved)) = items.next() else {
+            return Err(StoreError::Protocol(
+                "promote script answered something unexpected".into(),
+            ));
+        };
+        let unroutable: Vec<Vec<u8>> = items
+            .filter_map(|v| match v {
+                Value::BulkString(job) => Some(job),
+                _ => None,
+            })
+            .collect();
+        if !unroutable.is_empty() {
+            self.record_unroutable(&unroutable, now_ms).await?;
+        }
+        Ok(moved.max(0) as u64)
     }
 
     async fn schedule_range(&self, which: Schedule, start: u64, count: u64) -> Result<Vec<(String, u64)>, StoreError> {
@@ -845,13 +895,15 @@ impl Store for RedisStore {
                 Option<String>,
                 Option<String>,
                 Option<String>,
+                bool,
             );
-            let (started, heartbeat, working, processed, failed): Row = redis::pipe()
+            let (started, heartbeat, working, processed, failed, resq): Row = redis::pipe()
                 .get(self.keys.worker_started(&id))
                 .hget(self.keys.heartbeats(), &id)
                 .get(self.keys.worker(&id))
                 .get(self.keys.worker_stat("processed", &id))
                 .get(self.keys.worker_stat("failed", &id))
+                .sismember(self.keys.resq_workers(), &id)
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(store_err)?;
@@ -862,6 +914,7 @@ impl Store for RedisStore {
                 working,
                 processed: opt_u64(processed),
                 failed: opt_u64(failed),
+                resq,
             });
         }
         Ok(out)

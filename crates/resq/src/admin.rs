@@ -13,6 +13,11 @@ const SCAN_PAGE: u64 = 500;
 /// One entry of the failed list.
 #[derive(Debug, Clone)]
 pub struct FailedEntry {
+    /// The stable handle that `retry` and `remove` take: the record's
+    /// `failure_id`, or for a record without one (Ruby's, `DirtyExit`
+    /// included) `r-` and 16 hex digits of the SHA-256 of its bytes. It
+    /// does not change when other records come or go.
+    pub handle: String,
     /// Position in the list (0 = oldest); changes as records are removed.
     pub index: u64,
     /// The record, parsed leniently; `None` when it is not a JSON object.
@@ -32,6 +37,22 @@ pub struct ScheduledEntry {
     pub attempt: u64,
     /// The job exactly as stored.
     pub raw: String,
+}
+
+/// A failure record's handle (see [`FailedEntry::handle`]).
+fn handle(record: Option<&FailureRecord>, raw: &str) -> String {
+    let id = record.and_then(|r| r.failure_id.as_deref()).filter(|id| {
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    match id {
+        Some(id) => id.to_string(),
+        None => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(raw.as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("r-{hex}")
+        }
+    }
 }
 
 /// Why an admin action failed.
@@ -80,10 +101,14 @@ impl Admin {
         Ok(raw
             .into_iter()
             .enumerate()
-            .map(|(i, raw)| FailedEntry {
-                index: offset + i as u64,
-                record: FailureRecord::parse(&raw),
-                raw,
+            .map(|(i, raw)| {
+                let record = FailureRecord::parse(&raw);
+                FailedEntry {
+                    handle: handle(record.as_ref(), &raw),
+                    index: offset + i as u64,
+                    record,
+                    raw,
+                }
             })
             .collect())
     }
@@ -94,8 +119,7 @@ impl Admin {
         let mut offset = 0;
         while offset < total {
             for entry in self.failed(offset, SCAN_PAGE).await? {
-                let matches = entry.record.as_ref().and_then(|r| r.failure_id.as_deref()) == Some(failure_id);
-                if matches {
+                if entry.handle == failure_id {
                     return Ok(entry);
                 }
             }
@@ -199,6 +223,30 @@ impl Admin {
     pub async fn set_queue_cap(&self, queue: &str, cap: Option<u64>) -> Result<(), AdminError> {
         check_queue(queue).map_err(|e| AdminError::BadQueue(e.to_string()))?;
         Ok(self.store.set_queue_cap(queue, cap).await?)
+    }
+
+    /// The queues Ruby workers (registered workers that are not resq's)
+    /// serve, among `queues`: Ruby ignores resq's pause and caps, so a
+    /// paused or capped queue a Ruby worker serves is not paused or capped
+    /// for its jobs. A Ruby worker's queues are the third part of its id,
+    /// matched the way Resque 3 does (`*`, and fnmatch globs).
+    pub async fn served_by_ruby(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {
+        let ruby_specs: Vec<String> = self
+            .store
+            .workers()
+            .await?
+            .into_iter()
+            .filter(|w| !w.resq)
+            .filter_map(|w| w.id.splitn(3, ':').nth(2).map(str::to_string))
+            .collect();
+        let served = |queue: &str| {
+            ruby_specs.iter().any(|spec| {
+                spec.split(',').any(|entry| {
+                    entry == "*" || entry == queue || glob::Pattern::new(entry).is_ok_and(|p| p.matches(queue))
+                })
+            })
+        };
+        Ok(queues.iter().filter(|q| served(q)).cloned().collect())
     }
 
     /// Paused queues, and capped queues with their caps.

@@ -52,6 +52,7 @@ pub mod queue_spec;
 pub mod reason;
 pub mod registry;
 pub mod retry;
+pub mod ruby;
 pub mod store;
 pub mod toml_error;
 pub mod worker;

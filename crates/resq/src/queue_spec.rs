@@ -113,6 +113,25 @@ impl QueueSpec {
         &self.source
     }
 
+    /// The queues as a worker id lists them (Resque's form, comma-joined):
+    /// the spec itself, or for a weighted spec its queue names without
+    /// weights, so Ruby tools that read the id see queues that exist.
+    ///
+    /// ```
+    /// let spec: resq::QueueSpec = "rq:2,legacy:1".parse().unwrap();
+    /// assert_eq!(spec.for_worker_id(), "rq,legacy");
+    /// let spec: resq::QueueSpec = "critical,mail*,!mail_bulk".parse().unwrap();
+    /// assert_eq!(spec.for_worker_id(), "critical,mail*,!mail_bulk");
+    /// ```
+    pub fn for_worker_id(&self) -> String {
+        if self.weights.is_empty() {
+            self.source.clone()
+        } else {
+            let names: Vec<&str> = self.weights.iter().map(|(name, _)| name.as_str()).collect();
+            names.join(",")
+        }
+    }
+
     /// True for a `queue:weight` spec (the order is drawn per fetch).
     pub fn is_weighted(&self) -> bool {
         !self.weights.is_empty()

@@ -187,6 +187,8 @@ pub struct WorkerRecord {
     pub working: Option<String>,
     pub processed: u64,
     pub failed: u64,
+    /// A resq worker (else Ruby's, or another Resque client's).
+    pub resq: bool,
 }
 
 /// Global counters.

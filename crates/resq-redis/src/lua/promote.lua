@@ -1,13 +1,16 @@
 -- Move due jobs from the schedule and retry sets to the tail of their queues.
 -- Atomic, so any number of workers may run it at once: a job moves once.
--- A member whose payload names no usable queue goes to the failed list.
+-- A member whose payload names no usable queue is taken out and returned:
+-- the caller records it as a failure (records are built in one place, in
+-- Rust, in Resque's format).
 --
--- KEYS[1] resq:schedule  KEYS[2] resq:retry  KEYS[3] resque:queues  KEYS[4] resque:failed
+-- KEYS[1] resq:schedule  KEYS[2] resq:retry  KEYS[3] resque:queues
 -- ARGV[1] now (unix ms)  ARGV[2] most jobs to move  ARGV[3] queue key prefix ("resque:queue:")
--- ARGV[4] failed_at text for refused members
+-- Returns {moved, unroutable member, ...}.
 -- Queue keys are built here from the payload's queue: this script assumes
 -- one Redis, not a cluster.
 local moved = 0
+local unroutable = {}
 local limit = tonumber(ARGV[2])
 for k = 1, 2 do
   if moved >= limit then break end
@@ -19,13 +22,14 @@ for k = 1, 2 do
     if type(queue) == 'string' and string.match(queue, '^[%w_%.%-]+$') and #queue <= 128 then
       redis.call('SADD', KEYS[3], queue)
       redis.call('RPUSH', ARGV[3] .. queue, job)
+      moved = moved + 1
     else
-      redis.call('RPUSH', KEYS[4], cjson.encode({
-        failed_at = ARGV[4], payload = job, exception = 'malformed_payload',
-        error = 'a scheduled job names no valid queue', backtrace = {}, worker = '', queue = '',
-        reason = 'malformed_payload'}))
+      unroutable[#unroutable + 1] = job
     end
-    moved = moved + 1
   end
 end
-return moved
+local out = {moved}
+for _, job in ipairs(unroutable) do
+  out[#out + 1] = job
+end
+return out

@@ -36,7 +36,9 @@ pub fn verify(
         } else {
             Err(Rejection::new(
                 Reason::Unsigned,
-                "the job is not signed and its queue requires signatures",
+                "the job is not signed and its queue requires signatures. If it was re-queued by a tool \
+                 that drops signatures (resque-web's Retry re-creates only class and args), retry the \
+                 original failure with `resq failed retry <id>` instead",
             ))
         };
     };

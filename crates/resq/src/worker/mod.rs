@@ -108,7 +108,7 @@ impl WorkerConfig {
 
     /// The id this worker registers under.
     pub fn worker_id(&self) -> WorkerId {
-        WorkerId::new(&self.hostname, self.pid, self.queues.as_str())
+        WorkerId::new(&self.hostname, self.pid, &self.queues.for_worker_id())
     }
 }
 
