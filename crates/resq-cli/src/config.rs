@@ -389,6 +389,8 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         .map(CronSection::entry)
         .collect::<Result<Vec<_>, _>>()
         .map_err(ConfigError::Cron)?;
+    // Names key each entry's mark in Redis: two entries may not share one.
+    resq::cron::check_unique_names(&cron).map_err(ConfigError::Cron)?;
     let namespace = env
         .var("RESQ_NAMESPACE")
         .or(namespace)
@@ -667,6 +669,10 @@ mod tests {
                 "unknown time zone",
             ),
             ("schedule = \"@daily\"\nevery = 3", "unknown field"),
+            (
+                "schedule = \"@daily\"\n[[cron]]\nname = \"x\"\nclass = \"Echo\"\nschedule = \"@hourly\"",
+                "cron entry x is listed twice",
+            ),
         ];
         for (extra, phrase) in cases {
             let text = format!("[[cron]]\nname = \"x\"\nclass = \"Echo\"\n{extra}\n");

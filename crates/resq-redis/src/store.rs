@@ -242,9 +242,10 @@ impl RedisStore {
         mark_key: String,
         (first, second): (impl redis::ToRedisArgs, impl redis::ToRedisArgs),
         job: &OutgoingJob,
+        extra: Option<u64>,
     ) -> Result<Vec<Value>, StoreError> {
-        script
-            .key(mark_key)
+        let mut inv = script.prepare_invoke();
+        inv.key(mark_key)
             .key(self.keys.queues())
             .key(self.keys.queue(&job.queue))
             .key(self.keys.queue_caps())
@@ -252,10 +253,11 @@ impl RedisStore {
             .arg(second)
             .arg(&job.queue)
             .arg(&job.payload)
-            .arg(self.keys.wake_channel())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)
+            .arg(self.keys.wake_channel());
+        if let Some(extra) = extra {
+            inv.arg(extra);
+        }
+        inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)
     }
 
     /// Records scheduled jobs that name no usable queue as failures
@@ -687,6 +689,7 @@ impl Store for RedisStore {
                 self.keys.unique(unique.class, unique.key),
                 (unique.job_id, window_ms),
                 job,
+                None,
             )
             .await?;
         match reply.as_slice() {
@@ -703,6 +706,14 @@ impl Store for RedisStore {
         }
     }
 
+    async fn cron_first_sight(&self, name: &str, passed_ms: u64) -> Result<bool, StoreError> {
+        self.conn
+            .clone()
+            .hset_nx(self.keys.cron_last(), name, passed_ms)
+            .await
+            .map_err(store_err)
+    }
+
     async fn fire_cron(
         &self,
         name: &str,
@@ -711,7 +722,7 @@ impl Store for RedisStore {
     ) -> Result<resq::store::CronFired, StoreError> {
         use resq::store::CronFired;
         let reply = self
-            .guarded_push(&scripts::CRON_FIRE, self.keys.cron_last(), (name, tick_ms), job)
+            .guarded_push(&scripts::CRON_FIRE, self.keys.cron_last(), (name, tick_ms), job, None)
             .await?;
         match reply.as_slice() {
             [Value::Int(0), Value::Int(previous)] => Ok(CronFired::Fired {

@@ -858,6 +858,42 @@ mod cron {
         assert_eq!(ticks_queued(&env, "default").await.len(), 3);
     }
 
+    /// The README's promise: a tick earlier than an entry's first sight is
+    /// never fired. A daily 03:00 entry deployed at 03:04 (inside its 5-minute
+    /// grace) waits for the next day's 03:00.
+    #[tokio::test]
+    async fn a_new_entry_fires_no_tick_from_before_it_was_deployed() {
+        let env = Env::start().await;
+        let daily = || {
+            CronEntry::new(
+                "nightly",
+                "0 3 * * *",
+                "Echo",
+                vec![serde_json::json!({"message": "n"})],
+            )
+            .unwrap()
+        };
+        let three = DAY + 3 * 60 * MIN;
+        let nothing_fired = |fired: &[(String, Result<TickOutcome, resq::cron::CronFireError>)]| {
+            fired
+                .iter()
+                .all(|(_, o)| matches!(o, Ok(TickOutcome::AlreadyFired { .. })))
+        };
+        let fired = scheduler(&env, daily()).fire_due(three + 4 * MIN).await;
+        assert!(nothing_fired(&fired), "{fired:?}");
+        // Another worker, started later the same morning: nothing either.
+        let fired = scheduler(&env, daily()).fire_due(three + 4 * MIN + 30_000).await;
+        assert!(nothing_fired(&fired), "{fired:?}");
+        assert!(ticks_queued(&env, "default").await.is_empty());
+        let next = three + 24 * 60 * MIN;
+        let fired = scheduler(&env, daily()).fire_due(next + 500).await;
+        assert!(
+            matches!(&fired[0].1, Ok(TickOutcome::Fired { tick, missed: 0, .. }) if *tick == next),
+            "{fired:?}"
+        );
+        assert_eq!(ticks_queued(&env, "default").await, [format!("cron:nightly:{next}")]);
+    }
+
     #[tokio::test]
     async fn a_full_queue_spends_the_tick_and_says_so() {
         let env = Env::start().await;

@@ -239,6 +239,8 @@ pub struct CronScheduler {
     /// Per entry, the latest tick this process already dealt with, so a
     /// tick is asked about once per process, not once per loop.
     seen: Mutex<HashMap<String, u64>>,
+    /// Entries whose first sight this process has made sure of.
+    first_seen: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What one entry's look at the clock did.
@@ -286,6 +288,7 @@ impl CronScheduler {
             policy,
             store,
             seen: Mutex::new(HashMap::new()),
+            first_seen: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -299,6 +302,24 @@ impl CronScheduler {
     pub async fn fire_due(&self, now_ms: u64) -> Vec<(String, Result<TickOutcome, CronFireError>)> {
         let mut outcomes = Vec::new();
         for (entry, queue) in &self.entries {
+            // The first look of this process at an entry records, if no
+            // worker did before, that every tick until now has passed: a
+            // newly deployed entry fires nothing from before it existed.
+            if !self.lock_first_seen().contains(&entry.name) {
+                let passed = now_ms.checked_sub(1).and_then(|t| entry.latest_tick(t)).unwrap_or(0);
+                match self.store.cron_first_sight(&entry.name, passed).await {
+                    Ok(recorded) => {
+                        if recorded {
+                            tracing::info!(cron = %entry.name, "new recurring entry: it fires from its next tick on");
+                        }
+                        self.lock_first_seen().insert(entry.name.clone());
+                    }
+                    Err(e) => {
+                        outcomes.push((entry.name.clone(), Err(e.into())));
+                        continue;
+                    }
+                }
+            }
             // Whether the tick already fired is the store's to say.
             let due = entry.due(now_ms, None);
             let (Due::Fire { tick } | Due::TooLate { tick }) = due else {
@@ -353,6 +374,10 @@ impl CronScheduler {
             at = next;
         }
         n
+    }
+
+    fn lock_first_seen(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.first_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {

@@ -304,6 +304,11 @@ pub trait Store: Send + Sync + 'static {
     /// is `StoreError::QueueFull`, and the tick is spent.
     async fn fire_cron(&self, name: &str, tick_ms: u64, job: &OutgoingJob) -> Result<CronFired, StoreError>;
 
+    /// Records `passed_ms` as the last fired tick of `name` if the entry has
+    /// no mark yet (it was just deployed), so no tick from before its first
+    /// sight ever fires; true when this call recorded it.
+    async fn cron_first_sight(&self, name: &str, passed_ms: u64) -> Result<bool, StoreError>;
+
     /// Every recurring entry's last fired tick (Unix ms).
     async fn cron_last_fired(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
