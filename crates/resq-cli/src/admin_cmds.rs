@@ -295,11 +295,26 @@ pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure>
     if a.for_ruby {
         return enqueue_for_ruby(settings, a).await;
     }
+    if let Some(ms) = a.timeout_ms {
+        resq::worker::ranges::check(
+            "--timeout-ms",
+            std::time::Duration::from_millis(ms),
+            &resq::worker::ranges::DEFAULT_TIMEOUT,
+        )
+        .map_err(Failure::usage)?;
+    }
     // The same policy as every other path: the class must be registered here
     // and its arguments must pass its rules, then the job is signed.
     let keyring = settings.keyring().map_err(Failure::usage)?;
+    let verify_only = keyring.has_verification_keys();
     let mut policy = Policy::new(keyring)
-        .map_err(Failure::usage)?
+        .map_err(|e| match e {
+            resq::PolicyError::NoSigningKey if verify_only => Failure::usage(
+                "the keys file holds no signing key: it is a verify-only (public) file, as workers get; \
+                 a producer needs the private keys file that `resq keys generate` wrote (RESQ_KEYS_FILE)",
+            ),
+            other => Failure::usage(other),
+        })?
         .with_registry(crate::demo_jobs::registry());
     policy.limits = settings.limits;
     let args = parse_args(&a.args, &policy.limits)?;
@@ -318,6 +333,16 @@ pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure>
         .await
         .map_err(|e| match e {
             resq::EnqueueError::Store(_) => Failure::runtime(e),
+            resq::EnqueueError::Policy(resq::PolicyError::Rejected { ref rejection, .. })
+                if rejection.reason == resq::Reason::UnregisteredClass =>
+            {
+                Failure::usage(format!(
+                    "class {} is not a job type this binary knows (see `resq jobs list`): `resq enqueue` \
+                     checks a job against its type's rules before it signs it; for a class Ruby workers run, \
+                     use --for-ruby",
+                    safe(&clip(&a.class, 64))
+                ))
+            }
             _ => Failure::usage(e),
         })?;
     println!("enqueued {} on {} as {id}", safe(&a.class), safe(&a.queue));

@@ -256,6 +256,8 @@ pub enum ConfigError {
     },
     #[error("{var} is not {expected}")]
     BadEnv { var: &'static str, expected: &'static str },
+    #[error("{var} is set but empty: {instead}")]
+    EmptyEnv { var: &'static str, instead: &'static str },
     #[error("{0} (see the configuration section of the README)")]
     OutOfRange(#[from] resq::worker::ranges::OutOfRange),
     #[error(
@@ -306,6 +308,9 @@ pub struct Settings {
     pub secret_env: Vec<String>,
     /// Where the file came from, for messages.
     pub source: Option<PathBuf>,
+    /// Things worth a warning that do not stop anything (a `RESQ_*`
+    /// variable resq does not know: a typo must not be silent).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -322,7 +327,16 @@ impl Settings {
 
 /// Reads the environment through a function, so tests can give their own.
 pub trait Env {
+    /// The variable's value; an empty one counts as unset.
     fn var(&self, name: &str) -> Option<String>;
+    /// True when the variable is set, even to nothing.
+    fn is_set(&self, name: &str) -> bool {
+        self.var(name).is_some()
+    }
+    /// The names of every `RESQ_*` variable set.
+    fn resq_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The process environment.
@@ -332,7 +346,42 @@ impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
+    fn is_set(&self, name: &str) -> bool {
+        std::env::var_os(name).is_some()
+    }
+    fn resq_names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| name.starts_with("RESQ_"))
+            .collect()
+    }
 }
+
+/// Every `RESQ_*` variable resq reads (and the ones it sets for itself).
+pub const ENV_VARS: &[&str] = &[
+    "RESQ_CONFIG",
+    "RESQ_NAMESPACE",
+    "RESQ_REDIS_URL",
+    "RESQ_REDIS_USERNAME",
+    "RESQ_REDIS_PASSWORD",
+    "RESQ_REDIS_PASSWORD_FILE",
+    "RESQ_REDIS_CA_FILE",
+    "RESQ_REDIS_CLIENT_CERT_FILE",
+    "RESQ_REDIS_CLIENT_KEY_FILE",
+    "RESQ_QUEUES",
+    "RESQ_CONCURRENCY",
+    "RESQ_ISOLATION",
+    "RESQ_KEYS_FILE",
+    "RESQ_ALLOW_UNSIGNED",
+    "RESQ_FAILURES_MAX",
+    "RESQ_RUBY_QUEUES",
+    "RESQ_LOG",
+    // Set by resq for its own processes.
+    "RESQ_TITLED",
+    "RESQ_CHILD",
+    "RESQ_CHILD_PARENT",
+    "RESQ_CHILD_MEMORY_BYTES",
+];
 
 /// Loads the file (`explicit`, else `RESQ_CONFIG`, else `./resq.toml` if it
 /// exists) and applies the environment on top.
@@ -430,6 +479,11 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
 
     if let Some(q) = env.var("RESQ_QUEUES") {
         worker.queues = Some(q);
+    } else if env.is_set("RESQ_QUEUES") {
+        return Err(ConfigError::EmptyEnv {
+            var: "RESQ_QUEUES",
+            instead: "unset it to work every queue (*), or name the queues",
+        });
     }
     if let Some(n) = parse_env(env, "RESQ_CONCURRENCY", "a whole number such as 16")? {
         worker.concurrency = Some(n);
@@ -493,7 +547,45 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         ruby_queues,
         secret_env,
         source,
+        warnings: unknown_variables(env),
     })
+}
+
+/// A warning for each `RESQ_*` variable resq does not read, with the
+/// closest one it does when there is one.
+fn unknown_variables(env: &dyn Env) -> Vec<String> {
+    let mut names = env.resq_names();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|name| !ENV_VARS.contains(&name.as_str()))
+        .map(|name| {
+            let near = ENV_VARS
+                .iter()
+                .min_by_key(|known| edit_distance(known, &name))
+                .filter(|known| edit_distance(known, &name) <= 3);
+            match near {
+                Some(known) => format!("{name} is not a resq setting (did you mean {known}?); it is ignored"),
+                None => format!("{name} is not a resq setting; it is ignored"),
+            }
+        })
+        .collect()
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Every `[worker]` and `[isolation]` value against its range, named by its key.

@@ -124,8 +124,12 @@ impl Failure {
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RESQ_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only for a person at a terminal (and never with NO_COLOR).
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -139,7 +143,27 @@ pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, Failure> {
     RedisStore::connect(redis, &settings.namespace)
         .await
         .map(|store| Arc::new(store.with_failed_max(settings.failures_max)))
-        .map_err(Failure::runtime)
+        .map_err(|e| Failure::runtime(format!("{e}{}", connect_hint(&e))))
+}
+
+/// What to change, in the settings' own names, for each way a connection fails.
+fn connect_hint(e: &resq_redis::ConnectError) -> &'static str {
+    use resq_redis::ConnectError as E;
+    match e {
+        E::Auth { .. } => {
+            "; set the password with RESQ_REDIS_PASSWORD_FILE or redis.password_file (or RESQ_REDIS_PASSWORD, \
+             redis.password_env) and the ACL user with RESQ_REDIS_USERNAME or redis.username"
+        }
+        E::Refused { .. } | E::Timeout { .. } | E::Connect { .. } => "; check RESQ_REDIS_URL or redis.url",
+        E::TlsRefused { .. } | E::ClosedInHandshake { .. } => "; the scheme is set by RESQ_REDIS_URL or redis.url",
+        E::UntrustedServer { .. } => {
+            "; give the CA that signed the server's certificate with RESQ_REDIS_CA_FILE or redis.ca_file"
+        }
+        E::ClientCertRefused { .. } => {
+            "; check RESQ_REDIS_CLIENT_CERT_FILE / redis.client_cert_file and its key (client_key_file)"
+        }
+        _ => "",
+    }
 }
 
 fn main() -> ExitCode {
@@ -164,6 +188,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(Failure::usage(e)),
     };
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(Failure::runtime(format!("cannot start the async runtime: {e}"))),
@@ -193,6 +220,6 @@ fn main() -> ExitCode {
 }
 
 fn fail(f: Failure) -> ExitCode {
-    eprintln!("error: {}", output::safe(&f.message).replace("\\n", "\n"));
+    eprintln!("error: {}", output::safe(f.message.trim_end()).replace("\\n", "\n"));
     ExitCode::from(f.code)
 }

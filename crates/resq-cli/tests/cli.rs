@@ -77,7 +77,11 @@ async fn enqueue_work_and_manage_failures() {
     // The policy refuses an unregistered class before anything is stored.
     let o = env.run(&["enqueue", "Kernel", "--args", r#"["system","id"]"#]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unregistered_class"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("class Kernel is not a job type this binary knows"),
+        "{}",
+        stderr(&o)
+    );
     env.run(&["enqueue", "Fail", "--args", r#"{"message":"b"}"#]);
     env.run(&["worker", "--queues", "default", "--burst"]);
     let o = env.run(&["failed", "clear"]);
@@ -569,4 +573,106 @@ fn settings_out_of_range_are_refused_with_their_range() {
         assert_eq!(o.status.code(), Some(2), "{config}: {}", stderr(&o));
         assert!(stderr(&o).contains(says), "{config}: {}", stderr(&o));
     }
+}
+
+/// Each error says what, where and what to do, in the settings' own names;
+/// on one line per message, with no colour when stderr is not a terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_say_what_where_and_what_to_do() {
+    let env = Env::start().await;
+    let locked = LocalRedis::start_with(Options {
+        acl_users: vec![
+            "user default on >door-key-123 ~* +@all".into(),
+            "user app on >app-pw ~* +@all".into(),
+        ],
+        ..Options::default()
+    })
+    .unwrap();
+    let nobody = {
+        let r = LocalRedis::start().unwrap();
+        r.port()
+    }; // stopped: its port refuses connections
+       // A verify-only (public) keys file, as workers get.
+    let public = env.dir.path().join("producer.toml");
+    assert!(env
+        .run(&[
+            "keys",
+            "generate",
+            "--alg",
+            "ed25519",
+            "--out",
+            public.to_str().unwrap()
+        ])
+        .status
+        .success());
+    let public = env.dir.path().join("producer.public.toml");
+    // (variables, command, what stderr must say)
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("RESQ_REDIS_URL", locked.url())],
+            vec!["stats"],
+            "refused the credentials of the default user",
+        ),
+        (
+            vec![("RESQ_REDIS_URL", locked.url())],
+            vec!["stats"],
+            "RESQ_REDIS_PASSWORD_FILE or redis.password_file",
+        ),
+        (
+            vec![
+                ("RESQ_REDIS_URL", locked.url()),
+                ("RESQ_REDIS_USERNAME", "app".into()),
+                ("RESQ_REDIS_PASSWORD", "wrong".into()),
+            ],
+            vec!["stats"],
+            "refused the credentials of user \"app\"",
+        ),
+        (
+            vec![("RESQ_REDIS_URL", format!("redis://127.0.0.1:{nobody}/0"))],
+            vec!["stats"],
+            "connection refused (nothing listens there; is the URL right and Redis running?); check RESQ_REDIS_URL or redis.url",
+        ),
+        (
+            vec![("RESQ_KEYS_FILE", public.display().to_string())],
+            vec!["enqueue", "Echo", "--args", r#"{"message":"x"}"#],
+            "holds no signing key: it is a verify-only (public) file",
+        ),
+        (
+            vec![],
+            vec!["enqueue", "Archive::Export"],
+            "class Archive::Export is not a job type this binary knows (see `resq jobs list`)",
+        ),
+        (
+            vec![("RESQ_QUEUES", String::new())],
+            vec!["stats"],
+            "RESQ_QUEUES is set but empty: unset it to work every queue (*), or name the queues",
+        ),
+        (
+            vec![],
+            vec!["enqueue", "Echo", "--timeout-ms", "0", "--args", r#"{"message":"x"}"#],
+            "--timeout-ms is 0 ms: it must be between 1 ms and",
+        ),
+    ];
+    for (vars, args, says) in cases {
+        let mut cmd = env.resq();
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let o = cmd.args(&args).output().unwrap();
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.ends_with('\n') && !err.ends_with("\n\n"), "{args:?}: {err:?}");
+        assert!(!err.contains('\u{1b}'), "colour on a pipe: {err:?}");
+    }
+    // A typo in a variable name is not silent.
+    let o = env.resq().env("RESQ_CONCURENCY", "4").args(["stats"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("RESQ_CONCURENCY is not a resq setting (did you mean RESQ_CONCURRENCY?); it is ignored"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains('\u{1b}'));
 }

@@ -99,6 +99,10 @@ pub enum ConnectError {
     ClosedInHandshake { url: String },
     #[error("cannot connect to Redis at {url}: TLS failed: {reason}")]
     Tls { url: String, reason: String },
+    #[error("cannot connect to Redis at {url}: the server's certificate is not trusted ({reason}): {ca}")]
+    UntrustedServer { url: String, ca: String, reason: String },
+    #[error("cannot connect to Redis at {url}: the server refused the client certificate {cert}: {reason}")]
+    ClientCertRefused { url: String, cert: String, reason: String },
     #[error("Redis at {url} refused the credentials of {user}: {reason}")]
     Auth { url: String, user: String, reason: String },
 }
@@ -216,7 +220,12 @@ pub async fn connect(config: &RedisConfig) -> Result<(ConnectionManager, redis::
     let probe = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.connect_timeout));
-    let attempt = client.get_multiplexed_async_connection_with_config(&probe);
+    // A PING too: a server that wants a password accepts the connection
+    // and refuses the first command.
+    let attempt = async {
+        let mut conn = client.get_multiplexed_async_connection_with_config(&probe).await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
     match tokio::time::timeout(config.connect_timeout + Duration::from_secs(1), attempt).await {
         Err(_) => {
             return Err(ConnectError::Timeout {
@@ -225,7 +234,7 @@ pub async fn connect(config: &RedisConfig) -> Result<(ConnectionManager, redis::
             })
         }
         Ok(Err(e)) => return Err(diagnose(config, e)),
-        Ok(Ok(_probe)) => {}
+        Ok(Ok(())) => {}
     }
     let manager_config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(config.response_timeout))
@@ -272,7 +281,34 @@ fn diagnose(config: &RedisConfig, e: redis::RedisError) -> ConnectError {
         .any(|sign| text.contains(sign))
             || e.is_timeout()
             || text.contains("timed out");
-        return if plain_answer {
+        let cert_refused = [
+            "CertificateRequired",
+            "BadCertificate",
+            "UnknownCA",
+            "DecryptError",
+            "certificate required",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign));
+        return if let Some(at) = text.find("invalid peer certificate") {
+            ConnectError::UntrustedServer {
+                url,
+                reason: text[at..].chars().take(120).collect(),
+                ca: match &config.ca_file {
+                    Some(ca) => format!("ca_file {} did not sign it", ca.display()),
+                    None => "no ca_file is set, and no public root signed it".into(),
+                },
+            }
+        } else if cert_refused {
+            ConnectError::ClientCertRefused {
+                url,
+                cert: config
+                    .client_cert_file
+                    .as_ref()
+                    .map_or_else(|| "(none was given)".to_string(), |p| p.display().to_string()),
+                reason: text,
+            }
+        } else if plain_answer {
             ConnectError::TlsRefused { url }
         } else if e.is_connection_refusal() && text.contains("refused") {
             ConnectError::Refused { url }

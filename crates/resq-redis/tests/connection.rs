@@ -172,8 +172,20 @@ async fn tls_with_private_ca() {
     try_roundtrip(&tls_config(redis.url(), Some(&pki.path("ca.pem")), None))
         .await
         .unwrap();
-    // Without our CA the server's certificate is not trusted.
-    assert!(try_roundtrip(&tls_config(redis.url(), None, None)).await.is_err());
+    // Without our CA the server's certificate is not trusted, and the
+    // message says which setting names the CA.
+    let err = try_roundtrip(&tls_config(redis.url(), None, None)).await.unwrap_err();
+    assert!(
+        err.contains(
+            "the server's certificate is not trusted (invalid peer certificate: UnknownIssuer): no ca_file is set"
+        ),
+        "{err}"
+    );
+    let other_ca = Pki::generate();
+    let err = try_roundtrip(&tls_config(redis.url(), Some(&other_ca.path("ca.pem")), None))
+        .await
+        .unwrap_err();
+    assert!(err.contains("ca.pem did not sign it"), "{err}");
     // Plain text to a TLS port does not work either.
     let plain = format!("redis://127.0.0.1:{}/0", redis.port());
     assert!(try_roundtrip(&tls_config(plain, None, None)).await.is_err());
@@ -184,9 +196,19 @@ async fn tls_with_client_certificate() {
     let pki = Pki::generate();
     let redis = pki.server(true);
     let ca = pki.path("ca.pem");
+    let err = try_roundtrip(&tls_config(redis.url(), Some(&ca), None))
+        .await
+        .unwrap_err();
+    assert!(err.contains("refused the client certificate (none was given)"), "{err}");
+    // A certificate from another CA: refused, and the file is named.
+    let other = Pki::generate();
+    let (wrong_cert, wrong_key) = (other.path("client.pem"), other.path("client.key"));
+    let err = try_roundtrip(&tls_config(redis.url(), Some(&ca), Some((&wrong_cert, &wrong_key))))
+        .await
+        .unwrap_err();
     assert!(
-        try_roundtrip(&tls_config(redis.url(), Some(&ca), None)).await.is_err(),
-        "no client cert must fail"
+        err.contains(&format!("refused the client certificate {}", wrong_cert.display())),
+        "{err}"
     );
     let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
     try_roundtrip(&tls_config(redis.url(), Some(&ca), Some((&cert, &key))))

@@ -101,9 +101,15 @@ pub fn decrypt_args(envelope: &mut Envelope, keyring: &Keyring, limits: &Payload
     if enc.alg != "XC20P" {
         return Err(fail("unknown encryption algorithm"));
     }
-    let key = keyring
-        .enc_key(&enc.kid)
-        .ok_or_else(|| fail("encrypted with an unknown key id"))?;
+    let key = keyring.enc_key(&enc.kid).ok_or_else(|| {
+        Rejection::new(
+            Reason::DecryptFailed,
+            format!(
+                "encrypted with key id {:?}, which this worker does not hold: add it to the worker's keys file (encryption_keys)",
+                clip(&enc.kid)
+            ),
+        )
+    })?;
     let nonce = URL_SAFE_NO_PAD
         .decode(&enc.nonce)
         .map_err(|_| fail("the nonce is not base64url"))?;
@@ -116,9 +122,15 @@ pub fn decrypt_args(envelope: &mut Envelope, keyring: &Keyring, limits: &Payload
     };
     let aad = associated_data(id, &envelope.class, queue);
     let cipher = XChaCha20Poly1305::new_from_slice(key.secret.as_ref()).map_err(|_| fail("bad key"))?;
-    let plaintext = cipher
-        .decrypt(&nonce, Payload { msg: &ct, aad: &aad })
-        .map_err(|_| fail("the arguments do not decrypt: edited, or bound to another job"))?;
+    let plaintext = cipher.decrypt(&nonce, Payload { msg: &ct, aad: &aad }).map_err(|_| {
+        Rejection::new(
+            Reason::DecryptFailed,
+            format!(
+                "the arguments do not decrypt with key {}: edited, or bound to another job",
+                key.kid()
+            ),
+        )
+    })?;
     limits
         .check(&plaintext)
         .map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
