@@ -70,8 +70,50 @@ pub struct LocalRedis {
     dir: tempfile::TempDir,
 }
 
+/// Ports are drawn from below the kernel's ephemeral range (32768 and up
+/// on Linux), so a port freed by a restart is not handed to another
+/// program's `bind(0)` meanwhile; two servers of ours drawing the same port
+/// within a restart is caught by [`LocalRedis::owns_port`].
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 fn free_port() -> io::Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    for attempt in 0u64..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(attempt);
+        h.write_u32(std::process::id());
+        let span = u64::from(PORTS.end - PORTS.start);
+        let port = PORTS.start + (h.finish() % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// True when process `pid` holds the socket listening on 127.0.0.1:`port`.
+fn owns(pid: u32, port: u16) -> bool {
+    let Some(inode) = listening_inode(port) else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == wanted))
+}
+
+/// The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
+fn listening_inode(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address, ..., st (0A = LISTEN), ..., inode (field 9)
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+            .then(|| fields.get(9).map(|s| s.to_string()))?
+    })
 }
 
 impl LocalRedis {
@@ -169,7 +211,16 @@ impl LocalRedis {
                 }
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+                if self.owns_port() {
+                    return Ok(());
+                }
+                // Another server holds the port (a race with another test):
+                // this one cannot bind it; say so rather than pass silently.
+                self.kill();
+                return Err(Error::NotReady(format!(
+                    "port {} answers, but not from this redis-server",
+                    self.port
+                )));
             }
             if Instant::now() > deadline {
                 self.kill();
@@ -181,6 +232,13 @@ impl LocalRedis {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// True when the socket listening on this server's port belongs to this
+    /// server's own process: a test talks to its own server, never to
+    /// another test's that took the port meanwhile.
+    pub fn owns_port(&self) -> bool {
+        self.pid().is_some_and(|pid| owns(pid, self.port))
     }
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://` when TLS is on. No password in it.
@@ -202,7 +260,9 @@ impl LocalRedis {
         }
     }
 
-    /// Starts the server again on the same port, empty (it keeps nothing).
+    /// Starts the server again on the same port: empty, unless its options
+    /// turned persistence on. Fails (after retries) if the port is not this
+    /// server's once it is up.
     pub fn restart(&mut self) -> Result<(), Error> {
         self.kill();
         let dir = self.dir.path().to_path_buf();
@@ -225,5 +285,23 @@ impl LocalRedis {
 impl Drop for LocalRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only when redis-server is installed (the test suite installs it).
+    #[test]
+    fn a_server_owns_its_port_and_not_another_servers() {
+        let Ok(mut a) = LocalRedis::start() else { return };
+        let b = LocalRedis::start().unwrap();
+        assert!(a.owns_port() && b.owns_port());
+        assert!(PORTS.contains(&a.port()) && PORTS.contains(&b.port()));
+        let (a_pid, b_pid) = (a.pid().unwrap(), b.pid().unwrap());
+        assert!(!owns(a_pid, b.port()) && !owns(b_pid, a.port()));
+        a.restart().unwrap();
+        assert!(a.owns_port(), "after a restart on the same port");
     }
 }

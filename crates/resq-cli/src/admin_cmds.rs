@@ -437,7 +437,7 @@ pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
             .map(|w| {
                 let working = w.working.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok());
                 json!({"id": w.id, "started": w.started, "heartbeat": w.heartbeat, "working": working,
-                       "processed": w.processed, "failed": w.failed})
+                       "processed": w.processed, "failed": w.failed, "resq": w.resq, "paused": w.paused})
             })
             .collect();
         println!("{}", Value::Array(v));
@@ -453,7 +453,13 @@ pub async fn workers(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
                 safe(v["payload"]["class"].as_str().unwrap_or("?")),
                 safe(v["queue"].as_str().unwrap_or("?"))
             ),
+            None if w.paused => "paused".to_string(),
             None => "idle".to_string(),
+        };
+        let doing = if w.paused && !doing.starts_with("paused") {
+            format!("paused, {doing}")
+        } else {
+            doing
         };
         println!(
             "{}  started {}  heartbeat {}  processed {} failed {}  {doing}",

@@ -1,5 +1,5 @@
 //! The job types `resq worker` and `resq demo` ship, for trying resq, the
-//! tests and the benchmarks: `Echo`, `Sleep`, `Fail`, `Spin` (busy CPU),
+//! tests and the benchmarks: `Echo`, `Sleep`, `Fail`, `Flaky` (retries), `Spin` (busy CPU),
 //! `Alloc` (memory), `Detach` (a process in a new session) and `Noop`. Real
 //! deployments build their own binary with their jobs.
 
@@ -58,6 +58,41 @@ impl Job for Fail {
             exception: "DemoFailure".into(),
             message: self.message,
         })
+    }
+}
+
+/// Fails its first `failures` attempts, then succeeds. Up to three attempts,
+/// one second apart: for trying retries.
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flaky {
+    #[garde(range(max = 10))]
+    pub failures: u32,
+    #[serde(default)]
+    #[garde(length(max = 1_000))]
+    pub message: String,
+}
+
+impl Job for Flaky {
+    const CLASS: &'static str = "Flaky";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn retry_delay(_retry: u32) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+        println!(
+            "  flaky [{}] attempt {}: {}",
+            ctx.queue,
+            ctx.attempt,
+            safe(&self.message)
+        );
+        if ctx.attempt < self.failures {
+            return Err(JobError {
+                exception: "DemoFlake".into(),
+                message: format!("attempt {} of {} fails", ctx.attempt, self.failures),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -164,6 +199,7 @@ pub fn registry() -> Registry {
         .register::<Echo>()
         .register::<Sleep>()
         .register::<Fail>()
+        .register::<Flaky>()
         .register::<Spin>()
         .register::<Alloc>()
         .register::<Noop>()

@@ -188,11 +188,20 @@ fn the_redis_password_is_never_printed() {
     let dir = tempfile::tempdir().unwrap();
     let pwfile = dir.path().join("pw");
     std::fs::write(&pwfile, format!("{secret}\n")).unwrap();
+    // Keys, so that `worker` and `enqueue` get as far as Redis too.
+    let keys = dir.path().join("keys.toml");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_resq"))
+        .args(["keys", "generate", "--out"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
     let run = |envs: &[(&str, String)], args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resq"));
         cmd.current_dir(dir.path())
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RESQ_KEYS_FILE", &keys);
         cmd.env("RESQ_LOG", "trace");
         for (k, v) in envs {
             cmd.env(k, v);
@@ -209,8 +218,9 @@ fn the_redis_password_is_never_printed() {
         &["stats"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    // Wrong password from the environment, and the password in the URL: each
-    // error path's whole output is searched for the secret.
+    // Wrong passwords from the environment and in the URL (with and without
+    // a user): every command reaches the server, fails authentication, and
+    // its whole output is searched for the secret.
     let attempts: Vec<Vec<(&str, String)>> = vec![
         vec![
             ("RESQ_REDIS_URL", url.clone()),
@@ -220,12 +230,24 @@ fn the_redis_password_is_never_printed() {
             "RESQ_REDIS_URL",
             format!("redis://:{secret}x@127.0.0.1:{}/0", redis.port()),
         )],
-        vec![("RESQ_REDIS_URL", format!("redis://:{secret}@127.0.0.1:1/0"))],
+        vec![(
+            "RESQ_REDIS_URL",
+            format!("redis://default:{secret}y@127.0.0.1:{}/0", redis.port()),
+        )],
     ];
     for envs in attempts {
-        for args in [&["stats"][..], &["worker", "--burst"][..], &["enqueue", "Echo"][..]] {
+        for args in [
+            &["stats"][..],
+            &["worker", "--burst"][..],
+            &["enqueue", "Echo", "--args", r#"{"message":"x"}"#][..],
+        ] {
             let o = run(&envs, args);
             assert!(!o.status.success(), "{args:?} should fail");
+            assert!(
+                stderr(&o).contains("refused the credentials"),
+                "{args:?} did not reach the server: {}",
+                stderr(&o)
+            );
             let all = format!("{}{}", stdout(&o), stderr(&o));
             assert!(
                 !all.contains(secret) && !all.contains("wrong-horse"),
@@ -336,13 +358,16 @@ async fn jobs_schema_is_derived_from_the_rust_type() {
     let o = env.run(&["jobs", "schema", "Kernel"]);
     assert_eq!(o.status.code(), Some(2));
     let list = stdout(&env.run(&["jobs", "list"]));
-    for class in ["Alloc", "Echo", "Fail", "Sleep", "Spin"] {
+    for class in ["Alloc", "Detach", "Echo", "Fail", "Flaky", "Noop", "Sleep", "Spin"] {
         assert!(list.contains(class), "{list}");
     }
     // The CLI validates against the same rules before storing anything.
     let o = env.run(&["enqueue", "Sleep", "--args", r#"{"ms":99999999}"#]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("ms"), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: job Sleep is refused: invalid_args: arguments of Sleep are invalid: ms: greater than 3600000\n"
+    );
     assert!(env.keys("resque:queue:*").await.is_empty());
 }
 
@@ -377,15 +402,12 @@ async fn queues_open_to_unsigned_jobs_are_warned_about_and_only_they_run_them() 
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_and_retry_sets_are_listed() {
     let env = Env::start().await;
-    let id = env
-        .client()
-        .enqueue_in(&Sleep { ms: 1 }, std::time::Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(4_102_444_800_000); // 2100-01-01
+    let id = env.client().enqueue_at(&Sleep { ms: 1 }, at).await.unwrap();
     let listed = json_out(&env.run(&["scheduled", "list", "--json"]));
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["class"], "Sleep");
-    assert!(listed[0]["due_ms"].as_u64().unwrap() > 0);
+    assert_eq!(listed[0]["due_ms"], 4_102_444_800_000u64, "due exactly when asked");
     let text = stdout(&env.run(&["scheduled", "list"]));
     assert!(text.contains("1 scheduled jobs") && text.contains(&id), "{text}");
     let text = stdout(&env.run(&["retry-set", "list"]));

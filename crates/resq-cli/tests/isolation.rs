@@ -219,24 +219,102 @@ async fn term_puts_an_isolated_job_back_and_ends_its_child() {
     assert_eq!(env.processed().await, 0);
 }
 
+/// Refusals are never retried, even for a type that allows retries, and the
+/// job's code never runs: under process isolation, `Flaky` (3 attempts)
+/// with a tampered signature and with arguments over its rules.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_isolated_job_with_invalid_arguments_is_refused_and_not_retried() {
+async fn a_refusal_is_never_retried_and_never_reaches_perform() {
     let env = Env::start().await;
     with_limits(&env, "");
-    // Signed by a producer whose type has no rules; the worker's Sleep allows at most an hour.
-    env.client().enqueue(&Sleep { ms: 86_400_000 }).await.unwrap();
-    let o = env.run(&["worker", "--isolation", "process", "--concurrency", "1", "--burst"]);
+    // Signed by a producer that does not check Flaky's rules (failures <= 10).
+    let keyring = std::sync::Arc::new(resq::Keyring::load(&env.keys_path()).unwrap());
+    let policy = resq::Policy::new(keyring).unwrap();
+    let seal = |args: Value| {
+        policy
+            .seal("Flaky", "iso.refuse", vec![args], resq::SealOptions::default())
+            .unwrap()
+            .1
+    };
+    let invalid = seal(serde_json::json!({"failures": 99, "message": "over the rule"}));
+    let mut tampered: Value = serde_json::from_slice(&seal(serde_json::json!({"failures": 0}))).unwrap();
+    tampered["args"][0]["message"] = "edited in Redis".into();
+    let mut pipe = redis::pipe();
+    pipe.sadd("resque:queues", "iso.refuse")
+        .rpush("resque:queue:iso.refuse", tampered.to_string())
+        .rpush("resque:queue:iso.refuse", invalid);
+    pipe.query_async::<()>(&mut env.conn()).await.unwrap();
+
+    let o = env.run(&[
+        "worker",
+        "--queues",
+        "iso.refuse",
+        "--isolation",
+        "process",
+        "--concurrency",
+        "1",
+        "--burst",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let records = failed(&env);
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["reason"], "invalid_args", "{records:?}");
-    assert!(records[0]["error"].as_str().unwrap().contains("ms"), "{records:?}");
+    let reasons: Vec<&str> = records.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["bad_signature", "invalid_args"]);
+    assert_eq!(
+        records[1]["error"],
+        "arguments of Flaky are invalid: failures: greater than 10"
+    );
     let retries: u64 = redis::cmd("ZCARD")
         .arg("resque:resq:retry")
         .query_async(&mut env.conn())
         .await
         .unwrap();
     assert_eq!(retries, 0, "a refusal is never retried");
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!out.contains("flaky ["), "perform ran: {out}");
+    // The same type's real failures are retried: the refusal above is not
+    // for want of attempts.
+    env.client()
+        .enqueue_to(
+            "iso.refuse",
+            &FlakyArgs {
+                failures: 1,
+                message: "retried".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let o = env.run(&[
+        "worker",
+        "--queues",
+        "iso.refuse",
+        "--isolation",
+        "process",
+        "--concurrency",
+        "1",
+        "--burst",
+    ]);
+    assert_eq!(stdout(&o).trim(), "processed 1 failed 1 requeued 0 recovered 0");
+    let retries: u64 = redis::cmd("ZCARD")
+        .arg("resque:resq:retry")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert_eq!(retries, 1, "a job_failed attempt waits for its retry");
+}
+
+/// `Flaky`'s arguments, typed on the producer side.
+#[derive(serde::Serialize, serde::Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FlakyArgs {
+    #[garde(skip)]
+    failures: u32,
+    #[garde(skip)]
+    message: String,
+}
+impl resq::Job for FlakyArgs {
+    const CLASS: &'static str = "Flaky";
+    async fn perform(self, _: resq::JobContext) -> Result<(), resq::JobError> {
+        Ok(())
+    }
 }
 
 /// Pids of running `sleep <seconds>` processes (any parent, any session).

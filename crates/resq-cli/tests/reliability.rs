@@ -137,19 +137,21 @@ async fn usr2_pauses_and_cont_resumes() {
     assert!(!cmdline.contains("resque-web"));
 
     signal(&worker, libc::SIGUSR2);
-    // Wait until the pause is in effect: the log says so.
-    env.wait_until("pause logged", || async {
-        log_paths(env.dir.path())
-            .iter()
-            .any(|p| std::fs::read_to_string(p).unwrap_or_default().contains("USR2"))
+    // Paused: it says so once it has stopped fetching.
+    env.wait_until("listed as paused", || async {
+        let workers: Value = serde_json::from_slice(&env.run(&["workers", "--json"]).stdout).unwrap();
+        workers[0]["paused"] == true
     })
     .await;
+    let text = stdout(&env.run(&["workers"]));
+    assert!(text.contains("  paused"), "{text}");
     env.client().enqueue(&Sleep { ms: 1 }).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(env.llen("resque:queue:default").await, 1, "a paused worker took a job");
     signal(&worker, libc::SIGCONT);
     env.wait_until("resumed and processed", || async { env.processed().await == 1 })
         .await;
+    let workers: Value = serde_json::from_slice(&env.run(&["workers", "--json"]).stdout).unwrap();
+    assert_eq!(workers[0]["paused"], false);
     signal(&worker, libc::SIGTERM);
     assert!(wait_child(&mut worker).success());
 }
@@ -160,36 +162,38 @@ async fn usr2_pauses_and_cont_resumes() {
 async fn kill_9_at_full_speed_loses_nothing() {
     let env = Env::start().await;
     let jobs: Vec<Noop> = (0..20_000).map(|_| Noop { pad: String::new() }).collect();
-    env.client().enqueue_bulk(&jobs).await.unwrap();
-    let mut first = env.resq();
-    first
-        .env("RESQ_LOG", "warn")
-        .args(["worker", "--queues", "default", "--concurrency", "256"]);
-    let mut first = first
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    env.wait_until("the first worker is under way", || async {
-        env.processed().await >= 2_000
+    let ids = env.client().enqueue_bulk(&jobs).await.unwrap();
+    let mut first = env.spawn_worker(&["--queues", "default", "--concurrency", "256"]);
+    env.wait_until("the first worker is under way, jobs in flight", || async {
+        env.processed().await >= 2_000 && env.in_flight().await > 0
     })
     .await;
     signal(&first, libc::SIGKILL);
     first.wait().unwrap();
     let after_kill = env.processed().await;
+    let in_flight = env.in_flight().await;
     assert!(after_kill < 20_000, "the kill came too late to test anything");
     env.wait_until("the dead worker's liveness lapses", || async {
         env.keys("resque:resq:alive:*").await.is_empty()
     })
     .await;
-    let o = env.run(&["worker", "--queues", "default", "--concurrency", "256", "--burst"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let mut second = env.spawn_worker(&["--queues", "default", "--concurrency", "256", "--burst"]);
+    assert!(wait_child(&mut second).success());
     assert_eq!(env.llen("resque:queue:default").await, 0);
     assert!(env.keys("resque:resq:inflight:*").await.is_empty());
     assert_eq!(env.llen("resque:failed").await, 0);
-    assert_eq!(env.processed().await, 20_000, "every job acked once: none lost");
+    assert_eq!(env.processed().await, 20_000, "every job acked once");
+    // The set of jobs that ran is the set enqueued: none lost, none foreign.
+    let counts = done_counts(env.dir.path());
+    let ran: std::collections::BTreeSet<&String> = counts.keys().collect();
+    let enqueued: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ran, enqueued, "the jobs that ran are exactly the jobs enqueued");
+    let duplicates: u32 = counts.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as u64 <= in_flight,
+        "{duplicates} ran twice, {in_flight} were in flight"
+    );
     println!(
-        "full speed kill -9: {after_kill} acked before the kill; second worker: {}",
-        stdout(&o).trim()
+        "full speed kill -9: {after_kill} acked before the kill, {in_flight} in flight, {duplicates} ran twice, 0 lost"
     );
 }

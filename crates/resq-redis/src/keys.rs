@@ -106,6 +106,10 @@ impl Keys {
     pub fn expired_count(&self) -> String {
         self.k("resq:stat:expired")
     }
+    /// resq workers that are paused (USR2 or pause-all-workers).
+    pub fn paused_workers(&self) -> String {
+        self.k("resq:paused-workers")
+    }
     /// Queues an operator paused: workers fetch nothing from them.
     pub fn paused_queues(&self) -> String {
         self.k("resq:paused-queues")

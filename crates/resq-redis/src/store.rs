@@ -342,6 +342,7 @@ impl RedisStore {
             .key(self.keys.worker_stat("failed", worker))
             .key(self.keys.inflight_seq(worker))
             .key(self.keys.beat())
+            .key(self.keys.paused_workers())
             .arg(worker)
             .arg(mode)
             .arg(min_continuity_ms)
@@ -558,6 +559,16 @@ impl Store for RedisStore {
         self.renew(worker.as_str(), started, liveness_ttl_ms, &now, true)
             .await
             .map(|_| ())
+    }
+
+    async fn set_paused(&self, worker: &WorkerId, paused: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        if paused {
+            conn.sadd::<_, _, ()>(self.keys.paused_workers(), worker.as_str()).await
+        } else {
+            conn.srem::<_, _, ()>(self.keys.paused_workers(), worker.as_str()).await
+        }
+        .map_err(store_err)
     }
 
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError> {
@@ -907,14 +918,16 @@ impl Store for RedisStore {
                 Option<String>,
                 Option<String>,
                 bool,
+                bool,
             );
-            let (started, heartbeat, working, processed, failed, resq): Row = redis::pipe()
+            let (started, heartbeat, working, processed, failed, resq, paused): Row = redis::pipe()
                 .get(self.keys.worker_started(&id))
                 .hget(self.keys.heartbeats(), &id)
                 .get(self.keys.worker(&id))
                 .get(self.keys.worker_stat("processed", &id))
                 .get(self.keys.worker_stat("failed", &id))
                 .sismember(self.keys.resq_workers(), &id)
+                .sismember(self.keys.paused_workers(), &id)
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(store_err)?;
@@ -926,6 +939,7 @@ impl Store for RedisStore {
                 processed: opt_u64(processed),
                 failed: opt_u64(failed),
                 resq,
+                paused,
             });
         }
         Ok(out)

@@ -223,8 +223,9 @@ async fn tls_with_client_certificate() {
     assert!(err.contains("together"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread")]
 async fn worker_survives_redis_going_away_and_coming_back() {
+    let (logs, _guard) = capture_logs();
     let mut env = Env::start().await;
     let client = env.client();
     client
@@ -238,7 +239,11 @@ async fn worker_survives_redis_going_away_and_coming_back() {
     wait_for_processed(&env, "1").await;
 
     env.redis.kill();
-    tokio::time::sleep(Duration::from_millis(700)).await; // the worker sees errors and backs off
+    // Restarted once the worker has met the outage (and backs off).
+    eventually("the worker meets the outage", || async {
+        logs.text().contains("fetch failed")
+    })
+    .await;
     env.redis.restart().unwrap();
     // The restarted server is empty: enqueue again; the same worker must run it.
     let mut enqueued = false;

@@ -648,7 +648,7 @@ struct Notify {
 }
 impl Job for Notify {
     const CLASS: &'static str = "Notify";
-    const UNIQUE_FOR: Duration = Duration::from_millis(300);
+    const UNIQUE_FOR: Duration = Duration::from_secs(3600);
     fn unique_key(&self) -> Option<String> {
         Some(format!("user:{}", self.user))
     }
@@ -726,8 +726,33 @@ async fn concurrent_duplicate_enqueues_create_one_job() {
     let queue = env.lrange("resque:queue:default").await;
     assert_eq!(queue.len(), 2);
     assert_eq!(serde_json::from_str::<Value>(&queue[1]).unwrap()["unique"], "user:8");
-    // After the window the same key may be enqueued again.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // After the window the same key may be enqueued again: the claim
+    // carries the window as its TTL; end it now instead of waiting.
+    let claims = env.keys("resque:resq:unique:Notify:*").await;
+    assert_eq!(claims.len(), 2);
+    for claim in &claims {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(claim)
+            .query_async(&mut env.conn())
+            .await
+            .unwrap();
+        assert!(
+            (3_500_000..=3_600_000).contains(&ttl),
+            "the window is the claim's TTL: {ttl}"
+        );
+    }
+    let hashed_7: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"user:7")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let _: () = redis::cmd("DEL")
+        .arg(format!("resque:resq:unique:Notify:{hashed_7}"))
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
     client.enqueue(&Notify { user: 7 }).await.unwrap();
     assert_eq!(env.lrange("resque:queue:default").await.len(), 3);
 }

@@ -213,7 +213,11 @@ async fn pause_all_workers_is_honoured() {
     let (control, rx) = Control::new();
     let store = env.dyn_store();
     let worker = tokio::spawn(Worker::new(Arc::clone(&store), registry(), env.config("default")).run(rx));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It lists itself paused once a fetch found pause-all-workers set.
+    eventually("the worker is listed as paused", || async {
+        store.workers().await.unwrap().iter().any(|w| w.paused)
+    })
+    .await;
     assert_eq!(
         env.lrange("resque:queue:default").await.len(),
         1,

@@ -189,6 +189,9 @@ pub struct WorkerRecord {
     pub failed: u64,
     /// A resq worker (else Ruby's, or another Resque client's).
     pub resq: bool,
+    /// A resq worker that fetches nothing for now (USR2, or
+    /// `pause-all-workers`).
+    pub paused: bool,
 }
 
 /// Global counters.
@@ -237,6 +240,10 @@ pub trait Store: Send + Sync + 'static {
     /// Registers the worker the Resque way (workers set, `:started`, heartbeat)
     /// and marks it alive for `liveness_ttl_ms`.
     async fn register_worker(&self, worker: &WorkerId, started: &str, liveness_ttl_ms: u64) -> Result<(), StoreError>;
+
+    /// Says whether the worker is paused (fetching nothing), for the tools
+    /// that list workers. Cleared when the worker unregisters.
+    async fn set_paused(&self, worker: &WorkerId, paused: bool) -> Result<(), StoreError>;
 
     /// Writes Resque's heartbeat from the store's own clock.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), StoreError>;

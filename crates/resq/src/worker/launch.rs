@@ -128,6 +128,8 @@ pub(crate) async fn launch(
         started_rx,
         running_since: HashMap::new(),
         shown: None,
+        paused_listed: false,
+        paused_by_store: false,
     };
     let mut report = manager.run(control).await;
 

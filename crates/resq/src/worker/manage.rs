@@ -52,6 +52,10 @@ pub(crate) struct Manager {
     /// The job Resque's "working" record shows, if any. Only this manager
     /// writes the record, so its writes cannot overtake each other.
     pub shown: Option<String>,
+    /// Whether the store lists this worker as paused.
+    pub paused_listed: bool,
+    /// The last fetch found `pause-all-workers` set.
+    pub paused_by_store: bool,
 }
 
 impl Manager {
@@ -69,6 +73,7 @@ impl Manager {
             }
             self.requeue_pending().await;
             let mode = *control.borrow_and_update();
+            self.list_paused(mode == Mode::Pause || self.paused_by_store).await;
             if mode == Mode::Stop {
                 self.stop_now().await;
                 break;
@@ -86,6 +91,7 @@ impl Manager {
                 let free = self.concurrency - self.running.len();
                 match self.fetcher.fetch(free).await {
                     Ok(Fetched::Jobs(jobs)) if !jobs.is_empty() => {
+                        self.paused_by_store = false;
                         self.poll.reset();
                         self.errors.reset();
                         for job in jobs {
@@ -94,13 +100,19 @@ impl Manager {
                         continue;
                     }
                     Ok(Fetched::Jobs(_)) => {
+                        self.paused_by_store = false;
                         self.errors.reset();
                         if self.burst && self.running.is_empty() && !self.reaping.undecided() {
                             break;
                         }
                         fetch_after = Some(Instant::now() + self.poll.next_delay());
                     }
-                    Ok(Fetched::Paused) => fetch_after = Some(Instant::now() + self.poll_max),
+                    Ok(Fetched::Paused) => {
+                        self.paused_by_store = true;
+                        fetch_after = Some(Instant::now() + self.poll_max);
+                        // Listed now: the loop may wait a while before it looks again.
+                        self.list_paused(true).await;
+                    }
                     Err(e) => {
                         let delay = self.errors.next_delay();
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "fetch failed");
@@ -247,6 +259,21 @@ impl Manager {
             if let Err(e) = self.store.set_working(&self.worker, &working).await {
                 tracing::debug!(error = %e, "could not update the working record");
             }
+        }
+    }
+
+    /// Lists this worker as paused or not, when that changed. A worker is
+    /// listed paused only once it has stopped fetching.
+    async fn list_paused(&mut self, paused: bool) {
+        if paused == self.paused_listed {
+            return;
+        }
+        match self.store.set_paused(&self.worker, paused).await {
+            Ok(()) => {
+                self.paused_listed = paused;
+                tracing::info!(paused, "worker paused state changed");
+            }
+            Err(e) => tracing::debug!(error = %e, "could not list the paused state; will retry"),
         }
     }
 
