@@ -468,6 +468,37 @@ mod tests {
         ));
     }
 
+    /// Across both DST changes of 2026 in Berlin, a 09:00 entry stays at 09:00
+    /// on the wall clock (08:00 UTC in winter, 07:00 UTC in summer), and a
+    /// 02:30 entry fires once on the night the clock jumps over 02:30 (at
+    /// 03:00 CEST) and once on the night 02:30 happens twice.
+    #[test]
+    fn ticks_follow_the_wall_clock_across_dst_changes() {
+        const H: u64 = 60 * MIN;
+        // 2026-03-28 00:00 UTC: the spring change is 2026-03-29 01:00 UTC.
+        let march_28 = 1_774_656_000_000;
+        let nine = entry("0 9 * * *").with_time_zone("Europe/Berlin").unwrap();
+        assert_eq!(nine.next_tick(march_28), Some(march_28 + 8 * H), "CET: 09:00 = 08:00 UTC");
+        assert_eq!(
+            nine.next_tick(march_28 + 8 * H),
+            Some(march_28 + 24 * H + 7 * H),
+            "CEST: 09:00 = 07:00 UTC"
+        );
+        let half_past_two = entry("30 2 * * *").with_time_zone("Europe/Berlin").unwrap();
+        let spring = half_past_two.next_tick(march_28 + 12 * H).unwrap();
+        let next = half_past_two.next_tick(spring).unwrap();
+        // 2026-03-29 02:30 does not exist: it fires at 03:00 CEST (01:00 UTC),
+        // then at 02:30 CEST (00:30 UTC) the next night.
+        assert_eq!((spring, next), (1_774_746_000_000, 1_774_830_600_000));
+        // 2026-10-25 01:00 UTC the clock goes from 03:00 CEST back to 02:00 CET.
+        let october_24 = 1_792_800_000_000;
+        let first = half_past_two.next_tick(october_24 + 12 * H).unwrap();
+        let second = half_past_two.next_tick(first).unwrap();
+        // 02:30 happens twice on 2026-10-25: it fires at the first (02:30
+        // CEST, 00:30 UTC) only, then at 02:30 CET (01:30 UTC) the next night.
+        assert_eq!((first, second), (1_792_888_200_000, 1_792_978_200_000));
+    }
+
     #[test]
     fn missed_ticks_policy() {
         let every_minute = entry("* * * * *");

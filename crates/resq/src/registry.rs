@@ -197,3 +197,58 @@ impl std::fmt::Debug for Registry {
 fn short(s: &str) -> String {
     s.chars().take(128).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobContext, JobError};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        #[garde(skip)]
+        n: u32,
+    }
+    impl Job for Strict {
+        const CLASS: &'static str = "Strict";
+        async fn perform(self, _: JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    /// No `deny_unknown_fields`: `{"n": 1, "admin": true}` would pass.
+    #[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+    struct Lenient {
+        #[garde(skip)]
+        n: u32,
+    }
+    impl Job for Lenient {
+        const CLASS: &'static str = "Lenient";
+        async fn perform(self, _: JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "job class Lenient accepts unknown fields: add #[serde(deny_unknown_fields)] to its type")]
+    fn a_type_that_accepts_unknown_fields_is_refused() {
+        let _ = Registry::new().register::<Lenient>();
+    }
+
+    #[test]
+    #[should_panic(expected = "job class Strict is registered twice")]
+    fn a_class_registered_twice_is_refused() {
+        let _ = Registry::new().register::<Strict>().register::<Strict>();
+    }
+
+    #[test]
+    fn a_strict_type_registers_and_refuses_unknown_fields_at_run_time() {
+        let registry = Registry::new().register::<Strict>();
+        assert!(registry.check_args("Strict", vec![serde_json::json!({"n": 1})]).is_ok());
+        let refused = registry
+            .check_args("Strict", vec![serde_json::json!({"n": 1, "admin": true})])
+            .unwrap_err();
+        assert_eq!(refused.reason, Reason::InvalidArgs);
+    }
+}
