@@ -62,7 +62,8 @@ impl Job for Fail {
 }
 
 /// Fails its first `failures` attempts, then succeeds. Up to three attempts,
-/// one second apart: for trying retries.
+/// one second apart: for trying retries. `how` it fails: an error, a panic,
+/// or (for process isolation) a crash or running out of memory.
 #[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flaky {
@@ -71,6 +72,25 @@ pub struct Flaky {
     #[serde(default)]
     #[garde(length(max = 1_000))]
     pub message: String,
+    #[serde(default)]
+    #[garde(skip)]
+    pub how: FailHow,
+}
+
+/// How `Flaky` fails.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailHow {
+    /// Returns an error (`job_failed`).
+    #[default]
+    Error,
+    /// Panics (`job_panicked`).
+    Panic,
+    /// Aborts its process (`job_crashed` under process isolation; without
+    /// it, the worker itself).
+    Crash,
+    /// Allocates without bound (`resource_limit` under a memory limit).
+    Exhaust,
 }
 
 impl Job for Flaky {
@@ -86,13 +106,18 @@ impl Job for Flaky {
             ctx.attempt,
             safe(&self.message)
         );
-        if ctx.attempt < self.failures {
-            return Err(JobError {
+        if ctx.attempt >= self.failures {
+            return Ok(());
+        }
+        match self.how {
+            FailHow::Error => Err(JobError {
                 exception: "DemoFlake".into(),
                 message: format!("attempt {} of {} fails", ctx.attempt, self.failures),
-            });
+            }),
+            FailHow::Panic => panic!("flaky attempt {} panics", ctx.attempt),
+            FailHow::Crash => std::process::abort(),
+            FailHow::Exhaust => Alloc { mb: 1_048_576 }.perform(ctx).await,
         }
-        Ok(())
     }
 }
 

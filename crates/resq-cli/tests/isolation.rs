@@ -407,3 +407,195 @@ async fn what_a_job_starts_in_a_new_session_ends_with_it() {
     env.wait_until("the daemon is gone", || async { sleeps(orphaned).is_empty() })
         .await;
 }
+
+/// A panic, a crash and a memory limit are retried like any failed run:
+/// the next attempt is re-signed with `attempt` + 1 and the failure in its
+/// history, and it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn panics_crashes_and_limits_are_retried_with_their_history() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    for (queue, how) in [("iso.crash", "crash"), ("iso.limit", "exhaust")] {
+        enqueue(
+            &env,
+            &[
+                "Flaky",
+                "--queue",
+                queue,
+                "--args",
+                &format!(r#"{{"failures":1,"how":"{how}","message":"{how}"}}"#),
+            ],
+        );
+    }
+    let mut isolated = env.spawn_worker(&["--queues", "iso.*", "--isolation", "process", "--concurrency", "2"]);
+    // The panic in the worker itself (no isolation): a panic is caught.
+    enqueue(
+        &env,
+        &[
+            "Flaky",
+            "--queue",
+            "coop.panic",
+            "--args",
+            r#"{"failures":1,"how":"panic","message":"panic"}"#,
+        ],
+    );
+    let mut cooperative = env.spawn_worker(&["--queues", "coop.panic", "--concurrency", "1"]);
+    env.wait_until("three first attempts failed and wait for their retry", || async {
+        env.processed().await == 3
+    })
+    .await;
+    let retries: Vec<Value> = serde_json::from_slice(&env.run(&["retry-set", "list", "--json"]).stdout).unwrap();
+    let mut seen: Vec<(String, u64, String)> = retries
+        .iter()
+        .map(|r| {
+            let history = &r["payload"]["failures"];
+            assert_eq!(history.as_array().map(Vec::len), Some(1), "{r}");
+            assert_eq!(history[0]["attempt"], 0, "{r}");
+            (
+                r["queue"].as_str().unwrap().to_string(),
+                r["attempt"].as_u64().unwrap(),
+                history[0]["exception"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("coop.panic".to_string(), 1, "Panic".to_string()),
+            ("iso.crash".to_string(), 1, "job_crashed".to_string()),
+            ("iso.limit".to_string(), 1, "resource_limit".to_string()),
+        ]
+    );
+    env.wait_until("the retries ran", || async { env.processed().await == 6 })
+        .await;
+    assert_eq!(env.llen("resque:failed").await, 0, "each second attempt succeeded");
+    for worker in [&isolated, &cooperative] {
+        signal(worker, libc::SIGQUIT);
+    }
+    for worker in [&mut isolated, &mut cooperative] {
+        assert!(wait_child(worker).success());
+    }
+    // Isolated job output reaches the worker's log; a cooperative job's,
+    // its stdout.
+    let mut log = log_paths(env.dir.path())
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    std::io::Read::read_to_string(&mut cooperative.stdout.take().unwrap(), &mut log).unwrap();
+    for (queue, message) in [
+        ("iso.crash", "crash"),
+        ("iso.limit", "exhaust"),
+        ("coop.panic", "panic"),
+    ] {
+        assert!(
+            log.contains(&format!("flaky [{queue}] attempt 1: {message}")),
+            "{queue}: {log}"
+        );
+    }
+}
+
+/// Under process isolation the worker still checks every envelope itself:
+/// a tampered, a replayed and an expired job never reach a child (job
+/// output would show in the worker's log as `[child <pid>] echo ...`).
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_replayed_and_expired_jobs_never_reach_a_child() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    let keyring = std::sync::Arc::new(resq::Keyring::load(&env.keys_path()).unwrap());
+    let policy = resq::Policy::new(std::sync::Arc::clone(&keyring)).unwrap();
+    let echo = |message: &str| {
+        policy
+            .seal(
+                "Echo",
+                "iso.sec",
+                vec![serde_json::json!({ "message": message })],
+                resq::SealOptions::default(),
+            )
+            .unwrap()
+            .1
+    };
+    // One that runs, so its bytes can be replayed.
+    let original = echo("original");
+    let mut pipe = redis::pipe();
+    pipe.sadd("resque:queues", "iso.sec")
+        .rpush("resque:queue:iso.sec", &original);
+    pipe.query_async::<()>(&mut env.conn()).await.unwrap();
+    let o = env.run(&["worker", "--queues", "iso.sec", "--isolation", "process", "--burst"]);
+    assert!(stderr(&o).contains("echo [iso.sec]: original"), "{}", stderr(&o));
+
+    let mut tampered: Value = serde_json::from_slice(&echo("tampered")).unwrap();
+    tampered["args"][0]["message"] = "tampered, edited in Redis".into();
+    let mut expired = resq::Envelope::decode(&echo("expired"), &resq::PayloadLimits::default()).unwrap();
+    expired.expires_at = Some(1_000_000_000.0); // 2001
+    resq::envelope::sign(&mut expired, keyring.signer().unwrap()).unwrap();
+    let mut pipe = redis::pipe();
+    pipe.rpush("resque:queue:iso.sec", tampered.to_string())
+        .rpush("resque:queue:iso.sec", &original)
+        .rpush("resque:queue:iso.sec", expired.to_bytes().unwrap());
+    pipe.query_async::<()>(&mut env.conn()).await.unwrap();
+    let o = env.run(&["worker", "--queues", "iso.sec", "--isolation", "process", "--burst"]);
+    assert_eq!(stdout(&o).trim(), "processed 3 failed 3 requeued 0 recovered 0");
+    let mut reasons: Vec<String> = failed(&env)
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap().to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["bad_signature", "expired", "replayed"]);
+    assert!(
+        !stderr(&o).contains("echo ["),
+        "a refused job reached a child: {}",
+        stderr(&o)
+    );
+}
+
+/// The variable `redis.password_env` names holds a secret the worker needs
+/// and jobs do not: children never see it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_env_variable_is_withheld_from_children() {
+    let env = Env::start().await;
+    let redis = local_redis::LocalRedis::start_with(local_redis::Options {
+        requirepass: Some("child-must-not-see".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    std::fs::write(
+        env.dir.path().join("resq.toml"),
+        "[redis]\npassword_env = \"APP_REDIS_PW\"\n[isolation]\nmemory_limit_mb = 128\n",
+    )
+    .unwrap();
+    let mut worker = env
+        .resq()
+        .env("RESQ_REDIS_URL", redis.url())
+        .env("APP_REDIS_PW", "child-must-not-see")
+        .env("APP_SETTING", "kept")
+        .args(["worker", "--isolation", "process", "--concurrency", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = worker.id();
+    let mut children = BTreeSet::new();
+    env.wait_until("two children started", || {
+        children = children_of(pid);
+        let started = children
+            .iter()
+            .filter(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/cmdline"))
+                    .is_ok_and(|l| l.starts_with("resq-child (worker "))
+            })
+            .count();
+        async move { started == 2 }
+    })
+    .await;
+    for child in &children {
+        let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/environ")).unwrap()).into_owned();
+        assert!(environ.contains("APP_SETTING=kept"), "{environ}");
+        assert!(
+            !environ.contains("APP_REDIS_PW") && !environ.contains("child-must-not-see"),
+            "{environ}"
+        );
+    }
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_child(&mut worker).success());
+}

@@ -478,7 +478,11 @@ mod tests {
         // 2026-03-28 00:00 UTC: the spring change is 2026-03-29 01:00 UTC.
         let march_28 = 1_774_656_000_000;
         let nine = entry("0 9 * * *").with_time_zone("Europe/Berlin").unwrap();
-        assert_eq!(nine.next_tick(march_28), Some(march_28 + 8 * H), "CET: 09:00 = 08:00 UTC");
+        assert_eq!(
+            nine.next_tick(march_28),
+            Some(march_28 + 8 * H),
+            "CET: 09:00 = 08:00 UTC"
+        );
         assert_eq!(
             nine.next_tick(march_28 + 8 * H),
             Some(march_28 + 24 * H + 7 * H),

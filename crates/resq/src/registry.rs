@@ -231,7 +231,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "job class Lenient accepts unknown fields: add #[serde(deny_unknown_fields)] to its type")]
+    #[should_panic(
+        expected = "job class Lenient accepts unknown fields: add #[serde(deny_unknown_fields)] to its type"
+    )]
     fn a_type_that_accepts_unknown_fields_is_refused() {
         let _ = Registry::new().register::<Lenient>();
     }
