@@ -82,75 +82,20 @@ async fn acl_user_with_password() {
     assert!(store.queues().await.is_err());
 }
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
+use resq_test_support::Pki;
 
-impl Pki {
-    /// A CA, a server certificate for 127.0.0.1 and a client certificate.
-    fn generate() -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // Distinct names: OpenSSL takes a certificate whose subject equals its
-        // issuer for self-signed and will not chain it to the CA.
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "resq test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
-        write("ca.pem", ca_cert.pem());
-        for (name, sans, usage) in [
-            (
-                "server",
-                vec!["127.0.0.1".to_string(), "localhost".to_string()],
-                ExtendedKeyUsagePurpose::ServerAuth,
-            ),
-            (
-                "client",
-                vec!["resq-client".to_string()],
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ),
-        ] {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(sans).unwrap();
-            params.extended_key_usages = vec![usage];
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, format!("resq test {name}"));
-            let cert = params.signed_by(&key, &issuer).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn server(&self, require_client_cert: bool) -> LocalRedis {
-        LocalRedis::start_with(Options {
-            tls: Some(TlsFiles {
-                cert: self.path("server.pem"),
-                key: self.path("server.key"),
-                ca: self.path("ca.pem"),
-                require_client_cert,
-            }),
-            ..Options::default()
-        })
-        .unwrap()
-    }
+/// A TLS-only server with this PKI's certificates.
+fn tls_server(pki: &Pki, require_client_cert: bool) -> LocalRedis {
+    LocalRedis::start_with(Options {
+        tls: Some(TlsFiles {
+            cert: pki.path("server.pem"),
+            key: pki.path("server.key"),
+            ca: pki.path("ca.pem"),
+            require_client_cert,
+        }),
+        ..Options::default()
+    })
+    .unwrap()
 }
 
 fn tls_config(url: String, ca: Option<&Path>, client: Option<(&Path, &Path)>) -> RedisConfig {
@@ -167,7 +112,7 @@ fn tls_config(url: String, ca: Option<&Path>, client: Option<(&Path, &Path)>) ->
 #[tokio::test]
 async fn tls_with_private_ca() {
     let pki = Pki::generate();
-    let redis = pki.server(false);
+    let redis = tls_server(&pki, false);
     assert!(redis.url().starts_with("rediss://"));
     try_roundtrip(&tls_config(redis.url(), Some(&pki.path("ca.pem")), None))
         .await
@@ -194,7 +139,7 @@ async fn tls_with_private_ca() {
 #[tokio::test]
 async fn tls_with_client_certificate() {
     let pki = Pki::generate();
-    let redis = pki.server(true);
+    let redis = tls_server(&pki, true);
     let ca = pki.path("ca.pem");
     let err = try_roundtrip(&tls_config(redis.url(), Some(&ca), None))
         .await
@@ -313,7 +258,7 @@ async fn a_wrong_scheme_fails_at_once_and_says_why() {
     assert_eq!(after - before, 2, "one attempt (and our own INFO connection)");
 
     let pki = Pki::generate();
-    let tls = pki.server(false);
+    let tls = tls_server(&pki, false);
     let plain_to_tls = tls_config(format!("redis://127.0.0.1:{}/0", tls.port()), None, None);
     let err = RedisStore::connect(&plain_to_tls, "resque")
         .await
@@ -331,4 +276,84 @@ async fn a_wrong_scheme_fails_at_once_and_says_why() {
         .unwrap()
         .to_string();
     assert!(err.contains("connection refused"), "{err}");
+}
+
+/// An idle worker polls seldom (here once a minute) but starts a new job at
+/// once: producers publish on the wake channel with every enqueue.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_worker_is_woken_at_once_by_an_enqueue() {
+    let env = Env::start().await;
+    let client = env.client();
+    client
+        .enqueue(&Echo {
+            message: "wake-first".into(),
+        })
+        .await
+        .unwrap();
+    let mut config = env.config("default");
+    config.poll_min = Duration::from_secs(60);
+    config.poll_max = Duration::from_secs(60);
+    let (control, rx) = Control::new();
+    let worker = tokio::spawn(Worker::new(env.dyn_store(), registry(), config).run(rx));
+    // The first job runs; the worker's next fetch finds nothing and it waits
+    // its minute, subscribed to the wake channel.
+    eventually("the first job ran", || async { ran("wake-first") }).await;
+    eventually("subscribed", || async {
+        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("resque:resq:wake")
+            .query_async(&mut env.conn())
+            .await
+            .unwrap();
+        subscribers == 1
+    })
+    .await;
+    client
+        .enqueue(&Echo {
+            message: "wake-second".into(),
+        })
+        .await
+        .unwrap();
+    // Well within the minute: only a wake-up explains it.
+    eventually("the second job ran before the next poll", || async {
+        ran("wake-second")
+    })
+    .await;
+    control.quit();
+    worker.await.unwrap().unwrap();
+}
+
+/// An ACL user without channel rights still enqueues, and its workers find
+/// the jobs by polling.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_channel_rights_enqueue_works_and_workers_poll() {
+    let redis = LocalRedis::start_with(Options {
+        acl_users: vec![
+            "user default off".into(),
+            "user nochannels on >pw ~resque:* resetchannels +@all".into(),
+        ],
+        ..Options::default()
+    })
+    .unwrap();
+    let mut config = RedisConfig::new(redis.url());
+    config.username = Some("nochannels".into());
+    config.password = Some(SecretString::from("pw"));
+    let store = RedisStore::connect(&config, "resque").await.unwrap();
+    let keyring = std::sync::Arc::new(resq::Keyring::ephemeral());
+    let client = Client::new(std::sync::Arc::new(store.clone()), std::sync::Arc::clone(&keyring)).unwrap();
+    client
+        .enqueue(&Echo {
+            message: "polled".into(),
+        })
+        .await
+        .unwrap();
+    let mut worker_config = fast_config("default", keyring);
+    worker_config.burst = true;
+    let (_control, rx) = Control::new();
+    let report = Worker::new(std::sync::Arc::new(store), registry(), worker_config)
+        .run(rx)
+        .await
+        .unwrap();
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert!(ran("polled"));
 }

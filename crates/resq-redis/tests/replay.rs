@@ -220,6 +220,16 @@ async fn marks_cost_a_bit_per_job_and_go_when_their_jobs_expire() {
         })
         .collect();
     client.enqueue_bulk(&jobs).await.unwrap();
+    let latest_expiry = env
+        .lrange("resque:queue:default")
+        .await
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(p).unwrap()["expires_at"]
+                .as_f64()
+                .unwrap()
+        })
+        .fold(0.0, f64::max);
     run_burst(&env, "default", 64).await;
     // One producer, one block: one bitmap of 3000 bits for 3000 jobs.
     let blocks = env.keys("resque:resq:marks:default:*").await;
