@@ -246,12 +246,12 @@ async fn marks_cost_a_bit_per_job_and_go_when_their_jobs_expire() {
         .await
         .unwrap();
     assert_eq!(bits, 3000);
-    // It expires with the jobs (their 7-day lifetime plus the skew margin).
-    let ttl_s: i64 = redis::cmd("TTL")
+    // It is dropped when the last of its jobs expires, plus the 15-minute
+    // skew margin: to the millisecond.
+    let at: u64 = redis::cmd("PEXPIRETIME")
         .arg(&blocks[0])
         .query_async(&mut env.conn())
         .await
         .unwrap();
-    let week = 7 * 86_400;
-    assert!((week..=week + 16 * 60).contains(&ttl_s), "{ttl_s}");
+    assert_eq!(at, ((latest_expiry + 900.0) * 1000.0) as u64);
 }
