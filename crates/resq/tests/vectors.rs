@@ -153,3 +153,38 @@ fn every_single_byte_edit_is_refused() {
         assert!(refused > 100, "{}", case["name"]);
     }
 }
+
+/// The fields the newer vectors carry are read as resq reads them: a
+/// uniqueness key, a timeout and a replay mark; a re-signed retry's attempt
+/// and history; non-ASCII text and unknown fields, kept and signed.
+#[test]
+fn every_field_of_the_vectors_is_read_as_resq_reads_it() {
+    let v = vectors();
+    let case = |name: &str| {
+        let case = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap();
+        envelope(case).0
+    };
+    let full = case("hs256+unique+timeout+mark");
+    assert_eq!(full.unique.as_deref(), Some("user:42"));
+    assert_eq!(full.timeout_ms, Some(30_000));
+    let mark = resq::mark::mark_of(&full).unwrap().unwrap();
+    assert_eq!((mark.block.as_str(), mark.index), ("AAECAwQFBgcICQoL", 17));
+
+    let retry = case("hs256+retry");
+    assert_eq!(retry.attempt, 2);
+    let history = retry.extra["failures"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1]["exception"], "timeout");
+    assert_eq!(resq::mark::mark_of(&retry).unwrap().unwrap().index, 4095);
+
+    let text = case("ed25519+non-ascii+extra-fields");
+    assert_eq!(text.args[0]["template"], "東京 \"welcome\" 🎉");
+    assert_eq!(text.args[0]["to"], "zoë@example.com");
+    assert_eq!(text.extra["origin"]["region"], "eu-1");
+    assert!(text.extra["traceparent"].as_str().unwrap().starts_with("00-4bf9"));
+}
