@@ -25,6 +25,23 @@ pub struct EnqueueArgs {
     /// Stop the run after this many milliseconds (recorded `timeout`).
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Run it after this long instead of now: `90s`, `10m`, `1h30m`, `2d`.
+    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
+    in_: Option<String>,
+    /// Run it at this time (RFC 3339, e.g. `2026-12-24T18:00:00+01:00`).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Enqueue it only if no job of this class holds this key within the
+    /// window (else refused, naming the existing job).
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["in_", "at"])]
+    unique: Option<String>,
+    /// How long `--unique`'s key is held (default 1h).
+    #[arg(long, value_name = "DURATION", requires = "unique")]
+    unique_for: Option<String>,
+    /// Its lifetime: past it, it expires and never runs (default 7d, or
+    /// the class's own).
+    #[arg(long, value_name = "DURATION")]
+    ttl: Option<String>,
     /// Push the job for Ruby workers: Resque's exact form (`class` and
     /// positional `args`, unsigned), for a class resq does not run, onto a
     /// queue listed in `[ruby] queues` (RESQ_RUBY_QUEUES). Audited.
@@ -63,13 +80,53 @@ fn admin_failure(e: resq::AdminError) -> Failure {
 #[derive(Subcommand)]
 pub enum FailedAction {
     /// List failures, oldest first.
-    List(Page),
-    /// Put a failed job back on its queue (byte for byte) and remove the record.
-    Retry { failure_id: String },
+    List {
+        #[command(flatten)]
+        page: Page,
+        #[command(flatten)]
+        filter: FailedFilterArgs,
+    },
+    /// Put a failed job back on its queue (byte for byte) and remove the
+    /// record; with --all, every failure the filters take.
+    Retry {
+        /// The failure's id (see `resq failed list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        failure_id: Option<String>,
+        /// Every failure (or every one the filters take).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FailedFilterArgs,
+    },
     /// Remove one failure record.
     Remove { failure_id: String },
     /// Remove every failure record.
     Clear,
+}
+
+/// Filters of `failed list` and `failed retry --all`.
+#[derive(Args)]
+pub struct FailedFilterArgs {
+    /// Only failures from this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only failures of this job class.
+    #[arg(long)]
+    class: Option<String>,
+    /// Only failures with this reason (e.g. job_failed, timeout, unsigned;
+    /// Ruby's records: their exception).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl From<FailedFilterArgs> for resq::FailedFilter {
+    fn from(a: FailedFilterArgs) -> Self {
+        resq::FailedFilter {
+            queue: a.queue,
+            class: a.class,
+            reason: a.reason,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,11 +135,11 @@ pub enum QueueAction {
     Pause { queue: String },
     /// Let workers fetch from QUEUE again.
     Resume { queue: String },
-    /// Refuse enqueues that would leave more than MAX jobs waiting in QUEUE.
+    /// Refuse enqueues that would leave more than MAX jobs waiting in QUEUE;
+    /// without MAX, show QUEUE's cap.
     Cap {
         queue: String,
         /// The most jobs that may wait.
-        #[arg(required_unless_present = "remove")]
         max: Option<u64>,
         /// Remove the cap instead.
         #[arg(long, conflicts_with = "max")]
@@ -106,6 +163,24 @@ pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failu
             admin.set_queue_paused(&queue, false).await.map_err(admin_failure)?;
             println!("resumed {}", safe(&queue));
         }
+        QueueAction::Cap {
+            queue,
+            max: None,
+            remove: false,
+        } => {
+            let (_, caps) = admin.queue_controls().await.map_err(Failure::runtime)?;
+            let length = admin
+                .queues()
+                .await
+                .map_err(Failure::runtime)?
+                .into_iter()
+                .find(|(q, _)| *q == queue)
+                .map_or(0, |(_, n)| n);
+            match caps.iter().find(|(q, _)| *q == queue) {
+                Some((_, cap)) => println!("{} is capped at {cap} waiting jobs ({length} waiting)", safe(&queue)),
+                None => println!("{} has no cap ({length} waiting)", safe(&queue)),
+            }
+        }
         QueueAction::Cap { queue, max, remove } => {
             let cap = if remove { None } else { max };
             admin.set_queue_cap(&queue, cap).await.map_err(admin_failure)?;
@@ -122,19 +197,44 @@ pub async fn queue(settings: &Settings, action: QueueAction) -> Result<(), Failu
 pub enum ExpiredAction {
     /// The newest jobs the sweeper removed because they expired.
     List(Page),
+    /// Remove one record (by the handle `list` shows).
+    Remove { handle: String },
+    /// Enqueue the job again as a new job (new id, a fresh lifetime, signed
+    /// anew): an expired job never runs as it was.
+    Retry { handle: String },
 }
 
 /// `resq expired list`.
 pub async fn expired(settings: &Settings, action: ExpiredAction) -> Result<(), Failure> {
-    let ExpiredAction::List(Page { offset, limit, json }) = action;
+    let (offset, limit, json) = match action {
+        ExpiredAction::List(Page { offset, limit, json }) => (offset, limit, json),
+        ExpiredAction::Remove { handle } => {
+            admin(settings)
+                .await?
+                .remove_expired(&handle)
+                .await
+                .map_err(admin_failure)?;
+            println!("removed {}", safe(&handle));
+            return Ok(());
+        }
+        ExpiredAction::Retry { handle } => return retry_expired(settings, &handle).await,
+    };
     let (records, total) = admin(settings)
         .await?
         .expired(offset, limit.min(1000))
         .await
         .map_err(Failure::runtime)?;
+    // One shape: each record with its handle, its payload as an object.
     let parsed: Vec<Value> = records
         .iter()
-        .map(|r| serde_json::from_str(r).unwrap_or(Value::String(r.clone())))
+        .map(|r| {
+            let mut v: Value = serde_json::from_str(r).unwrap_or_else(|_| json!({"raw": r}));
+            v["id"] = Value::String(resq::admin::bytes_handle(r));
+            if let Some(text) = v["payload"].as_str() {
+                v["payload"] = payload_object(text);
+            }
+            v
+        })
         .collect();
     if json {
         println!("{}", Value::Array(parsed));
@@ -145,12 +245,10 @@ pub async fn expired(settings: &Settings, action: ExpiredAction) -> Result<(), F
         parsed.len()
     );
     for r in parsed {
-        let payload: Value = r["payload"]
-            .as_str()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_default();
+        let payload = &r["payload"];
         println!(
-            "{}  queue={}  class={} id={}",
+            "{}  {}  queue={}  class={} id={}",
+            safe(r["id"].as_str().unwrap_or("-")),
             safe(r["expired_at"].as_str().unwrap_or("-")),
             safe(r["queue"].as_str().filter(|q| !q.is_empty()).unwrap_or("(scheduled)")),
             safe(&clip(payload["class"].as_str().unwrap_or("?"), 60)),
@@ -164,12 +262,72 @@ pub async fn expired(settings: &Settings, action: ExpiredAction) -> Result<(), F
 pub enum ScheduleAction {
     /// List the jobs waiting, soonest first.
     List(Page),
+    /// Remove one waiting job (by its id).
+    Remove { id: String },
+    /// Push one waiting job to its queue now, instead of when it is due.
+    Run { id: String },
+}
+
+/// A stored payload as JSON output shows it: always an object (a stand-in
+/// with the text in `raw` when it is not a job object).
+fn payload_object(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({"class": resq::failure::UNREADABLE_CLASS, "args": [], "raw": clip(text, 512)}),
+    }
+}
+
+/// `resq expired retry`: the job again, as a new job.
+async fn retry_expired(settings: &Settings, handle: &str) -> Result<(), Failure> {
+    let store: Arc<dyn Store> = connect(settings).await?;
+    let admin = Admin::new(Arc::clone(&store));
+    let (records, _) = admin.expired(0, 1000).await.map_err(Failure::runtime)?;
+    let record = records
+        .iter()
+        .find(|r| resq::admin::bytes_handle(r) == handle)
+        .ok_or_else(|| Failure::usage(format!("no expired record {} (see `resq expired list`)", safe(handle))))?;
+    let text: Value = serde_json::from_str(record).map_err(|_| Failure::usage("the record is not JSON"))?;
+    let payload = text["payload"].as_str().unwrap_or_default();
+    let keyring = settings.keyring().map_err(Failure::usage)?;
+    let mut envelope = resq::Envelope::decode(payload.as_bytes(), &settings.limits)
+        .map_err(|e| Failure::usage(format!("the expired job cannot be read: {e}")))?;
+    // Encrypted arguments are opened (and sealed again by the policy).
+    resq::envelope::decrypt_args(&mut envelope, &keyring, &settings.limits)
+        .map_err(|e| Failure::usage(format!("the expired job's arguments: {e}")))?;
+    let queue = envelope
+        .queue
+        .clone()
+        .or_else(|| text["queue"].as_str().filter(|q| !q.is_empty()).map(str::to_string))
+        .ok_or_else(|| Failure::usage("the expired job names no queue"))?;
+    let mut policy = Policy::new(keyring)
+        .map_err(Failure::usage)?
+        .with_registry(crate::demo_jobs::registry());
+    policy.limits = settings.limits;
+    let id = Client::with_policy(store, policy)
+        .enqueue_raw(&envelope.class, envelope.args, &queue)
+        .await
+        .map_err(Failure::usage)?;
+    admin.remove_expired(handle).await.map_err(admin_failure)?;
+    println!("enqueued {} on {} again as {id}", safe(&envelope.class), safe(&queue));
+    Ok(())
 }
 
 /// `resq scheduled list` and `resq retry-set list`.
 pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleAction) -> Result<(), Failure> {
-    let ScheduleAction::List(Page { offset, limit, json }) = action;
     let admin = admin(settings).await?;
+    let (offset, limit, json) = match action {
+        ScheduleAction::List(Page { offset, limit, json }) => (offset, limit, json),
+        ScheduleAction::Remove { id } => {
+            admin.remove_scheduled(which, &id).await.map_err(admin_failure)?;
+            println!("removed {}", safe(&id));
+            return Ok(());
+        }
+        ScheduleAction::Run { id } => {
+            let queue = admin.run_scheduled_now(which, &id).await.map_err(admin_failure)?;
+            println!("pushed {} to {} now", safe(&id), safe(&queue));
+            return Ok(());
+        }
+    };
     let total = admin.schedule_len(which).await.map_err(Failure::runtime)?;
     let entries = admin
         .schedule(which, offset, limit.min(1000))
@@ -179,8 +337,8 @@ pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleActi
         let v: Vec<Value> = entries
             .iter()
             .map(|e| {
-                json!({"due_ms": e.due_ms, "class": e.class, "queue": e.queue, "id": e.id, "attempt": e.attempt,
-                       "payload": serde_json::from_str::<Value>(&e.raw).unwrap_or(Value::String(e.raw.clone()))})
+                json!({"due_ms": e.due_ms, "class": e.class, "queue": e.queue, "id": e.handle(), "attempt": e.attempt,
+                       "payload": payload_object(&e.raw)})
             })
             .collect();
         println!("{}", Value::Array(v));
@@ -196,7 +354,7 @@ pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleActi
         println!(
             "due {}  {}  class={} queue={} attempt={}",
             resq::clock::iso8601(e.due_ms as f64 / 1000.0),
-            safe(e.id.as_deref().unwrap_or("(no id)")),
+            safe(&e.handle()),
             safe(&clip(e.class.as_deref().unwrap_or("?"), 60)),
             safe(e.queue.as_deref().unwrap_or("?")),
             e.attempt
@@ -318,18 +476,43 @@ pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure>
         .with_registry(crate::demo_jobs::registry());
     policy.limits = settings.limits;
     let args = parse_args(&a.args, &policy.limits)?;
+    let duration = |flag: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(crate::when::parse_duration)
+            .transpose()
+            .map_err(|e| Failure::usage(format!("{flag}: {e}")))
+    };
+    let at = match (duration("--in", &a.in_)?, &a.at) {
+        (Some(delay), _) => Some(std::time::SystemTime::now() + delay),
+        (None, Some(at)) => Some(crate::when::parse_time(at).map_err(|e| Failure::usage(format!("--at: {e}")))?),
+        (None, None) => None,
+    };
+    let ttl = duration("--ttl", &a.ttl)?;
+    if ttl.is_some_and(|t| t.is_zero()) {
+        return Err(Failure::usage("--ttl must be longer than 0"));
+    }
+    let unique = match &a.unique {
+        Some(key) => Some((
+            key.clone(),
+            duration("--unique-for", &a.unique_for)?.unwrap_or(std::time::Duration::from_secs(3600)),
+        )),
+        None => None,
+    };
     let store = connect(settings).await?;
     let client = Client::with_policy(store, policy);
     let id = client
-        .enqueue_raw_with(
-            &a.class,
+        .enqueue_raw_job(resq::RawJob {
+            class: a.class.clone(),
             args,
-            &a.queue,
-            resq::SealOptions {
+            queue: a.queue.clone(),
+            options: resq::SealOptions {
                 timeout: a.timeout_ms.map(std::time::Duration::from_millis),
+                ttl,
                 ..Default::default()
             },
-        )
+            at,
+            unique,
+        })
         .await
         .map_err(|e| match e {
             resq::EnqueueError::Store(_) => Failure::runtime(e),
@@ -345,15 +528,28 @@ pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure>
             }
             _ => Failure::usage(e),
         })?;
-    println!("enqueued {} on {} as {id}", safe(&a.class), safe(&a.queue));
+    match at {
+        Some(at) => println!(
+            "scheduled {} on {} as {id}, due {}",
+            safe(&a.class),
+            safe(&a.queue),
+            resq::clock::iso8601(
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            )
+        ),
+        None => println!("enqueued {} on {} as {id}", safe(&a.class), safe(&a.queue)),
+    }
     Ok(())
 }
 
 /// `resq enqueue --for-ruby`: no registry, no signature; the queue must be
 /// Ruby's (see `resq::ruby`).
 async fn enqueue_for_ruby(settings: &Settings, a: EnqueueArgs) -> Result<(), Failure> {
-    if a.timeout_ms.is_some() {
-        return Err(Failure::usage("--timeout-ms is resq's: Ruby workers ignore it"));
+    if a.timeout_ms.is_some() || a.ttl.is_some() || a.unique.is_some() || a.in_.is_some() || a.at.is_some() {
+        return Err(Failure::usage(
+            "--timeout-ms, --ttl, --unique, --in and --at are resq's: Ruby workers ignore them",
+        ));
     }
     let args = parse_args(&a.args, &settings.limits)?;
     let store = connect(settings).await?;
@@ -502,9 +698,15 @@ pub async fn stats(settings: &Settings, f: JsonFlag) -> Result<(), Failure> {
 pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Failure> {
     let admin = admin(settings).await?;
     match action {
-        FailedAction::List(Page { offset, limit, json }) => {
-            let total = admin.failed_count().await.map_err(Failure::runtime)?;
-            let entries = admin.failed(offset, limit.min(1000)).await.map_err(Failure::runtime)?;
+        FailedAction::List {
+            page: Page { offset, limit, json },
+            filter,
+        } => {
+            let filter = resq::FailedFilter::from(filter);
+            let (entries, total) = admin
+                .failed_matching(&filter, offset, limit.min(1000))
+                .await
+                .map_err(Failure::runtime)?;
             if json {
                 // Each record as stored, with its handle as `id`.
                 let v: Vec<Value> = entries
@@ -524,7 +726,7 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
                 println!("{}", Value::Array(v));
                 return Ok(());
             }
-            println!("{total} failed job(s); showing {} from {offset}", entries.len());
+            println!("{total} failed job(s) match; showing {} from {offset}", entries.len());
             for e in entries {
                 match e.record {
                     Some(r) => println!(
@@ -540,9 +742,22 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
                 }
             }
         }
-        FailedAction::Retry { failure_id } => {
+        FailedAction::Retry {
+            failure_id: Some(failure_id),
+            ..
+        } => {
             admin.retry_failed(&failure_id).await.map_err(admin_failure)?;
             println!("retried {}", safe(&failure_id));
+        }
+        FailedAction::Retry { filter, .. } => {
+            let report = admin
+                .retry_failed_matching(&filter.into())
+                .await
+                .map_err(Failure::runtime)?;
+            for (id, why) in &report.skipped {
+                eprintln!("skipped {}: {}", safe(id), safe(why));
+            }
+            println!("retried {}, skipped {}", report.retried, report.skipped.len());
         }
         FailedAction::Remove { failure_id } => {
             admin.remove_failed(&failure_id).await.map_err(admin_failure)?;

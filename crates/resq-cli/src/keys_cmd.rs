@@ -80,7 +80,11 @@ pub fn keys(action: KeysAction) -> Result<(), Failure> {
 #[derive(Subcommand)]
 pub enum JobsAction {
     /// The job classes this binary registers.
-    List,
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// A class's argument schema (JSON Schema), derived from its Rust type.
     Schema { class: String },
 }
@@ -88,13 +92,34 @@ pub enum JobsAction {
 pub fn jobs(action: JobsAction) -> Result<(), Failure> {
     let registry = demo_jobs::registry();
     match action {
-        JobsAction::List => {
-            for class in registry.classes() {
-                let info = registry.info(class);
+        JobsAction::List { json } => {
+            let infos: Vec<resq::ClassInfo> = registry.classes().iter().filter_map(|c| registry.info(c)).collect();
+            if json {
+                let rows: Vec<serde_json::Value> = infos
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "class": i.class,
+                            "queue": i.queue,
+                            "encrypted": i.encrypt,
+                            "max_attempts": i.max_attempts,
+                            "timeout_ms": i.timeout.map(|t| t.as_millis() as u64),
+                            "ttl_s": i.ttl.map(|t| t.as_secs()),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+                return Ok(());
+            }
+            for i in infos {
                 println!(
-                    "{class:<10} queue={} encrypted={}",
-                    info.map(|i| i.queue).unwrap_or("default"),
-                    info.is_some_and(|i| i.encrypt)
+                    "{:<10} queue={} encrypted={} attempts={} timeout={}",
+                    i.class,
+                    i.queue,
+                    i.encrypt,
+                    i.max_attempts,
+                    i.timeout
+                        .map_or("none".to_string(), |t| format!("{} ms", t.as_millis()))
                 );
             }
         }

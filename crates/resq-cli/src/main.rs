@@ -7,6 +7,7 @@ mod demo_jobs;
 mod keys_cmd;
 mod output;
 mod proctitle;
+mod when;
 mod worker_cmd;
 
 use std::path::PathBuf;

@@ -381,7 +381,7 @@ async fn resq_enqueues_for_a_ruby_fleet_on_ruby_queues_only() {
     let refused: &[(&[&str], &str)] = &[
         (&["--queue", "default"], "not declared as Ruby's"),
         (&["--queue", "served"], "requires signed jobs there"),
-        (&["--queue", "legacy", "--timeout-ms", "5"], "Ruby workers ignore it"),
+        (&["--queue", "legacy", "--timeout-ms", "5"], "Ruby workers ignore them"),
     ];
     for (extra, says) in refused {
         let o = env.run(&[&["enqueue", "--for-ruby", "Archive::Export"][..], extra].concat());

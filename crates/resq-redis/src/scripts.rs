@@ -38,6 +38,12 @@ pub(crate) static ENQUEUE_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/enqueue_unique.lua")
     ))
 });
+pub(crate) static SCHEDULE_RUN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/push_one.lua"),
+        include_str!("lua/schedule_run.lua")
+    ))
+});
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 pub(crate) static RECORD_FAILURES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_failures.lua")));

@@ -688,6 +688,53 @@ impl Store for RedisStore {
         self.conn.clone().zcard(key).await.map_err(store_err)
     }
 
+    async fn schedule_remove(&self, which: Schedule, job: &str) -> Result<bool, StoreError> {
+        let key = match which {
+            Schedule::Scheduled => self.keys.schedule(),
+            Schedule::Retry => self.keys.retry(),
+        };
+        let n: i64 = self.conn.clone().zrem(key, job).await.map_err(store_err)?;
+        Ok(n > 0)
+    }
+
+    async fn schedule_run_now(&self, which: Schedule, job: &str, queue: &str) -> Result<bool, StoreError> {
+        let key = match which {
+            Schedule::Scheduled => self.keys.schedule(),
+            Schedule::Retry => self.keys.retry(),
+        };
+        let reply: Vec<Value> = scripts::SCHEDULE_RUN
+            .key(key)
+            .key(self.keys.queues())
+            .key(self.keys.queue(queue))
+            .key(self.keys.queue_caps())
+            .arg(job)
+            .arg(queue)
+            .arg(self.keys.wake_channel())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(true),
+            [Value::Int(1)] => Ok(false),
+            [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(queue_full(queue, *cap, *length))
+            }
+            _ => Err(StoreError::Protocol(
+                "schedule script answered something unexpected".into(),
+            )),
+        }
+    }
+
+    async fn expired_remove(&self, record: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn
+            .clone()
+            .lrem(self.keys.expired(), 1, record)
+            .await
+            .map_err(store_err)?;
+        Ok(n > 0)
+    }
+
     async fn enqueue_unique(
         &self,
         job: &OutgoingJob,

@@ -26,6 +26,46 @@ pub struct FailedEntry {
     pub raw: String,
 }
 
+/// Which failures an action takes: every one when all are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedFilter {
+    pub queue: Option<String>,
+    pub class: Option<String>,
+    /// resq's reason code, or for a record without one (Ruby's) its exception.
+    pub reason: Option<String>,
+}
+
+impl FailedFilter {
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_none() && self.class.is_none() && self.reason.is_none()
+    }
+
+    /// True when `entry` passes every condition set.
+    pub fn matches(&self, entry: &FailedEntry) -> bool {
+        let Some(record) = &entry.record else {
+            return self.is_empty();
+        };
+        let queue_ok = self.queue.as_deref().is_none_or(|q| record.queue.as_deref() == Some(q));
+        let class_ok = self
+            .class
+            .as_deref()
+            .is_none_or(|c| record.payload_class().as_deref() == Some(c));
+        let reason_ok = self
+            .reason
+            .as_deref()
+            .is_none_or(|r| record.reason.as_deref().or(record.exception.as_deref()) == Some(r));
+        queue_ok && class_ok && reason_ok
+    }
+}
+
+/// What a bulk retry did.
+#[derive(Debug, Clone, Default)]
+pub struct BulkRetry {
+    pub retried: u64,
+    /// Records that matched but could not be retried, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
 /// A job waiting in the schedule or the retry set.
 #[derive(Debug, Clone)]
 pub struct ScheduledEntry {
@@ -46,13 +86,28 @@ fn handle(record: Option<&FailureRecord>, raw: &str) -> String {
     });
     match id {
         Some(id) => id.to_string(),
-        None => {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(raw.as_bytes());
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            format!("r-{hex}")
+        None => bytes_handle(raw),
+    }
+}
+
+impl ScheduledEntry {
+    /// What `remove` and `run` take: the job's id, or for a job without one
+    /// the handle of its bytes (`r-` and 16 hex digits of their SHA-256).
+    pub fn handle(&self) -> String {
+        match &self.id {
+            Some(id) if (1..=64).contains(&id.len()) => id.clone(),
+            _ => bytes_handle(&self.raw),
         }
     }
+}
+
+/// The handle of a record that has no id of its own: `r-` and 16 hex digits
+/// of the SHA-256 of its bytes, stable while other records come and go.
+pub fn bytes_handle(raw: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(raw.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("r-{hex}")
 }
 
 /// Why an admin action failed.
@@ -111,6 +166,48 @@ impl Admin {
                 }
             })
             .collect())
+    }
+
+    /// The failures `filter` takes, oldest first: `limit` of them from
+    /// `offset`, and how many there are in all. Scans the list (a page at a
+    /// time).
+    pub async fn failed_matching(
+        &self,
+        filter: &FailedFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<FailedEntry>, u64), StoreError> {
+        if filter.is_empty() {
+            return Ok((self.failed(offset, limit).await?, self.store.failed_len().await?));
+        }
+        let total = self.store.failed_len().await?;
+        let (mut out, mut matching, mut at) = (Vec::new(), 0u64, 0u64);
+        while at < total {
+            for entry in self.failed(at, SCAN_PAGE).await? {
+                if filter.matches(&entry) {
+                    if matching >= offset && (out.len() as u64) < limit {
+                        out.push(entry);
+                    }
+                    matching += 1;
+                }
+            }
+            at += SCAN_PAGE;
+        }
+        Ok((out, matching))
+    }
+
+    /// Retries every failure `filter` takes (each atomically, as one retry).
+    pub async fn retry_failed_matching(&self, filter: &FailedFilter) -> Result<BulkRetry, StoreError> {
+        let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;
+        let mut report = BulkRetry::default();
+        for entry in entries {
+            match self.retry_failed(&entry.handle).await {
+                Ok(()) => report.retried += 1,
+                Err(AdminError::Store(e)) => return Err(e),
+                Err(e) => report.skipped.push((entry.handle, e.to_string())),
+            }
+        }
+        Ok(report)
     }
 
     /// Finds a failure by its stable id.
@@ -203,6 +300,62 @@ impl Admin {
     /// How many jobs a schedule holds.
     pub async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError> {
         self.store.schedule_len(which).await
+    }
+
+    /// Finds a waiting job by its id (or, for a job without one, the handle
+    /// of its bytes, as for failures).
+    pub async fn find_scheduled(&self, which: Schedule, id: &str) -> Result<ScheduledEntry, AdminError> {
+        let total = self.store.schedule_len(which).await?;
+        let mut offset = 0;
+        while offset < total {
+            for entry in self.schedule(which, offset, SCAN_PAGE).await? {
+                if entry.handle() == id {
+                    return Ok(entry);
+                }
+            }
+            offset += SCAN_PAGE;
+        }
+        Err(AdminError::NotFound(id.chars().take(64).collect()))
+    }
+
+    /// Removes one waiting job.
+    pub async fn remove_scheduled(&self, which: Schedule, id: &str) -> Result<(), AdminError> {
+        let entry = self.find_scheduled(which, id).await?;
+        if self.store.schedule_remove(which, &entry.raw).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(id.to_string()))
+        }
+    }
+
+    /// Pushes one waiting job to its queue now, instead of when it is due.
+    pub async fn run_scheduled_now(&self, which: Schedule, id: &str) -> Result<String, AdminError> {
+        let entry = self.find_scheduled(which, id).await?;
+        let queue = entry.queue.clone().ok_or_else(|| AdminError::NotRetryable {
+            id: id.to_string(),
+            why: "the job names no queue".into(),
+        })?;
+        check_queue(&queue).map_err(|e| AdminError::BadQueue(e.to_string()))?;
+        if self.store.schedule_run_now(which, &entry.raw, &queue).await? {
+            Ok(queue)
+        } else {
+            Err(AdminError::NotFound(id.to_string()))
+        }
+    }
+
+    /// Removes one expired-job record, by its handle.
+    pub async fn remove_expired(&self, handle: &str) -> Result<(), AdminError> {
+        // The list keeps the newest 1,000 records (the sweeper trims it).
+        let (records, _) = self.expired(0, 1000).await?;
+        let record = records
+            .into_iter()
+            .find(|r| bytes_handle(r) == handle)
+            .ok_or_else(|| AdminError::NotFound(handle.chars().take(64).collect()))?;
+        if self.store.expired_remove(&record).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(handle.to_string()))
+        }
     }
 
     /// The newest expired jobs the sweeper removed, and how many it removed in all.

@@ -24,10 +24,28 @@ pub enum EnqueueError {
         "a {class} job with unique key {key:?} was enqueued within its window (job {existing}); nothing was stored"
     )]
     Duplicate {
-        class: &'static str,
+        class: String,
         key: String,
         existing: String,
     },
+    #[error("a scheduled job cannot also be unique: enqueue it unique now, or schedule it without a key")]
+    UniqueScheduled,
+}
+
+/// A job by class name and raw `args`, for the CLI and for bridges from
+/// other languages: the same policy as typed jobs (give the policy a
+/// registry to check the arguments).
+#[derive(Debug, Clone)]
+pub struct RawJob {
+    pub class: String,
+    pub args: Vec<Value>,
+    pub queue: String,
+    /// Lifetime and timeout (a `unique` key here is ignored: use `unique`).
+    pub options: SealOptions,
+    /// Run at this time instead of now (its lifetime counts from then).
+    pub at: Option<std::time::SystemTime>,
+    /// Enqueue only if no job of this class holds this key, for this window.
+    pub unique: Option<(String, Duration)>,
 }
 
 /// Per-enqueue choices.
@@ -111,8 +129,16 @@ impl Client {
     }
 
     /// Pushes a sealed unique job; a duplicate follows `J::ON_DUPLICATE`.
-    async fn push_unique<J: Job>(
+    async fn push_unique<J: Job>(&self, queue: &str, sealed: Sealed, key: String) -> Result<String, EnqueueError> {
+        self.push_unique_as(J::CLASS, J::UNIQUE_FOR, J::ON_DUPLICATE, queue, sealed, key)
+            .await
+    }
+
+    async fn push_unique_as(
         &self,
+        class: &str,
+        window: Duration,
+        on_duplicate: crate::job::OnDuplicate,
         queue: &str,
         (id, payload): Sealed,
         key: String,
@@ -123,10 +149,10 @@ impl Client {
             .map(|b| format!("{b:02x}"))
             .collect();
         let claim = crate::store::UniqueKey {
-            class: J::CLASS,
+            class,
             key: &hashed,
             job_id: &id,
-            window: J::UNIQUE_FOR,
+            window,
         };
         let job = OutgoingJob {
             queue: queue.to_string(),
@@ -134,10 +160,10 @@ impl Client {
         };
         match self.store.enqueue_unique(&job, &claim).await? {
             crate::store::Uniqueness::Enqueued => Ok(id),
-            crate::store::Uniqueness::Duplicate(existing) => match J::ON_DUPLICATE {
+            crate::store::Uniqueness::Duplicate(existing) => match on_duplicate {
                 crate::job::OnDuplicate::ReturnExisting => Ok(existing),
                 crate::job::OnDuplicate::Reject => Err(EnqueueError::Duplicate {
-                    class: J::CLASS,
+                    class: class.to_string(),
                     key,
                     existing,
                 }),
@@ -224,6 +250,45 @@ impl Client {
     ) -> Result<String, EnqueueError> {
         let sealed = self.policy.seal(class, queue, args, options)?;
         self.push_one(queue, sealed).await
+    }
+
+    /// Enqueues a [`RawJob`]: now, at a time, or unique for a window.
+    pub async fn enqueue_raw_job(&self, job: RawJob) -> Result<String, EnqueueError> {
+        let RawJob {
+            class,
+            args,
+            queue,
+            mut options,
+            at,
+            unique,
+        } = job;
+        match (at, unique) {
+            (Some(_), Some(_)) => Err(EnqueueError::UniqueScheduled),
+            (Some(at), None) => {
+                let at_secs = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                options.starts_at = Some(at_secs);
+                options.unique = None;
+                let (id, payload) = self.policy.seal(&class, &queue, args, options)?;
+                self.store
+                    .schedule(&OutgoingJob { queue, payload }, (at_secs * 1000.0) as u64)
+                    .await?;
+                Ok(id)
+            }
+            (None, Some((key, window))) => {
+                options.unique = Some(key.clone());
+                let sealed = self.policy.seal(&class, &queue, args, options)?;
+                self.push_unique_as(&class, window, crate::job::OnDuplicate::Reject, &queue, sealed, key)
+                    .await
+            }
+            (None, None) => {
+                options.unique = None;
+                let sealed = self.policy.seal(&class, &queue, args, options)?;
+                self.push_one(&queue, sealed).await
+            }
+        }
     }
 
     async fn push_one(&self, queue: &str, (id, payload): Sealed) -> Result<String, EnqueueError> {

@@ -58,8 +58,8 @@ pub mod toml_error;
 pub mod worker;
 pub mod worker_id;
 
-pub use admin::{Admin, AdminError, FailedEntry, ScheduledEntry};
-pub use client::{Client, EnqueueError, EnqueueOptions};
+pub use admin::{Admin, AdminError, FailedEntry, FailedFilter, ScheduledEntry};
+pub use client::{Client, EnqueueError, EnqueueOptions, RawJob};
 pub use envelope::Envelope;
 pub use failure::{FailureInfo, FailureRecord};
 pub use job::{ArgsShape, Job, JobContext, JobError, OnDuplicate};

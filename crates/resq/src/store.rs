@@ -285,6 +285,17 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs a schedule holds.
     async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError>;
 
+    /// Removes exactly this job from a schedule; false when it was gone.
+    async fn schedule_remove(&self, which: Schedule, job: &str) -> Result<bool, StoreError>;
+
+    /// Moves exactly this job from a schedule to the tail of `queue` now
+    /// (its cap checked: `QueueFull` leaves it where it was), atomically;
+    /// false when it was gone.
+    async fn schedule_run_now(&self, which: Schedule, job: &str, queue: &str) -> Result<bool, StoreError>;
+
+    /// Removes exactly this expired-job record; false when it was gone.
+    async fn expired_remove(&self, record: &str) -> Result<bool, StoreError>;
+
     /// Pushes `job` unless its uniqueness key is held, atomically (two
     /// producers racing store one job).
     async fn enqueue_unique(&self, job: &OutgoingJob, unique: &UniqueKey<'_>) -> Result<Uniqueness, StoreError>;
