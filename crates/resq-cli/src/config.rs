@@ -70,6 +70,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "isolation",
             "cron",
             "failures",
+            "ruby",
         ],
     ),
     (
@@ -102,7 +103,10 @@ pub const KEYS: &[(&str, &[&str])] = &[
         "limits",
         &["max_bytes", "max_depth", "max_string_bytes", "max_array_len"],
     ),
-    ("security", &["keys_file", "allow_unsigned"]),
+    (
+        "security",
+        &["keys_file", "allow_unsigned", "allow_unsigned_everything"],
+    ),
     (
         "isolation",
         &["mode", "memory_limit_mb", "cpu_limit_ms", "jobs_per_child"],
@@ -212,6 +216,10 @@ pub struct SecuritySection {
     /// Queues (globs) whose jobs may be unsigned, while Ruby producers migrate.
     #[serde(default)]
     pub allow_unsigned: Vec<String>,
+    /// Lets `allow_unsigned` name every queue (`*`): anyone who can write
+    /// to Redis can then run any registered class. Its own opt-in, and loud.
+    #[serde(default)]
+    pub allow_unsigned_everything: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,8 +286,17 @@ pub enum ConfigError {
     NoKeys,
     #[error("{0}")]
     Keys(#[from] resq::KeyringError),
-    #[error("security.allow_unsigned entry #{0} is not a valid queue glob")]
+    #[error(
+        "security.allow_unsigned entry #{0} is not a queue name or a glob of one (letters, digits, '_', '-', \
+         '.', with * ? [...] for globs)"
+    )]
     BadAllowUnsigned(usize),
+    #[error(
+        "security.allow_unsigned entry #{0} opens every queue to unsigned jobs: anyone who can write to Redis \
+         could then run any registered class. Name the queues Ruby still feeds; if you mean every queue, \
+         also set security.allow_unsigned_everything = true (RESQ_ALLOW_UNSIGNED_EVERYTHING=true)"
+    )]
+    UnsignedEverywhere(usize),
     #[error("ruby.queues entry #{0} is not a queue name (1 to 128 letters, digits, '_', '-' or '.')")]
     BadRubyQueue(usize),
     #[error("{0}")]
@@ -373,6 +390,7 @@ pub const ENV_VARS: &[&str] = &[
     "RESQ_ISOLATION",
     "RESQ_KEYS_FILE",
     "RESQ_ALLOW_UNSIGNED",
+    "RESQ_ALLOW_UNSIGNED_EVERYTHING",
     "RESQ_FAILURES_MAX",
     "RESQ_RUBY_QUEUES",
     "RESQ_LOG",
@@ -509,10 +527,15 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
             .collect(),
         None => security.allow_unsigned,
     };
+    let everything_ok = security.allow_unsigned_everything
+        || matches!(
+            env.var("RESQ_ALLOW_UNSIGNED_EVERYTHING").as_deref(),
+            Some("true" | "1" | "yes")
+        );
     let allow_unsigned = unsigned
         .iter()
         .enumerate()
-        .map(|(i, q)| glob::Pattern::new(q).map_err(|_| ConfigError::BadAllowUnsigned(i + 1)))
+        .map(|(i, q)| unsigned_pattern(i + 1, q, everything_ok))
         .collect::<Result<Vec<_>, _>>()?;
     let ruby_queues: Vec<String> = match env.var("RESQ_RUBY_QUEUES") {
         Some(list) => list
@@ -631,6 +654,25 @@ fn check_worker(worker: &WorkerSection, isolation: &IsolationSection) -> Result<
         check("isolation.jobs_per_child", n, &r::JOBS_PER_CHILD)?;
     }
     Ok(())
+}
+
+/// An `allow_unsigned` entry: a queue name, or a glob of one. One that
+/// names every queue (nothing but `*` and `?`) needs its own opt-in.
+fn unsigned_pattern(n: usize, entry: &str, everything_ok: bool) -> Result<glob::Pattern, ConfigError> {
+    let chars_ok = !entry.is_empty()
+        && entry.len() <= resq::names::MAX_NAME_BYTES
+        && entry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'*' | b'?' | b'[' | b']' | b'!'));
+    if !chars_ok {
+        return Err(ConfigError::BadAllowUnsigned(n));
+    }
+    let pattern = glob::Pattern::new(entry).map_err(|_| ConfigError::BadAllowUnsigned(n))?;
+    let everything = entry.bytes().all(|b| matches!(b, b'*' | b'?'));
+    if everything && !everything_ok {
+        return Err(ConfigError::UnsignedEverywhere(n));
+    }
+    Ok(pattern)
 }
 
 /// The password, from (in order) `RESQ_REDIS_PASSWORD`, `RESQ_REDIS_PASSWORD_FILE`,
@@ -770,6 +812,47 @@ mod tests {
             let text = format!("[[cron]]\nname = \"x\"\nclass = \"Echo\"\n{extra}\n");
             let err = parse(&text, &env(&[])).unwrap_err().to_string();
             assert!(err.contains(phrase), "{err}");
+        }
+    }
+
+    /// Every key the config accepts is in the README's configuration
+    /// block, and the README shows none it does not accept; the list of
+    /// keys is the parser's own (an unknown key's error lists them all).
+    #[test]
+    fn the_readme_shows_every_config_key() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let section = &readme[readme.find("### Configuration").unwrap()..];
+        let block = &section[section.find("```toml\n").unwrap() + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        let mut shown = std::collections::BTreeSet::new();
+        let mut table = String::new();
+        for line in block.lines() {
+            let line = line.trim_start_matches("# ").trim();
+            if let Some(rest) = line.strip_prefix('[') {
+                table = rest.trim_start_matches('[').split(']').next().unwrap().to_string();
+                shown.insert(("".to_string(), table.clone()));
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                shown.insert((table.clone(), key.trim().to_string()));
+            }
+        }
+        let accepted: std::collections::BTreeSet<(String, String)> = KEYS
+            .iter()
+            .flat_map(|(t, keys)| keys.iter().map(move |k| (t.to_string(), k.to_string())))
+            .collect();
+        assert_eq!(shown, accepted);
+        // KEYS is complete: each table's unknown-key error lists exactly its keys.
+        for (table, keys) in KEYS {
+            let text = match *table {
+                "" => "zz_unknown = 1\n".to_string(),
+                "cron" => "[[cron]]\nzz_unknown = 1\n".to_string(),
+                t => format!("[{t}]\nzz_unknown = 1\n"),
+            };
+            let message = toml::from_str::<FileConfig>(&text).unwrap_err().message().to_string();
+            let mut listed: Vec<&str> = message.split('`').skip(3).step_by(2).collect();
+            listed.sort();
+            let mut want: Vec<&str> = keys.to_vec();
+            want.sort();
+            assert_eq!(listed, want, "{table}: {message}");
         }
     }
 

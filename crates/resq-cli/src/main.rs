@@ -2,6 +2,7 @@
 
 mod admin_cmds;
 mod config;
+mod config_cmd;
 mod demo;
 mod demo_jobs;
 mod keys_cmd;
@@ -19,11 +20,31 @@ use resq_redis::RedisStore;
 
 use crate::config::Settings;
 
+/// The environment, listed under every command's help.
+const ENV_HELP: &str =
+    "Settings come from resq.toml, overridden by these variables (unknown RESQ_* names are warned about):
+  RESQ_CONFIG                  the config file (default ./resq.toml if present)
+  RESQ_REDIS_URL               redis://host:port/db, rediss:// for TLS          [redis] url
+  RESQ_REDIS_USERNAME          an ACL user                                      [redis] username
+  RESQ_REDIS_PASSWORD_FILE     a file holding the password                     [redis] password_file
+  RESQ_REDIS_PASSWORD          the password itself                             [redis] password_env names another
+  RESQ_REDIS_CA_FILE, RESQ_REDIS_CLIENT_CERT_FILE, RESQ_REDIS_CLIENT_KEY_FILE  [redis] ca_file, client_*_file
+  RESQ_NAMESPACE               Resque's key namespace (default resque)          namespace
+  RESQ_KEYS_FILE               signing, verification and encryption keys        [security] keys_file
+  RESQ_ALLOW_UNSIGNED          queues open to unsigned jobs, comma-separated    [security] allow_unsigned
+  RESQ_QUEUES                  the worker's queues (critical,default,* or a:6,b:3,c:1)  [worker] queues
+  RESQ_CONCURRENCY             jobs at once per worker                          [worker] concurrency
+  RESQ_ISOLATION               none or process                                  [isolation] mode
+  RESQ_FAILURES_MAX            records the failed list keeps                    [failures] max
+  RESQ_RUBY_QUEUES             queues Ruby workers serve (enqueue --for-ruby)   [ruby] queues
+  RESQ_LOG                     log filter, e.g. info or resq=debug";
+
 #[derive(Parser)]
 #[command(
     name = "resq",
     version,
-    about = "Background jobs on Resque's Redis protocol, secure by default"
+    about = "Background jobs on Resque's Redis protocol, secure by default",
+    after_help = ENV_HELP
 )]
 struct Cli {
     /// Config file (default: RESQ_CONFIG, else ./resq.toml if present).
@@ -93,6 +114,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: keys_cmd::KeysAction,
+    },
+    /// Check the configuration as `resq worker` would, without starting.
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::ConfigAction,
     },
     /// The job classes this binary runs, and their argument schemas.
     Jobs {
@@ -212,6 +238,7 @@ fn main() -> ExitCode {
             Command::Cron { action } => admin_cmds::cron(&settings, action).await,
             Command::Keys { action } => keys_cmd::keys(action),
             Command::Jobs { action } => keys_cmd::jobs(action),
+            Command::Config { action } => config_cmd::run(&settings, action).await,
         }
     });
     match result {

@@ -13,10 +13,14 @@ use crate::{connect, demo_jobs, Failure};
 
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Queues in priority order: names, globs (`mail*`), `*`, `!exclusions`.
+    /// Queues in strict priority order: names, globs (`mail*`), `*`,
+    /// `!exclusions` (`critical,default,*,!bulk`); or weighted, each first in
+    /// proportion to its weight (`critical:6,default:3,low:1`). Also
+    /// RESQ_QUEUES or worker.queues; default `*`.
     #[arg(long, short)]
     queues: Option<String>,
-    /// Jobs run at once in this process.
+    /// Jobs run at once in this process (1 to 1024; 256 with process
+    /// isolation). Also RESQ_CONCURRENCY or worker.concurrency; default 8.
     #[arg(long, short)]
     concurrency: Option<usize>,
     /// Exit once the queues are empty.
@@ -24,13 +28,14 @@ pub struct WorkerArgs {
     burst: bool,
     /// Where jobs run: `none` (tasks in this process, cancelled at their
     /// timeout) or `process` (pre-started child processes, killed at their
-    /// timeout, with [isolation] memory and CPU limits).
+    /// timeout, with [isolation] memory and CPU limits). Also RESQ_ISOLATION
+    /// or isolation.mode.
     #[arg(long, value_enum)]
     isolation: Option<IsolationMode>,
 }
 
 /// The child processes' settings, when process isolation is on.
-fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<Isolation>, Failure> {
+pub fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<Isolation>, Failure> {
     let section = &settings.isolation;
     if mode.unwrap_or(section.mode) == IsolationMode::None {
         return Ok(None);

@@ -205,6 +205,84 @@ fn everything() -> Vec<String> {
     vec!["*".to_string()]
 }
 
+/// What [`Keyring::add_key`] made.
+pub struct AddedKey {
+    /// The whole keys file, with the new key.
+    pub text: Zeroizing<String>,
+    /// The new key's id.
+    pub kid: String,
+    /// For an Ed25519 key: the `[[keys]]` entry (public only) that workers
+    /// add to their file.
+    pub worker_entry: Option<String>,
+}
+
+const HEADER: &str = "# resq keys: keep this file secret (mode 0600). Rotate with `resq keys rotate`:\n\
+                      # a new key signs, the old one still verifies until its jobs have expired.\n";
+const WORKER_FILE_HEADER: &str = "# resq keys for workers: the producers' Ed25519 public key (verify only) and\n\
+                                  # the encryption key that opens encrypted arguments. Keep it secret (mode 0600).\n";
+
+fn render(file: &KeyFile) -> Zeroizing<String> {
+    Zeroizing::new(format!("{HEADER}{}", toml::to_string(file).unwrap_or_default()))
+}
+
+/// A new signing key in `file` (id `hs-<suffix>` or `ed-<suffix>`); for
+/// Ed25519 also its public-only entry.
+fn new_signing_key(file: &mut KeyFile, alg: SigAlg, kid_suffix: &str) -> (String, Option<SigKeyFile>) {
+    let kid = format!("{}-{kid_suffix}", if alg == SigAlg::Hs256 { "hs" } else { "ed" });
+    let secret = random32();
+    let (key, public) = match alg {
+        SigAlg::Hs256 => (
+            SigKeyFile {
+                kid: kid.clone(),
+                alg,
+                secret: Some(URL_SAFE_NO_PAD.encode(secret.as_ref())),
+                private: None,
+                public: None,
+                classes: everything(),
+                queues: everything(),
+            },
+            None,
+        ),
+        SigAlg::EdDsa => {
+            let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
+            let public = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
+            (
+                SigKeyFile {
+                    kid: kid.clone(),
+                    alg,
+                    secret: None,
+                    private: Some(URL_SAFE_NO_PAD.encode(secret.as_ref())),
+                    public: Some(public.clone()),
+                    classes: everything(),
+                    queues: everything(),
+                },
+                Some(SigKeyFile {
+                    kid: kid.clone(),
+                    alg,
+                    secret: None,
+                    private: None,
+                    public: Some(public),
+                    classes: everything(),
+                    queues: everything(),
+                }),
+            )
+        }
+    };
+    file.keys.push(key);
+    (kid, public)
+}
+
+/// A new encryption key in `file` (id `enc-<suffix>`).
+fn new_encryption_key(file: &mut KeyFile, kid_suffix: &str) -> String {
+    let kid = format!("enc-{kid_suffix}");
+    file.encryption_keys.push(EncKeyFile {
+        kid: kid.clone(),
+        alg: "XC20P".into(),
+        secret: URL_SAFE_NO_PAD.encode(random32().as_ref()),
+    });
+    kid
+}
+
 /// The words of the keys file format, which error messages may quote.
 const KEY_FILE_WORDS: &[&str] = &[
     "signing_key",
@@ -445,69 +523,83 @@ impl Keyring {
     /// key, both active. Returns the file text and, for EdDSA, the public-only
     /// file workers use.
     pub fn generate(alg: SigAlg, kid_suffix: &str) -> (Zeroizing<String>, Option<String>) {
-        let kid = format!("{}-{kid_suffix}", if alg == SigAlg::Hs256 { "hs" } else { "ed" });
-        let ekid = format!("enc-{kid_suffix}");
-        let secret = random32();
-        let (key, public_file) = match alg {
-            SigAlg::Hs256 => (
-                SigKeyFile {
-                    kid: kid.clone(),
-                    alg,
-                    secret: Some(URL_SAFE_NO_PAD.encode(secret.as_ref())),
-                    private: None,
-                    public: None,
-                    classes: everything(),
-                    queues: everything(),
-                },
-                None,
-            ),
-            SigAlg::EdDsa => {
-                let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
-                let public = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
-                let public_only = KeyFile {
-                    signing_key: None,
-                    encryption_key: None,
-                    keys: vec![SigKeyFile {
-                        kid: kid.clone(),
-                        alg,
-                        secret: None,
-                        private: None,
-                        public: Some(public.clone()),
-                        classes: everything(),
-                        queues: everything(),
-                    }],
-                    encryption_keys: Vec::new(),
-                };
-                (
-                    SigKeyFile {
-                        kid: kid.clone(),
-                        alg,
-                        secret: None,
-                        private: Some(URL_SAFE_NO_PAD.encode(secret.as_ref())),
-                        public: Some(public),
-                        classes: everything(),
-                        queues: everything(),
-                    },
-                    Some(toml::to_string(&public_only).unwrap_or_default()),
-                )
+        let mut file = KeyFile {
+            signing_key: None,
+            encryption_key: None,
+            keys: Vec::new(),
+            encryption_keys: Vec::new(),
+        };
+        let (kid, public) = new_signing_key(&mut file, alg, kid_suffix);
+        file.signing_key = Some(kid);
+        let ekid = new_encryption_key(&mut file, kid_suffix);
+        file.encryption_key = Some(ekid.clone());
+        // Workers of an Ed25519 producer get the public key, and the
+        // encryption key they need to open encrypted arguments.
+        let worker_file = public.map(|public| {
+            let enc = file.encryption_keys.iter().find(|k| k.kid == ekid).map(|k| EncKeyFile {
+                kid: k.kid.clone(),
+                alg: k.alg.clone(),
+                secret: k.secret.clone(),
+            });
+            let workers = KeyFile {
+                signing_key: None,
+                encryption_key: Some(ekid),
+                keys: vec![public],
+                encryption_keys: enc.into_iter().collect(),
+            };
+            format!("{WORKER_FILE_HEADER}{}", toml::to_string(&workers).unwrap_or_default())
+        });
+        (render(&file), worker_file)
+    }
+
+    /// Adds a new key to a keys file's text, every other key left as it
+    /// was: a signing key (`alg`), or an encryption key (`alg` `None`).
+    /// With `activate` it becomes the one that signs (or encrypts); the old
+    /// one still verifies (decrypts) the jobs made before. Returns the new
+    /// text, the new key's id, and for an Ed25519 key the entry workers add
+    /// to their verify-only file.
+    pub fn add_key(
+        text: &str,
+        alg: Option<SigAlg>,
+        kid_suffix: &str,
+        activate: bool,
+    ) -> Result<AddedKey, KeyringError> {
+        // The file must be valid before: it is re-read, and written back whole.
+        Keyring::from_toml(text)?;
+        let mut file: KeyFile = toml::from_str(text)
+            .map_err(|e| KeyringError::Parse(crate::toml_error::describe(text, &e, KEY_FILE_WORDS)))?;
+        let (kid, worker_entry) = match alg {
+            Some(alg) => {
+                let (kid, public) = new_signing_key(&mut file, alg, kid_suffix);
+                if activate {
+                    file.signing_key = Some(kid.clone());
+                }
+                let entry = public.map(|p| {
+                    let one = KeyFile {
+                        signing_key: None,
+                        encryption_key: None,
+                        keys: vec![p],
+                        encryption_keys: Vec::new(),
+                    };
+                    toml::to_string(&one).unwrap_or_default()
+                });
+                (kid, entry)
+            }
+            None => {
+                let kid = new_encryption_key(&mut file, kid_suffix);
+                if activate {
+                    file.encryption_key = Some(kid.clone());
+                }
+                (kid, None)
             }
         };
-        let file = KeyFile {
-            signing_key: Some(kid),
-            encryption_key: Some(ekid.clone()),
-            keys: vec![key],
-            encryption_keys: vec![EncKeyFile {
-                kid: ekid,
-                alg: "XC20P".into(),
-                secret: URL_SAFE_NO_PAD.encode(random32().as_ref()),
-            }],
-        };
-        let header = "# resq keys: keep this file secret (mode 0600). Rotate by adding a key and\n\
-                      # pointing signing_key at it; keep the old key until its jobs have expired.\n";
-        (
-            Zeroizing::new(format!("{header}{}", toml::to_string(&file).unwrap_or_default())),
-            public_file,
-        )
+        let text = render(&file);
+        Keyring::from_toml(&text)?;
+        Ok(AddedKey {
+            text,
+            kid,
+            worker_entry,
+        })
     }
 
     /// The key that signs new jobs, if this process may sign.
