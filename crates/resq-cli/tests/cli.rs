@@ -452,11 +452,12 @@ async fn expired_jobs_are_listed_after_a_sweep() {
         ..Default::default()
     };
     let id = env.client().enqueue_with(&Sleep { ms: 1 }, options).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The sweep is told the time: a second from now the job has expired.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64;
+        .as_millis() as u64
+        + 1_000;
     assert_eq!(
         env.store
             .sweep_expired(now, "t", std::time::Duration::from_secs(1))

@@ -66,12 +66,10 @@ async fn retries_run_until_max_attempts_then_land_in_failed_with_their_history()
     env.client().enqueue(&Flaky { n: 1 }).await.unwrap();
     let (control, rx) = Control::new();
     let worker = tokio::spawn(Worker::new(env.dyn_store(), lifecycle_registry(), env.config("default")).run(rx));
-    for _ in 0..500 {
-        if !env.lrange("resque:failed").await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a failure recorded", || async {
+        !env.lrange("resque:failed").await.is_empty()
+    })
+    .await;
     control.quit();
     worker.await.unwrap().unwrap();
 
@@ -298,12 +296,10 @@ async fn a_types_timeout_applies_and_timeouts_are_retried() {
         )
         .run(rx),
     );
-    for _ in 0..500 {
-        if !env.lrange("resque:failed").await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a failure recorded", || async {
+        !env.lrange("resque:failed").await.is_empty()
+    })
+    .await;
     control.quit();
     worker.await.unwrap().unwrap();
     let record: Value = serde_json::from_str(&env.lrange("resque:failed").await[0]).unwrap();
@@ -511,17 +507,28 @@ async fn hooks_run_around_perform_on_retry_and_on_failure_including_expiry() {
         ..Default::default()
     };
     let expired = client.enqueue_with(&Hooked { fail: false }, options).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Until the clock passes its expires_at (1 ms from now).
+    let expires_at_ms = env
+        .lrange("resque:queue:default")
+        .await
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .find(|v| v["id"] == expired.as_str())
+        .and_then(|v| v["expires_at"].as_f64())
+        .map(|at| (at * 1000.0) as u64 + 1)
+        .unwrap();
+    eventually("the clock passes the job's expiry", || async {
+        now_ms() > expires_at_ms
+    })
+    .await;
 
     let (control, rx) = Control::new();
     let registry = lifecycle_registry().register::<Hooked>();
     let worker = tokio::spawn(Worker::new(env.dyn_store(), registry, env.config("default,blocked")).run(rx));
-    for _ in 0..500 {
-        if env.lrange("resque:failed").await.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("three failures recorded", || async {
+        env.lrange("resque:failed").await.len() >= 3
+    })
+    .await;
     control.quit();
     worker.await.unwrap().unwrap();
 
@@ -581,18 +588,17 @@ async fn the_sweeper_removes_expired_jobs_one_worker_at_a_time_and_records_them(
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
 
+    // The sweep is told the time: a second from now, the 1 ms jobs are
+    // long expired and the week-long ones are not. No waiting.
+    let later = now_ms() + 1_000;
     let every = Duration::from_secs(60);
     assert_eq!(
-        env.store.sweep_expired(now_ms(), "worker-a", every).await.unwrap(),
+        env.store.sweep_expired(later, "worker-a", every).await.unwrap(),
         Some(4)
     );
     // Another worker in the same interval does not sweep again.
-    assert_eq!(
-        env.store.sweep_expired(now_ms(), "worker-b", every).await.unwrap(),
-        None
-    );
+    assert_eq!(env.store.sweep_expired(later, "worker-b", every).await.unwrap(), None);
     let queue = env.lrange("resque:queue:default").await;
     assert_eq!(queue.len(), 1);
     assert!(queue[0].contains("fresh"));
@@ -626,12 +632,10 @@ async fn a_running_worker_sweeps_queues_it_does_not_work() {
     config.sweep_interval = Duration::from_millis(100);
     let (control, rx) = Control::new();
     let worker = tokio::spawn(Worker::new(env.dyn_store(), lifecycle_registry(), config).run(rx));
-    for _ in 0..500 {
-        if env.store.expired_total().await.unwrap() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("one expired job swept", || async {
+        env.store.expired_total().await.unwrap() == 1
+    })
+    .await;
     control.quit();
     worker.await.unwrap().unwrap();
     assert_eq!(env.store.expired_total().await.unwrap(), 1);
