@@ -214,14 +214,14 @@ async fn every_attack_is_refused_with_its_exact_reason_and_no_secret_leaks() {
         ("atk.replay", original, "replayed"),
         (
             "atk.expired",
-            seal(
-                "main",
-                "Echo",
-                "atk.expired",
-                json!([{"message": "late"}]),
-                false,
-                Some(Duration::from_millis(1)),
-            ),
+            // Signed by a key holder, with a lifetime that ended in 2001.
+            {
+                let fresh = echo("main", "atk.expired", "late");
+                let mut envelope = Envelope::decode(&fresh, &PayloadLimits::default()).unwrap();
+                envelope.expires_at = Some(1_000_000_000.0);
+                sign(&mut envelope, producer("main").signer().unwrap()).unwrap();
+                envelope.to_bytes().unwrap()
+            },
             "expired",
         ),
         (
@@ -321,7 +321,6 @@ async fn every_attack_is_refused_with_its_exact_reason_and_no_secret_leaks() {
     for (queue, payload, _) in &cases {
         push(&env, queue, payload.clone()).await;
     }
-    tokio::time::sleep(Duration::from_millis(20)).await; // atk.expired expires
     let outcomes = run_worker(&env).await;
     for (queue, _, want) in &cases {
         let got = match outcomes.get(*queue) {
@@ -351,6 +350,23 @@ async fn every_attack_is_refused_with_its_exact_reason_and_no_secret_leaks() {
         RAN.lock().unwrap().iter().filter(|m| *m == "original").count(),
         1,
         "the replay did not run"
+    );
+
+    // decrypt_failed names the key, and what to do when a worker lacks one.
+    let records: Vec<Value> = env
+        .lrange("resque:failed")
+        .await
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    let error_of = |queue: &str| records.iter().find(|r| r["queue"] == queue).unwrap()["error"].clone();
+    assert_eq!(
+        error_of("atk.ct_rebound"),
+        "the arguments do not decrypt with key e1: edited, or bound to another job"
+    );
+    assert_eq!(
+        error_of("atk.plaintext_secret"),
+        "this class requires encrypted arguments; the job's are plaintext"
     );
 
     // No key material, in any encoding, in the logs or the failed list.
