@@ -1,4 +1,5 @@
-//! `resq keys generate` and `resq jobs list|schema`.
+//! `resq keys generate|add|rotate`: keys files, written mode 0600, rotated
+//! without hand-editing.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use resq::{Keyring, SigAlg};
 
-use crate::{demo_jobs, Failure};
+use crate::Failure;
 
 #[derive(Subcommand)]
 pub enum KeysAction {
@@ -167,64 +168,5 @@ fn replace_file(path: &Path, text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?;
     tmp.persist(path)
         .map_err(|e| Failure::runtime(format!("cannot replace {}: {}", path.display(), e.error)))?;
-    Ok(())
-}
-
-#[derive(Subcommand)]
-pub enum JobsAction {
-    /// The job classes this binary registers.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// A class's argument schema (JSON Schema), derived from its Rust type.
-    Schema { class: String },
-}
-
-pub fn jobs(action: JobsAction) -> Result<(), Failure> {
-    let registry = demo_jobs::registry();
-    match action {
-        JobsAction::List { json } => {
-            let infos: Vec<resq::ClassInfo> = registry.classes().iter().filter_map(|c| registry.info(c)).collect();
-            if json {
-                let rows: Vec<serde_json::Value> = infos
-                    .iter()
-                    .map(|i| {
-                        serde_json::json!({
-                            "class": i.class,
-                            "queue": i.queue,
-                            "encrypted": i.encrypt,
-                            "max_attempts": i.max_attempts,
-                            "timeout_ms": i.timeout.map(|t| t.as_millis() as u64),
-                            "ttl_s": i.ttl.map(|t| t.as_secs()),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(rows));
-                return Ok(());
-            }
-            for i in infos {
-                println!(
-                    "{:<10} queue={} encrypted={} attempts={} timeout={}",
-                    i.class,
-                    i.queue,
-                    i.encrypt,
-                    i.max_attempts,
-                    i.timeout
-                        .map_or("none".to_string(), |t| format!("{} ms", t.as_millis()))
-                );
-            }
-        }
-        JobsAction::Schema { class } => {
-            let schema = registry.schema(&class).ok_or_else(|| {
-                Failure::usage(format!(
-                    "class {:?} is not registered here (see `resq jobs list`)",
-                    crate::output::clip(&class, 64)
-                ))
-            })?;
-            println!("{}", serde_json::to_string_pretty(schema).map_err(Failure::runtime)?);
-        }
-    }
     Ok(())
 }

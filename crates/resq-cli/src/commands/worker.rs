@@ -9,7 +9,7 @@ use resq::{Control, QueueSpec, Worker, WorkerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{IsolationMode, Settings};
-use crate::{connect, demo_jobs, Failure};
+use crate::{connect, Failure};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -112,7 +112,7 @@ pub fn worker_config(
     Ok(config)
 }
 
-pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
+pub async fn run(settings: &Settings, registry: &resq::Registry, args: WorkerArgs) -> Result<(), Failure> {
     // What the command line says is checked before anything is read.
     if let Some(n) = args.concurrency {
         check_concurrency(n, isolation(settings, args.isolation)?.is_some())?;
@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<(), Failure> {
     let store = connect(settings).await?;
     let (control, rx) = Control::new();
     spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-    let report = Worker::new(store, demo_jobs::registry(), config)
+    let report = Worker::new(store, registry.clone(), config)
         .with_cron(settings.cron.clone())
         .run(rx)
         .await

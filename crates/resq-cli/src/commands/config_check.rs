@@ -8,8 +8,9 @@ use std::sync::Arc;
 use clap::Subcommand;
 use resq::Store;
 
+use super::worker as worker_cmd;
 use crate::config::Settings;
-use crate::{connect, demo_jobs, worker_cmd, Failure};
+use crate::{connect, Failure};
 
 #[derive(Subcommand)]
 pub enum ConfigAction {
@@ -22,7 +23,7 @@ pub enum ConfigAction {
     },
 }
 
-pub async fn run(settings: &Settings, action: ConfigAction) -> Result<(), Failure> {
+pub async fn run(settings: &Settings, registry: &resq::Registry, action: ConfigAction) -> Result<(), Failure> {
     let ConfigAction::Check { isolation } = action;
     let mut ok = Vec::new();
     ok.push(match &settings.source {
@@ -52,8 +53,7 @@ pub async fn run(settings: &Settings, action: ConfigAction) -> Result<(), Failur
         config.concurrency,
         if config.isolation.is_some() { "process" } else { "none" }
     ));
-    let registry = demo_jobs::registry();
-    resq::cron::check_entries(&settings.cron, &registry).map_err(Failure::usage)?;
+    resq::cron::check_entries(&settings.cron, registry).map_err(Failure::usage)?;
     if !settings.cron.is_empty() && keyring.signer().is_none() {
         return Err(Failure::usage(
             "[[cron]] entries are set but the keys file holds no signing key: workers sign the jobs they fire",

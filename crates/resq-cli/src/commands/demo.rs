@@ -12,10 +12,10 @@ use resq::{Client, Control, EnqueueOptions, JobOutcome, Keyring, OutgoingJob, Po
 use resq_redis::{RedisConfig, RedisStore};
 use serde_json::{json, Value};
 
+use super::worker::worker_config;
 use crate::config::Settings;
 use crate::demo_jobs::{Alloc, Echo, Fail, Sleep, Spin};
 use crate::output::{clip, safe};
-use crate::worker_cmd::worker_config;
 use crate::Failure;
 
 /// One demo job: its queue (which names the case) and the expected outcome.
@@ -302,7 +302,16 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
     Ok(hello)
 }
 
-pub async fn run(settings: &Settings) -> Result<(), Failure> {
+pub async fn run(settings: &Settings, registry: &resq::Registry) -> Result<(), Failure> {
+    // The demo runs the shipped demo jobs, in this process and (process
+    // isolation) in children started from this program.
+    let demo = crate::demo_jobs::registry();
+    if demo.classes().iter().any(|c| registry.info(c).is_none()) {
+        return Err(Failure::usage(
+            "the demo runs resq's demo jobs (Echo, Sleep, Spin, Alloc, ...), which this program does not \
+             register: run `resq demo`",
+        ));
+    }
     // A private server unless the user configured one.
     let mut private: Option<LocalRedis> = None;
     let (redis_config, namespace) = match &settings.redis {

@@ -1,0 +1,69 @@
+//! One file per command. Each takes the settings (and, when it runs or
+//! checks jobs, the registry of job types) and returns a `Failure` to print.
+
+pub mod config_check;
+pub mod cron;
+pub mod demo;
+pub mod enqueue;
+pub mod expired;
+pub mod failed;
+pub mod jobs;
+pub mod keys;
+pub mod queue;
+pub mod queues;
+pub mod schedule;
+pub mod stats;
+pub mod worker;
+pub mod workers;
+
+use std::sync::Arc;
+
+use clap::Args;
+use resq::{Admin, Store};
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::output::clip;
+use crate::{connect, Failure};
+
+#[derive(Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which page of a list to show, and how.
+#[derive(Args)]
+pub struct Page {
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    #[arg(long, default_value_t = 20)]
+    limit: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An admin action's failure: the store's is a runtime error, the rest are the
+/// user's input (exit 2).
+pub(crate) fn admin_failure(e: resq::AdminError) -> Failure {
+    match e {
+        resq::AdminError::Store(_) => Failure::runtime(e),
+        _ => Failure::usage(e),
+    }
+}
+
+pub(crate) async fn admin(settings: &Settings) -> Result<Admin, Failure> {
+    let store: Arc<dyn Store> = connect(settings).await?;
+    Ok(Admin::new(store))
+}
+
+/// A stored payload as JSON output shows it: always an object (a stand-in
+/// with the text in `raw` when it is not a job object).
+pub(crate) fn payload_object(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({"class": resq::failure::UNREADABLE_CLASS, "args": [], "raw": clip(text, 512)}),
+    }
+}
