@@ -50,10 +50,7 @@ pub struct SealOptions {
 /// Why a job was not enqueued. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error(
-        "no signing key: run `resq keys generate --out keys.toml` and point RESQ_KEYS_FILE \
-         (or security.keys_file in resq.toml) at it"
-    )]
+    #[error("the keyring holds no signing key: a producer signs every job (`resq keys generate` makes one)")]
     NoSigningKey,
     #[error("job {class} needs encrypted arguments but the keyring has no encryption_key")]
     NoEncryptionKey { class: String },

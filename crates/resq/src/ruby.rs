@@ -23,8 +23,8 @@ pub enum RubyEnqueueError {
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(
-        "queue {0} is not declared as Ruby's: add it to [ruby] queues (RESQ_RUBY_QUEUES) if Ruby workers \
-         serve it, or enqueue a signed job for resq instead"
+        "queue {0} is not declared as Ruby's: declare it (the producer's list of Ruby queues) if Ruby \
+         workers serve it, or enqueue a signed job for resq instead"
     )]
     NotRuby(String),
     #[error(

@@ -439,6 +439,7 @@ async fn run_isolated(
     config.isolation = Some(resq::worker::isolation::Isolation {
         memory_limit: Some(128 * 1024 * 1024),
         cpu_limit: Some(Duration::from_secs(1)),
+        remove_env: vec!["RESQ_*".into()],
         ..Default::default()
     });
     let (_control, rx) = Control::new();

@@ -50,7 +50,13 @@ pub fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Opt
         memory_limit: Some(memory_limit),
         cpu_limit: section.cpu_limit_ms.map(Duration::from_millis),
         jobs_per_child: section.jobs_per_child,
-        remove_env: settings.secret_env.clone(),
+        // resq's own settings (RESQ_*: the Redis URL and password, the keys
+        // file) and the password variable stay with the worker.
+        remove_env: [String::from("RESQ_*")]
+            .into_iter()
+            .chain(settings.secret_env.clone())
+            .collect(),
+        pass_env: vec!["RESQ_LOG".into()],
     }))
 }
 

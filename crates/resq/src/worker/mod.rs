@@ -144,8 +144,8 @@ pub enum WorkerError {
     #[error("the registry is empty: register at least one job type")]
     EmptyRegistry,
     #[error(
-        "no verification keys and no queue accepts unsigned jobs: run `resq keys generate --out keys.toml` \
-         and point RESQ_KEYS_FILE (or security.keys_file) at it"
+        "the keyring holds no verification key and no queue accepts unsigned jobs: give the worker the \
+         keys its producers sign with (`resq keys generate` makes them)"
     )]
     NoKeys,
     #[error("{0}")]

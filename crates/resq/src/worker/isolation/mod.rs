@@ -35,9 +35,9 @@
 //! after the job, at its timeout, and when the worker dies (see `tree.rs`).
 //!
 //! The children run as the worker's user: this stops runaway jobs, it is not
-//! a sandbox against hostile code. They do not inherit resq's own settings
-//! (`RESQ_*`, which carry the Redis address and password), nor any variable
-//! named in [`Isolation::remove_env`].
+//! a sandbox against hostile code. They do not inherit any variable
+//! [`Isolation::remove_env`] names (the `resq` command removes its own
+//! settings, `RESQ_*`, which carry the Redis address and password).
 
 mod child;
 mod death;
@@ -70,9 +70,13 @@ pub struct Isolation {
     /// Replace a child after this many jobs; `Some(1)` runs every job in a
     /// fresh process. `None`: keep children as long as they are healthy.
     pub jobs_per_child: Option<u32>,
-    /// More environment variables the children must not see (secrets the
-    /// worker needs and the jobs do not).
+    /// Environment variables the children must not see (secrets the worker
+    /// needs and the jobs do not): names, or prefixes ending in `*`
+    /// (`MYAPP_*`).
     pub remove_env: Vec<String>,
+    /// Variables among those removed that the children get anyway (a log
+    /// filter, say).
+    pub pass_env: Vec<String>,
 }
 
 /// Why process isolation could not start.

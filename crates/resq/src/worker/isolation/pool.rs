@@ -248,13 +248,17 @@ impl Children {
 
     async fn spawn(&self) -> Result<Child, NoChild> {
         let mut command = Command::new(&self.program);
-        // resq's own settings (Redis URL and password, keys file) stay with
-        // the worker: job code in the child has no use for them.
+        // The worker's own settings (Redis URL and password, keys file)
+        // stay with it: job code in the child has no use for them.
         for (name, _) in std::env::vars_os() {
-            let remove = name
-                .to_str()
-                .is_some_and(|n| n.starts_with("RESQ_") || self.config.remove_env.iter().any(|r| r == n));
-            if remove {
+            let Some(n) = name.to_str() else { continue };
+            let named = |list: &[String]| {
+                list.iter().any(|r| match r.strip_suffix('*') {
+                    Some(prefix) => n.starts_with(prefix),
+                    None => r == n,
+                })
+            };
+            if named(&self.config.remove_env) && !named(&self.config.pass_env) {
                 command.env_remove(&name);
             }
         }
@@ -267,9 +271,6 @@ impl Children {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        if let Some(log) = std::env::var_os("RESQ_LOG") {
-            command.env("RESQ_LOG", log);
-        }
         if let Some(bytes) = self.config.memory_limit {
             command.env(MEMORY_ENV, bytes.to_string());
         }
