@@ -72,7 +72,7 @@ pub(crate) async fn launch(
         config.heartbeat_interval,
         config.liveness_ttl,
     ));
-    let scheduler = tokio::spawn(super::scheduler::run(Arc::clone(&store), config.schedule_interval));
+    let promoter = tokio::spawn(super::promoter::run(Arc::clone(&store), config.schedule_interval));
     let sweeper = tokio::spawn(super::sweeper::run(
         Arc::clone(&store),
         id.clone(),
@@ -135,7 +135,7 @@ pub(crate) async fn launch(
 
     liveness.abort();
     reaper.abort();
-    scheduler.abort();
+    promoter.abort();
     sweeper.abort();
     if let Some(cron) = cron {
         cron.abort();

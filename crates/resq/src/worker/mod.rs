@@ -13,7 +13,7 @@ mod perform;
 mod process;
 pub mod ranges;
 mod reaper;
-mod scheduler;
+mod promoter;
 mod sweeper;
 
 use std::collections::BTreeMap;
