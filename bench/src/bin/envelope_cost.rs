@@ -69,7 +69,9 @@ fn measure() -> Result<(), BenchError> {
                     encrypt,
                     ..SealOptions::default()
                 };
-                policy.seal("SendEmail", "mailers", args(), options).map(|(_, p)| p)
+                policy
+                    .seal("SendEmail", "mailers", args(), options)
+                    .map(|sealed| sealed.payload().to_vec())
             })
             .collect::<Result<_, _>>()?;
         for p in &payloads {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use local_redis::LocalRedis;
 use resq::{
-    Client, Control, Job, JobContext, JobError, Keyring, OutgoingJob, Registry, SigAlg, Store, Worker, WorkerConfig,
+    Client, Control, Job, JobContext, JobError, JobQueues, Keyring, Registry, SigAlg, Store, Worker, WorkerConfig,
 };
 use resq_bench::BenchError;
 use resq_redis::{RedisConfig, RedisStore};
@@ -168,32 +168,23 @@ impl Bench {
             left -= count;
             for start in (0..count).step_by(10_000) {
                 let batch = (count - start).min(10_000);
-                let jobs: Vec<OutgoingJob> = if signed {
+                if signed {
                     // Sealed like any producer's jobs: validated, signed.
                     let args: Vec<Vec<serde_json::Value>> = (0..batch)
                         .map(|_| vec![serde_json::json!({ "pad": "x".repeat(pad) })])
                         .collect();
-                    policy
-                        .seal_many("Noop", q, args, resq::SealOptions::default())?
-                        .into_iter()
-                        .map(|(_, payload)| OutgoingJob {
-                            queue: q.clone(),
-                            payload,
-                        })
-                        .collect()
+                    let jobs = policy.seal_many("Noop", q, args, resq::SealOptions::default())?;
+                    self.store.enqueue(&jobs).await?;
                 } else {
+                    // Ruby's jobs: bytes no policy saw.
                     let payload = format!(
                         r#"{{"class":"Noop","args":[{{"pad":"{}"}}],"queue":"{q}"}}"#,
                         "x".repeat(pad)
                     );
-                    (0..batch)
-                        .map(|_| OutgoingJob {
-                            queue: q.clone(),
-                            payload: payload.clone().into_bytes(),
-                        })
-                        .collect()
-                };
-                self.store.enqueue(&jobs).await?;
+                    let jobs: Vec<(String, Vec<u8>)> =
+                        (0..batch).map(|_| (q.clone(), payload.clone().into_bytes())).collect();
+                    self.store.push_unchecked(&jobs).await?;
+                }
             }
         }
         Ok(())
@@ -381,12 +372,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
                             client.enqueue(&Noop { pad: String::new() }).await?;
                         } else {
                             let p = br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec();
-                            store
-                                .enqueue(&[OutgoingJob {
-                                    queue: "default".into(),
-                                    payload: p,
-                                }])
-                                .await?;
+                            store.push_unchecked(&[("default".to_string(), p)]).await?;
                         }
                     }
                     Ok::<(), BenchError>(())
@@ -406,14 +392,14 @@ async fn run(args: Args) -> Result<(), BenchError> {
                 }
             } else {
                 for chunk in jobs.chunks(10_000) {
-                    let out: Vec<OutgoingJob> = chunk
+                    let out: Vec<(String, Vec<u8>)> = chunk
                         .iter()
-                        .map(|_| OutgoingJob {
-                            queue: "default".into(),
-                            payload: br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#.to_vec(),
+                        .map(|_| {
+                            let p = br#"{"class":"Noop","args":[{"pad":""}],"queue":"default"}"#;
+                            ("default".to_string(), p.to_vec())
                         })
                         .collect();
-                    bench.store.enqueue(&out).await?;
+                    bench.store.push_unchecked(&out).await?;
                 }
             }
             bulk.push(n as f64 / start.elapsed().as_secs_f64());
@@ -531,10 +517,7 @@ async fn latency(bench: &Bench, signed: bool) -> Result<(f64, f64), BenchError> 
             );
             bench
                 .store
-                .enqueue(&[OutgoingJob {
-                    queue: "lat".into(),
-                    payload: p.into_bytes(),
-                }])
+                .push_unchecked(&[("lat".to_string(), p.into_bytes())])
                 .await?;
         }
     }

@@ -445,7 +445,7 @@ async fn queue_pause_resume_and_cap_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_jobs_are_listed_after_a_sweep() {
-    use resq::Store;
+    use resq::Schedules;
     let env = Env::start().await;
     let options = resq::EnqueueOptions {
         ttl: Some(std::time::Duration::from_millis(1)),
@@ -453,18 +453,12 @@ async fn expired_jobs_are_listed_after_a_sweep() {
     };
     let id = env.client().enqueue_with(&Sleep { ms: 1 }, options).await.unwrap();
     // The sweep is told the time: a second from now the job has expired.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 1_000;
-    assert_eq!(
-        env.store
-            .sweep_expired(now, "t", std::time::Duration::from_secs(1))
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    let turn = resq::store::SweepTurn {
+        now: resq::UnixMs::now().plus(std::time::Duration::from_secs(1)),
+        owner: "t",
+        every: std::time::Duration::from_secs(1),
+    };
+    assert_eq!(env.store.sweep_expired(&turn).await.unwrap(), Some(1));
     let text = stdout(&env.run(&["expired", "list"]));
     assert!(
         text.contains("1 expired job(s)") && text.contains(&id) && text.contains("class=Sleep"),

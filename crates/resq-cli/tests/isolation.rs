@@ -233,7 +233,8 @@ async fn a_refusal_is_never_retried_and_never_reaches_perform() {
         policy
             .seal("Flaky", "iso.refuse", vec![args], resq::SealOptions::default())
             .unwrap()
-            .1
+            .payload()
+            .to_vec()
     };
     let invalid = seal(serde_json::json!({"failures": 99, "message": "over the rule"}));
     let mut tampered: Value = serde_json::from_slice(&seal(serde_json::json!({"failures": 0}))).unwrap();
@@ -513,7 +514,8 @@ async fn tampered_replayed_and_expired_jobs_never_reach_a_child() {
                 resq::SealOptions::default(),
             )
             .unwrap()
-            .1
+            .payload()
+            .to_vec()
     };
     // One that runs, so its bytes can be replayed.
     let original = echo("original");

@@ -212,7 +212,7 @@ async fn burst_workers_fire_no_cron_and_cron_list_shows_the_next_tick() {
     let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
     let entries = listed["entries"].as_array().unwrap();
     let new_year = entries.iter().find(|e| e["name"] == "new-year").unwrap();
-    let expected = resq::clock::iso8601(next_new_year_ms() as f64 / 1000.0);
+    let expected = resq::UnixMs(next_new_year_ms()).to_string();
     assert_eq!(new_year["next"], expected.as_str());
     assert_eq!(new_year["last_fired"], Value::Null);
 }

@@ -23,7 +23,7 @@ async fn fifty_copies_across_four_workers_run_once() {
     .await;
 
     let keyring = std::sync::Arc::new(Keyring::load(&env.keys_path()).unwrap());
-    let (id, job) = Policy::new(keyring)
+    let sealed = Policy::new(keyring)
         .unwrap()
         .seal(
             "Echo",
@@ -32,6 +32,7 @@ async fn fifty_copies_across_four_workers_run_once() {
             SealOptions::default(),
         )
         .unwrap();
+    let (id, job) = (sealed.id().to_string(), sealed.payload().to_vec());
     // Pushed the way an attacker with Redis access would, each copy with a
     // wake-up so that every idle worker races for it.
     for _ in 0..50 {

@@ -78,6 +78,11 @@ impl Keys {
     pub fn failed_trimmed(&self) -> String {
         self.k("resq:stat:failed-trimmed")
     }
+    /// Failure records by id (hash failure_id -> the record's bytes), so one
+    /// is found without scanning the failed list.
+    pub fn failure_index(&self) -> String {
+        self.k("resq:failure-index")
+    }
     /// Jobs enqueued to run later, scored by when (unix ms).
     pub fn schedule(&self) -> String {
         self.k("resq:schedule")

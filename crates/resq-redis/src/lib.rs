@@ -3,12 +3,13 @@
 
 pub mod connect;
 pub mod keys;
+pub mod resque;
 mod scripts;
 pub mod store;
 
 pub use connect::{redact_url, ConnectError, RedisConfig};
 pub use keys::Keys;
-pub use store::RedisStore;
+pub use store::{RedisStore, UNROUTABLE_QUEUE};
 
 /// The README's examples compile (and stay true) as doctests.
 #[cfg(doctest)]

@@ -6,7 +6,12 @@ use std::sync::LazyLock;
 use redis::Script;
 
 pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
-pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/failed_list.lua"),
+        include_str!("lua/finish.lua")
+    ))
+});
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
@@ -45,8 +50,14 @@ pub(crate) static SCHEDULE_RUN: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
-pub(crate) static RECORD_FAILURES: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/record_failures.lua")));
+pub(crate) static RECORD_FAILURES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/failed_list.lua"),
+        include_str!("lua/record_failures.lua")
+    ))
+});
+pub(crate) static FAILED_REMOVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/failed_remove.lua")));
 pub(crate) static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/push_one.lua"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use local_redis::{LocalRedis, Options, TlsFiles};
-use resq::{Client, Control, Store, Worker};
+use resq::{Client, Control, JobQueues, Worker};
 use resq_redis::{RedisConfig, RedisStore};
 use secrecy::SecretString;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use resq::envelope::sign;
-use resq::{Control, Envelope, JobOutcome, Keyring, OutgoingJob, PayloadLimits, Policy, SealOptions, Store, Worker};
+use resq::{Control, Envelope, JobOutcome, Keyring, PayloadLimits, Policy, SealOptions, Worker};
 use serde_json::{json, Value};
 
 const MAIN: &str = "bWFpbi1rZXktbWFpbi1rZXktbWFpbi1rZXktbWFpbiE";
@@ -77,7 +77,8 @@ fn seal(kid: &str, class: &str, queue: &str, args: Value, encrypt: bool, ttl: Op
             },
         )
         .unwrap()
-        .1
+        .payload()
+        .to_vec()
 }
 
 fn echo(kid: &str, queue: &str, message: &str) -> Vec<u8> {
@@ -111,13 +112,8 @@ async fn run_worker(env: &Env) -> HashMap<String, Result<(), String>> {
 }
 
 async fn push(env: &Env, queue: &str, payload: Vec<u8>) {
-    env.store
-        .enqueue(&[OutgoingJob {
-            queue: queue.into(),
-            payload,
-        }])
-        .await
-        .unwrap();
+    // The raw path: bytes as an attacker with Redis access writes them.
+    env.store.push_unchecked(&[(queue.to_string(), payload)]).await.unwrap();
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use common::*;
 use local_redis::{LocalRedis, Options};
-use resq::store::{Claim, ClaimOutcome, Fetched, Finished, Store};
-use resq::{Control, Envelope, FetchedJob, PayloadLimits, Worker, WorkerId};
+use resq::store::FetchedJob;
+use resq::store::{Claim, ClaimOutcome, Fetched, Finished, JobQueues, Outcome, WorkerRegistry};
+use resq::{Control, Envelope, PayloadLimits, Worker, WorkerId};
 use resq_redis::{RedisConfig, RedisStore};
 
 const QUEUE: &str = "outage";
@@ -52,7 +53,7 @@ impl HandWorker {
     async fn start(env: &Env) -> HandWorker {
         let id = WorkerId::new("hand", 7, QUEUE);
         env.store
-            .register_worker(&id, "s", TTL.as_millis() as u64)
+            .register_worker(&registration(&id, TTL.as_millis() as u64))
             .await
             .unwrap();
         let Fetched::Jobs(jobs) = env.store.fetch(&id, &[QUEUE.to_string()], JOBS / 2).await.unwrap() else {
@@ -66,7 +67,7 @@ impl HandWorker {
                     queue: job.queue.clone(),
                     token: job.token.clone(),
                     mark: resq::mark::mark_of(&envelope).unwrap().unwrap(),
-                    until_ms: (envelope.expires_at.unwrap() * 1000.0) as u64,
+                    until: resq::UnixMs::from_secs_f64(envelope.expires_at.unwrap()),
                 }
             })
             .collect();
@@ -81,7 +82,7 @@ impl HandWorker {
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             loop {
-                let _ = store.keep_alive(&id, "s", TTL.as_millis() as u64).await;
+                let _ = store.keep_alive(&registration(&id, TTL.as_millis() as u64)).await;
                 tokio::time::sleep(TTL / 3).await;
             }
         })
@@ -129,8 +130,7 @@ async fn run(env: &mut Env, outage: impl AsyncFnOnce(&mut Env)) {
         .iter()
         .map(|job| Finished {
             job: job.clone(),
-            failure: None,
-            retry: None,
+            outcome: Outcome::Succeeded,
         })
         .collect();
     let report = env.store.finish(&hand.id, &done, &resq::Working::Keep).await.unwrap();

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use resq::mark::Mark;
-use resq::store::{Claim, ClaimOutcome, Fetched, Finished, Store};
-use resq::{FetchedJob, WorkerId};
+use resq::store::FetchedJob;
+use resq::store::{Claim, ClaimOutcome, Fetched, Finished, JobQueues, Outcome, WorkerRegistry};
+use resq::WorkerId;
 
 async fn push_echoes(env: &Env, queue: &str, n: usize) {
     for i in 0..n {
@@ -44,7 +45,7 @@ fn claim(job: &FetchedJob, mark: &Mark) -> Claim {
         queue: job.queue.clone(),
         token: job.token.clone(),
         mark: mark.clone(),
-        until_ms: (resq::clock::now_unix() as u64 + 86_400) * 1000,
+        until: resq::UnixMs::now().plus(Duration::from_secs(86_400)),
     }
 }
 
@@ -53,10 +54,7 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
     let env = Env::start().await;
     push_echoes(&env, "q", 5).await;
     let dead = WorkerId::new("gone", 1, "q");
-    env.store
-        .register_worker(&dead, "2026-11-24 09:58:58 +0000", 60_000)
-        .await
-        .unwrap();
+    env.store.register_worker(&registration(&dead, 60_000)).await.unwrap();
     let jobs = fetch(&env, &dead, "q", 3).await;
     assert_eq!(jobs.len(), 3);
     assert_eq!(env.lrange("resque:queue:q").await.len(), 2);
@@ -115,7 +113,7 @@ async fn after_an_outage_no_one_is_judged_until_the_fleet_renewed_for_a_full_per
     let env = Env::start().await;
     push_echoes(&env, "q", 2).await;
     let quiet = WorkerId::new("h", 1, "q");
-    env.store.register_worker(&quiet, "s", 60_000).await.unwrap();
+    env.store.register_worker(&registration(&quiet, 60_000)).await.unwrap();
     fetch(&env, &quiet, "q", 2).await;
     // An outage: every mark lapsed, the fleet's beat too.
     for key in ["resque:resq:beat".to_string(), format!("resque:resq:alive:{quiet}")] {
@@ -127,18 +125,18 @@ async fn after_an_outage_no_one_is_judged_until_the_fleet_renewed_for_a_full_per
     // something only a full period later.
     let other = WorkerId::new("h", 2, "q");
     assert!(
-        !env.store.keep_alive(&other, "s", 60_000).await.unwrap(),
+        !env.store.keep_alive(&registration(&other, 60_000)).await.unwrap(),
         "its mark was new"
     );
     assert!(
-        env.store.keep_alive(&other, "s", 60_000).await.unwrap(),
+        env.store.keep_alive(&registration(&other, 60_000)).await.unwrap(),
         "and now it is there"
     );
     let report = env.store.reap_dead_workers(Duration::from_secs(30)).await.unwrap();
     assert_eq!(report.deferred, [quiet.to_string()]);
     assert_eq!(env.in_flight(&quiet, "q").await.len(), 2);
     // The quiet worker was only slow: its next renewal saves its jobs.
-    env.store.keep_alive(&quiet, "s", 60_000).await.unwrap();
+    env.store.keep_alive(&registration(&quiet, 60_000)).await.unwrap();
     let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
     assert!(
         report.dead_workers.is_empty() && report.deferred.is_empty(),
@@ -152,7 +150,7 @@ async fn requeue_puts_jobs_back_at_the_head_once_and_releases_their_claims() {
     let env = Env::start().await;
     push_echoes(&env, "q", 4).await;
     let w = WorkerId::new("w", 2, "q");
-    env.store.register_worker(&w, "s", 10_000).await.unwrap();
+    env.store.register_worker(&registration(&w, 10_000)).await.unwrap();
     let jobs = fetch(&env, &w, "q", 2).await;
     let mark = Mark::parse("AAAAAAAAAAAAAAAA.5").unwrap();
     let outcomes = env.store.claim(&w, &[claim(&jobs[0], &mark)]).await.unwrap();
@@ -174,7 +172,7 @@ async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_go
     push_echoes(&env, "q", 6).await;
     let (a, b) = (WorkerId::new("a", 1, "q"), WorkerId::new("b", 2, "q"));
     for w in [&a, &b] {
-        env.store.register_worker(w, "s", 60_000).await.unwrap();
+        env.store.register_worker(&registration(w, 60_000)).await.unwrap();
     }
     let on_a = fetch(&env, &a, "q", 3).await;
     let on_b = fetch(&env, &b, "q", 3).await;
@@ -216,8 +214,7 @@ async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_go
         .iter()
         .map(|job| Finished {
             job: job.clone(),
-            failure: None,
-            retry: None,
+            outcome: Outcome::Succeeded,
         })
         .collect();
     let report = env.store.finish(&a, &done, &resq::Working::Keep).await.unwrap();
@@ -229,8 +226,7 @@ async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_go
         .iter()
         .map(|job| Finished {
             job: job.clone(),
-            failure: None,
-            retry: None,
+            outcome: Outcome::Succeeded,
         })
         .collect();
     let report = env.store.finish(&b, &done, &resq::Working::Keep).await.unwrap();
@@ -250,7 +246,7 @@ async fn a_new_worker_recovers_a_dead_workers_jobs_and_runs_each_once() {
         .collect();
     let ids = client.enqueue_bulk(&jobs).await.unwrap();
     let dead = WorkerId::new("gone", 3, "default");
-    env.store.register_worker(&dead, "s", 60_000).await.unwrap();
+    env.store.register_worker(&registration(&dead, 60_000)).await.unwrap();
     assert_eq!(fetch(&env, &dead, "default", 20).await.len(), 20);
     lapse(&env, &dead).await;
     // The burst worker waits for the reaper's verdict before it calls the

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use resq::{Admin, Control, JobOutcome, OutgoingJob, Policy, SealOptions, Store, Worker};
+use resq::{Admin, Control, JobOutcome, Policy, SealOptions, Worker};
 use serde_json::{json, Value};
 
 /// Every outcome per queue, in the order the worker reported them.
@@ -48,17 +48,14 @@ fn signed(env: &Env, class: &str, queue: &str, args: Value, options: SealOptions
         .unwrap()
         .seal(class, queue, args, options)
         .unwrap()
-        .1
+        .payload()
+        .to_vec()
 }
 
 async fn push_copies(env: &Env, queue: &str, payload: &[u8], copies: usize) {
-    let jobs: Vec<OutgoingJob> = (0..copies)
-        .map(|_| OutgoingJob {
-            queue: queue.to_string(),
-            payload: payload.to_vec(),
-        })
-        .collect();
-    env.store.enqueue(&jobs).await.unwrap();
+    // Copies of signed bytes, pushed past the policy as an attacker would.
+    let jobs: Vec<(String, Vec<u8>)> = (0..copies).map(|_| (queue.to_string(), payload.to_vec())).collect();
+    env.store.push_unchecked(&jobs).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,8 +165,8 @@ async fn a_failed_job_pushed_again_is_replayed_and_an_operator_retry_runs_it_onc
     let failures = admin.failed(0, 10).await.unwrap();
     let failed = failures
         .iter()
-        .find(|f| f.record.as_ref().and_then(|r| r.reason.as_deref()) == Some("job_failed"))
-        .and_then(|f| f.record.as_ref()?.failure_id.clone())
+        .find(|f| f.record.reason.as_deref() == Some("job_failed"))
+        .and_then(|f| f.record.id.clone())
         .expect("the job_failed record");
     admin.retry_failed(&failed).await.unwrap();
     let seen = run_burst(&env, "rp.fail", 8).await;

@@ -82,10 +82,12 @@ async fn ruby_payloads_run_and_stats_are_counted() {
     // per-worker stats are deleted at unregister, with every other trace
     assert!(env.keys("resque:stat:processed:*").await.is_empty());
     assert!(env.keys("resque:worker:*").await.is_empty());
+    let mut own = env.keys("resque:resq:*").await;
+    own.sort();
     assert_eq!(
-        env.keys("resque:resq:*").await,
-        ["resque:resq:beat"],
-        "only the fleet's beat, which lapses by itself"
+        own,
+        ["resque:resq:beat", "resque:resq:failure-index"],
+        "the fleet's beat, which lapses by itself, and the failed list's index"
     );
     let workers: Vec<String> = redis::cmd("SMEMBERS")
         .arg("resque:workers")

@@ -3,27 +3,26 @@
 
 use std::sync::Arc;
 
-use crate::failure::FailureRecord;
+use crate::clock::UnixMs;
 use crate::names::check_queue;
-use crate::store::{OutgoingJob, Schedule, Store, StoreError, StoreStats, WorkerRecord};
+use crate::store::{ExpiredRecord, FailureRecord, Schedule, ScheduledJob, Store, StoreError, StoreStats, WorkerRecord};
 
-/// Failure records are scanned in pages of this size when looked up by id.
+/// Failure records are scanned in pages of this size when a filter or a
+/// handle without an id needs it.
 const SCAN_PAGE: u64 = 500;
 
 /// One entry of the failed list.
 #[derive(Debug, Clone)]
 pub struct FailedEntry {
-    /// The stable handle that `retry` and `remove` take: the record's
-    /// `failure_id`, or for a record without one (Ruby's, `DirtyExit`
+    /// The stable handle that `retry` and `remove` take: the record's id
+    /// (`failure_id`), or for a record without one (Ruby's, `DirtyExit`
     /// included) `r-` and 16 hex digits of the SHA-256 of its bytes. It
     /// does not change when other records come or go.
     pub handle: String,
-    /// Position in the list (0 = oldest); changes as records are removed.
-    pub index: u64,
-    /// The record, parsed leniently; `None` when it is not a JSON object.
-    pub record: Option<FailureRecord>,
-    /// The record exactly as stored.
-    pub raw: String,
+    /// Position in the list (0 = oldest) when it was read from a page;
+    /// changes as records are removed.
+    pub index: Option<u64>,
+    pub record: FailureRecord,
 }
 
 /// Which failures an action takes: every one when all are `None`.
@@ -42,14 +41,12 @@ impl FailedFilter {
 
     /// True when `entry` passes every condition set.
     pub fn matches(&self, entry: &FailedEntry) -> bool {
-        let Some(record) = &entry.record else {
+        let record = &entry.record;
+        if !record.readable {
             return self.is_empty();
-        };
+        }
         let queue_ok = self.queue.as_deref().is_none_or(|q| record.queue.as_deref() == Some(q));
-        let class_ok = self
-            .class
-            .as_deref()
-            .is_none_or(|c| record.payload_class().as_deref() == Some(c));
+        let class_ok = self.class.as_deref().is_none_or(|c| record.class.as_deref() == Some(c));
         let reason_ok = self
             .reason
             .as_deref()
@@ -69,25 +66,26 @@ pub struct BulkRetry {
 /// A job waiting in the schedule or the retry set.
 #[derive(Debug, Clone)]
 pub struct ScheduledEntry {
-    /// When it is due (Unix ms).
-    pub due_ms: u64,
+    pub due: UnixMs,
     pub class: Option<String>,
     pub queue: Option<String>,
     pub id: Option<String>,
     pub attempt: u64,
     /// The job exactly as stored.
-    pub raw: String,
+    pub job: ScheduledJob,
 }
 
 /// A failure record's handle (see [`FailedEntry::handle`]).
-fn handle(record: Option<&FailureRecord>, raw: &str) -> String {
-    let id = record.and_then(|r| r.failure_id.as_deref()).filter(|id| {
-        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    match id {
+pub fn failure_handle(record: &FailureRecord) -> String {
+    match record.id.as_deref().filter(|id| is_id(id)) {
         Some(id) => id.to_string(),
-        None => bytes_handle(raw),
+        None => bytes_handle(&record.stored.0),
     }
+}
+
+/// An id resq hands out, and so may take back: 1 to 64 of `[A-Za-z0-9_-]`.
+fn is_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl ScheduledEntry {
@@ -96,16 +94,21 @@ impl ScheduledEntry {
     pub fn handle(&self) -> String {
         match &self.id {
             Some(id) if (1..=64).contains(&id.len()) => id.clone(),
-            _ => bytes_handle(&self.raw),
+            _ => bytes_handle(&self.job.payload),
         }
     }
 }
 
+/// An expired-job record's handle: that of its bytes.
+pub fn expired_handle(record: &ExpiredRecord) -> String {
+    bytes_handle(&record.stored.0)
+}
+
 /// The handle of a record that has no id of its own: `r-` and 16 hex digits
 /// of the SHA-256 of its bytes, stable while other records come and go.
-pub fn bytes_handle(raw: &str) -> String {
+pub fn bytes_handle(raw: &[u8]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(raw.as_bytes());
+    let digest = sha2::Sha256::digest(raw);
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("r-{hex}")
 }
@@ -152,25 +155,21 @@ impl Admin {
 
     /// A page of the failed list, oldest first.
     pub async fn failed(&self, offset: u64, limit: u64) -> Result<Vec<FailedEntry>, StoreError> {
-        let raw = self.store.failed_range(offset, limit).await?;
-        Ok(raw
+        let records = self.store.failed_range(offset, limit).await?;
+        Ok(records
             .into_iter()
             .enumerate()
-            .map(|(i, raw)| {
-                let record = FailureRecord::parse(&raw);
-                FailedEntry {
-                    handle: handle(record.as_ref(), &raw),
-                    index: offset + i as u64,
-                    record,
-                    raw,
-                }
+            .map(|(i, record)| FailedEntry {
+                handle: failure_handle(&record),
+                index: Some(offset + i as u64),
+                record,
             })
             .collect())
     }
 
     /// The failures `filter` takes, oldest first: `limit` of them from
     /// `offset`, and how many there are in all. Scans the list (a page at a
-    /// time).
+    /// time) when there is a filter.
     pub async fn failed_matching(
         &self,
         filter: &FailedFilter,
@@ -201,8 +200,11 @@ impl Admin {
         let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;
         let mut report = BulkRetry::default();
         for entry in entries {
-            match self.retry_failed(&entry.handle).await {
-                Ok(()) => report.retried += 1,
+            match self.retry_entry(&entry).await {
+                Ok(true) => report.retried += 1,
+                Ok(false) => report
+                    .skipped
+                    .push((entry.handle, "it was removed meanwhile".to_string())),
                 Err(AdminError::Store(e)) => return Err(e),
                 Err(e) => report.skipped.push((entry.handle, e.to_string())),
             }
@@ -210,70 +212,99 @@ impl Admin {
         Ok(report)
     }
 
-    /// Finds a failure by its stable id.
-    pub async fn find_failed(&self, failure_id: &str) -> Result<FailedEntry, AdminError> {
+    /// Finds a failure by its handle: a record with an id in a constant
+    /// number of steps (the store's index), one without (Ruby's, by the
+    /// hash of its bytes) by a scan.
+    pub async fn find_failed(&self, handle: &str) -> Result<FailedEntry, AdminError> {
+        if is_id(handle) && !handle.starts_with("r-") {
+            if let Some(record) = self.store.failed_get(handle).await? {
+                return Ok(FailedEntry {
+                    handle: handle.to_string(),
+                    index: None,
+                    record,
+                });
+            }
+        }
+        self.scan_failed(handle).await
+    }
+
+    /// Finds a failure by reading the whole list: for handles of records
+    /// without an id, and for records that changed since they were indexed
+    /// (Ruby's resque-web rewrites a record it retries).
+    async fn scan_failed(&self, handle: &str) -> Result<FailedEntry, AdminError> {
         let total = self.store.failed_len().await?;
         let mut offset = 0;
         while offset < total {
             for entry in self.failed(offset, SCAN_PAGE).await? {
-                if entry.handle == failure_id {
+                if entry.handle == handle {
                     return Ok(entry);
                 }
             }
             offset += SCAN_PAGE;
         }
-        Err(AdminError::NotFound(failure_id.chars().take(64).collect()))
+        Err(AdminError::NotFound(handle.chars().take(64).collect()))
     }
 
     /// Puts the failed job back on its queue, byte for byte as it was
-    /// enqueued, and removes the record, atomically.
-    pub async fn retry_failed(&self, failure_id: &str) -> Result<(), AdminError> {
-        let entry = self.find_failed(failure_id).await?;
-        let not_retryable = |why: &str| AdminError::NotRetryable {
-            id: failure_id.to_string(),
-            why: why.to_string(),
-        };
-        let record = entry
-            .record
-            .as_ref()
-            .ok_or_else(|| not_retryable("the record is not JSON"))?;
-        let payload = record
-            .payload
-            .as_ref()
-            .ok_or_else(|| not_retryable("the record has no payload"))?;
-        if !payload.get().starts_with('{') {
-            return Err(not_retryable(
-                "its payload was never a job (it would fail the same way again)",
-            ));
+    /// enqueued, and removes the record, atomically. The queue's cap is
+    /// checked: a full queue keeps the record (`QueueFull`).
+    pub async fn retry_failed(&self, handle: &str) -> Result<(), AdminError> {
+        let entry = self.find_failed(handle).await?;
+        if self.retry_entry(&entry).await? {
+            return Ok(());
         }
-        let queue = record
-            .queue
-            .clone()
-            .ok_or_else(|| not_retryable("the record names no queue"))?;
-        check_queue(&queue).map_err(|e| not_retryable(&e.to_string()))?;
-        let job = OutgoingJob {
-            queue,
-            payload: payload.get().as_bytes().to_vec(),
-        };
-        // A signed job's attempt was spent (its replay mark is set): the
-        // operator's retry releases it, so the attempt runs once more.
-        let release = crate::envelope::Envelope::decode(&job.payload, &crate::limits::PayloadLimits::default())
-            .ok()
-            .and_then(|envelope| crate::mark::mark_of(&envelope).ok().flatten());
-        if self.store.failed_requeue(&entry.raw, &job, release.as_ref()).await? {
+        // The record changed or went since it was read: look once more.
+        let entry = self.scan_failed(handle).await?;
+        if self.retry_entry(&entry).await? {
             Ok(())
         } else {
-            Err(AdminError::NotFound(failure_id.to_string()))
+            Err(AdminError::NotFound(handle.chars().take(64).collect()))
         }
     }
 
+    /// Retries one record as read; false when it was no longer there.
+    async fn retry_entry(&self, entry: &FailedEntry) -> Result<bool, AdminError> {
+        let not_retryable = |why: &str| AdminError::NotRetryable {
+            id: entry.handle.clone(),
+            why: why.to_string(),
+        };
+        let record = &entry.record;
+        if !record.readable {
+            return Err(not_retryable("the record is not JSON"));
+        }
+        if record.excerpt.is_some() {
+            return Err(not_retryable(
+                "it was refused before it could run and only the first bytes of its payload were kept",
+            ));
+        }
+        let payload = record
+            .payload
+            .as_deref()
+            .ok_or_else(|| not_retryable("its payload was never a job (it would fail the same way again)"))?;
+        let queue = record
+            .queue
+            .as_deref()
+            .ok_or_else(|| not_retryable("the record names no queue"))?;
+        check_queue(queue).map_err(|e| not_retryable(&e.to_string()))?;
+        // A signed job's attempt was spent (its replay mark is set): the
+        // operator's retry releases it, so the attempt runs once more.
+        let release = crate::envelope::Envelope::decode(payload, &crate::limits::PayloadLimits::default())
+            .ok()
+            .and_then(|envelope| crate::mark::mark_of(&envelope).ok().flatten());
+        Ok(self.store.failed_requeue(record, queue, release.as_ref()).await?)
+    }
+
     /// Removes one failure record.
-    pub async fn remove_failed(&self, failure_id: &str) -> Result<(), AdminError> {
-        let entry = self.find_failed(failure_id).await?;
-        if self.store.failed_remove(&entry.raw).await? {
+    pub async fn remove_failed(&self, handle: &str) -> Result<(), AdminError> {
+        let entry = self.find_failed(handle).await?;
+        if self.store.failed_remove(&entry.record).await? {
+            return Ok(());
+        }
+        let entry = self.scan_failed(handle).await?;
+        if self.store.failed_remove(&entry.record).await? {
             Ok(())
         } else {
-            Err(AdminError::NotFound(failure_id.to_string()))
+            Err(AdminError::NotFound(handle.chars().take(64).collect()))
         }
     }
 
@@ -282,16 +313,16 @@ impl Admin {
         let items = self.store.schedule_range(which, offset, limit).await?;
         Ok(items
             .into_iter()
-            .map(|(raw, due_ms)| {
-                let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+            .map(|job| {
+                let v: serde_json::Value = serde_json::from_slice(&job.payload).unwrap_or_default();
                 let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
                 ScheduledEntry {
-                    due_ms,
+                    due: job.due,
                     class: text("class"),
                     queue: text("queue"),
                     id: text("id"),
                     attempt: v.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0),
-                    raw,
+                    job,
                 }
             })
             .collect())
@@ -321,7 +352,7 @@ impl Admin {
     /// Removes one waiting job.
     pub async fn remove_scheduled(&self, which: Schedule, id: &str) -> Result<(), AdminError> {
         let entry = self.find_scheduled(which, id).await?;
-        if self.store.schedule_remove(which, &entry.raw).await? {
+        if self.store.schedule_remove(which, &entry.job).await? {
             Ok(())
         } else {
             Err(AdminError::NotFound(id.to_string()))
@@ -336,7 +367,7 @@ impl Admin {
             why: "the job names no queue".into(),
         })?;
         check_queue(&queue).map_err(|e| AdminError::BadQueue(e.to_string()))?;
-        if self.store.schedule_run_now(which, &entry.raw, &queue).await? {
+        if self.store.schedule_run_now(which, &entry.job, &queue).await? {
             Ok(queue)
         } else {
             Err(AdminError::NotFound(id.to_string()))
@@ -349,7 +380,7 @@ impl Admin {
         let (records, _) = self.expired(0, 1000).await?;
         let record = records
             .into_iter()
-            .find(|r| bytes_handle(r) == handle)
+            .find(|r| expired_handle(r) == handle)
             .ok_or_else(|| AdminError::NotFound(handle.chars().take(64).collect()))?;
         if self.store.expired_remove(&record).await? {
             Ok(())
@@ -359,7 +390,7 @@ impl Admin {
     }
 
     /// The newest expired jobs the sweeper removed, and how many it removed in all.
-    pub async fn expired(&self, offset: u64, limit: u64) -> Result<(Vec<String>, u64), StoreError> {
+    pub async fn expired(&self, offset: u64, limit: u64) -> Result<(Vec<ExpiredRecord>, u64), StoreError> {
         Ok((
             self.store.expired_range(offset, limit).await?,
             self.store.expired_total().await?,
@@ -407,12 +438,12 @@ impl Admin {
         Ok((self.store.paused_queues().await?, self.store.queue_caps().await?))
     }
 
-    /// Empties the failed list; returns how many records were removed.
-    /// Each recurring entry's last fired tick (Unix ms), by name.
-    pub async fn cron_last_fired(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    /// Each recurring entry's last fired tick, by name.
+    pub async fn cron_last_fired(&self) -> Result<Vec<(String, UnixMs)>, StoreError> {
         self.store.cron_last_fired().await
     }
 
+    /// Empties the failed list; returns how many records were removed.
     pub async fn clear_failed(&self) -> Result<u64, StoreError> {
         self.store.failed_clear().await
     }

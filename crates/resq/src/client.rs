@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::clock::UnixMs;
 use crate::job::{encode_args, validate, ArgsError, Job};
 use crate::keyring::Keyring;
 use crate::policy::{parallel_map, Policy, PolicyError, SealOptions, Sealed};
-use crate::store::{OutgoingJob, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Why an enqueue failed. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +141,7 @@ impl Client {
         window: Duration,
         on_duplicate: crate::job::OnDuplicate,
         queue: &str,
-        (id, payload): Sealed,
+        sealed: Sealed,
         key: String,
     ) -> Result<String, EnqueueError> {
         use sha2::Digest;
@@ -151,15 +152,12 @@ impl Client {
         let claim = crate::store::UniqueKey {
             class,
             key: &hashed,
-            job_id: &id,
+            job_id: sealed.id(),
             window,
         };
-        let job = OutgoingJob {
-            queue: queue.to_string(),
-            payload,
-        };
-        match self.store.enqueue_unique(&job, &claim).await? {
-            crate::store::Uniqueness::Enqueued => Ok(id),
+        debug_assert_eq!(sealed.queue(), queue);
+        match self.store.enqueue_unique(&sealed, &claim).await? {
+            crate::store::Uniqueness::Enqueued => Ok(sealed.id().to_string()),
             crate::store::Uniqueness::Duplicate(existing) => match on_duplicate {
                 crate::job::OnDuplicate::ReturnExisting => Ok(existing),
                 crate::job::OnDuplicate::Reject => Err(EnqueueError::Duplicate {
@@ -174,30 +172,18 @@ impl Client {
     /// Schedules `job` to be pushed to its type's queue at `at`; returns its id.
     /// Every worker moves due jobs to their queues (about once a second).
     pub async fn enqueue_at<J: Job>(&self, job: &J, at: std::time::SystemTime) -> Result<String, EnqueueError> {
-        let at_secs = at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let at = UnixMs::from_system_time(at);
         validate(job)?;
         let options = SealOptions {
             encrypt: J::ENCRYPT,
             ttl: J::TTL,
-            starts_at: Some(at_secs),
+            starts_at: Some(at),
             timeout: None,
             unique: None,
         };
-        let (id, payload) = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
-        let at_ms = (at_secs * 1000.0) as u64;
-        self.store
-            .schedule(
-                &OutgoingJob {
-                    queue: J::QUEUE.to_string(),
-                    payload,
-                },
-                at_ms,
-            )
-            .await?;
-        Ok(id)
+        let sealed = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
+        self.store.schedule(&sealed, at).await?;
+        Ok(sealed.id().to_string())
     }
 
     /// Schedules `job` to run after `delay`.
@@ -214,16 +200,13 @@ impl Client {
         let mut ids = Vec::with_capacity(sealed.len());
         let mut outgoing = Vec::with_capacity(sealed.len());
         let mut unique = Vec::new();
-        for (job, (id, payload)) in jobs.iter().zip(sealed) {
+        for (job, sealed) in jobs.iter().zip(sealed) {
+            ids.push(sealed.id().to_string());
             match job.unique_key() {
                 // Unique jobs each take their own claim, after the others.
-                Some(key) => unique.push((ids.len(), (id.clone(), payload), key)),
-                None => outgoing.push(OutgoingJob {
-                    queue: J::QUEUE.to_string(),
-                    payload,
-                }),
+                Some(key) => unique.push((ids.len() - 1, sealed, key)),
+                None => outgoing.push(sealed),
             }
-            ids.push(id);
         }
         self.store.enqueue(&outgoing).await?;
         for (index, sealed, key) in unique {
@@ -265,17 +248,12 @@ impl Client {
         match (at, unique) {
             (Some(_), Some(_)) => Err(EnqueueError::UniqueScheduled),
             (Some(at), None) => {
-                let at_secs = at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                options.starts_at = Some(at_secs);
+                let at = UnixMs::from_system_time(at);
+                options.starts_at = Some(at);
                 options.unique = None;
-                let (id, payload) = self.policy.seal(&class, &queue, args, options)?;
-                self.store
-                    .schedule(&OutgoingJob { queue, payload }, (at_secs * 1000.0) as u64)
-                    .await?;
-                Ok(id)
+                let sealed = self.policy.seal(&class, &queue, args, options)?;
+                self.store.schedule(&sealed, at).await?;
+                Ok(sealed.id().to_string())
             }
             (None, Some((key, window))) => {
                 options.unique = Some(key.clone());
@@ -291,14 +269,10 @@ impl Client {
         }
     }
 
-    async fn push_one(&self, queue: &str, (id, payload): Sealed) -> Result<String, EnqueueError> {
-        self.store
-            .enqueue(&[OutgoingJob {
-                queue: queue.to_string(),
-                payload,
-            }])
-            .await?;
-        Ok(id)
+    async fn push_one(&self, queue: &str, sealed: Sealed) -> Result<String, EnqueueError> {
+        debug_assert_eq!(sealed.queue(), queue);
+        self.store.enqueue(std::slice::from_ref(&sealed)).await?;
+        Ok(sealed.id().to_string())
     }
 
     fn seal<J: Job>(&self, job: &J, queue: &str, ttl: Option<Duration>) -> Result<Sealed, EnqueueError> {

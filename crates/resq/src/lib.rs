@@ -1,8 +1,9 @@
 //! resq: background jobs on Resque's Redis protocol, secure by default.
 //!
 //! Write a job as a Rust type, register it, enqueue it with a [`Client`], and
-//! run it with a [`Worker`]. Storage is behind the [`Store`] trait; the Redis
-//! store lives in the `resq-redis` crate.
+//! run it with a [`Worker`]. Storage is behind the [`Store`] traits (one per
+//! role: [`JobQueues`], [`WorkerRegistry`], [`Schedules`], [`AdminStore`]);
+//! the Redis store lives in the `resq-redis` crate.
 //!
 //! Data flows one way: producer -> [`policy`] (allowlist, argument rules,
 //! limits) -> [`envelope`] (expiry, encryption, signature) -> [`Store`] ->
@@ -61,21 +62,22 @@ pub mod worker_id;
 pub use admin::{Admin, AdminError, FailedEntry, FailedFilter, ScheduledEntry};
 pub use client::{Client, EnqueueError, EnqueueOptions, RawJob};
 pub use envelope::Envelope;
-pub use failure::{FailureInfo, FailureRecord};
+pub use failure::FailureInfo;
 pub use job::{ArgsShape, Job, JobContext, JobError, OnDuplicate};
 pub use keyring::{Keyring, KeyringError, SigAlg};
 pub use limits::PayloadLimits;
-pub use policy::{Policy, PolicyError, SealOptions};
+pub use policy::{Policy, PolicyError, SealOptions, Sealed};
 pub use registry::{ClassInfo, Hooks};
 // Job types derive these; re-exported so their versions always match resq's.
+pub use clock::UnixMs;
 pub use garde;
 pub use queue_spec::QueueSpec;
 pub use reason::{Reason, Rejection};
 pub use registry::Registry;
 pub use schemars;
 pub use store::{
-    Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, OutgoingJob, Retry, Schedule, Store, StoreError,
-    Working, WorkingRecord,
+    AdminStore, FailureRecord, JobQueues, Outcome, Schedule, Schedules, Store, StoreError, WorkerRegistry, Working,
+    WorkingRecord,
 };
 pub use worker::{Control, JobOutcome, Mode, Observer, Worker, WorkerConfig, WorkerError, WorkerReport};
 pub use worker_id::WorkerId;

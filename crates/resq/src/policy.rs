@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::clock::now_unix;
+use crate::clock::UnixMs;
 use crate::envelope::{encrypt_args, sign, Envelope, SealError};
 use crate::keyring::Keyring;
 use crate::limits::{LimitError, PayloadLimits};
@@ -38,9 +38,9 @@ pub struct SealOptions {
     pub encrypt: bool,
     /// This job's lifetime, instead of the type's or the policy's.
     pub ttl: Option<Duration>,
-    /// When the job is scheduled to start (Unix seconds): its lifetime counts
-    /// from then, so a job scheduled a week out does not expire before it runs.
-    pub starts_at: Option<f64>,
+    /// When the job is scheduled to start: its lifetime counts from then, so
+    /// a job scheduled a week out does not expire before it runs.
+    pub starts_at: Option<UnixMs>,
     /// This job's timeout, instead of the type's.
     pub timeout: Option<Duration>,
     /// The uniqueness key the job is enqueued under (recorded, signed).
@@ -95,14 +95,14 @@ impl Policy {
         self.registry.as_ref()
     }
 
-    /// Checks a job and turns it into the stored envelope bytes; returns its id.
+    /// Checks a job and seals it: the envelope's bytes, ready to store.
     pub fn seal(
         &self,
         class: &str,
         queue: &str,
         args: Vec<Value>,
         options: SealOptions,
-    ) -> Result<(String, Vec<u8>), PolicyError> {
+    ) -> Result<Sealed, PolicyError> {
         check_class(class)?;
         check_queue(queue)?;
         let (mut encrypt, mut ttl) = (options.encrypt, options.ttl);
@@ -118,7 +118,7 @@ impl Policy {
                 ttl = ttl.or(info.ttl);
             }
         }
-        let now = now_unix();
+        let now = UnixMs::now().as_secs_f64();
         let id = uuid::Uuid::now_v7().to_string();
         let mut envelope = Envelope {
             class: class.to_string(),
@@ -127,7 +127,8 @@ impl Policy {
             queue: Some(queue.to_string()),
             enqueued_at: Some(round_ms(now)),
             expires_at: Some(round_ms(
-                options.starts_at.unwrap_or(now).max(now) + ttl.unwrap_or(self.default_ttl).as_secs_f64(),
+                options.starts_at.map_or(now, UnixMs::as_secs_f64).max(now)
+                    + ttl.unwrap_or(self.default_ttl).as_secs_f64(),
             )),
             attempt: 0,
             timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
@@ -155,12 +156,40 @@ impl Policy {
             queue: queue.to_string(),
             source,
         })?;
-        Ok((id, bytes))
+        Ok(Sealed::new(id, queue.to_string(), bytes))
     }
 }
 
-/// A sealed job: its id and the bytes to store.
-pub type Sealed = (String, Vec<u8>);
+/// A job that passed the policy (or a retry the worker re-signed): the only
+/// thing a store's `enqueue`, `schedule` and `fire_cron` take. Nothing
+/// outside this crate can make one, so every door goes through the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    id: String,
+    queue: String,
+    payload: Vec<u8>,
+}
+
+impl Sealed {
+    pub(crate) fn new(id: String, queue: String, payload: Vec<u8>) -> Self {
+        Self { id, queue, payload }
+    }
+
+    /// The job's id (empty for a job without one, as Ruby's are).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The queue it goes to.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The envelope's bytes, as they are stored.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
 
 /// Below this many jobs a bulk is sealed on the calling thread.
 const PARALLEL_SEAL_MIN: usize = 2048;

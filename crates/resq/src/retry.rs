@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::clock::UnixMs;
 use crate::envelope::{sign, Envelope};
 use crate::failure::FailureInfo;
 use crate::keyring::Keyring;
 use crate::mark::MarkSource;
+use crate::policy::Sealed;
 
 /// Failures kept in an envelope's history (the oldest are dropped).
 const MAX_HISTORY: usize = 10;
@@ -36,18 +38,18 @@ pub(crate) enum NoRetry {
     CannotSign(String),
 }
 
-/// The bytes of the next attempt: `original` with `attempt` + 1, the failure
-/// appended to `failures`, and, when it was signed, a replay mark of its own
-/// (a new attempt is claimed anew) and a fresh signature.
+/// The next attempt: `original` with `attempt` + 1, the failure appended to
+/// `failures`, and, when it was signed, a replay mark of its own (a new
+/// attempt is claimed anew) and a fresh signature.
 pub(crate) fn next_attempt(
     original: &[u8],
     limits: &crate::limits::PayloadLimits,
     queue: &str,
     failure: &FailureInfo,
-    failed_at: &str,
+    failed_at: UnixMs,
     keyring: &Keyring,
     marks: &MarkSource,
-) -> Result<Vec<u8>, NoRetry> {
+) -> Result<Sealed, NoRetry> {
     let mut envelope =
         Envelope::decode(original, limits).map_err(|r| NoRetry::CannotSign(format!("cannot re-read the job: {r}")))?;
     let was_signed = envelope.sig.is_some();
@@ -59,7 +61,7 @@ pub(crate) fn next_attempt(
     };
     history.push(json!({
         "attempt": envelope.attempt - 1,
-        "failed_at": failed_at,
+        "failed_at": failed_at.to_string(),
         "exception": failure.exception,
         "error": failure.message.chars().take(512).collect::<String>(),
     }));
@@ -74,7 +76,12 @@ pub(crate) fn next_attempt(
         envelope.mark = Some(marks.next().to_string());
         sign(&mut envelope, key).map_err(|e| NoRetry::CannotSign(e.to_string()))?;
     }
-    envelope.to_bytes().map_err(|e| NoRetry::CannotSign(e.to_string()))
+    let bytes = envelope.to_bytes().map_err(|e| NoRetry::CannotSign(e.to_string()))?;
+    Ok(Sealed::new(
+        envelope.id.clone().unwrap_or_default(),
+        queue.to_string(),
+        bytes,
+    ))
 }
 
 #[cfg(test)]

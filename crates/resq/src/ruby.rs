@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::limits::{LimitError, PayloadLimits};
 use crate::names::{check_class, check_queue, NameError};
-use crate::store::{OutgoingJob, Store, StoreError};
+use crate::policy::Sealed;
+use crate::store::{Store, StoreError};
 
 /// Why a job for Ruby was not enqueued. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,12 @@ pub enum RubyEnqueueError {
     SignedQueue { queue: String, worker: String },
     #[error("job {class} is refused: {source}")]
     Limits { class: String, source: LimitError },
+    #[error("job {class} cannot be encoded: {source}")]
+    Encode {
+        class: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("could not store the job: {0}")]
     Store(#[from] StoreError),
 }
@@ -96,19 +103,19 @@ impl RubyProducer {
                 });
             }
         }
-        let payload = serde_json::to_vec(&RubyPayload { class, args: &args })
-            .map_err(|e| RubyEnqueueError::Store(StoreError::Protocol(format!("cannot encode the job: {e}"))))?;
+        let payload =
+            serde_json::to_vec(&RubyPayload { class, args: &args }).map_err(|source| RubyEnqueueError::Encode {
+                class: class.to_string(),
+                source,
+            })?;
         self.limits.check(&payload).map_err(|source| RubyEnqueueError::Limits {
             class: class.to_string(),
             source,
         })?;
         let bytes = payload.len();
-        self.store
-            .enqueue(&[OutgoingJob {
-                queue: queue.to_string(),
-                payload,
-            }])
-            .await?;
+        // Ruby's jobs carry no id: the checks above are this path's policy.
+        let job = Sealed::new(String::new(), queue.to_string(), payload);
+        self.store.enqueue(std::slice::from_ref(&job)).await?;
         tracing::info!(
             target: "resq::audit",
             action = "enqueue_for_ruby",

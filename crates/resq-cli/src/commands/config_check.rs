@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use clap::Subcommand;
-use resq::Store;
+use resq::AdminStore;
 
 use super::worker as worker_cmd;
 use crate::config::Settings;

@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 use resq::Registry;
+use resq::UnixMs;
 use serde_json::{json, Value};
 
 use super::{admin, JsonFlag};
@@ -19,14 +20,14 @@ pub enum CronAction {
 pub async fn cron(settings: &Settings, registry: &Registry, action: CronAction) -> Result<(), Failure> {
     let CronAction::List(JsonFlag { json }) = action;
     let admin = admin(settings).await?;
-    let last: std::collections::BTreeMap<String, u64> = admin
+    let last: std::collections::BTreeMap<String, UnixMs> = admin
         .cron_last_fired()
         .await
         .map_err(Failure::runtime)?
         .into_iter()
         .collect();
-    let now_ms = (resq::clock::now_unix() * 1000.0) as u64;
-    let iso = |ms: Option<u64>| ms.map(|t| resq::clock::iso8601(t as f64 / 1000.0));
+    let now = UnixMs::now();
+    let iso = |at: Option<UnixMs>| at.map(|t| t.to_string());
     let rows: Vec<Value> = settings
         .cron
         .iter()
@@ -37,11 +38,11 @@ pub async fn cron(settings: &Settings, registry: &Registry, action: CronAction) 
                 .or_else(|| registry.info(&e.class).map(|i| i.queue.to_string()))
                 .unwrap_or_else(|| "default".into());
             json!({"name": e.name, "schedule": e.expression(), "time_zone": e.time_zone(), "class": e.class,
-                   "queue": queue, "next": iso(e.next_tick(now_ms)), "last_fired": iso(last.get(&e.name).copied())})
+                   "queue": queue, "next": iso(e.next_tick(now)), "last_fired": iso(last.get(&e.name).copied())})
         })
         .collect();
     // Marks of entries this config does not have (removed, or another deployment's).
-    let orphans: Vec<(&String, &u64)> = last
+    let orphans: Vec<(&String, &UnixMs)> = last
         .iter()
         .filter(|(n, _)| !settings.cron.iter().any(|e| &e.name == *n))
         .collect();
@@ -69,11 +70,7 @@ pub async fn cron(settings: &Settings, registry: &Registry, action: CronAction) 
         );
     }
     for (name, tick) in orphans {
-        println!(
-            "{}  (not in this config)  last fired {}",
-            safe(&clip(name, 64)),
-            resq::clock::iso8601(*tick as f64 / 1000.0)
-        );
+        println!("{}  (not in this config)  last fired {}", safe(&clip(name, 64)), tick);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use local_redis::LocalRedis;
-use resq::{Client, Control, EnqueueOptions, JobOutcome, Keyring, OutgoingJob, Policy, SealOptions, Store, Worker};
+use resq::{Client, Control, EnqueueOptions, JobOutcome, Keyring, Policy, SealOptions, Store, Worker};
 use resq_redis::{RedisConfig, RedisStore};
 use serde_json::{json, Value};
 
@@ -162,11 +162,10 @@ const CASES: &[Case] = &[
 /// The cases that run in child processes (the last phase).
 const ISOLATED: &str = "demo.23,demo.24,demo.25,demo.26";
 
-fn raw(queue: &str, payload: impl Into<Vec<u8>>) -> OutgoingJob {
-    OutgoingJob {
-        queue: queue.to_string(),
-        payload: payload.into(),
-    }
+/// A job pushed as bytes, past the policy, the way an attacker with Redis
+/// access (or a careless producer) would.
+fn raw(queue: &str, payload: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
+    (queue.to_string(), payload.into())
 }
 
 /// Edits a stored payload the way an attacker with Redis access would.
@@ -179,7 +178,7 @@ fn tamper(payload: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, Value>)
 }
 
 /// Enqueues every case; returns demo.01's stored bytes, which are replayed later.
-async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> Result<Vec<u8>, Failure> {
+async fn enqueue_cases(client: &Client, policy: &Policy, store: &RedisStore) -> Result<Vec<u8>, Failure> {
     let err = |e: resq::EnqueueError| Failure::runtime(format!("demo enqueue failed: {e}"));
     let seal_err = |e: resq::PolicyError| Failure::runtime(format!("demo enqueue failed: {e}"));
     let seal = |class: &str, queue: &str, args: Value, encrypt: bool| {
@@ -198,7 +197,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
                     ..SealOptions::default()
                 },
             )
-            .map(|(_, bytes)| bytes)
+            .map(|sealed| sealed.payload().to_vec())
             .map_err(seal_err)
     };
     client.enqueue_to("demo.03", &Sleep { ms: 200 }).await.map_err(err)?;
@@ -296,7 +295,7 @@ async fn enqueue_cases(client: &Client, policy: &Policy, store: &dyn Store) -> R
         raw("demo.22", &b"{\"class\":\"Echo\xff\xfe\",\"args\":[]}"[..]),
     ];
     store
-        .enqueue(&jobs)
+        .push_unchecked(&jobs)
         .await
         .map_err(|e| Failure::runtime(format!("demo enqueue failed: {e}")))?;
     Ok(hello)
@@ -362,7 +361,7 @@ pub async fn run(settings: &Settings, registry: &resq::Registry) -> Result<(), F
 
     // The replay: demo.01's exact bytes pushed again on demo.01 after it ran.
     store
-        .enqueue(&[raw("demo.01", hello)])
+        .push_unchecked(&[raw("demo.01", hello)])
         .await
         .map_err(Failure::runtime)?;
     let sink = Arc::clone(&outcomes);

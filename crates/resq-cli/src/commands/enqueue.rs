@@ -147,10 +147,7 @@ pub async fn enqueue(settings: &Settings, registry: &Registry, a: EnqueueArgs) -
             "scheduled {} on {} as {id}, due {}",
             safe(&a.class),
             safe(&a.queue),
-            resq::clock::iso8601(
-                at.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64())
-            )
+            resq::UnixMs::from_system_time(at)
         ),
         None => println!("enqueued {} on {} as {id}", safe(&a.class), safe(&a.queue)),
     }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use resq::{Admin, Client, Policy, Registry, Store};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{admin, admin_failure, payload_object, Page};
+use super::{admin, admin_failure, expired_json, Page};
 use crate::config::Settings;
 use crate::output::{clip, safe};
 use crate::{connect, Failure};
@@ -43,17 +43,7 @@ pub async fn expired(settings: &Settings, registry: &Registry, action: ExpiredAc
         .await
         .map_err(Failure::runtime)?;
     // One shape: each record with its handle, its payload as an object.
-    let parsed: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let mut v: Value = serde_json::from_str(r).unwrap_or_else(|_| json!({"raw": r}));
-            v["id"] = Value::String(resq::admin::bytes_handle(r));
-            if let Some(text) = v["payload"].as_str() {
-                v["payload"] = payload_object(text);
-            }
-            v
-        })
-        .collect();
+    let parsed: Vec<Value> = records.iter().map(expired_json).collect();
     if json {
         println!("{}", Value::Array(parsed));
         return Ok(());
@@ -83,12 +73,10 @@ async fn retry_expired(settings: &Settings, registry: &Registry, handle: &str) -
     let (records, _) = admin.expired(0, 1000).await.map_err(Failure::runtime)?;
     let record = records
         .iter()
-        .find(|r| resq::admin::bytes_handle(r) == handle)
+        .find(|r| resq::admin::expired_handle(r) == handle)
         .ok_or_else(|| Failure::usage(format!("no expired record {} (see `resq expired list`)", safe(handle))))?;
-    let text: Value = serde_json::from_str(record).map_err(|_| Failure::usage("the record is not JSON"))?;
-    let payload = text["payload"].as_str().unwrap_or_default();
     let keyring = settings.keyring().map_err(Failure::usage)?;
-    let mut envelope = resq::Envelope::decode(payload.as_bytes(), &settings.limits)
+    let mut envelope = resq::Envelope::decode(&record.payload, &settings.limits)
         .map_err(|e| Failure::usage(format!("the expired job cannot be read: {e}")))?;
     // Encrypted arguments are opened (and sealed again by the policy).
     resq::envelope::decrypt_args(&mut envelope, &keyring, &settings.limits)
@@ -96,7 +84,7 @@ async fn retry_expired(settings: &Settings, registry: &Registry, handle: &str) -
     let queue = envelope
         .queue
         .clone()
-        .or_else(|| text["queue"].as_str().filter(|q| !q.is_empty()).map(str::to_string))
+        .or_else(|| record.queue.clone().filter(|q| !q.is_empty()))
         .ok_or_else(|| Failure::usage("the expired job names no queue"))?;
     let mut policy = Policy::new(keyring)
         .map_err(Failure::usage)?

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{admin, admin_failure, Page};
+use super::{admin, admin_failure, failure_json, Page};
 use crate::config::Settings;
 use crate::output::{clip, safe};
 use crate::Failure;
@@ -73,37 +73,26 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> Result<(), Fai
                 .await
                 .map_err(Failure::runtime)?;
             if json {
-                // Each record as stored, with its handle as `id`.
-                let v: Vec<Value> = entries
-                    .iter()
-                    .map(|e| {
-                        let mut entry = serde_json::Map::new();
-                        entry.insert("id".into(), Value::String(e.handle.clone()));
-                        match serde_json::from_str::<Value>(&e.raw) {
-                            Ok(Value::Object(record)) => entry.extend(record),
-                            _ => {
-                                entry.insert("raw".into(), Value::String(e.raw.clone()));
-                            }
-                        }
-                        Value::Object(entry)
-                    })
-                    .collect();
+                let v: Vec<Value> = entries.iter().map(failure_json).collect();
                 println!("{}", Value::Array(v));
                 return Ok(());
             }
             println!("{total} failed job(s) match; showing {} from {offset}", entries.len());
             for e in entries {
-                match e.record {
-                    Some(r) => println!(
+                let r = &e.record;
+                if r.readable {
+                    println!(
                         "{}  {}  {}  class={} queue={}  {}",
                         safe(&e.handle),
-                        safe(r.failed_at.as_deref().unwrap_or("-")),
+                        r.failed_at.map_or_else(|| "-".to_string(), |t| t.to_string()),
                         safe(r.reason.as_deref().or(r.exception.as_deref()).unwrap_or("-")),
-                        safe(&clip(&r.payload_class().unwrap_or_else(|| "?".into()), 60)),
+                        safe(&clip(r.class.as_deref().unwrap_or("?"), 60)),
                         safe(r.queue.as_deref().unwrap_or("-")),
                         safe(&clip(r.error.as_deref().unwrap_or(""), 120)),
-                    ),
-                    None => println!("{}  (not a JSON record) {}", e.handle, safe(&clip(&e.raw, 80))),
+                    );
+                } else {
+                    let raw = String::from_utf8_lossy(&r.stored.0);
+                    println!("{}  (not a JSON record) {}", e.handle, safe(&clip(&raw, 80)));
                 }
             }
         }

@@ -61,9 +61,53 @@ pub(crate) async fn admin(settings: &Settings) -> Result<Admin, Failure> {
 
 /// A stored payload as JSON output shows it: always an object (a stand-in
 /// with the text in `raw` when it is not a job object).
-pub(crate) fn payload_object(text: &str) -> Value {
-    match serde_json::from_str::<Value>(text) {
+pub(crate) fn payload_object(bytes: &[u8]) -> Value {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => v,
-        _ => json!({"class": resq::failure::UNREADABLE_CLASS, "args": [], "raw": clip(text, 512)}),
+        _ => json!({
+            "class": resq::failure::UNREADABLE_CLASS,
+            "args": [],
+            "raw": clip(&String::from_utf8_lossy(bytes), 512),
+        }),
     }
+}
+
+/// A failure as `--json` shows it: its handle as `id`, Resque's fields, and
+/// times in ISO 8601.
+pub(crate) fn failure_json(entry: &resq::FailedEntry) -> Value {
+    let r = &entry.record;
+    if !r.readable {
+        return json!({"id": entry.handle, "raw": clip(&String::from_utf8_lossy(&r.stored.0), 512)});
+    }
+    let mut v = json!({
+        "id": entry.handle,
+        "failure_id": r.id,
+        "failed_at": r.failed_at.map(|t| t.to_string()),
+        "queue": r.queue,
+        "class": r.class,
+        "reason": r.reason,
+        "exception": r.exception,
+        "error": r.error,
+        "worker": r.worker,
+        "backtrace": r.backtrace,
+        "payload": r.payload.as_deref().map(payload_object),
+    });
+    if let Some(t) = r.retried_at {
+        v["retried_at"] = json!(t.to_string());
+    }
+    if let Some(excerpt) = &r.excerpt {
+        v["payload_bytes"] = json!(excerpt.bytes);
+        v["payload_raw"] = json!(excerpt.head);
+    }
+    v
+}
+
+/// An expired-job record as `--json` shows it.
+pub(crate) fn expired_json(record: &resq::store::ExpiredRecord) -> Value {
+    json!({
+        "id": resq::admin::expired_handle(record),
+        "expired_at": record.expired_at.map(|t| t.to_string()),
+        "queue": record.queue,
+        "payload": payload_object(&record.payload),
+    })
 }

@@ -44,8 +44,8 @@ pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleActi
         let v: Vec<Value> = entries
             .iter()
             .map(|e| {
-                json!({"due_ms": e.due_ms, "class": e.class, "queue": e.queue, "id": e.handle(), "attempt": e.attempt,
-                       "payload": payload_object(&e.raw)})
+                json!({"due": e.due.to_string(), "due_ms": e.due.0, "class": e.class, "queue": e.queue,
+                       "id": e.handle(), "attempt": e.attempt, "payload": payload_object(&e.job.payload)})
             })
             .collect();
         println!("{}", Value::Array(v));
@@ -60,7 +60,7 @@ pub async fn schedule(settings: &Settings, which: Schedule, action: ScheduleActi
     for e in entries {
         println!(
             "due {}  {}  class={} queue={} attempt={}",
-            resq::clock::iso8601(e.due_ms as f64 / 1000.0),
+            e.due,
             safe(&e.handle()),
             safe(&clip(e.class.as_deref().unwrap_or("?"), 60)),
             safe(e.queue.as_deref().unwrap_or("?")),

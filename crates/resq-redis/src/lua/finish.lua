@@ -11,16 +11,18 @@
 -- KEYS[6] resq:retry (sorted set: next attempt -> due, unix ms)
 -- KEYS[7] resq:stat:failed-trimmed  KEYS[8] resque:worker:<id> (Resque's
 --   "working" record)
--- KEYS[9 .. 8+L] in-flight hashes
+-- KEYS[9] resq:failure-index (failure_id -> record)
+-- KEYS[10 .. 9+L] in-flight hashes
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
 -- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
--- ARGV[5..]: per job, five values: in-flight hash number (1..L), token,
---   failure record or "", next attempt or "", its due time (unix ms)
+-- ARGV[5..]: per job, six values: in-flight hash number (1..L), token,
+--   failure record or "", its failure_id or "", next attempt or "", its due
+--   time (unix ms)
 -- Returns {processed, trimmed, taken token, ...}.
 local lists = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local by_list = {}
-for i = 5, #ARGV, 5 do
+for i = 5, #ARGV, 6 do
   local list = tonumber(ARGV[i])
   by_list[list] = by_list[list] or {}
   table.insert(by_list[list], i)
@@ -30,7 +32,7 @@ local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
-    local flight = KEYS[8 + list]
+    local flight = KEYS[9 + list]
     local gone = {}
     for s = 1, #entries, 1000 do
       local tokens = {}
@@ -55,28 +57,25 @@ for list = 1, lists do
   end
 end
 local processed, failed = 0, 0
-for i = 5, #ARGV, 5 do
+local records = {}
+for i = 5, #ARGV, 6 do
   if present[i] then
     processed = processed + 1
     if ARGV[i + 2] ~= '' then
-      redis.call('RPUSH', KEYS[5], ARGV[i + 2])
+      records[#records + 1] = {ARGV[i + 2], ARGV[i + 3]}
       failed = failed + 1
     end
-    if ARGV[i + 3] ~= '' then
+    if ARGV[i + 4] ~= '' then
       -- A failed attempt with attempts left: counted as failed, retried later.
-      redis.call('ZADD', KEYS[6], ARGV[i + 4], ARGV[i + 3])
+      redis.call('ZADD', KEYS[6], ARGV[i + 5], ARGV[i + 4])
       failed = failed + 1
     end
   end
 end
 local trimmed = 0
-if failed > 0 then
-  local over = redis.call('LLEN', KEYS[5]) - cap
-  if over > 0 then
-    redis.call('LTRIM', KEYS[5], over, -1)
-    redis.call('INCRBY', KEYS[7], over)
-    trimmed = over
-  end
+if #records > 0 then
+  failed_push(KEYS[5], KEYS[9], records)
+  trimmed = failed_trim(KEYS[5], KEYS[9], KEYS[7], cap)
 end
 if processed > 0 then
   redis.call('INCRBY', KEYS[1], processed)

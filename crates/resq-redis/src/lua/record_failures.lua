@@ -3,16 +3,13 @@
 -- cap, as the ack does.
 --
 -- KEYS[1] failed list  KEYS[2] stat:failed  KEYS[3] resq:stat:failed-trimmed
--- ARGV[1] most records the failed list keeps  ARGV[2..] the records
+-- KEYS[4] resq:failure-index
+-- ARGV[1] most records the failed list keeps  ARGV[2..] record, id pairs
 -- Returns how many old records were trimmed.
-for i = 2, #ARGV do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
+local records = {}
+for i = 2, #ARGV, 2 do
+  records[#records + 1] = {ARGV[i], ARGV[i + 1]}
 end
-redis.call('INCRBY', KEYS[2], #ARGV - 1)
-local over = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[1])
-if over > 0 then
-  redis.call('LTRIM', KEYS[1], over, -1)
-  redis.call('INCRBY', KEYS[3], over)
-  return over
-end
-return 0
+failed_push(KEYS[1], KEYS[4], records)
+redis.call('INCRBY', KEYS[2], #records)
+return failed_trim(KEYS[1], KEYS[4], KEYS[3], tonumber(ARGV[1]))

@@ -308,3 +308,17 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// A worker's registration with a liveness of `ttl_ms`, started now.
+pub fn registration(worker: &resq::WorkerId, ttl_ms: u64) -> resq::store::Registration<'_> {
+    resq::store::Registration {
+        worker,
+        started: resq::UnixMs::now(),
+        liveness_ttl: Duration::from_millis(ttl_ms),
+    }
+}
+
+/// Now, in Unix ms.
+pub fn now_ms() -> u64 {
+    resq::UnixMs::now().0
+}

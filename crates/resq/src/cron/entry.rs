@@ -1,6 +1,7 @@
 //! A recurring entry: its schedule (cron expression and time zone), its
 //! job, and which tick is due at a given time.
 
+use crate::clock::UnixMs;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -115,36 +116,35 @@ impl CronEntry {
         self.time_zone.iana_name().unwrap_or("UTC")
     }
 
-    /// The latest tick at or before `now_ms` (Unix ms).
-    pub fn latest_tick(&self, now_ms: u64) -> Option<u64> {
-        let at = self.zoned(now_ms)?;
+    /// The latest tick at or before `now`.
+    pub fn latest_tick(&self, now: UnixMs) -> Option<UnixMs> {
+        let at = self.zoned(now)?;
         let tick = self.cron.find_previous_occurrence(&at, true).ok()?;
-        u64::try_from(tick.timestamp().as_millisecond()).ok()
+        u64::try_from(tick.timestamp().as_millisecond()).ok().map(UnixMs)
     }
 
-    /// The first tick after `now_ms`.
-    pub fn next_tick(&self, now_ms: u64) -> Option<u64> {
-        let at = self.zoned(now_ms)?;
+    /// The first tick after `now`.
+    pub fn next_tick(&self, now: UnixMs) -> Option<UnixMs> {
+        let at = self.zoned(now)?;
         let tick = self.cron.find_next_occurrence(&at, false).ok()?;
-        u64::try_from(tick.timestamp().as_millisecond()).ok()
+        u64::try_from(tick.timestamp().as_millisecond()).ok().map(UnixMs)
     }
 
-    fn zoned(&self, ms: u64) -> Option<Zoned> {
-        let ts = Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()?;
+    fn zoned(&self, at: UnixMs) -> Option<Zoned> {
+        let ts = Timestamp::from_millisecond(i64::try_from(at.0).ok()?).ok()?;
         Some(ts.to_zoned(self.time_zone.clone()))
     }
 
-    /// Which tick to fire at `now_ms`, given the last one fired (`None`:
+    /// Which tick to fire at `now`, given the last one fired (`None`:
     /// never). Missed ticks older than the grace are skipped.
-    pub fn due(&self, now_ms: u64, last_fired: Option<u64>) -> Due {
-        let Some(tick) = self.latest_tick(now_ms) else {
+    pub fn due(&self, now: UnixMs, last_fired: Option<UnixMs>) -> Due {
+        let Some(tick) = self.latest_tick(now) else {
             return Due::Nothing;
         };
         if last_fired.is_some_and(|last| tick <= last) {
             return Due::Nothing;
         }
-        let late_ms = now_ms - tick;
-        if late_ms > self.missed_grace.as_millis() as u64 {
+        if now.since(tick) > self.missed_grace {
             return Due::TooLate { tick };
         }
         Due::Fire { tick }
@@ -156,10 +156,10 @@ impl CronEntry {
 pub enum Due {
     /// The latest tick already fired (or none exists).
     Nothing,
-    /// This tick (Unix ms) is due and was not fired yet.
-    Fire { tick: u64 },
+    /// This tick is due and was not fired yet.
+    Fire { tick: UnixMs },
     /// The latest tick was missed by more than the grace: skipped.
-    TooLate { tick: u64 },
+    TooLate { tick: UnixMs },
 }
 
 /// Checks that no two entries share a name.
@@ -195,6 +195,10 @@ pub fn check_entries(entries: &[CronEntry], registry: &crate::registry::Registry
 mod tests {
     use super::*;
 
+    fn ms(v: u64) -> UnixMs {
+        UnixMs(v)
+    }
+
     const MIN: u64 = 60_000;
     /// 2026-11-24 00:00:00 UTC.
     const DAY: u64 = 1_795_478_400_000;
@@ -213,8 +217,8 @@ mod tests {
         ];
         for (expr, now, latest, next) in cases {
             let e = entry(expr);
-            assert_eq!(e.latest_tick(now), Some(latest), "{expr} latest");
-            assert_eq!(e.next_tick(now), Some(next), "{expr} next");
+            assert_eq!(e.latest_tick(ms(now)), Some(ms(latest)), "{expr} latest");
+            assert_eq!(e.next_tick(ms(now)), Some(ms(next)), "{expr} next");
         }
     }
 
@@ -222,7 +226,7 @@ mod tests {
     fn time_zones_follow_the_local_wall_clock() {
         let berlin = entry("0 9 * * *").with_time_zone("Europe/Berlin").unwrap();
         // 09:00 in Berlin in November (CET, UTC+1) is 08:00 UTC.
-        assert_eq!(berlin.next_tick(DAY), Some(DAY + 8 * 60 * MIN));
+        assert_eq!(berlin.next_tick(ms(DAY)), Some(ms(DAY + 8 * 60 * MIN)));
         assert!(matches!(
             entry("0 9 * * *").with_time_zone("Mars/Olympus"),
             Err(CronError::BadTimeZone { .. })
@@ -240,55 +244,58 @@ mod tests {
         let march_28 = 1_774_656_000_000;
         let nine = entry("0 9 * * *").with_time_zone("Europe/Berlin").unwrap();
         assert_eq!(
-            nine.next_tick(march_28),
-            Some(march_28 + 8 * H),
+            nine.next_tick(ms(march_28)),
+            Some(ms(march_28 + 8 * H)),
             "CET: 09:00 = 08:00 UTC"
         );
         assert_eq!(
-            nine.next_tick(march_28 + 8 * H),
-            Some(march_28 + 24 * H + 7 * H),
+            nine.next_tick(ms(march_28 + 8 * H)),
+            Some(ms(march_28 + 24 * H + 7 * H)),
             "CEST: 09:00 = 07:00 UTC"
         );
         let half_past_two = entry("30 2 * * *").with_time_zone("Europe/Berlin").unwrap();
-        let spring = half_past_two.next_tick(march_28 + 12 * H).unwrap();
+        let spring = half_past_two.next_tick(ms(march_28 + 12 * H)).unwrap();
         let next = half_past_two.next_tick(spring).unwrap();
         // 2026-03-29 02:30 does not exist: it fires at 03:00 CEST (01:00 UTC),
         // then at 02:30 CEST (00:30 UTC) the next night.
-        assert_eq!((spring, next), (1_774_746_000_000, 1_774_830_600_000));
+        assert_eq!((spring.0, next.0), (1_774_746_000_000, 1_774_830_600_000));
         // 2026-10-25 01:00 UTC the clock goes from 03:00 CEST back to 02:00 CET.
         let october_24 = 1_792_800_000_000;
-        let first = half_past_two.next_tick(october_24 + 12 * H).unwrap();
+        let first = half_past_two.next_tick(ms(october_24 + 12 * H)).unwrap();
         let second = half_past_two.next_tick(first).unwrap();
         // 02:30 happens twice on 2026-10-25: it fires at the first (02:30
         // CEST, 00:30 UTC) only, then at 02:30 CET (01:30 UTC) the next night.
-        assert_eq!((first, second), (1_792_888_200_000, 1_792_978_200_000));
+        assert_eq!((first.0, second.0), (1_792_888_200_000, 1_792_978_200_000));
     }
 
     #[test]
     fn missed_ticks_policy() {
         let every_minute = entry("* * * * *");
-        let now = DAY + 10 * MIN + 5_000;
-        let latest = DAY + 10 * MIN;
+        let now = ms(DAY + 10 * MIN + 5_000);
+        let latest = ms(DAY + 10 * MIN);
         // Fired already: nothing. Never fired, tick just passed: fire it.
         assert_eq!(every_minute.due(now, Some(latest)), Due::Nothing);
         assert_eq!(every_minute.due(now, None), Due::Fire { tick: latest });
         // Down for four minutes: only the latest tick fires, once.
-        assert_eq!(every_minute.due(now, Some(DAY + 6 * MIN)), Due::Fire { tick: latest });
+        assert_eq!(
+            every_minute.due(now, Some(ms(DAY + 6 * MIN))),
+            Due::Fire { tick: latest }
+        );
         // A daily entry deployed at noon does not fire this morning's tick.
         let daily = entry("0 3 * * *");
-        let noon = DAY + 12 * 60 * MIN;
+        let noon = ms(DAY + 12 * 60 * MIN);
         assert_eq!(
             daily.due(noon, None),
             Due::TooLate {
-                tick: DAY + 3 * 60 * MIN
+                tick: ms(DAY + 3 * 60 * MIN)
             }
         );
         // ... but a worker back ten minutes after 03:00 fires it, late, once.
         let grace = daily.clone().with_missed_grace(Duration::from_secs(900));
         assert_eq!(
-            grace.due(DAY + 3 * 60 * MIN + 10 * MIN, Some(DAY - 21 * 60 * MIN)),
+            grace.due(ms(DAY + 3 * 60 * MIN + 10 * MIN), Some(ms(DAY - 21 * 60 * MIN))),
             Due::Fire {
-                tick: DAY + 3 * 60 * MIN
+                tick: ms(DAY + 3 * 60 * MIN)
             }
         );
     }

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{check_unique_names, CronEntry, CronError, Due};
+use crate::clock::UnixMs;
 use crate::policy::{Policy, PolicyError, SealOptions};
-use crate::store::{CronFired, OutgoingJob, Store, StoreError};
+use crate::store::{CronFired, Store, StoreError};
 
 /// Fires the due ticks of a set of entries: a producer (policy, envelope,
 /// store) that every worker runs; the store keeps each tick to one job.
@@ -28,7 +29,7 @@ pub struct CronScheduler {
     store: Arc<dyn Store>,
     /// Per entry, the latest tick this process already dealt with, so a
     /// tick is asked about once per process, not once per loop.
-    seen: Mutex<HashMap<String, u64>>,
+    seen: Mutex<HashMap<String, UnixMs>>,
     /// Entries whose first sight this process has made sure of.
     first_seen: Mutex<std::collections::HashSet<String>>,
 }
@@ -38,13 +39,13 @@ pub struct CronScheduler {
 pub enum TickOutcome {
     /// This process pushed the tick's job (`missed`: earlier ticks that no
     /// worker fired, skipped by the policy).
-    Fired { tick: u64, job_id: String, missed: u64 },
+    Fired { tick: UnixMs, job_id: String, missed: u64 },
     /// Another worker had fired it.
-    AlreadyFired { tick: u64 },
+    AlreadyFired { tick: UnixMs },
     /// Missed by more than the grace: skipped.
-    TooLate { tick: u64 },
+    TooLate { tick: UnixMs },
     /// The queue was full: the tick is spent.
-    QueueFull { tick: u64, queue: String },
+    QueueFull { tick: UnixMs, queue: String },
 }
 
 impl CronScheduler {
@@ -87,16 +88,20 @@ impl CronScheduler {
         self.entries.iter().map(|(e, q)| (e, q.as_str()))
     }
 
-    /// Fires what is due at `now_ms` (Unix ms). A store error leaves the tick
-    /// to the next look.
-    pub async fn fire_due(&self, now_ms: u64) -> Vec<(String, Result<TickOutcome, CronFireError>)> {
+    /// Fires what is due at `now`. A store error leaves the tick to the
+    /// next look.
+    pub async fn fire_due(&self, now: UnixMs) -> Vec<(String, Result<TickOutcome, CronFireError>)> {
         let mut outcomes = Vec::new();
         for (entry, queue) in &self.entries {
             // The first look of this process at an entry records, if no
             // worker did before, that every tick until now has passed: a
             // newly deployed entry fires nothing from before it existed.
             if !self.lock_first_seen().contains(&entry.name) {
-                let passed = now_ms.checked_sub(1).and_then(|t| entry.latest_tick(t)).unwrap_or(0);
+                let passed = now
+                    .0
+                    .checked_sub(1)
+                    .and_then(|t| entry.latest_tick(UnixMs(t)))
+                    .unwrap_or_default();
                 match self.store.cron_first_sight(&entry.name, passed).await {
                     Ok(recorded) => {
                         if recorded {
@@ -111,7 +116,7 @@ impl CronScheduler {
                 }
             }
             // Whether the tick already fired is the store's to say.
-            let due = entry.due(now_ms, None);
+            let due = entry.due(now, None);
             let (Due::Fire { tick } | Due::TooLate { tick }) = due else {
                 continue;
             };
@@ -130,20 +135,16 @@ impl CronScheduler {
         outcomes
     }
 
-    async fn fire(&self, entry: &CronEntry, queue: &str, tick: u64) -> Result<TickOutcome, CronFireError> {
+    async fn fire(&self, entry: &CronEntry, queue: &str, tick: UnixMs) -> Result<TickOutcome, CronFireError> {
         let options = SealOptions {
-            unique: Some(format!("cron:{}:{tick}", entry.name)),
+            unique: Some(format!("cron:{}:{}", entry.name, tick.0)),
             ..Default::default()
         };
-        let (job_id, payload) = self.policy.seal(&entry.class, queue, entry.args.clone(), options)?;
-        let job = OutgoingJob {
-            queue: queue.to_string(),
-            payload,
-        };
+        let job = self.policy.seal(&entry.class, queue, entry.args.clone(), options)?;
         Ok(match self.store.fire_cron(&entry.name, tick, &job).await {
             Ok(CronFired::Fired { previous }) => TickOutcome::Fired {
                 tick,
-                job_id,
+                job_id: job.id().to_string(),
                 missed: previous.map_or(0, |p| self.ticks_between(entry, p, tick)),
             },
             Ok(CronFired::AlreadyFired { .. }) => TickOutcome::AlreadyFired { tick },
@@ -153,7 +154,7 @@ impl CronScheduler {
     }
 
     /// Ticks strictly between two fired ticks (counted up to a bound).
-    fn ticks_between(&self, entry: &CronEntry, from: u64, to: u64) -> u64 {
+    fn ticks_between(&self, entry: &CronEntry, from: UnixMs, to: UnixMs) -> u64 {
         let mut n = 0;
         let mut at = from;
         while let Some(next) = entry.next_tick(at) {
@@ -170,7 +171,7 @@ impl CronScheduler {
         self.first_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, UnixMs>> {
         // The map holds plain numbers: a panic elsewhere cannot break it.
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -179,34 +180,34 @@ impl CronScheduler {
     /// second, so a clock change is seen), logging what happened.
     pub async fn run(self) {
         loop {
-            let now_ms = (crate::clock::now_unix() * 1000.0) as u64;
-            for (name, outcome) in self.fire_due(now_ms).await {
+            let now = UnixMs::now();
+            for (name, outcome) in self.fire_due(now).await {
                 match outcome {
                     Ok(TickOutcome::Fired { tick, job_id, missed }) => tracing::info!(
-                        cron = %name, tick_ms = tick, late_ms = now_ms.saturating_sub(tick), missed, job = %job_id,
+                        cron = %name, tick = %tick, late_ms = now.since(tick).as_millis() as u64, missed, job = %job_id,
                         "recurring job enqueued"
                     ),
                     Ok(TickOutcome::AlreadyFired { tick }) => {
-                        tracing::debug!(cron = %name, tick_ms = tick, "tick fired by another worker")
+                        tracing::debug!(cron = %name, tick = %tick, "tick fired by another worker")
                     }
                     Ok(TickOutcome::TooLate { tick }) => tracing::warn!(
-                        cron = %name, tick_ms = tick, late_ms = now_ms.saturating_sub(tick),
+                        cron = %name, tick = %tick, late_ms = now.since(tick).as_millis() as u64,
                         "missed tick skipped: no worker ran then, and it is older than the entry's missed_grace"
                     ),
                     Ok(TickOutcome::QueueFull { tick, queue }) => tracing::error!(
-                        cron = %name, tick_ms = tick, queue = %queue, "queue full: this tick's job was not enqueued"
+                        cron = %name, tick = %tick, queue = %queue, "queue full: this tick's job was not enqueued"
                     ),
                     Err(e) => tracing::warn!(cron = %name, error = %e, "could not fire a recurring job; will retry"),
                 }
             }
-            let now_ms = (crate::clock::now_unix() * 1000.0) as u64;
+            let now = UnixMs::now();
             let next = self
                 .entries
                 .iter()
-                .filter_map(|(e, _)| e.next_tick(now_ms))
+                .filter_map(|(e, _)| e.next_tick(now))
                 .min()
-                .map_or(1000, |t| t.saturating_sub(now_ms));
-            tokio::time::sleep(Duration::from_millis(next.clamp(5, 1000))).await;
+                .map_or(Duration::from_secs(1), |t| t.since(now));
+            tokio::time::sleep(next.clamp(Duration::from_millis(5), Duration::from_secs(1))).await;
         }
     }
 }
@@ -219,4 +220,3 @@ pub enum CronFireError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-

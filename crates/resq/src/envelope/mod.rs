@@ -119,8 +119,8 @@ impl Envelope {
     }
 
     /// True when the job carries an expiry that is at or before `now`.
-    pub fn is_expired(&self, now_unix: f64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now_unix)
+    pub fn is_expired(&self, now: crate::clock::UnixMs) -> bool {
+        self.expires_at.is_some_and(|at| at <= now.as_secs_f64())
     }
 }
 

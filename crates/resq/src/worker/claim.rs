@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::BackendError;
 use crate::store::{Claim, ClaimOutcome, Store, StoreError};
 use crate::worker_id::WorkerId;
 
@@ -43,7 +44,9 @@ impl ClaimGate {
                     }
                     Ok(_) => {
                         for reply in replies {
-                            let _ = reply.send(Err(StoreError::Protocol("the claim answered a wrong count".into())));
+                            let _ = reply.send(Err(StoreError::Protocol {
+                                what: "a claim answer with a wrong count",
+                            }));
                         }
                     }
                     Err(e) => {
@@ -62,9 +65,9 @@ impl ClaimGate {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((claim, reply))
-            .map_err(|_| StoreError::Unavailable("the claim gate stopped".into()))?;
+            .map_err(|_| StoreError::Unavailable(BackendError::message("the claim gate stopped")))?;
         answer
             .await
-            .map_err(|_| StoreError::Unavailable("the claim gate stopped".into()))?
+            .map_err(|_| StoreError::Unavailable(BackendError::message("the claim gate stopped")))?
     }
 }

@@ -14,7 +14,8 @@ use super::fetch::Fetcher;
 use super::manage::Manager;
 use super::process::ProcessContext;
 use super::{liveness, reaper, Worker, WorkerReport};
-use crate::clock::{now_unix, started_format};
+use crate::clock::UnixMs;
+use crate::store::Registration;
 
 pub(crate) async fn launch(
     worker: Worker,
@@ -30,12 +31,16 @@ pub(crate) async fn launch(
         cron: _,
     } = worker;
     let id = config.worker_id();
-    let ttl_ms = config.liveness_ttl.as_millis() as u64;
 
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    let started = started_format(now_unix());
+    let started = UnixMs::now();
     loop {
-        match store.register_worker(&id, &started, ttl_ms).await {
+        let registration = Registration {
+            worker: &id,
+            started,
+            liveness_ttl: config.liveness_ttl,
+        };
+        match store.register_worker(&registration).await {
             Ok(()) => break,
             Err(e) => {
                 let delay = backoff.next_delay();
@@ -68,7 +73,7 @@ pub(crate) async fn launch(
     let liveness = tokio::spawn(liveness::run(
         Arc::clone(&store),
         id.clone(),
-        started.clone(),
+        started,
         config.heartbeat_interval,
         config.liveness_ttl,
     ));
@@ -104,7 +109,6 @@ pub(crate) async fn launch(
             marks: crate::mark::MarkSource::new(),
             registry,
             limits: config.limits,
-            worker: id.clone(),
             keyring: Arc::clone(&config.keyring),
             allow_unsigned: config.allow_unsigned.clone(),
             default_timeout: config.default_timeout,

@@ -8,18 +8,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Store;
+use crate::clock::UnixMs;
+use crate::store::{Registration, Store};
 use crate::worker_id::WorkerId;
 
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     worker: WorkerId,
-    started: String,
+    started: UnixMs,
     heartbeat_every: Duration,
     liveness_ttl: Duration,
 ) {
+    let registration = Registration {
+        worker: &worker,
+        started,
+        liveness_ttl,
+    };
     let renew_every = (liveness_ttl / 3).max(Duration::from_millis(100));
-    let ttl_ms = liveness_ttl.as_millis() as u64;
     let mut renew = tokio::time::interval(renew_every);
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -27,7 +32,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             _ = renew.tick() => {
-                match store.keep_alive(&worker, &started, ttl_ms).await {
+                match store.keep_alive(&registration).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(
                         "this worker's liveness mark had lapsed (the store was away or stalled longer than \

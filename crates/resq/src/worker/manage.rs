@@ -16,10 +16,10 @@ use super::control::{ControlReceiver, Mode};
 use super::fetch::Fetcher;
 use super::process::{process, ProcessContext, TaskOutput};
 use super::WorkerReport;
-use crate::clock::now_unix;
-use crate::failure::{build_record, FailureInfo, RecordPayload};
+use crate::clock::UnixMs;
+use crate::failure::FailureInfo;
 use crate::reason::Reason;
-use crate::store::{Fetched, FetchedJob, Finished, Store, Working, WorkingRecord};
+use crate::store::{Fetched, FetchedJob, Finished, KeepPayload, NewFailure, Outcome, Store, Working, WorkingRecord};
 use crate::worker_id::WorkerId;
 
 pub(crate) struct Manager {
@@ -46,9 +46,9 @@ pub(crate) struct Manager {
     /// workers that look dead before it calls the queues empty.
     pub reaping: Arc<super::reaper::Reaping>,
     /// Jobs tell when they start running (past every check), by token.
-    pub started_rx: tokio::sync::mpsc::UnboundedReceiver<(String, f64)>,
+    pub started_rx: tokio::sync::mpsc::UnboundedReceiver<(String, UnixMs)>,
     /// Running jobs (by token) and when they started.
-    pub running_since: HashMap<String, f64>,
+    pub running_since: HashMap<String, UnixMs>,
     /// The job Resque's "working" record shows, if any. Only this manager
     /// writes the record, so its writes cannot overtake each other.
     pub shown: Option<String>,
@@ -190,19 +190,14 @@ impl Manager {
                         exception: "Panic".into(),
                         message: "the job task panicked outside the job".into(),
                     };
-                    let record = build_record(
-                        &job.payload,
-                        RecordPayload::Whole,
-                        &info,
-                        self.worker.as_str(),
-                        &job.queue,
-                        now_unix(),
-                    );
                     self.report.count(Some(Reason::JobPanicked));
                     self.done.push(Finished {
                         job,
-                        failure: Some(record),
-                        retry: None,
+                        outcome: Outcome::Failed(NewFailure {
+                            info,
+                            keep: KeepPayload::Whole,
+                            at: UnixMs::now(),
+                        }),
                     });
                 }
             }
@@ -279,7 +274,7 @@ impl Manager {
 
     /// A job passed its checks and runs: if no job is shown as running,
     /// show this one.
-    async fn note_started(&mut self, token: String, at: f64) {
+    async fn note_started(&mut self, token: String, at: UnixMs) {
         let in_flight = self.in_flight.values().any(|(_, job)| job.token == token);
         if !in_flight {
             return; // it ended before this note was read
@@ -304,7 +299,7 @@ impl Manager {
         let oldest = self
             .running_since
             .iter()
-            .min_by(|a, b| a.1.total_cmp(b.1))
+            .min_by_key(|(_, at)| **at)
             .map(|(token, at)| (token.clone(), *at));
         let record = oldest.and_then(|(token, run_at)| {
             let (_, job) = self.in_flight.values().find(|(_, job)| job.token == token)?;

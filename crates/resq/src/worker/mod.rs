@@ -11,9 +11,9 @@ mod liveness;
 mod manage;
 mod perform;
 mod process;
+mod promoter;
 pub mod ranges;
 mod reaper;
-mod promoter;
 mod sweeper;
 
 use std::collections::BTreeMap;

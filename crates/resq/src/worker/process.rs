@@ -1,7 +1,7 @@
 //! Runs one fetched job: decode with limits, verify the signature, its scope
 //! and queue, check expiry and replay, decrypt, look the class up in the
 //! allowlist, deserialize and validate its arguments, run it, and turn whatever
-//! happened into a `Finished` (with a failure record when it did not succeed).
+//! happened into a `Finished` with its `Outcome`.
 //!
 //! Nothing here can take the worker down: every refusal is a typed `Rejection`,
 //! a job's error is recorded, and a job's panic is caught.
@@ -10,18 +10,18 @@ use std::sync::Arc;
 
 use glob::Pattern;
 
-use crate::clock::now_unix;
+use crate::clock::UnixMs;
 use crate::envelope::{decrypt_args, verify, Envelope, Verified};
-use crate::failure::{build_record, FailureInfo, RecordPayload};
+use crate::failure::FailureInfo;
 use crate::job::JobContext;
 use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
 use crate::mark::{mark_of, MarkSource};
+use crate::policy::Sealed;
 use crate::reason::{Reason, Rejection};
 use crate::registry::Registry;
 use crate::retry::{next_attempt, NoRetry};
-use crate::store::{Claim, ClaimOutcome, FetchedJob, Finished, Retry};
-use crate::worker_id::WorkerId;
+use crate::store::{Claim, ClaimOutcome, FetchedJob, Finished, KeepPayload, NewFailure, Outcome};
 
 use super::isolation::Children;
 use super::perform::{guarded, prepare, refused};
@@ -35,9 +35,9 @@ pub struct JobOutcome {
     pub id: Option<String>,
     /// `Ok` for success, or what went wrong.
     pub result: Result<(), FailureInfo>,
-    /// When the job failed with attempts left: its next attempt is due then
-    /// (Unix ms), and it is not in the failed list.
-    pub retry_at_ms: Option<u64>,
+    /// When the job failed with attempts left: its next attempt is due
+    /// then, and it is not in the failed list.
+    pub retry_at: Option<UnixMs>,
 }
 
 /// A callback told about every job's outcome (demo output, metrics).
@@ -50,7 +50,6 @@ pub(crate) struct ProcessContext {
     pub marks: MarkSource,
     pub registry: Registry,
     pub limits: PayloadLimits,
-    pub worker: WorkerId,
     pub keyring: Arc<Keyring>,
     pub allow_unsigned: Vec<Pattern>,
     pub default_timeout: Option<std::time::Duration>,
@@ -59,7 +58,7 @@ pub(crate) struct ProcessContext {
     /// process, cancelled at their timeout (cooperative).
     pub children: Option<Arc<Children>>,
     /// Tells the manager a job passed its checks and runs (its token, when).
-    pub started: tokio::sync::mpsc::UnboundedSender<(String, f64)>,
+    pub started: tokio::sync::mpsc::UnboundedSender<(String, UnixMs)>,
 }
 
 /// A job task's result.
@@ -106,7 +105,7 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
             "job failed"
         ),
     }
-    let now = now_unix();
+    let now = UnixMs::now();
     let mut result = result;
     let retry = match &mut result {
         Err(info) => plan_retry(&job, &ctx, &seen, info, now),
@@ -125,48 +124,55 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
         };
         guarded("on_failure", || (class.hooks.on_failure)(&hook_ctx, info));
     }
-    let failure = match (&result, &retry) {
+    let outcome = match (&result, retry) {
+        (Ok(()), _) => Outcome::Succeeded,
+        (Err(_), Some((next, due))) => Outcome::Retry { next, due },
         (Err(info), None) => {
             // A run's failure, or the one claimed attempt of a signed job,
             // keeps its payload whole (an operator may retry it); any other
             // refusal keeps a bounded copy, so copies pushed in bulk cannot
             // inflate the failed list.
-            let payload = if seen.claimed || info.reason.is_run_outcome() {
-                RecordPayload::Whole
+            let keep = if seen.claimed || info.reason.is_run_outcome() {
+                KeepPayload::Whole
             } else {
-                RecordPayload::Bounded {
-                    class: seen.class.as_deref(),
+                KeepPayload::Bounded {
+                    class: seen.class.clone(),
                 }
             };
-            Some(build_record(
-                &job.payload,
-                payload,
-                info,
-                ctx.worker.as_str(),
-                &job.queue,
-                now,
-            ))
+            Outcome::Failed(NewFailure {
+                info: info.clone(),
+                keep,
+                at: now,
+            })
         }
-        _ => None,
     };
     let reason = result.as_ref().err().map(|f| f.reason);
     if let Some(observer) = &ctx.observer {
-        let retry_at_ms = retry.as_ref().map(|r| r.due_ms);
+        let retry_at = match &outcome {
+            Outcome::Retry { due, .. } => Some(*due),
+            _ => None,
+        };
         observer(&JobOutcome {
             queue: job.queue.clone(),
             class: seen.class,
             id: seen.id,
             result,
-            retry_at_ms,
+            retry_at,
         });
     }
-    TaskOutput::Finished(Finished { job, failure, retry }, reason)
+    TaskOutput::Finished(Finished { job, outcome }, reason)
 }
 
 /// A job that ran and failed (error or panic) with attempts left gets its next
 /// attempt; refusals never do (they would fail the same way again). When the
 /// worker cannot re-sign it, the failure record says why it was not retried.
-fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut FailureInfo, now: f64) -> Option<Retry> {
+fn plan_retry(
+    job: &FetchedJob,
+    ctx: &ProcessContext,
+    seen: &Seen,
+    info: &mut FailureInfo,
+    now: UnixMs,
+) -> Option<(Sealed, UnixMs)> {
     if !matches!(
         info.reason,
         Reason::JobFailed | Reason::JobPanicked | Reason::Timeout | Reason::ResourceLimit | Reason::JobCrashed
@@ -177,19 +183,18 @@ fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut Fa
     if seen.attempt.saturating_add(1) >= class.max_attempts {
         return None;
     }
-    let failed_at = crate::clock::failed_at_format(now);
     match next_attempt(
         &job.payload,
         &ctx.limits,
         &job.queue,
         info,
-        &failed_at,
+        now,
         &ctx.keyring,
         &ctx.marks,
     ) {
-        Ok(payload) => {
+        Ok(next) => {
             let delay = (class.retry_delay)(seen.attempt + 1);
-            let due_ms = ((now + delay.as_secs_f64()) * 1000.0) as u64;
+            let due = now.plus(delay);
             tracing::info!(
                 queue = %job.queue, class = class.class, attempt = seen.attempt + 1,
                 retry_in_ms = delay.as_millis() as u64, "job will be retried"
@@ -200,7 +205,7 @@ fn plan_retry(job: &FetchedJob, ctx: &ProcessContext, seen: &Seen, info: &mut Fa
                 attempt: seen.attempt,
             };
             guarded("on_retry", || (class.hooks.on_retry)(&hook_ctx, info, delay));
-            Some(Retry { payload, due_ms })
+            Some((next, due))
         }
         Err(NoRetry::CannotSign(why)) => {
             info.message = format!("{} (not retried: {why})", info.message);
@@ -222,7 +227,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         Ok(v) => v,
         Err(r) => return Ok(Err(refused(r))),
     };
-    if envelope.is_expired(now_unix()) {
+    if envelope.is_expired(UnixMs::now()) {
         return Ok(Err(refused(Rejection::new(
             Reason::Expired,
             "the job's expires_at has passed; it was not run",
@@ -277,7 +282,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
             Err(refusal) => return Ok(Err(refusal)),
         };
         // Past every check: it runs, and Resque's "working" record may show it.
-        let _ = ctx.started.send((job.token.clone(), now_unix()));
+        let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
         return Ok(match limit {
             None => run.await,
             Some(limit) => tokio::time::timeout(limit, run)
@@ -291,7 +296,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     if let Err(r) = ctx.registry.check_args(&envelope.class, envelope.args.clone()) {
         return Ok(Err(refused(r)));
     }
-    let _ = ctx.started.send((job.token.clone(), now_unix()));
+    let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
     match children.run(&envelope.class, envelope.args, job_ctx, limit).await {
         Ok(result) => Ok(result),
         Err(e) => {
@@ -319,12 +324,14 @@ fn claim_for(envelope: &Envelope, job: &FetchedJob) -> Result<Claim, Rejection> 
         .map_err(|e| Rejection::new(Reason::MalformedPayload, e.to_string()))?
         .ok_or_else(|| Rejection::new(Reason::Unsigned, "the job is not signed"))?;
     // Clamped to year 9999: a store cannot keep a key for longer anyway.
-    let until_ms = (((expires_at.max(0.0) + MARK_SKEW_MARGIN.as_secs_f64()) * 1000.0) as u64).min(LAST_MARK_MS);
+    let until = UnixMs::from_secs_f64(expires_at)
+        .plus(MARK_SKEW_MARGIN)
+        .min(UnixMs(LAST_MARK_MS));
     Ok(Claim {
         queue: job.queue.clone(),
         token: job.token.clone(),
         mark,
-        until_ms,
+        until,
     })
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_unix;
+use crate::clock::UnixMs;
 use crate::store::Store;
 
 const BATCH: usize = 1000;
@@ -17,9 +17,9 @@ pub(crate) async fn run(store: Arc<dyn Store>, every: Duration) {
     loop {
         tick.tick().await;
         loop {
-            let now_ms = (now_unix() * 1000.0) as u64;
-            match store.promote_due(now_ms, BATCH).await {
-                Ok(moved) if moved as usize == BATCH => continue,
+            match store.promote_due(UnixMs::now(), BATCH).await {
+                // A full batch: there may be more.
+                Ok(promoted) if promoted.moved + promoted.unroutable >= BATCH as u64 => continue,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not move due scheduled jobs; will retry");

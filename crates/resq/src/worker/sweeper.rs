@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_unix;
-use crate::store::Store;
+use crate::clock::UnixMs;
+use crate::store::{Store, SweepTurn};
 use crate::worker_id::WorkerId;
 
 pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration) {
@@ -17,8 +17,12 @@ pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now_ms = (now_unix() * 1000.0) as u64;
-        match store.sweep_expired(now_ms, worker.as_str(), every).await {
+        let turn = SweepTurn {
+            now: UnixMs::now(),
+            owner: worker.as_str(),
+            every,
+        };
+        match store.sweep_expired(&turn).await {
             Ok(Some(removed)) if removed > 0 => tracing::info!(removed, "swept expired jobs"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not sweep expired jobs; will retry"),

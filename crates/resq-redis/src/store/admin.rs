@@ -1,0 +1,245 @@
+//! [`AdminStore`] over Redis: stats, queues, workers (Ruby's included), the
+//! failed list with its index by id, and queue controls.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, Value};
+
+use resq::mark::Mark;
+use resq::store::{AdminStore, FailureRecord, StoreError, StoreStats, WorkerRecord};
+
+use super::{index_range, opt_u64, protocol, queue_full, store_err, RedisStore};
+use crate::resque;
+use crate::scripts;
+
+#[async_trait]
+impl AdminStore for RedisStore {
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (p, f, t): (Option<String>, Option<String>, Option<String>) = redis::pipe()
+            .get(self.keys.stat("processed"))
+            .get(self.keys.stat("failed"))
+            .get(self.keys.failed_trimmed())
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(StoreStats {
+            processed: opt_u64(p),
+            failed: opt_u64(f),
+            failed_trimmed: opt_u64(t),
+        })
+    }
+
+    async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut names: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.queues())
+            .await
+            .map_err(store_err)?;
+        if names.is_empty() {
+            return Ok(Vec::new()); // Redis refuses an empty pipeline
+        }
+        names.sort();
+        let mut pipe = redis::pipe();
+        for q in &names {
+            pipe.llen(self.keys.queue(q));
+        }
+        let sizes: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        Ok(names.into_iter().zip(sizes).collect())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let mut ids: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.workers())
+            .await
+            .map_err(store_err)?;
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<Vec<u8>>,
+                Option<String>,
+                Option<String>,
+                bool,
+                bool,
+            );
+            let (started, heartbeat, working, processed, failed, resq, paused): Row = redis::pipe()
+                .get(self.keys.worker_started(&id))
+                .hget(self.keys.heartbeats(), &id)
+                .get(self.keys.worker(&id))
+                .get(self.keys.worker_stat("processed", &id))
+                .get(self.keys.worker_stat("failed", &id))
+                .sismember(self.keys.resq_workers(), &id)
+                .sismember(self.keys.paused_workers(), &id)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(store_err)?;
+            out.push(WorkerRecord {
+                id,
+                started: started.as_deref().and_then(resque::time::parse),
+                heartbeat: heartbeat.as_deref().and_then(resque::time::parse),
+                busy: working.is_some(),
+                working: working.as_deref().and_then(resque::working::parse),
+                processed: opt_u64(processed),
+                failed: opt_u64(failed),
+                resq,
+                paused,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn failed_len(&self) -> Result<u64, StoreError> {
+        self.conn.clone().llen(self.keys.failed()).await.map_err(store_err)
+    }
+
+    async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<FailureRecord>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (start, stop) = index_range(start, count);
+        let raw: Vec<Vec<u8>> = self
+            .conn
+            .clone()
+            .lrange(self.keys.failed(), start, stop)
+            .await
+            .map_err(store_err)?;
+        Ok(raw.iter().map(|bytes| resque::failure::parse(bytes)).collect())
+    }
+
+    async fn failed_get(&self, id: &str) -> Result<Option<FailureRecord>, StoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .clone()
+            .hget(self.keys.failure_index(), id)
+            .await
+            .map_err(store_err)?;
+        Ok(bytes.map(|b| resque::failure::parse(&b)))
+    }
+
+    async fn failed_remove(&self, record: &FailureRecord) -> Result<bool, StoreError> {
+        let n: i64 = scripts::FAILED_REMOVE
+            .key(self.keys.failed())
+            .key(self.keys.failure_index())
+            .arg(&record.stored.0)
+            .arg(record.id.as_deref().unwrap_or(""))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(n == 1)
+    }
+
+    async fn failed_requeue(
+        &self,
+        record: &FailureRecord,
+        queue: &str,
+        release: Option<&Mark>,
+    ) -> Result<bool, StoreError> {
+        let payload = record
+            .payload
+            .as_deref()
+            .ok_or(protocol("a failure record that keeps no payload cannot be requeued"))?;
+        let (marks, bit) = match release {
+            Some(mark) => (self.keys.marks(queue, &mark.block), i64::from(mark.index)),
+            None => (self.keys.marks(queue, "-"), -1),
+        };
+        let reply: Vec<Value> = scripts::FAILED_REQUEUE
+            .key(self.keys.failed())
+            .key(self.keys.queues())
+            .key(self.keys.queue(queue))
+            .key(marks)
+            .key(self.keys.failure_index())
+            .key(self.keys.queue_caps())
+            .arg(&record.stored.0)
+            .arg(queue)
+            .arg(payload)
+            .arg(bit)
+            .arg(record.id.as_deref().unwrap_or(""))
+            .arg(self.keys.wake_channel())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(true),
+            [Value::Int(1)] => Ok(false),
+            [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(queue_full(queue, *cap, *length))
+            }
+            _ => Err(protocol("a failure retry reply it does not know")),
+        }
+    }
+
+    async fn failed_clear(&self) -> Result<u64, StoreError> {
+        let (n,): (u64,) = redis::pipe()
+            .atomic()
+            .llen(self.keys.failed())
+            .del(self.keys.failed())
+            .ignore()
+            .del(self.keys.failure_index())
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(n)
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        if paused {
+            conn.sadd::<_, _, ()>(self.keys.paused_queues(), queue).await
+        } else {
+            conn.srem::<_, _, ()>(self.keys.paused_queues(), queue).await
+        }
+        .map_err(store_err)
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        let mut q: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.paused_queues())
+            .await
+            .map_err(store_err)?;
+        q.sort();
+        Ok(q)
+    }
+
+    async fn set_queue_cap(&self, queue: &str, cap: Option<u64>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        match cap {
+            Some(cap) => conn
+                .hset::<_, _, _, ()>(self.keys.queue_caps(), queue, cap)
+                .await
+                .map_err(store_err)?,
+            None => conn
+                .hdel::<_, _, ()>(self.keys.queue_caps(), queue)
+                .await
+                .map_err(store_err)?,
+        }
+        // This process sees its own change at once; others within a second.
+        if let Ok(mut cache) = self.caps.lock() {
+            *cache = None;
+        }
+        Ok(())
+    }
+
+    async fn queue_caps(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let caps: BTreeMap<String, u64> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.queue_caps())
+            .await
+            .map_err(store_err)?;
+        Ok(caps.into_iter().collect())
+    }
+
+    async fn paused_all(&self) -> Result<bool, StoreError> {
+        let v: Option<String> = self.conn.clone().get(self.keys.pause_all()).await.map_err(store_err)?;
+        Ok(v.as_deref() == Some("true"))
+    }
+}

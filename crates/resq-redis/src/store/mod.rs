@@ -1,0 +1,314 @@
+//! `RedisStore`: resq's store interface over Resque's keyspace, one file per
+//! role ([`queues`], [`workers`], [`schedules`], [`admin`]); the bytes Ruby
+//! reads are built in [`crate::resque`].
+
+mod admin;
+mod queues;
+mod schedules;
+mod workers;
+
+pub use schedules::UNROUTABLE_QUEUE;
+
+use std::collections::BTreeMap;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
+
+use resq::clock::UnixMs;
+use resq::store::{BackendError, NewFailure, StoreError};
+
+use crate::connect::{connect, ConnectError, RedisConfig};
+use crate::keys::Keys;
+use crate::scripts;
+
+/// The Redis store. Cheap to clone: clones share one multiplexed connection
+/// that reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    client: redis::Client,
+    keys: Keys,
+    wake: std::sync::Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
+    /// Which queues are capped, and when that was read.
+    caps: CapsCache,
+    /// Most records the failed list keeps (the oldest are trimmed).
+    failed_max: u64,
+}
+
+/// The failed list's cap unless [`RedisStore::with_failed_max`] says.
+pub const DEFAULT_FAILED_MAX: u64 = 100_000;
+
+/// What the recovery of a worker that looks dead found.
+enum Recovery {
+    /// Its jobs went back to their queues (this many) and it was unregistered.
+    Recovered(u64),
+    /// Its liveness mark exists: it is alive.
+    Alive,
+    /// The fleet's renewals have not been continuous long enough to judge.
+    Deferred,
+}
+
+type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
+
+fn store_err(e: RedisError) -> StoreError {
+    let unavailable = e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal();
+    let source = BackendError::new(e);
+    if unavailable {
+        StoreError::Unavailable(source)
+    } else {
+        StoreError::Refused(source)
+    }
+}
+
+/// A script's answer this version does not understand.
+fn protocol(what: &'static str) -> StoreError {
+    StoreError::Protocol { what }
+}
+
+/// A script's "queue full" answer as the error it is.
+fn queue_full(queue: &[u8], cap: i64, length: i64) -> StoreError {
+    StoreError::QueueFull {
+        queue: String::from_utf8_lossy(queue).into_owned(),
+        cap: cap.max(0) as u64,
+        length: length.max(0) as u64,
+    }
+}
+
+/// `start..start+count` as the inclusive range LRANGE and ZRANGE take.
+fn index_range(start: u64, count: u64) -> (isize, isize) {
+    let clamp = |n: u64| n.min(isize::MAX as u64) as isize;
+    (clamp(start), clamp(start.saturating_add(count.saturating_sub(1))))
+}
+
+fn opt_u64(v: Option<String>) -> u64 {
+    v.and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+impl RedisStore {
+    /// Connects to Redis and uses `namespace` (Resque's is `resque`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), resq_redis::ConnectError> {
+    /// use resq_redis::{RedisConfig, RedisStore};
+    /// let store = RedisStore::connect(&RedisConfig::new("redis://127.0.0.1:6379/0"), "resque").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Self, ConnectError> {
+        let (conn, client) = connect(config).await?;
+        Ok(Self {
+            conn,
+            client,
+            keys: Keys::new(namespace),
+            wake: Default::default(),
+            caps: Default::default(),
+            failed_max: DEFAULT_FAILED_MAX,
+        })
+    }
+
+    /// Keeps at most `max` records in the failed list (at least 1): each ack
+    /// that passes it trims the oldest and counts them in
+    /// `resq:stat:failed-trimmed`, so hostile input cannot grow it without bound.
+    pub fn with_failed_max(mut self, max: u64) -> Self {
+        self.failed_max = max.max(1);
+        self
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A handle on the connection, for tests and admin tools.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Starts (once) the task that turns messages on the wake channel into
+    /// bumps of a watch value. It reconnects with backoff and bumps after each
+    /// reconnect, since jobs may have arrived while it was away.
+    fn start_wake_listener(&self) -> tokio::sync::watch::Receiver<u64> {
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let client = self.client.clone();
+        let channel = self.keys.wake_channel();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut delay = std::time::Duration::from_millis(100);
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&channel).await.is_ok() {
+                            delay = std::time::Duration::from_millis(100);
+                            tx.send_modify(|v| *v += 1);
+                            let mut messages = pubsub.on_message();
+                            loop {
+                                tokio::select! {
+                                    message = messages.next() => match message {
+                                        Some(_) => tx.send_modify(|v| *v += 1),
+                                        None => break,
+                                    },
+                                    // Nobody watches any more: stop listening.
+                                    _ = tx.closed() => return,
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "wake channel unavailable; workers poll meanwhile"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        });
+        rx
+    }
+
+    /// Runs the renewal script (see `renew.lua`); true when the liveness
+    /// mark was still there.
+    async fn renew(
+        &self,
+        registration: &resq::store::Registration<'_>,
+        heartbeat: UnixMs,
+        register: bool,
+    ) -> Result<bool, StoreError> {
+        let worker = registration.worker.as_str();
+        let ttl_ms = registration.liveness_ttl.as_millis().min(u128::from(u64::MAX)) as u64;
+        let had: i64 = scripts::RENEW
+            .key(self.keys.alive(worker))
+            .key(self.keys.resq_workers())
+            .key(self.keys.workers())
+            .key(self.keys.worker_started(worker))
+            .key(self.keys.heartbeats())
+            .key(self.keys.beat())
+            .arg(worker)
+            .arg(ttl_ms.max(1))
+            .arg(crate::resque::time::started(registration.started))
+            .arg(crate::resque::time::iso8601(heartbeat))
+            .arg(if register { "register" } else { "" })
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(had == 1)
+    }
+
+    /// The capped queues, re-read at most once a second: a new cap takes
+    /// effect within a second, and uncapped queues keep the cheap path.
+    async fn capped_queues(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        if let Ok(cache) = self.caps.lock() {
+            if let Some((at, names)) = cache.as_ref() {
+                if at.elapsed() < std::time::Duration::from_secs(1) {
+                    return Ok(names.clone());
+                }
+            }
+        }
+        let names: std::collections::HashSet<String> = self
+            .conn
+            .clone()
+            .hkeys(self.keys.queue_caps())
+            .await
+            .map_err(store_err)?;
+        if let Ok(mut cache) = self.caps.lock() {
+            *cache = Some((std::time::Instant::now(), names.clone()));
+        }
+        Ok(names)
+    }
+
+    /// The server's clock (heartbeats use it, as Resque does).
+    pub async fn server_time(&self) -> Result<UnixMs, StoreError> {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(UnixMs(secs.saturating_mul(1000).saturating_add(micros / 1000)))
+    }
+
+    /// Pushes bytes the policy never saw to the tail of `queue`: the raw
+    /// path, outside the store interface, for the demo's hostile jobs and
+    /// for attack tests (workers still check everything they fetch). A
+    /// program's own enqueues go through `resq::Client`.
+    /// Each job is `(queue, payload)`; they are pushed in order.
+    pub async fn push_unchecked(&self, jobs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+        for (queue, payload) in jobs {
+            by_queue.entry(queue.as_str()).or_default().push(payload);
+        }
+        self.enqueue_plain(&by_queue).await
+    }
+
+    /// Builds failure records for jobs that failed outside a worker (a
+    /// scheduled job that names no usable queue), appends them and keeps
+    /// the failed list at its cap.
+    async fn record_failures(&self, failures: &[(&[u8], &NewFailure, &str)]) -> Result<u64, StoreError> {
+        let mut inv = scripts::RECORD_FAILURES.prepare_invoke();
+        inv.key(self.keys.failed())
+            .key(self.keys.stat("failed"))
+            .key(self.keys.failed_trimmed())
+            .key(self.keys.failure_index())
+            .arg(self.failed_max);
+        for (payload, failure, queue) in failures {
+            let id = uuid::Uuid::new_v4().to_string();
+            inv.arg(crate::resque::failure::build(payload, failure, "", queue, &id))
+                .arg(id);
+        }
+        let trimmed: i64 = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        Ok(trimmed.max(0) as u64)
+    }
+
+    /// Recovers a worker's in-flight jobs and unregisters it: always when
+    /// `force` (the worker itself leaving), else only if its liveness mark
+    /// lapsed and the fleet's renewals were continuous for `min_continuity_ms`.
+    async fn recover_worker(&self, worker: &str, force: bool, min_continuity_ms: u64) -> Result<Recovery, StoreError> {
+        let mut conn = self.conn.clone();
+        let queues: Vec<String> = conn
+            .smembers(self.keys.inflight_queues(worker))
+            .await
+            .map_err(store_err)?;
+        let mode = if force { "force" } else { "" };
+        let mut requeued = 0u64;
+        for q in &queues {
+            let moved: i64 = scripts::RECOVER
+                .key(self.keys.alive(worker))
+                .key(self.keys.inflight(worker, q))
+                .key(self.keys.queue(q))
+                .key(self.keys.beat())
+                .arg(mode)
+                .arg(min_continuity_ms)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(store_err)?;
+            match moved {
+                -1 => return Ok(Recovery::Alive),
+                -2 => return Ok(Recovery::Deferred),
+                n => requeued += n.max(0) as u64,
+            }
+        }
+        let forgotten: i64 = scripts::FORGET_WORKER
+            .key(self.keys.alive(worker))
+            .key(self.keys.inflight_queues(worker))
+            .key(self.keys.resq_workers())
+            .key(self.keys.workers())
+            .key(self.keys.heartbeats())
+            .key(self.keys.worker(worker))
+            .key(self.keys.worker_started(worker))
+            .key(self.keys.worker_stat("processed", worker))
+            .key(self.keys.worker_stat("failed", worker))
+            .key(self.keys.inflight_seq(worker))
+            .key(self.keys.beat())
+            .key(self.keys.paused_workers())
+            .arg(worker)
+            .arg(mode)
+            .arg(min_continuity_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(store_err)?;
+        Ok(match forgotten {
+            1 => Recovery::Recovered(requeued),
+            -2 => Recovery::Deferred,
+            _ => Recovery::Alive,
+        })
+    }
+}

@@ -1,0 +1,317 @@
+//! [`JobQueues`] over Redis: queues are Resque's lists, in-flight jobs a
+//! hash per worker and queue (token -> job), replay marks bitmaps.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, Value};
+
+use resq::policy::Sealed;
+use resq::store::{
+    Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, JobQueues, Outcome, StoreError, UniqueKey,
+    Uniqueness, Working,
+};
+use resq::WorkerId;
+
+use super::{protocol, queue_full, store_err, RedisStore};
+use crate::resque;
+use crate::scripts;
+
+impl RedisStore {
+    /// One SADD and RPUSH per queue, then the wake-up, in one pipeline.
+    pub(super) async fn enqueue_plain(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for (queue, payloads) in by_queue {
+            pipe.sadd(self.keys.queues(), *queue);
+            pipe.rpush(self.keys.queue(queue), payloads);
+        }
+        // Best effort: an ACL user without channel rights still enqueues
+        // (workers then find the job at their next poll).
+        pipe.publish(self.keys.wake_channel(), "");
+        let replies: Vec<redis::RedisResult<redis::Value>> = pipe
+            .ignore_errors()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        let pushes = replies.len().saturating_sub(1);
+        for reply in replies.into_iter().take(pushes) {
+            reply.map_err(store_err)?;
+        }
+        Ok(())
+    }
+
+    /// Caps checked and every job pushed in one script: all or nothing.
+    async fn enqueue_checked(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(self.keys.queues()).key(self.keys.queue_caps());
+        inv.arg(self.keys.wake_channel());
+        for (queue, payloads) in by_queue {
+            inv.key(self.keys.queue(queue));
+            inv.arg(*queue).arg(payloads.len());
+            for p in payloads {
+                inv.arg(*p);
+            }
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(()),
+            [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(queue_full(queue, *cap, *length))
+            }
+            _ => Err(protocol("an enqueue script reply it does not know")),
+        }
+    }
+
+    /// Runs a script that guards a one-job push with a mark of its own
+    /// (`mark_key`, and two arguments about it) and the queue's cap. The
+    /// scripts share their keys and arguments after the first ones.
+    pub(super) async fn guarded_push(
+        &self,
+        script: &redis::Script,
+        mark_key: String,
+        (first, second): (impl redis::ToRedisArgs, impl redis::ToRedisArgs),
+        job: &Sealed,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut inv = script.prepare_invoke();
+        inv.key(mark_key)
+            .key(self.keys.queues())
+            .key(self.keys.queue(job.queue()))
+            .key(self.keys.queue_caps())
+            .arg(first)
+            .arg(second)
+            .arg(job.queue())
+            .arg(job.payload())
+            .arg(self.keys.wake_channel());
+        inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)
+    }
+}
+
+/// Reads `{status, pair, token, job, ...}` from the fetch script.
+fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreError> {
+    let mut items = reply.into_iter();
+    match items.next() {
+        Some(Value::Int(1)) => return Ok(Fetched::Paused),
+        Some(Value::Int(0)) => {}
+        _ => return Err(protocol("a fetch reply without a status")),
+    }
+    let mut jobs = Vec::new();
+    while let Some(pair) = items.next() {
+        let Value::Int(p) = pair else {
+            return Err(protocol("a fetch reply with a queue number that is not an integer"));
+        };
+        let queue = usize::try_from(p - 1)
+            .ok()
+            .and_then(|i| queues.get(i))
+            .ok_or_else(|| protocol("a fetch reply with an unknown queue number"))?;
+        let token = match items.next() {
+            Some(Value::BulkString(bytes)) => {
+                String::from_utf8(bytes).map_err(|_| protocol("a fetch reply with a token that is not text"))?
+            }
+            _ => return Err(protocol("a fetch reply with a job without a token")),
+        };
+        let payload = match items.next() {
+            Some(Value::BulkString(bytes)) => bytes,
+            _ => return Err(protocol("a fetch reply with a job that is not a string")),
+        };
+        jobs.push(FetchedJob {
+            queue: queue.clone(),
+            payload,
+            token,
+        });
+    }
+    Ok(Fetched::Jobs(jobs))
+}
+
+#[async_trait]
+impl JobQueues for RedisStore {
+    async fn enqueue(&self, jobs: &[Sealed]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // Group by queue, keeping order.
+        let mut by_queue: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
+        for job in jobs {
+            by_queue.entry(job.queue()).or_default().push(job.payload());
+        }
+        let capped = self.capped_queues().await?;
+        if by_queue.keys().any(|q| capped.contains(*q)) {
+            self.enqueue_checked(&by_queue).await
+        } else {
+            self.enqueue_plain(&by_queue).await
+        }
+    }
+
+    async fn enqueue_unique(&self, job: &Sealed, unique: &UniqueKey<'_>) -> Result<Uniqueness, StoreError> {
+        let window_ms = unique.window.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let reply = self
+            .guarded_push(
+                &scripts::ENQUEUE_UNIQUE,
+                self.keys.unique(unique.class, unique.key),
+                (unique.job_id, window_ms),
+                job,
+            )
+            .await?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok(Uniqueness::Enqueued),
+            [Value::Int(1), Value::BulkString(id)] => {
+                Ok(Uniqueness::Duplicate(String::from_utf8_lossy(id).into_owned()))
+            }
+            [Value::Int(2), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
+                Err(queue_full(queue, *cap, *length))
+            }
+            _ => Err(protocol("a unique enqueue reply it does not know")),
+        }
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, StoreError> {
+        self.conn.clone().smembers(self.keys.queues()).await.map_err(store_err)
+    }
+
+    async fn fetch(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError> {
+        let w = worker.as_str();
+        let mut inv = scripts::FETCH.prepare_invoke();
+        inv.key(self.keys.pause_all())
+            .key(self.keys.inflight_queues(w))
+            .key(self.keys.inflight_seq(w))
+            .key(self.keys.paused_queues());
+        for q in queues {
+            inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
+        }
+        inv.arg(max);
+        for q in queues {
+            inv.arg(q);
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        parse_fetch(reply, queues)
+    }
+
+    async fn claim(&self, worker: &WorkerId, claims: &[Claim]) -> Result<Vec<ClaimOutcome>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let w = worker.as_str();
+        let mut inv = scripts::CLAIM.prepare_invoke();
+        for c in claims {
+            inv.key(self.keys.inflight(w, &c.queue))
+                .key(self.keys.marks(&c.queue, &c.mark.block));
+            inv.arg(&c.token).arg(c.mark.index).arg(c.until.0);
+        }
+        let codes: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        if codes.len() != claims.len() {
+            return Err(protocol("a claim reply with a wrong count"));
+        }
+        codes
+            .into_iter()
+            .map(|code| match code {
+                0 => Ok(ClaimOutcome::Claimed),
+                1 => Ok(ClaimOutcome::Replayed),
+                2 => Ok(ClaimOutcome::Gone),
+                _ => Err(protocol("a claim reply with an unknown code")),
+            })
+            .collect()
+    }
+
+    async fn finish(
+        &self,
+        worker: &WorkerId,
+        done: &[Finished],
+        working: &Working,
+    ) -> Result<FinishReport, StoreError> {
+        if done.is_empty() {
+            return Ok(FinishReport::default());
+        }
+        let w = worker.as_str();
+        let mut inv = scripts::FINISH.prepare_invoke();
+        inv.key(self.keys.stat("processed"))
+            .key(self.keys.stat("failed"))
+            .key(self.keys.worker_stat("processed", w))
+            .key(self.keys.worker_stat("failed", w))
+            .key(self.keys.failed())
+            .key(self.keys.retry())
+            .key(self.keys.failed_trimmed())
+            .key(self.keys.worker(w))
+            .key(self.keys.failure_index());
+        let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in done {
+            let next = list_numbers.len() + 1;
+            if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
+                inv.key(self.keys.inflight(w, &f.job.queue));
+            }
+        }
+        inv.arg(list_numbers.len()).arg(self.failed_max);
+        match working {
+            Working::Keep => inv.arg("keep").arg(""),
+            Working::Clear => inv.arg("clear").arg(""),
+            Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
+        };
+        for f in done {
+            let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
+            inv.arg(list).arg(&f.job.token);
+            match &f.outcome {
+                Outcome::Succeeded => inv.arg("").arg("").arg("").arg(0),
+                Outcome::Failed(failure) => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let record = resque::failure::build(&f.job.payload, failure, w, &f.job.queue, &id);
+                    inv.arg(record).arg(id).arg("").arg(0)
+                }
+                Outcome::Retry { next, due } => inv.arg("").arg("").arg(next.payload()).arg(due.0),
+            };
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let bad = || protocol("an ack reply it does not know");
+        let mut items = reply.into_iter();
+        let (Some(Value::Int(acked)), Some(Value::Int(trimmed))) = (items.next(), items.next()) else {
+            return Err(bad());
+        };
+        let taken = items
+            .map(|v| match v {
+                Value::BulkString(token) => String::from_utf8(token).map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FinishReport {
+            acked: acked.max(0) as u64,
+            taken,
+            trimmed: trimmed.max(0) as u64,
+        })
+    }
+
+    async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let w = worker.as_str();
+        let mut inv = scripts::REQUEUE.prepare_invoke();
+        let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        for job in jobs {
+            let next = pair_numbers.len() + 1;
+            let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
+            if n == next {
+                inv.key(self.keys.inflight(w, &job.queue))
+                    .key(self.keys.queue(&job.queue));
+            }
+            inv.arg(n).arg(&job.token);
+        }
+        inv.invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn set_working(&self, worker: &WorkerId, working: &Working) -> Result<(), StoreError> {
+        let key = self.keys.worker(worker.as_str());
+        let mut conn = self.conn.clone();
+        match working {
+            Working::Keep => Ok(()),
+            Working::Clear => conn.del::<_, ()>(key).await.map_err(store_err),
+            Working::Show(record) => conn
+                .set::<_, _, ()>(key, resque::working::build(record))
+                .await
+                .map_err(store_err),
+        }
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.wake.get_or_init(|| self.start_wake_listener()).clone())
+    }
+}
