@@ -273,3 +273,14 @@ fn fail(f: Failure) -> ExitCode {
     eprintln!("error: {}", output::safe(f.message.trim_end()).replace("\\n", "\n"));
     ExitCode::from(f.code)
 }
+
+/// The README's and the docs' examples compile (and stay true) as doctests.
+#[cfg(doctest)]
+mod doc_examples {
+    #[doc = include_str!("../../../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../../../docs/jobs.md")]
+    pub struct Jobs;
+    #[doc = include_str!("../../../docs/store.md")]
+    pub struct Store;
+}

@@ -10,8 +10,3 @@ pub mod store;
 pub use connect::{redact_url, ConnectError, RedisConfig};
 pub use keys::Keys;
 pub use store::{RedisStore, UNROUTABLE_QUEUE};
-
-/// The README's examples compile (and stay true) as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;

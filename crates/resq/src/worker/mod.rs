@@ -151,7 +151,9 @@ pub enum WorkerError {
     #[error("{0}")]
     Isolation(#[from] isolation::IsolationError),
     #[error("recurring jobs: {0}")]
-    Cron(String),
+    Cron(#[from] crate::cron::CronError),
+    #[error("recurring jobs: workers sign the jobs they fire: {0}")]
+    CronSigner(#[source] crate::policy::PolicyError),
 }
 
 /// A worker process's job runner.
@@ -213,19 +215,20 @@ impl Worker {
         if !self.config.keyring.has_verification_keys() && self.config.allow_unsigned.is_empty() {
             return Err(WorkerError::NoKeys);
         }
-        crate::cron::check_entries(&self.cron, &self.registry).map_err(|e| WorkerError::Cron(e.to_string()))?;
+        crate::cron::check_entries(&self.cron, &self.registry)?;
         // A burst worker drains and exits: it fires no recurring jobs.
         let cron = if self.cron.is_empty() || self.config.burst {
             None
         } else {
             let policy = crate::policy::Policy::new(Arc::clone(&self.config.keyring))
-                .map_err(|e| WorkerError::Cron(format!("workers sign the jobs they fire: {e}")))?
+                .map_err(WorkerError::CronSigner)?
                 .with_registry(self.registry.clone());
             let entries = std::mem::take(&mut self.cron);
-            Some(
-                crate::cron::CronScheduler::new(entries, policy, Arc::clone(&self.store))
-                    .map_err(|e| WorkerError::Cron(e.to_string()))?,
-            )
+            Some(crate::cron::CronScheduler::new(
+                entries,
+                policy,
+                Arc::clone(&self.store),
+            )?)
         };
         let children = match &self.config.isolation {
             Some(isolation) => Some(isolation::Children::start(isolation.clone(), self.config.concurrency).await?),

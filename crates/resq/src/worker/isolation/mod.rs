@@ -83,7 +83,7 @@ pub struct Isolation {
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
     #[error("cannot find this program to start children: {0}")]
-    NoProgram(String),
+    NoProgram(#[source] std::io::Error),
     #[error("cannot start the job child processes: {0}")]
     Start(String),
 }

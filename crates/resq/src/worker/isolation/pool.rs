@@ -54,7 +54,7 @@ impl Children {
     pub(crate) async fn start(config: Isolation, size: usize) -> Result<Arc<Self>, IsolationError> {
         let program = match &config.program {
             Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| IsolationError::NoProgram(e.to_string()))?,
+            None => std::env::current_exe().map_err(IsolationError::NoProgram)?,
         };
         // What a child that dies leaves behind is re-parented here, not to
         // init, so it can be found and ended (see tree.rs).
