@@ -220,7 +220,9 @@ impl Bench {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
                 if open {
-                    cmd.env("RESQ_ALLOW_UNSIGNED", "*");
+                    // Every queue open to unsigned jobs: the loud setting says so.
+                    cmd.env("RESQ_ALLOW_UNSIGNED", "*")
+                        .env("RESQ_ALLOW_UNSIGNED_EVERYTHING", "true");
                 }
                 cmd.spawn()
             })

@@ -266,7 +266,7 @@ pub enum ConfigError {
     BadEnv { var: &'static str, expected: &'static str },
     #[error("{var} is set but empty: {instead}")]
     EmptyEnv { var: &'static str, instead: &'static str },
-    #[error("{0} (see the configuration section of the README)")]
+    #[error("{0} (see the configuration section of docs/operations.md)")]
     OutOfRange(#[from] resq::worker::ranges::OutOfRange),
     #[error(
         "cannot read the Redis password file {path}: {source}\n  check redis.password_file / RESQ_REDIS_PASSWORD_FILE"
@@ -815,12 +815,13 @@ mod tests {
         }
     }
 
-    /// Every key the config accepts is in the README's configuration
-    /// block, and the README shows none it does not accept; the list of
-    /// keys is the parser's own (an unknown key's error lists them all).
+    /// Every key the config accepts is in the documented configuration
+    /// block (docs/operations.md), and it shows none the config does not
+    /// accept; the list of keys is the parser's own (an unknown key's error
+    /// lists them all).
     #[test]
-    fn the_readme_shows_every_config_key() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    fn the_docs_show_every_config_key() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md")).unwrap();
         let section = &readme[readme.find("### Configuration").unwrap()..];
         let block = &section[section.find("```toml\n").unwrap() + 8..];
         let block = &block[..block.find("```").unwrap()];
