@@ -9,7 +9,7 @@ use redis::{AsyncCommands, Value};
 use resq::mark::Mark;
 use resq::store::{AdminStore, FailureRecord, StoreError, StoreStats, WorkerRecord};
 
-use super::{index_range, opt_u64, protocol, queue_full, store_err, RedisStore};
+use super::{opt_u64, protocol, queue_full, store_err, RedisStore};
 use crate::resque;
 use crate::scripts;
 
@@ -99,16 +99,7 @@ impl AdminStore for RedisStore {
     }
 
     async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<FailureRecord>, StoreError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let (start, stop) = index_range(start, count);
-        let raw: Vec<Vec<u8>> = self
-            .conn
-            .clone()
-            .lrange(self.keys.failed(), start, stop)
-            .await
-            .map_err(store_err)?;
+        let raw = self.list_page(self.keys.failed(), start, count).await?;
         Ok(raw.iter().map(|bytes| resque::failure::parse(bytes)).collect())
     }
 

@@ -214,6 +214,15 @@ impl RedisStore {
         Ok(names)
     }
 
+    /// Items `start..start+count` of a list, oldest first.
+    async fn list_page(&self, key: String, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (start, stop) = index_range(start, count);
+        self.conn.clone().lrange(key, start, stop).await.map_err(store_err)
+    }
+
     /// The server's clock (heartbeats use it, as Resque does).
     pub async fn server_time(&self) -> Result<UnixMs, StoreError> {
         let (secs, micros): (u64, u64) = redis::cmd("TIME")

@@ -171,16 +171,7 @@ impl Schedules for RedisStore {
     }
 
     async fn expired_range(&self, start: u64, count: u64) -> Result<Vec<ExpiredRecord>, StoreError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let (start, stop) = index_range(start, count);
-        let raw: Vec<Vec<u8>> = self
-            .conn
-            .clone()
-            .lrange(self.keys.expired(), start, stop)
-            .await
-            .map_err(store_err)?;
+        let raw = self.list_page(self.keys.expired(), start, count).await?;
         Ok(raw.iter().map(|bytes| resque::expired::parse(bytes)).collect())
     }
 
