@@ -28,3 +28,83 @@ pub fn summary(samples: &[Duration], per: u64) -> (f64, f64, f64) {
         ns.last().copied().unwrap_or(0.0),
     )
 }
+
+/// Median and spread of per-run figures.
+pub struct Figure {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Figure {
+    pub fn of(mut xs: Vec<f64>) -> Figure {
+        xs.sort_by(|a, b| a.total_cmp(b));
+        Figure {
+            median: xs.get(xs.len() / 2).copied().unwrap_or(0.0),
+            min: xs.first().copied().unwrap_or(0.0),
+            max: xs.last().copied().unwrap_or(0.0),
+        }
+    }
+    pub fn rate(&self) -> String {
+        format!("{:.0} [{:.0}..{:.0}]", self.median, self.min, self.max)
+    }
+    pub fn plain(&self, unit: &str) -> String {
+        format!("{:.2}{unit} [{:.2}..{:.2}]", self.median, self.min, self.max)
+    }
+}
+
+/// Removes a benchmark's scratch folder when dropped.
+pub struct TempDirGuard(pub std::path::PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a fresh HS256 keys file (mode 0600) into `dir`; returns its path.
+pub fn write_keys(dir: &std::path::Path) -> Result<std::path::PathBuf, BenchError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let keys = dir.join("keys.toml");
+    let (text, _) = resq::Keyring::generate(resq::SigAlg::Hs256, "bench");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&keys)?;
+    f.write_all(text.as_bytes())?;
+    Ok(keys)
+}
+
+/// The peak resident set of a process (VmHWM), in KiB.
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Waits for `child` to exit, or for `done` to say the work is over (then
+/// the child is sent SIGTERM and reaped), reading its peak resident set
+/// meanwhile. Returns the peak in KiB.
+pub fn watch(child: &mut std::process::Child, mut done: impl FnMut() -> bool) -> Result<u64, BenchError> {
+    let mut peak = 0u64;
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(peak);
+        }
+        peak = peak.max(vm_hwm_kib(child.id()));
+        if done() {
+            let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+            child.wait()?;
+            return Ok(peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -15,10 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use local_redis::LocalRedis;
-use resq::{
-    Client, Control, Job, JobContext, JobError, JobQueues, Keyring, Registry, SigAlg, Store, Worker, WorkerConfig,
-};
-use resq_bench::BenchError;
+use resq::{Client, Control, Job, JobContext, JobError, JobQueues, Keyring, Registry, Store, Worker, WorkerConfig};
+use resq_bench::{vm_hwm_kib, write_keys, BenchError, Figure, TempDirGuard};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
@@ -103,30 +101,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// Median and spread of per-run rates.
-struct Figure {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Figure {
-    fn of(mut xs: Vec<f64>) -> Figure {
-        xs.sort_by(|a, b| a.total_cmp(b));
-        Figure {
-            median: xs.get(xs.len() / 2).copied().unwrap_or(0.0),
-            min: xs.first().copied().unwrap_or(0.0),
-            max: xs.last().copied().unwrap_or(0.0),
-        }
-    }
-    fn rate(&self) -> String {
-        format!("{:.0} [{:.0}..{:.0}]", self.median, self.min, self.max)
-    }
-    fn plain(&self, unit: &str) -> String {
-        format!("{:.2}{unit} [{:.2}..{:.2}]", self.median, self.min, self.max)
-    }
-}
-
 struct Bench {
     args: Args,
     redis: LocalRedis,
@@ -135,13 +109,6 @@ struct Bench {
     keys: PathBuf,
     keyring: Arc<Keyring>,
     _tmp: TempDirGuard,
-}
-
-struct TempDirGuard(PathBuf);
-impl Drop for TempDirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 impl Bench {
@@ -245,18 +212,6 @@ impl Bench {
     }
 }
 
-/// The peak resident set of a process (VmHWM), in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 async fn processed(store: &RedisStore) -> u64 {
     let v: Option<String> = redis::cmd("GET")
         .arg("resque:stat:processed")
@@ -305,19 +260,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let store = Arc::new(RedisStore::connect(&RedisConfig::new(redis.url()), "resque").await?);
     let dir = std::env::temp_dir().join(format!("resq-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let keys = dir.join("keys.toml");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let (text, _) = Keyring::generate(SigAlg::Hs256, "bench");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&keys)?;
-        f.write_all(text.as_bytes())?;
-    }
+    let keys = write_keys(&dir)?;
     let keyring = Arc::new(Keyring::load(&keys)?);
     let bench = Bench {
         args,
