@@ -92,5 +92,5 @@ pub async fn queue_len(store: &dyn Store, queue: &str) -> u64 {
 
 /// The payloads `fetch` gives, in order.
 pub fn payloads(jobs: &[FetchedJob]) -> Vec<&[u8]> {
-    jobs.iter().map(|j| j.payload.as_slice()).collect()
+    jobs.iter().map(|j| &j.payload[..]).collect()
 }

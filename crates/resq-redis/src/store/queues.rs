@@ -110,7 +110,7 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
             _ => return Err(protocol("a fetch reply with a job without a token")),
         };
         let payload = match items.next() {
-            Some(Value::BulkString(bytes)) => bytes,
+            Some(Value::BulkString(bytes)) => bytes::Bytes::from(bytes),
             _ => return Err(protocol("a fetch reply with a job that is not a string")),
         };
         jobs.push(FetchedJob {

@@ -12,11 +12,12 @@ use crate::worker_id::WorkerId;
 
 /// A job moved into a worker's in-flight set: the unit of work that is later
 /// finished (acked) or requeued. The payload stays as raw bytes, so ack,
-/// requeue and failure records use exactly what was stored.
+/// requeue and failure records use exactly what was stored; it is shared,
+/// not copied, between the worker's bookkeeping and the task that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedJob {
     pub queue: String,
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
     /// The store's handle on this in-flight copy (ack and requeue use it).
     pub token: String,
 }

@@ -123,6 +123,7 @@ pub(crate) async fn launch(
         errors: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
         running: JoinSet::new(),
         in_flight: HashMap::new(),
+        tasks_by_token: HashMap::new(),
         fetched_seq: 0,
         done: Vec::new(),
         to_requeue: Vec::new(),

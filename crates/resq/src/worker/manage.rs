@@ -36,6 +36,9 @@ pub(crate) struct Manager {
     /// Each running job with its fetch sequence number, so a stop can put
     /// jobs back in the order they were fetched.
     pub in_flight: HashMap<Id, (u64, FetchedJob)>,
+    /// The task of each running job, by its token (so a job's start is
+    /// matched in one step, not by a scan of every running job).
+    pub tasks_by_token: HashMap<String, Id>,
     pub fetched_seq: u64,
     pub done: Vec<Finished>,
     pub to_requeue: Vec<(u64, FetchedJob)>,
@@ -151,6 +154,7 @@ impl Manager {
         let ctx = Arc::clone(&self.ctx);
         let handle = self.running.spawn(process(job.clone(), ctx));
         self.fetched_seq += 1;
+        self.tasks_by_token.insert(job.token.clone(), handle.id());
         self.in_flight.insert(handle.id(), (self.fetched_seq, job));
     }
 
@@ -161,6 +165,7 @@ impl Manager {
         };
         if let Some((_, job)) = self.in_flight.get(&id) {
             self.running_since.remove(&job.token);
+            self.tasks_by_token.remove(&job.token);
         }
         match result {
             Ok((id, TaskOutput::Finished(finished, reason))) => {
@@ -275,8 +280,7 @@ impl Manager {
     /// A job passed its checks and runs: if no job is shown as running,
     /// show this one.
     async fn note_started(&mut self, token: String, at: UnixMs) {
-        let in_flight = self.in_flight.values().any(|(_, job)| job.token == token);
-        if !in_flight {
+        if !self.tasks_by_token.contains_key(&token) {
             return; // it ended before this note was read
         }
         self.running_since.insert(token, at);
@@ -302,13 +306,14 @@ impl Manager {
             .min_by_key(|(_, at)| **at)
             .map(|(token, at)| (token.clone(), *at));
         let record = oldest.and_then(|(token, run_at)| {
-            let (_, job) = self.in_flight.values().find(|(_, job)| job.token == token)?;
+            let id = self.tasks_by_token.get(&token)?;
+            let (_, job) = self.in_flight.get(id)?;
             Some((
                 token,
                 WorkingRecord {
                     queue: job.queue.clone(),
                     run_at,
-                    payload: job.payload.clone(),
+                    payload: job.payload.to_vec(),
                 },
             ))
         });
