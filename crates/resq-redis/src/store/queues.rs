@@ -191,9 +191,19 @@ impl JobQueues for RedisStore {
         }
         let w = worker.as_str();
         let mut inv = scripts::CLAIM.prepare_invoke();
+        // A burst's claims share one queue and one producer's block: each
+        // key is built once.
+        let mut flights: BTreeMap<&str, String> = BTreeMap::new();
+        let mut blocks: BTreeMap<(&str, &str), String> = BTreeMap::new();
         for c in claims {
-            inv.key(self.keys.inflight(w, &c.queue))
-                .key(self.keys.marks(&c.queue, &c.mark.block));
+            let flight = flights
+                .entry(c.queue.as_str())
+                .or_insert_with(|| self.keys.inflight(w, &c.queue));
+            inv.key(flight.as_str());
+            let block = blocks
+                .entry((c.queue.as_str(), c.mark.block.as_str()))
+                .or_insert_with(|| self.keys.marks(&c.queue, &c.mark.block));
+            inv.key(block.as_str());
             inv.arg(&c.token).arg(c.mark.index).arg(c.until.0);
         }
         let codes: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
