@@ -45,6 +45,7 @@ struct Stamp {
 static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 impl Job for Stamp {
     const CLASS: &'static str = "Stamp";
+    const QUEUE: &'static str = "lat";
     async fn perform(self, _: JobContext) -> Result<(), JobError> {
         let now = now_us();
         if let Ok(mut v) = LATENCIES.lock() {
