@@ -27,31 +27,20 @@ for i = 5, #ARGV, 6 do
   by_list[list] = by_list[list] or {}
   table.insert(by_list[list], i)
 end
+-- One HDEL a job, its claim field with it: it says whether the job was still
+-- here and removes it in the same step, without copying its payload.
 local present = {}
 local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
     local flight = KEYS[9 + list]
-    local gone = {}
-    for s = 1, #entries, 1000 do
-      local tokens = {}
-      for e = s, math.min(s + 999, #entries) do
-        tokens[#tokens + 1] = ARGV[entries[e] + 1]
-      end
-      local jobs = redis.call('HMGET', flight, unpack(tokens))
-      local fields = {}
-      for j, job in ipairs(jobs) do
-        if job then
-          present[entries[s + j - 1]] = true
-          fields[#fields + 1] = tokens[j]
-          fields[#fields + 1] = 'c' .. tokens[j]
-        else
-          taken[#taken + 1] = tokens[j]
-        end
-      end
-      if #fields > 0 then
-        redis.call('HDEL', flight, unpack(fields))
+    for _, i in ipairs(entries) do
+      local token = ARGV[i + 1]
+      if redis.call('HDEL', flight, token, 'c' .. token) > 0 then
+        present[i] = true
+      else
+        taken[#taken + 1] = token
       end
     end
   end
