@@ -173,13 +173,14 @@ impl Bench {
         children: Option<usize>,
     ) -> Result<(f64, u64), BenchError> {
         let start = Instant::now();
-        let concurrency = children.map_or_else(|| self.concurrency(), |c| c.to_string());
+        let concurrency = self.concurrency();
         let mut children: Vec<std::process::Child> = (0..workers)
             .map(|_| {
                 let mut cmd = Command::new(&self.args.resq);
                 cmd.args(["worker", "--queues", spec, "--concurrency", &concurrency, "--burst"]);
-                if children.is_some() {
-                    cmd.args(["--isolation", "process"]);
+                if let Some(n) = children {
+                    // The other slots hold jobs ready for the next free child.
+                    cmd.args(["--isolation", "process", "--children", &n.to_string()]);
                 }
                 cmd.env("RESQ_REDIS_URL", self.redis.url())
                     .env("RESQ_KEYS_FILE", &self.keys)

@@ -109,7 +109,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "isolation",
-        &["mode", "memory_limit_mb", "cpu_limit_ms", "jobs_per_child"],
+        &["mode", "children", "memory_limit_mb", "cpu_limit_ms", "jobs_per_child"],
     ),
     (
         "cron",
@@ -191,6 +191,9 @@ pub struct IsolationSection {
     /// `process` (jobs run in child processes, killed at their timeout).
     #[serde(default)]
     pub mode: IsolationMode,
+    /// Child processes running jobs (default one per concurrency slot);
+    /// fewer keeps jobs ready for the next free child.
+    pub children: Option<usize>,
     /// Address-space limit of each child, MiB (default 1024 in process mode).
     pub memory_limit_mb: Option<u64>,
     /// CPU time one job may use, ms (rounded up to whole seconds).
@@ -388,6 +391,7 @@ pub const ENV_VARS: &[&str] = &[
     "RESQ_QUEUES",
     "RESQ_CONCURRENCY",
     "RESQ_ISOLATION",
+    "RESQ_CHILDREN",
     "RESQ_KEYS_FILE",
     "RESQ_ALLOW_UNSIGNED",
     "RESQ_ALLOW_UNSIGNED_EVERYTHING",
@@ -506,6 +510,9 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     if let Some(n) = parse_env(env, "RESQ_CONCURRENCY", "a whole number such as 16")? {
         worker.concurrency = Some(n);
     }
+    if let Some(n) = parse_env(env, "RESQ_CHILDREN", "a whole number such as 8")? {
+        isolation.children = Some(n);
+    }
     match env.var("RESQ_ISOLATION").as_deref() {
         None => {}
         Some("none") => isolation.mode = IsolationMode::None,
@@ -616,7 +623,7 @@ fn check_worker(worker: &WorkerSection, isolation: &IsolationSection) -> Result<
     use resq::worker::ranges as r;
     let ms = Duration::from_millis;
     if let Some(n) = worker.concurrency {
-        let slots = if isolation.mode == IsolationMode::Process {
+        let slots = if isolation.mode == IsolationMode::Process && isolation.children.is_none() {
             r::ISOLATED_CONCURRENCY
         } else {
             r::CONCURRENCY
@@ -652,6 +659,12 @@ fn check_worker(worker: &WorkerSection, isolation: &IsolationSection) -> Result<
     }
     if let Some(n) = isolation.jobs_per_child {
         check("isolation.jobs_per_child", n, &r::JOBS_PER_CHILD)?;
+    }
+    if let Some(n) = isolation.children {
+        // Against the concurrency when the file sets one; the worker checks
+        // it again against the one it runs with.
+        let range = worker.concurrency.map_or(r::CHILDREN, r::children_range);
+        check("isolation.children (RESQ_CHILDREN)", n, &range)?;
     }
     Ok(())
 }

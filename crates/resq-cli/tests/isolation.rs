@@ -138,6 +138,57 @@ async fn one_process_per_job_when_asked() {
     assert_eq!(pids.len(), 3, "three jobs, three processes: {log}");
 }
 
+/// Fewer children than slots: the worker holds the other fetched jobs
+/// ready, never runs more children than asked, and a job's timeout starts
+/// when a child takes it (the last of these waits past its own timeout
+/// for a child, and still succeeds).
+#[tokio::test(flavor = "multi_thread")]
+async fn fewer_children_than_slots_hold_jobs_ready_and_time_them_from_their_start() {
+    let env = Env::start().await;
+    with_limits(&env, "");
+    let jobs = 6;
+    for _ in 0..jobs {
+        enqueue(&env, &["Sleep", "--timeout-ms", "700", "--args", r#"{"ms":400}"#]);
+    }
+    let mut worker = env.spawn_worker(&["--isolation", "process", "--concurrency", "16", "--children", "2"]);
+    let mut most = 0;
+    env.wait_until("every job ran", || {
+        most = most.max(children_of(worker.id()).len());
+        async { env.processed().await == jobs }
+    })
+    .await;
+    signal(&worker, libc::SIGTERM);
+    worker.wait().unwrap();
+    assert_eq!(most, 2, "two children, never more");
+    assert_eq!(
+        failed(&env),
+        Vec::<Value>::new(),
+        "no job timed out waiting for a child"
+    );
+    let o = env.run(&[
+        "worker",
+        "--isolation",
+        "process",
+        "--concurrency",
+        "2",
+        "--children",
+        "3",
+        "--burst",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("isolation.children is 3: it must be between 1 and 2"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&["worker", "--children", "2", "--burst"]);
+    assert!(
+        stderr(&o).contains("--children needs process isolation"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn children_see_no_resq_settings_and_die_with_their_worker() {
     let env = Env::start().await;

@@ -43,15 +43,19 @@ pub async fn run(settings: &Settings, registry: &resq::Registry, action: ConfigA
         }
     ));
     let mode = isolation.then_some(crate::config::IsolationMode::Process);
-    let isolated = worker_cmd::isolation(settings, mode)?;
-    let mut config = worker_cmd::worker_config(settings, Arc::clone(&keyring), None, None, isolated.is_some())?;
+    let isolated = worker_cmd::isolation(settings, mode, None)?;
+    let child_a_slot = isolated.as_ref().is_some_and(|i| i.children.is_none());
+    let mut config = worker_cmd::worker_config(settings, Arc::clone(&keyring), None, None, child_a_slot)?;
     config.isolation = isolated;
     config.check().map_err(Failure::usage)?;
     ok.push(format!(
         "worker settings in range (queues {}, concurrency {}, isolation {})",
         config.queues.as_str(),
         config.concurrency,
-        if config.isolation.is_some() { "process" } else { "none" }
+        match &config.isolation {
+            None => "none".to_string(),
+            Some(i) => format!("process, {} children", i.children.unwrap_or(config.concurrency)),
+        }
     ));
     resq::cron::check_entries(&settings.cron, registry).map_err(Failure::usage)?;
     if !settings.cron.is_empty() && keyring.signer().is_none() {

@@ -20,9 +20,16 @@ pub struct WorkerArgs {
     #[arg(long, short)]
     queues: Option<String>,
     /// Jobs run at once in this process (1 to 1024; 256 with process
-    /// isolation). Also RESQ_CONCURRENCY or worker.concurrency; default 8.
+    /// isolation and no --children). Also RESQ_CONCURRENCY or
+    /// worker.concurrency; default 8.
     #[arg(long, short)]
     concurrency: Option<usize>,
+    /// With process isolation: how many child processes run jobs (1 to 256,
+    /// at most the concurrency); the other slots hold jobs fetched and
+    /// checked, ready for the next free child. Also RESQ_CHILDREN or
+    /// isolation.children; default one per slot.
+    #[arg(long)]
+    children: Option<usize>,
     /// Exit once the queues are empty.
     #[arg(long)]
     burst: bool,
@@ -35,7 +42,11 @@ pub struct WorkerArgs {
 }
 
 /// The child processes' settings, when process isolation is on.
-pub fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Option<Isolation>, Failure> {
+pub fn isolation(
+    settings: &Settings,
+    mode: Option<IsolationMode>,
+    children: Option<usize>,
+) -> Result<Option<Isolation>, Failure> {
     let section = &settings.isolation;
     if mode.unwrap_or(section.mode) == IsolationMode::None {
         return Ok(None);
@@ -47,6 +58,7 @@ pub fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Opt
         .ok_or_else(|| Failure::usage("isolation.memory_limit_mb is too large"))?;
     Ok(Some(Isolation {
         program: None,
+        children: children.or(section.children),
         memory_limit: Some(memory_limit),
         cpu_limit: section.cpu_limit_ms.map(Duration::from_millis),
         jobs_per_child: section.jobs_per_child,
@@ -60,9 +72,9 @@ pub fn isolation(settings: &Settings, mode: Option<IsolationMode>) -> Result<Opt
     }))
 }
 
-/// `--concurrency` against its range (smaller with process isolation).
-fn check_concurrency(n: usize, isolated: bool) -> Result<(), Failure> {
-    let slots = if isolated {
+/// `--concurrency` against its range (smaller with a child process a slot).
+fn check_concurrency(n: usize, child_a_slot: bool) -> Result<(), Failure> {
+    let slots = if child_a_slot {
         resq::worker::ranges::ISOLATED_CONCURRENCY
     } else {
         resq::worker::ranges::CONCURRENCY
@@ -78,7 +90,7 @@ pub fn worker_config(
     keyring: std::sync::Arc<resq::Keyring>,
     queues: Option<String>,
     concurrency: Option<usize>,
-    isolated: bool,
+    child_a_slot: bool,
 ) -> Result<WorkerConfig, Failure> {
     let spec_text = queues
         .or_else(|| settings.worker.queues.clone())
@@ -91,7 +103,7 @@ pub fn worker_config(
     // Values from the file and the environment were checked when the config
     // was read; one given here on the command line is checked now.
     if let Some(n) = concurrency {
-        check_concurrency(n, isolated)?;
+        check_concurrency(n, child_a_slot)?;
     }
     if let Some(n) = concurrency.or(settings.worker.concurrency) {
         config.concurrency = n;
@@ -120,12 +132,18 @@ pub fn worker_config(
 
 pub async fn run(settings: &Settings, registry: &resq::Registry, args: WorkerArgs) -> Result<(), Failure> {
     // What the command line says is checked before anything is read.
+    let isolation = isolation(settings, args.isolation, args.children)?;
+    let child_a_slot = isolation.as_ref().is_some_and(|i| i.children.is_none());
     if let Some(n) = args.concurrency {
-        check_concurrency(n, isolation(settings, args.isolation)?.is_some())?;
+        check_concurrency(n, child_a_slot)?;
+    }
+    if args.children.is_some() && isolation.is_none() {
+        return Err(Failure::usage(
+            "--children needs process isolation (--isolation process)",
+        ));
     }
     let keyring = settings.keyring().map_err(Failure::usage)?;
-    let isolation = isolation(settings, args.isolation)?;
-    let mut config = worker_config(settings, keyring, args.queues, args.concurrency, isolation.is_some())?;
+    let mut config = worker_config(settings, keyring, args.queues, args.concurrency, child_a_slot)?;
     config.check().map_err(Failure::usage)?;
     config.burst = args.burst;
     config.isolation = isolation;

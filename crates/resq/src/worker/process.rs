@@ -296,8 +296,13 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     if let Err(r) = ctx.registry.check_args(&envelope.class, envelope.args.clone()) {
         return Ok(Err(refused(r)));
     }
-    let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
-    match children.run(&envelope.class, envelope.args, job_ctx, limit).await {
+    let started = || {
+        let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
+    };
+    match children
+        .run(&envelope.class, envelope.args, job_ctx, limit, started)
+        .await
+    {
         Ok(result) => Ok(result),
         Err(e) => {
             tracing::warn!(error = %e, queue = %job.queue, "no child process can take the job; putting it back");

@@ -12,8 +12,10 @@ use crate::limits::{PayloadLimits, MAX_CONFIGURABLE_DEPTH};
 
 /// Jobs run at once by one worker process (tasks in this process).
 pub const CONCURRENCY: RangeInclusive<usize> = 1..=1024;
-/// With process isolation each slot is a child process.
+/// With process isolation and no `children` setting each slot is a child process.
 pub const ISOLATED_CONCURRENCY: RangeInclusive<usize> = 1..=256;
+/// Child processes of one worker (and never more than its concurrency).
+pub const CHILDREN: RangeInclusive<usize> = 1..=256;
 pub const LIVENESS_TTL: RangeInclusive<Duration> = ms(300)..=secs(3600);
 pub const REAP_INTERVAL: RangeInclusive<Duration> = ms(50)..=secs(600);
 /// Ruby prunes a worker whose heartbeat is older than 300 s.
@@ -95,10 +97,16 @@ pub fn check_limits(limits: &PayloadLimits) -> Result<(), OutOfRange> {
     check("limits.max_array_len", limits.max_array_len, &PAYLOAD_ARRAY_LEN)
 }
 
+/// The children a worker of `concurrency` slots may run.
+pub fn children_range(concurrency: usize) -> RangeInclusive<usize> {
+    *CHILDREN.start()..=concurrency.clamp(*CHILDREN.start(), *CHILDREN.end())
+}
+
 impl WorkerConfig {
     /// Checks every setting against its range (see [`crate::worker::ranges`]).
     pub fn check(&self) -> Result<(), OutOfRange> {
-        let slots = if self.isolation.is_some() {
+        let one_child_a_slot = self.isolation.as_ref().is_some_and(|i| i.children.is_none());
+        let slots = if one_child_a_slot {
             &ISOLATED_CONCURRENCY
         } else {
             &CONCURRENCY
@@ -117,6 +125,9 @@ impl WorkerConfig {
         }
         check_limits(&self.limits)?;
         if let Some(isolation) = &self.isolation {
+            if let Some(n) = isolation.children {
+                check("isolation.children", n, &children_range(self.concurrency))?;
+            }
             if let Some(bytes) = isolation.memory_limit {
                 check("isolation.memory_limit (MiB)", bytes / (1024 * 1024), &CHILD_MEMORY_MB)?;
             }
@@ -136,6 +147,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::worker::isolation::Isolation;
 
     fn config() -> WorkerConfig {
         WorkerConfig::new("*".parse().unwrap(), Arc::new(crate::Keyring::ephemeral()))
@@ -145,7 +157,7 @@ mod tests {
     fn the_defaults_pass_and_each_out_of_range_value_is_named() {
         assert_eq!(config().check(), Ok(()));
         type Breaks = fn(&mut WorkerConfig);
-        let cases: [(&str, Breaks); 8] = [
+        let cases: [(&str, Breaks); 10] = [
             ("concurrency is 0", |c| c.concurrency = 0),
             ("concurrency is 1000000: it must be between 1 and 1024", |c| {
                 c.concurrency = 1_000_000
@@ -160,6 +172,20 @@ mod tests {
             ("concurrency is 300: it must be between 1 and 256", |c| {
                 c.concurrency = 300;
                 c.isolation = Some(Default::default());
+            }),
+            ("isolation.children is 9: it must be between 1 and 8", |c| {
+                c.concurrency = 8;
+                c.isolation = Some(Isolation {
+                    children: Some(9),
+                    ..Default::default()
+                });
+            }),
+            ("isolation.children is 0: it must be between 1 and 256", |c| {
+                c.concurrency = 1000;
+                c.isolation = Some(Isolation {
+                    children: Some(0),
+                    ..Default::default()
+                });
             }),
         ];
         for (message, breaks) in cases {

@@ -137,6 +137,13 @@ fn say(what: &str) {
 /// Ends what the last job left running (a process it started and did not
 /// wait for, in its group or in a new session) and reaps it.
 fn end_leftovers() {
+    // Every process a job started is a child of this one (it is their
+    // subreaper), so when `wait` finds no child at all (ECHILD), living or
+    // dead, there is nothing to walk: one system call instead of reading
+    // `/proc` for every thread after every job.
+    if !has_children() {
+        return;
+    }
     let me = std::process::id();
     let left = tree::kill_descendants(me);
     if !left.is_empty() {
@@ -148,10 +155,33 @@ fn end_leftovers() {
     reap_all();
 }
 
+/// Reaps what has ended; true when a child (running, or ended but not
+/// yet reaped) remains.
+fn has_children() -> bool {
+    loop {
+        match rustix::process::wait(reap_options()) {
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(rustix::io::Errno::CHILD) => return false,
+            // Interrupted or anything unexpected: walk to be sure.
+            Err(_) => return true,
+        }
+    }
+}
+
 /// Reaps every child that has ended (this process runs no children of
 /// its own besides what jobs start).
 fn reap_all() {
-    while let Ok(Some(_)) = rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {}
+    while let Ok(Some(_)) = rustix::process::wait(reap_options()) {}
+}
+
+/// `WNOHANG | __WALL`, for `wait` on any child (pid -1: not only those in
+/// this process group, which a job's `setsid` process has left). `__WALL`
+/// counts "clone" children too (started by job code with an exit signal
+/// other than SIGCHLD), which `wait` skips otherwise.
+fn reap_options() -> rustix::process::WaitOptions {
+    const WALL: u32 = 0x4000_0000;
+    rustix::process::WaitOptions::NOHANG | rustix::process::WaitOptions::from_bits_retain(WALL)
 }
 
 /// Exits when the worker that started this child is gone (the child was
@@ -174,4 +204,22 @@ fn start_watchdog(parent: u64) -> Result<(), String> {
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the watchdog thread: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that left this process group (as `setsid` does) still
+    /// counts as a child: the walk after a job must not be skipped for it.
+    #[test]
+    fn a_child_in_another_session_is_seen() {
+        let mut daemon = std::process::Command::new("setsid")
+            .args(["sleep", "30"])
+            .spawn()
+            .expect("start setsid sleep");
+        assert!(has_children());
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
 }

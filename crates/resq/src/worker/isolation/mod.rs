@@ -58,6 +58,11 @@ use crate::registry::Registry;
 pub struct Isolation {
     /// The program started as a child; `None`: this executable.
     pub program: Option<PathBuf>,
+    /// How many child processes run jobs; `None`: one per concurrency slot.
+    /// Fewer children than slots keeps jobs fetched and checked, ready for
+    /// the next free child, so a child never waits on a Redis round trip
+    /// (a job's timeout starts when a child takes it).
+    pub children: Option<usize>,
     /// Address-space limit of each child (RLIMIT_AS, bytes): a job that
     /// allocates past it ends its process and is recorded `resource_limit`.
     /// It counts mapped memory, not only what is touched, so leave room

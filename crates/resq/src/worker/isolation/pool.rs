@@ -32,11 +32,16 @@ const REAP_WITHIN: Duration = Duration::from_secs(2);
 const TAIL_LINES: usize = 32;
 const TAIL_LINE_CHARS: usize = 512;
 
-/// The pool. Its size is the worker's concurrency: each running job holds one
-/// child, and gives it (or its replacement) back before it finishes.
+/// The pool: `Isolation::children` processes, or one per concurrency slot.
+/// Each running job holds one child, and gives it (or its replacement) back
+/// before it finishes; with fewer children than slots, the other fetched
+/// jobs wait here for a free one.
 pub(crate) struct Children {
     config: Isolation,
     program: std::path::PathBuf,
+    /// One permit a child: a job holds one from checkout to give-back, so
+    /// no more than `size` children ever run.
+    free: tokio::sync::Semaphore,
     idle: Mutex<Vec<Child>>,
     /// Pids of the job children alive now. Spawning holds this lock, so a
     /// sweep for strays never takes a child being born for one.
@@ -50,8 +55,10 @@ pub(crate) struct Children {
 pub(crate) struct NoChild(String);
 
 impl Children {
-    /// Starts `size` children and waits until each says it is ready.
-    pub(crate) async fn start(config: Isolation, size: usize) -> Result<Arc<Self>, IsolationError> {
+    /// Starts the children of a worker with `concurrency` slots and waits
+    /// until each says it is ready.
+    pub(crate) async fn start(config: Isolation, concurrency: usize) -> Result<Arc<Self>, IsolationError> {
+        let size = config.children.unwrap_or(concurrency).clamp(1, concurrency.max(1));
         let program = match &config.program {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(IsolationError::NoProgram)?,
@@ -64,6 +71,7 @@ impl Children {
         let children = Arc::new(Self {
             config,
             program,
+            free: tokio::sync::Semaphore::new(size),
             idle: Mutex::new(Vec::with_capacity(size)),
             live: Mutex::new(std::collections::HashSet::new()),
         });
@@ -82,13 +90,16 @@ impl Children {
         Ok(children)
     }
 
-    /// Runs one job in a child. `limit` is its wall-clock timeout.
+    /// Runs one job in a child, once one is free: `started` is called when
+    /// a child takes it, and `limit`, its wall-clock timeout, counts from
+    /// then.
     pub(crate) async fn run(
         &self,
         class: &str,
         args: Vec<Value>,
         ctx: JobContext,
         limit: Option<Duration>,
+        started: impl FnOnce(),
     ) -> Result<Result<(), FailureInfo>, NoChild> {
         let request = encode(&RunRequest {
             class: class.to_string(),
@@ -98,7 +109,14 @@ impl Children {
             attempt: ctx.attempt,
             cpu_limit_ms: self.limits().cpu_ms,
         });
+        // Never closed; an error would only mean no child can be had.
+        let _turn = self
+            .free
+            .acquire()
+            .await
+            .map_err(|_| NoChild("the child pool is closed".into()))?;
         let mut child = self.checkout().await?;
+        started();
         if child.send(&request).await.is_err() {
             // It died while idle; the job has not started. One fresh try.
             tracing::warn!(pid = child.pid, "an idle child process was gone; starting another");
