@@ -35,6 +35,47 @@ pub struct FileConfig {
     pub failures: FailuresSection,
     #[serde(default)]
     pub ruby: RubySection,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP enqueue API (`resq serve`). Every value is optional;
+/// the defaults are safe (see docs/api.md).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address to listen on (default 127.0.0.1:8080).
+    pub listen: Option<String>,
+    /// PEM certificate chain and key: serve HTTPS.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Plain HTTP on an address other than loopback (behind a TLS proxy).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// Proxies whose X-Forwarded-For is believed (IP addresses).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub max_bulk_bytes: Option<usize>,
+    pub max_bulk_jobs: Option<usize>,
+    /// Failed authentications a client IP may make a minute (a burst of as many).
+    pub auth_failures_per_minute: Option<u32>,
+    /// Limits shared by every token: class or queue name -> "100/s".
+    #[serde(default)]
+    pub class_rates: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub queue_rates: std::collections::BTreeMap<String, String>,
+    /// Adaptive throttling: a window above `surge_multiple` times a token's
+    /// baseline throttles it for `surge_throttle_s`.
+    pub surge_multiple: Option<f64>,
+    pub surge_window_s: Option<u64>,
+    pub surge_min_windows: Option<u32>,
+    pub surge_floor: Option<f64>,
+    pub surge_throttle_s: Option<u64>,
+    /// Refuse (503) above this share of Redis's maxmemory (0.5 to 1).
+    pub memory_watermark: Option<f64>,
+    pub idempotency_window_s: Option<u64>,
+    /// Entries the audit stream keeps (about).
+    pub audit_max: Option<usize>,
 }
 
 /// `[ruby]`: sharing a Redis with a Ruby Resque fleet.
@@ -71,6 +112,30 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "cron",
             "failures",
             "ruby",
+            "api",
+        ],
+    ),
+    (
+        "api",
+        &[
+            "listen",
+            "tls_cert_file",
+            "tls_key_file",
+            "allow_plain_http",
+            "trusted_proxies",
+            "max_bulk_bytes",
+            "max_bulk_jobs",
+            "auth_failures_per_minute",
+            "class_rates",
+            "queue_rates",
+            "surge_multiple",
+            "surge_window_s",
+            "surge_min_windows",
+            "surge_floor",
+            "surge_throttle_s",
+            "memory_watermark",
+            "idempotency_window_s",
+            "audit_max",
         ],
     ),
     (
@@ -323,6 +388,8 @@ pub struct Settings {
     pub failures_max: u64,
     /// Queues Ruby workers serve (`resq enqueue --for-ruby`).
     pub ruby_queues: Vec<String>,
+    /// `[api]`, checked when `resq serve` starts.
+    pub api: ApiSection,
     /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
     /// kept from job child processes.
     pub secret_env: Vec<String>,
@@ -454,6 +521,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         cron,
         failures,
         ruby,
+        api,
     } = file;
     let cron = cron
         .iter()
@@ -575,6 +643,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         cron,
         failures_max,
         ruby_queues,
+        api,
         secret_env,
         source,
         warnings: unknown_variables(env),

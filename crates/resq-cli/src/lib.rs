@@ -143,6 +143,18 @@ enum Command {
         #[command(subcommand)]
         action: jobs::JobsAction,
     },
+    /// Serve the HTTP enqueue API (bearer tokens from `resq token`).
+    Serve(serve::ServeArgs),
+    /// The HTTP API's bearer tokens: create, list, revoke, rotate.
+    Token {
+        #[command(subcommand)]
+        action: token::TokenAction,
+    },
+    /// The HTTP API's audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: audit::AuditAction,
+    },
 }
 
 /// A command's failure: the message, and the exit code (2 = fix your input).
@@ -261,6 +273,9 @@ pub fn run(registry: Registry) -> ExitCode {
             Command::Keys { action } => keys::keys(action),
             Command::Jobs { action } => jobs::jobs(&registry, action),
             Command::Config { action } => config_check::run(&settings, &registry, action).await,
+            Command::Serve(args) => serve::serve(&settings, &registry, args).await,
+            Command::Token { action } => token::token(&settings, action).await,
+            Command::Audit { action } => audit::audit(&settings, action).await,
         }
     });
     match result {

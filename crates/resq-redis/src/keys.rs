@@ -135,6 +135,32 @@ impl Keys {
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
     }
+    /// The HTTP API's tokens: a hash, token id -> record (hashes of the
+    /// secrets, never the secrets).
+    pub fn api_tokens(&self) -> String {
+        self.k("resq:api:tokens")
+    }
+    /// One rate limit's state (GCRA: its theoretical arrival time, µs);
+    /// `kind` is `token`, `class`, `queue` or `authfail` (per client IP).
+    pub fn api_rate(&self, kind: &str, name: &str) -> String {
+        self.k(&format!("resq:api:rate:{kind}:{name}"))
+    }
+    /// A token's enqueue-rate baseline (adaptive throttling): a hash.
+    pub fn api_baseline(&self, token: &str) -> String {
+        self.k(&format!("resq:api:baseline:{token}"))
+    }
+    /// A token throttled for a period after a surge (expires with it).
+    pub fn api_throttle(&self, token: &str) -> String {
+        self.k(&format!("resq:api:throttle:{token}"))
+    }
+    /// An idempotency key of one token: what the first request was.
+    pub fn api_idempotency(&self, token: &str, key: &str) -> String {
+        self.k(&format!("resq:api:idem:{token}:{key}"))
+    }
+    /// The audit trail of the HTTP API: a capped stream.
+    pub fn api_audit(&self) -> String {
+        self.k("resq:api:audit")
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The Redis store of resq: Resque's keyspace and formats, resq's reliable
 //! fetch and recovery, every multi-step operation one Lua script run by SHA.
 
+pub mod api;
 pub mod connect;
 pub mod keys;
 pub mod resque;

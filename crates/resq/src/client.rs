@@ -31,6 +31,14 @@ pub enum EnqueueError {
     },
     #[error("a scheduled job cannot also be unique: enqueue it unique now, or schedule it without a key")]
     UniqueScheduled,
+    #[error("job {index} of the batch: {source}")]
+    InBatch {
+        /// Its place in the batch, from 0.
+        index: usize,
+        source: PolicyError,
+    },
+    #[error("job {index} of the batch is scheduled or unique: a batch holds jobs to run now, each without a key")]
+    NotForBatch { index: usize },
 }
 
 /// A job by class name and raw `args`, for the CLI and for bridges from
@@ -267,6 +275,29 @@ impl Client {
                 self.push_one(&queue, sealed).await
             }
         }
+    }
+
+    /// Many [`RawJob`]s, all or nothing: every job passes the policy and
+    /// all are stored in one write, or nothing is (the first refusal names
+    /// its job by index). Scheduled and unique jobs are not taken here:
+    /// each takes a claim of its own.
+    pub async fn enqueue_raw_bulk(&self, jobs: &[RawJob]) -> Result<Vec<String>, EnqueueError> {
+        if let Some(index) = jobs.iter().position(|j| j.at.is_some() || j.unique.is_some()) {
+            return Err(EnqueueError::NotForBatch { index });
+        }
+        let indexed: Vec<(usize, &RawJob)> = jobs.iter().enumerate().collect();
+        let sealed = parallel_map(&indexed, |(index, job)| {
+            let options = SealOptions {
+                unique: None,
+                ..job.options.clone()
+            };
+            self.policy
+                .seal(&job.class, &job.queue, job.args.clone(), options)
+                .map_err(|source| EnqueueError::InBatch { index: *index, source })
+        })?;
+        let ids = sealed.iter().map(|s| s.id().to_string()).collect();
+        self.store.enqueue(&sealed).await?;
+        Ok(ids)
     }
 
     async fn push_one(&self, queue: &str, sealed: Sealed) -> Result<String, EnqueueError> {

@@ -1,6 +1,7 @@
 //! One file per command. Each takes the settings (and, when it runs or
 //! checks jobs, the registry of job types) and returns a `Failure` to print.
 
+pub mod audit;
 pub mod config_check;
 pub mod cron;
 pub mod demo;
@@ -12,7 +13,9 @@ pub mod keys;
 pub mod queue;
 pub mod queues;
 pub mod schedule;
+pub mod serve;
 pub mod stats;
+pub mod token;
 pub mod worker;
 pub mod workers;
 

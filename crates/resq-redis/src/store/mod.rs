@@ -50,7 +50,7 @@ enum Recovery {
 
 type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
 
-fn store_err(e: RedisError) -> StoreError {
+pub(crate) fn store_err(e: RedisError) -> StoreError {
     let unavailable = e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal();
     let source = BackendError::new(e);
     if unavailable {
@@ -61,7 +61,7 @@ fn store_err(e: RedisError) -> StoreError {
 }
 
 /// A script's answer this version does not understand.
-fn protocol(what: &'static str) -> StoreError {
+pub(crate) fn protocol(what: &'static str) -> StoreError {
     StoreError::Protocol { what }
 }
 

@@ -18,24 +18,41 @@ use crate::resque;
 use crate::scripts;
 
 impl RedisStore {
-    /// One SADD and RPUSH per queue, then the wake-up, in one pipeline.
+    /// One SADD and RPUSH per queue in a transaction (MULTI/EXEC: all or
+    /// nothing, a batch included), then the wake-up outside it, all in one
+    /// round trip.
     pub(super) async fn enqueue_plain(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
+        pipe.cmd("MULTI");
         for (queue, payloads) in by_queue {
             pipe.sadd(self.keys.queues(), *queue);
             pipe.rpush(self.keys.queue(queue), payloads);
         }
-        // Best effort: an ACL user without channel rights still enqueues
-        // (workers then find the job at their next poll).
+        pipe.cmd("EXEC");
+        // Best effort, and outside the transaction: an ACL user without
+        // channel rights still enqueues (workers then find the job at their
+        // next poll).
         pipe.publish(self.keys.wake_channel(), "");
         let replies: Vec<redis::RedisResult<redis::Value>> = pipe
             .ignore_errors()
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        let pushes = replies.len().saturating_sub(1);
-        for reply in replies.into_iter().take(pushes) {
-            reply.map_err(store_err)?;
+        // MULTI, one QUEUED a command, EXEC, PUBLISH: a command refused
+        // while queued (out of memory, no permission) aborts the EXEC.
+        let exec = replies.len().checked_sub(2).ok_or_else(|| protocol("a short transaction reply"))?;
+        for reply in replies.into_iter().take(exec + 1) {
+            match reply.map_err(store_err)? {
+                redis::Value::Array(results) => {
+                    for result in results {
+                        if let redis::Value::ServerError(e) = result {
+                            return Err(store_err(e.into()));
+                        }
+                    }
+                }
+                redis::Value::Nil => return Err(protocol("a transaction that did not run")),
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -1,0 +1,70 @@
+//! resq's HTTP enqueue API (`resq serve`): one door more into the same
+//! policy as the library and the CLI, with scoped bearer tokens, rate
+//! limits shared by every replica, backpressure, idempotency and an audit
+//! trail. See `docs/api.md`.
+
+pub mod audit;
+pub mod openapi;
+pub mod problem;
+pub mod secret;
+pub mod server;
+pub mod settings;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use server::{router, ApiState};
+pub use settings::{parse_rate, ApiSettings, Rate};
+
+/// Builds the shared state of a server.
+pub fn state(
+    client: resq::Client,
+    store: resq_redis::api::ApiStore,
+    settings: ApiSettings,
+    limits: resq::PayloadLimits,
+) -> Arc<ApiState> {
+    Arc::new(ApiState {
+        client,
+        audit: audit::Audit::new(store.clone()),
+        store,
+        settings,
+        limits,
+        memory_high: AtomicBool::new(false),
+    })
+}
+
+/// Serves on `listener` until `shutdown` resolves; requests in flight then
+/// finish (nothing is half-written: each enqueue is one write).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let watcher = tokio::spawn(watch_memory(Arc::clone(&state)));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    watcher.abort();
+    served
+}
+
+/// Reads Redis's memory once a second and sets the backpressure flag.
+async fn watch_memory(state: Arc<ApiState>) {
+    let mut warned = false;
+    loop {
+        match state.store.memory().await {
+            Ok((used, max)) => {
+                let high = max > 0 && used as f64 > state.settings.memory_watermark * max as f64;
+                if high != warned {
+                    tracing::warn!(used, max, high, "Redis memory crossed the API's watermark");
+                    warned = high;
+                }
+                state.memory_high.store(high, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read Redis's memory"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,190 @@
+//! `resq serve`: the HTTP enqueue API. Loopback by default; plain HTTP on
+//! any other address only with an explicit opt-in, and a warning.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Args;
+use resq::{Client, Policy, Registry};
+use resq_api::{ApiSettings, Rate};
+use resq_redis::api::ApiStore;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{ApiSection, Settings};
+use crate::{connect, Failure};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (also [api] listen); default 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Serve plain HTTP on an address other than loopback (behind a proxy
+    /// that terminates TLS). Also [api] allow_plain_http.
+    #[arg(long)]
+    allow_plain_http: bool,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) -> Result<(), Failure> {
+    let section = &settings.api;
+    let listen_text = args
+        .listen
+        .or_else(|| section.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| Failure::usage("--listen (api.listen) must be an address and port, such as 127.0.0.1:8080"))?;
+    if section.tls_cert_file.is_some() || section.tls_key_file.is_some() {
+        return Err(Failure::usage(
+            "api.tls_cert_file / api.tls_key_file: TLS in resq serve is not built yet; \
+             terminate TLS in a reverse proxy and set api.allow_plain_http",
+        ));
+    }
+    let plain_ok = args.allow_plain_http || section.allow_plain_http;
+    if !listen.ip().is_loopback() {
+        if !plain_ok {
+            return Err(Failure::usage(
+                "resq serve listens on loopback unless told otherwise: plain HTTP on another address \
+                 sends bearer tokens in the clear; put a TLS proxy in front and pass --allow-plain-http \
+                 (api.allow_plain_http)",
+            ));
+        }
+        tracing::warn!(%listen, "serving plain HTTP on an address other than loopback: bearer tokens cross the network in the clear unless a TLS proxy is in front");
+    }
+    let api_settings = api_settings(section)?;
+    let keyring = settings.keyring().map_err(Failure::usage)?;
+    let mut policy = Policy::new(keyring)
+        .map_err(Failure::usage)?
+        .with_registry(registry.clone());
+    policy.limits = settings.limits;
+    let store = connect(settings).await?;
+    let api_store = ApiStore::new(&store, api_settings.audit_max);
+    let client = Client::with_policy(store, policy);
+    let state = resq_api::state(client, api_store, api_settings, settings.limits);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Failure::runtime(e.to_string()))?;
+    tracing::info!(listen = %bound, classes = ?registry.classes(), "resq serve: the enqueue API is up");
+    // Tests and scripts read the bound address (with --listen 127.0.0.1:0).
+    println!("listening on http://{bound}");
+    let shutdown = shutdown_signal().map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
+    resq_api::serve(listener, state, shutdown)
+        .await
+        .map_err(|e| Failure::runtime(format!("the server stopped: {e}")))?;
+    tracing::info!("resq serve: stopped; requests in flight were answered");
+    Ok(())
+}
+
+/// TERM or INT: stop accepting, finish the requests in flight.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("TERM: finishing requests in flight, then exiting"),
+            _ = int.recv() => tracing::info!("INT: finishing requests in flight, then exiting"),
+        }
+    })
+}
+
+/// `[api]` checked and turned into the server's settings; each error
+/// names its key.
+pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
+    let mut s = ApiSettings::default();
+    let bad = |key: &str, what: &str| Failure::usage(format!("api.{key} {what}"));
+    if let Some(n) = section.max_bulk_bytes {
+        if !(1024..=256 * 1024 * 1024).contains(&n) {
+            return Err(bad("max_bulk_bytes", "must be between 1024 and 268435456"));
+        }
+        s.max_bulk_bytes = n;
+    }
+    if let Some(n) = section.max_bulk_jobs {
+        if !(1..=100_000).contains(&n) {
+            return Err(bad("max_bulk_jobs", "must be between 1 and 100000"));
+        }
+        s.max_bulk_jobs = n;
+    }
+    s.trusted_proxies = section
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<IpAddr>()
+                .map_err(|_| bad("trusted_proxies", &format!("entry #{} is not an IP address", i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(n) = section.auth_failures_per_minute {
+        if !(1..=10_000).contains(&n) {
+            return Err(bad("auth_failures_per_minute", "must be between 1 and 10000"));
+        }
+        s.auth_failures = Rate {
+            per_s: f64::from(n) / 60.0,
+            burst: n,
+        };
+    }
+    let rates = |key: &str, map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .enumerate()
+            .map(|(i, (name, text))| {
+                let per_s = resq_api::parse_rate(text)
+                    .map_err(|e| bad(key, &format!("entry #{}: {e}", i + 1)))?;
+                // A burst of one second's worth (at least 1).
+                let burst = per_s.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+                Ok((name.clone(), Rate { per_s, burst }))
+            })
+            .collect::<Result<std::collections::BTreeMap<_, _>, Failure>>()
+    };
+    s.class_rates = rates("class_rates", &section.class_rates)?;
+    s.queue_rates = rates("queue_rates", &section.queue_rates)?;
+    if let Some(m) = section.surge_multiple {
+        if !(m.is_finite() && (1.5..=1000.0).contains(&m)) {
+            return Err(bad("surge_multiple", "must be between 1.5 and 1000"));
+        }
+        s.surge.multiple = m;
+    }
+    if let Some(w) = section.surge_window_s {
+        if !(1..=86_400).contains(&w) {
+            return Err(bad("surge_window_s", "must be between 1 and 86400"));
+        }
+        s.surge.window = Duration::from_secs(w);
+    }
+    if let Some(n) = section.surge_min_windows {
+        if !(1..=1000).contains(&n) {
+            return Err(bad("surge_min_windows", "must be between 1 and 1000"));
+        }
+        s.surge.min_windows = n;
+    }
+    if let Some(f) = section.surge_floor {
+        if !(f.is_finite() && (0.0..=1e9).contains(&f)) {
+            return Err(bad("surge_floor", "must be between 0 and 1000000000"));
+        }
+        s.surge.floor = f;
+    }
+    if let Some(t) = section.surge_throttle_s {
+        if !(1..=86_400).contains(&t) {
+            return Err(bad("surge_throttle_s", "must be between 1 and 86400"));
+        }
+        s.surge.throttle = Duration::from_secs(t);
+    }
+    if let Some(w) = section.memory_watermark {
+        if !(w.is_finite() && (0.5..=1.0).contains(&w)) {
+            return Err(bad("memory_watermark", "must be between 0.5 and 1.0"));
+        }
+        s.memory_watermark = w;
+    }
+    if let Some(w) = section.idempotency_window_s {
+        if !(60..=30 * 86_400).contains(&w) {
+            return Err(bad("idempotency_window_s", "must be between 60 and 2592000"));
+        }
+        s.idempotency_window = Duration::from_secs(w);
+    }
+    if let Some(n) = section.audit_max {
+        if !(1000..=100_000_000).contains(&n) {
+            return Err(bad("audit_max", "must be between 1000 and 100000000"));
+        }
+        s.audit_max = n;
+    }
+    Ok(s)
+}
