@@ -1,7 +1,8 @@
 //! The audit trail: every accepted and refused request, as one line in the
 //! JSON log (target `resq::audit`, for a SIEM) and as an entry in a capped
-//! Redis stream (`resq audit tail`). Writing the entry never delays or
-//! fails the request: a store error is logged.
+//! Redis stream (`resq audit tail`). The entry is written before the
+//! answer leaves (a client that saw its answer finds it in the trail); a
+//! store error is logged and does not change the answer.
 
 use resq_redis::api::ApiStore;
 
@@ -18,7 +19,7 @@ impl Audit {
     }
 
     /// Records one outcome: `accepted`, `refused`, `replayed` or `alert`.
-    pub(crate) fn record<'a>(
+    pub(crate) async fn record<'a>(
         &self,
         attempt: &'a impl AsView<'a>,
         outcome: &str,
@@ -50,12 +51,9 @@ impl Audit {
             ("status", status.to_string()),
             ("reason", reason.to_string()),
         ];
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.audit(&fields).await {
-                tracing::warn!(error = %e, "could not append to the audit stream");
-            }
-        });
+        if let Err(e) = self.store.audit(&fields).await {
+            tracing::warn!(error = %e, "could not append to the audit stream");
+        }
     }
 }
 

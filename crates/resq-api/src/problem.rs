@@ -58,13 +58,20 @@ impl Problem {
             "unauthorized",
             "a valid bearer token is required (Authorization: Bearer resq_...)",
         );
-        p.headers
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"resq\""));
+        p.headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"resq\""),
+        );
         p
     }
 
     /// 429 or 503, with `Retry-After` in whole seconds (at least 1).
-    pub fn retry_after(status: StatusCode, reason: &'static str, detail: impl Into<String>, after: std::time::Duration) -> Self {
+    pub fn retry_after(
+        status: StatusCode,
+        reason: &'static str,
+        detail: impl Into<String>,
+        after: std::time::Duration,
+    ) -> Self {
         let mut p = Self::new(status, reason, detail);
         let seconds = after.as_millis().div_ceil(1000).max(1);
         if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {

@@ -103,8 +103,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+async fn not_found() -> Response {
+    let mut problem = Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route");
+    problem.request_id = uuid::Uuid::now_v7().to_string();
+    if let Ok(v) = HeaderValue::from_str(&problem.request_id) {
+        problem.headers.insert("x-request-id", v);
+    }
+    problem.into_response()
 }
 
 /// This document.
@@ -149,9 +154,12 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn refuse(&self, state: &ApiState, mut problem: Problem) -> Response {
+    async fn refuse(&self, state: &ApiState, mut problem: Problem) -> Response {
         problem.request_id = self.request_id.clone();
-        state.audit.record(self, "refused", problem.status, problem.reason, "");
+        state
+            .audit
+            .record(self, "refused", problem.status, problem.reason, "")
+            .await;
         self.finish(problem.into_response())
     }
 
@@ -228,7 +236,7 @@ pub(crate) async fn enqueue_one(
     let mut attempt = begin(&state, peer, request.headers(), "POST /api/v1/jobs");
     match guard_one(&state, &mut attempt, request).await {
         Ok(response) => attempt.finish(response),
-        Err(problem) => attempt.refuse(&state, problem),
+        Err(problem) => attempt.refuse(&state, problem).await,
     }
 }
 
@@ -260,7 +268,7 @@ pub(crate) async fn enqueue_bulk(
     let mut attempt = begin(&state, peer, request.headers(), "POST /api/v1/jobs/bulk");
     match guard_bulk(&state, &mut attempt, request).await {
         Ok(response) => attempt.finish(response),
-        Err(problem) => attempt.refuse(&state, problem),
+        Err(problem) => attempt.refuse(&state, problem).await,
     }
 }
 
@@ -315,7 +323,10 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
         {
             Idempotency::Fresh => {}
             Idempotency::Replay(id) => {
-                state.audit.record(attempt, "replayed", 200, "idempotent_replay", &id);
+                state
+                    .audit
+                    .record(attempt, "replayed", 200, "idempotent_replay", &id)
+                    .await;
                 let state_name = if raw.at.is_some() { "scheduled" } else { "queued" };
                 return Ok((StatusCode::OK, Json(enqueued(id, &raw, state_name))).into_response());
             }
@@ -353,7 +364,7 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
             .await;
     }
     watch_surge(state, attempt, &token, 1).await;
-    state.audit.record(attempt, "accepted", 201, "", &id);
+    state.audit.record(attempt, "accepted", 201, "", &id).await;
     let state_name = if scheduled { "scheduled" } else { "queued" };
     Ok((StatusCode::CREATED, Json(enqueued(id, &raw, state_name))).into_response())
 }
@@ -390,7 +401,10 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("a job's arguments are {size} bytes; this token allows {}", token.max_bytes),
+                format!(
+                    "a job's arguments are {size} bytes; this token allows {}",
+                    token.max_bytes
+                ),
             )
             .at_index(Some(index)));
         }
@@ -415,7 +429,10 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
             Idempotency::Fresh => {}
             Idempotency::Replay(ids) => {
                 let ids: Vec<String> = ids.split(',').map(str::to_string).collect();
-                state.audit.record(attempt, "replayed", 200, "idempotent_replay", "");
+                state
+                    .audit
+                    .record(attempt, "replayed", 200, "idempotent_replay", "")
+                    .await;
                 let count = ids.len();
                 return Ok((StatusCode::OK, Json(BulkEnqueued { ids, count })).into_response());
             }
@@ -447,12 +464,18 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
     if let Some(key) = &idempotency {
         let _ = state
             .store
-            .idempotency_finish(&token.id, key, &body_hash, &ids.join(","), state.settings.idempotency_window)
+            .idempotency_finish(
+                &token.id,
+                key,
+                &body_hash,
+                &ids.join(","),
+                state.settings.idempotency_window,
+            )
             .await;
     }
     watch_surge(state, attempt, &token, u32::try_from(ids.len()).unwrap_or(u32::MAX)).await;
     let first = ids.first().cloned().unwrap_or_default();
-    state.audit.record(attempt, "accepted", 201, "", &first);
+    state.audit.record(attempt, "accepted", 201, "", &first).await;
     let count = ids.len();
     Ok((StatusCode::CREATED, Json(BulkEnqueued { ids, count })).into_response())
 }
@@ -542,7 +565,9 @@ async fn read_json_body(request: Request, max: usize) -> Result<(HeaderMap, axum
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(Body::new(body), max).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(Body::new(body), max)
+        .await
+        .map_err(|_| too_large())?;
     Ok((parts.headers, bytes))
 }
 
@@ -737,7 +762,7 @@ async fn watch_surge(state: &ApiState, attempt: &Attempt, token: &TokenRecord, j
                 throttle_s = state.settings.surge.throttle.as_secs(),
                 "a token's enqueue rate surged above its baseline; it is throttled"
             );
-            state.audit.record(attempt, "alert", 429, "surge_throttled", "");
+            state.audit.record(attempt, "alert", 429, "surge_throttled", "").await;
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "could not update a token's baseline"),
@@ -792,10 +817,18 @@ fn policy_refusal(e: PolicyError) -> Problem {
             "payload_too_large",
             clip(&source.to_string(), 300),
         ),
-        PolicyError::Name(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", clip(&e.to_string(), 300)),
+        PolicyError::Name(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            clip(&e.to_string(), 300),
+        ),
         other => {
             tracing::error!(error = %other, "the enqueue policy could not seal a job");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server cannot sign jobs now")
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server cannot sign jobs now",
+            )
         }
     }
 }

@@ -37,6 +37,19 @@ pub fn parse_rate(text: &str) -> Result<f64, BadRate> {
     }
 }
 
+/// A shared limit as an operator writes it: `N/s`, `N/m` or `N/h` is at
+/// most N in that time, so N at once (the burst), refilled evenly.
+pub fn parse_limit(text: &str) -> Result<Rate, BadRate> {
+    let per_s = parse_rate(text)?;
+    let n: f64 = text
+        .split('/')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or(BadRate)?;
+    let burst = n.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+    Ok(Rate { per_s, burst })
+}
+
 /// The API server's settings; every default is a safe one.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -111,5 +124,7 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse_rate(text).ok(), want, "{text:?}");
         }
+        assert_eq!(parse_limit("2/h").map(|r| r.burst), Ok(2));
+        assert_eq!(parse_limit("0.5/s").map(|r| r.burst), Ok(1));
     }
 }

@@ -45,7 +45,9 @@ pub async fn create(store: &ApiStore, new: NewToken) -> Result<(TokenRecord, Str
         ));
     }
     if new.burst == 0 || new.max_bytes < 64 {
-        return Err(TokenError::Invalid("--burst must be at least 1 and --max-bytes at least 64".into()));
+        return Err(TokenError::Invalid(
+            "--burst must be at least 1 and --max-bytes at least 64".into(),
+        ));
     }
     let now = UnixMs::now();
     for _ in 0..4 {

@@ -205,7 +205,10 @@ impl ApiStore {
             // The emission interval in µs, at least 1 (a limit faster than a
             // million a second is no limit).
             let interval = (1_000_000.0 / limit.per_s.max(1e-6)).max(1.0);
-            inv.key(&limit.key).arg(interval).arg(limit.burst.max(1)).arg(limit.cost);
+            inv.key(&limit.key)
+                .arg(interval)
+                .arg(limit.burst.max(1))
+                .arg(limit.cost);
         }
         let reply: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
         let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));

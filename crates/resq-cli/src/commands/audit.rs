@@ -48,7 +48,10 @@ pub async fn audit(settings: &Settings, action: AuditAction) -> Result<(), Failu
 
 fn print_entry(fields: &[(String, String)], json: bool) {
     if json {
-        let object: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let object: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         println!("{}", Value::Object(object));
         return;
     }

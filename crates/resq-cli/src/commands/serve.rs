@@ -128,11 +128,8 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
         map.iter()
             .enumerate()
             .map(|(i, (name, text))| {
-                let per_s = resq_api::parse_rate(text)
-                    .map_err(|e| bad(key, &format!("entry #{}: {e}", i + 1)))?;
-                // A burst of one second's worth (at least 1).
-                let burst = per_s.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
-                Ok((name.clone(), Rate { per_s, burst }))
+                let rate = resq_api::parse_limit(text).map_err(|e| bad(key, &format!("entry #{}: {e}", i + 1)))?;
+                Ok((name.clone(), rate))
             })
             .collect::<Result<std::collections::BTreeMap<_, _>, Failure>>()
     };

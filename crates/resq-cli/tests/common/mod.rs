@@ -1,6 +1,8 @@
 //! Support for end-to-end tests of the real `resq` binary.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 -- KEYS: one key per limit (its theoretical arrival time, µs).
 -- ARGV: per limit, three values: emission interval (µs per unit), burst
 --       (units allowed at once), cost (units this request takes; 0 = only
---       look). The limits come in KEYS order.
+--       look: would one more unit pass? nothing is counted). The limits
+--       come in KEYS order.
 -- Reply: {1, remaining, reset_ms} when allowed (remaining: the fewest units
 --        left among the limits; reset_ms: until every limit is full again),
 --        {0, retry_after_ms, index} when refused by limit `index` (1-based,
@@ -19,6 +20,9 @@ for i = 1, #KEYS do
   local interval = tonumber(ARGV[(i - 1) * 3 + 1])
   local burst = tonumber(ARGV[(i - 1) * 3 + 2])
   local cost = tonumber(ARGV[(i - 1) * 3 + 3])
+  if cost == 0 then
+    cost = 1
+  end
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then
     tat = now

@@ -40,7 +40,10 @@ impl RedisStore {
             .map_err(store_err)?;
         // MULTI, one QUEUED a command, EXEC, PUBLISH: a command refused
         // while queued (out of memory, no permission) aborts the EXEC.
-        let exec = replies.len().checked_sub(2).ok_or_else(|| protocol("a short transaction reply"))?;
+        let exec = replies
+            .len()
+            .checked_sub(2)
+            .ok_or_else(|| protocol("a short transaction reply"))?;
         for reply in replies.into_iter().take(exec + 1) {
             match reply.map_err(store_err)? {
                 redis::Value::Array(results) => {
