@@ -36,6 +36,7 @@ use crate::{secret, token};
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// The job class, e.g. `Echo`.
+    #[schema(min_length = 1, max_length = 256, example = "Echo")]
     pub class: String,
     /// Resque's `args`: an array, or one object (shorthand for `[object]`).
     #[serde(default)]
@@ -43,16 +44,22 @@ pub struct JobRequest {
     pub args: Option<Value>,
     /// The queue; `default` when absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, example = "default")]
     pub queue: Option<String>,
     /// Stop the run after this many milliseconds.
+    #[schema(minimum = 1, maximum = 604_800_000)]
     pub timeout_ms: Option<u64>,
     /// The job's lifetime in seconds (default 7 days, or the class's).
+    #[schema(minimum = 1, maximum = 31_536_000)]
     pub ttl_s: Option<u64>,
-    /// Run it this many seconds from now (single jobs only).
+    /// Run it this many seconds from now (single jobs only; not with `unique_key`).
+    #[schema(minimum = 1, maximum = 31_536_000)]
     pub run_in_s: Option<u64>,
     /// Enqueue only if no job of this class holds this key (single only).
+    #[schema(min_length = 1, max_length = 256)]
     pub unique_key: Option<String>,
-    /// How long `unique_key` is held, seconds (default 3600).
+    /// How long `unique_key` is held, seconds (default 3600; needs `unique_key`).
+    #[schema(minimum = 1, maximum = 2_592_000)]
     pub unique_for_s: Option<u64>,
 }
 
@@ -60,6 +67,8 @@ pub struct JobRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
+    /// 1 to `api.max_bulk_jobs` (10,000 by default) jobs.
+    #[schema(min_items = 1)]
     pub jobs: Vec<JobRequest>,
 }
 
