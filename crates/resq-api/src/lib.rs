@@ -9,11 +9,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod cors;
 pub mod openapi;
 pub mod problem;
 pub mod secret;
 pub mod server;
 pub mod settings;
+pub mod tls;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -41,16 +43,44 @@ pub fn state(
     })
 }
 
-/// Serves on `listener` until `shutdown` resolves; requests in flight then
-/// finish (nothing is half-written: each enqueue is one write).
+/// The client's socket address, from a plain or a TLS listener.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Serves on `listener` (plain, or HTTPS with `tls`) until `shutdown`
+/// resolves; requests in flight then finish (nothing is half-written:
+/// each enqueue is one write).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = tokio::spawn(watch_memory(Arc::clone(&state)));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let app = router(state);
+    let served = match tls {
+        None => {
+            let service = app.into_make_service_with_connect_info::<PeerAddr>();
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        }
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            let service = app.into_make_service_with_connect_info::<PeerAddr>();
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        }
+    };
     watcher.abort();
     served
 }

@@ -109,6 +109,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::cors::layer,
+        ))
         .with_state(state)
 }
 
@@ -239,7 +243,7 @@ impl<'a> crate::audit::AsView<'a> for Attempt {
 )]
 pub(crate) async fn enqueue_one(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::PeerAddr(peer)): ConnectInfo<crate::PeerAddr>,
     request: Request,
 ) -> Response {
     let mut attempt = begin(&state, peer, request.headers(), "POST /api/v1/jobs");
@@ -271,7 +275,7 @@ pub(crate) async fn enqueue_one(
 )]
 pub(crate) async fn enqueue_bulk(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::PeerAddr(peer)): ConnectInfo<crate::PeerAddr>,
     request: Request,
 ) -> Response {
     let mut attempt = begin(&state, peer, request.headers(), "POST /api/v1/jobs/bulk");

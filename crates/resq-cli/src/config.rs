@@ -55,6 +55,9 @@ pub struct ApiSection {
     /// Proxies whose X-Forwarded-For is believed (IP addresses).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Origins a browser may call the API from (none: no CORS headers).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     pub max_bulk_bytes: Option<usize>,
     pub max_bulk_jobs: Option<usize>,
     /// Failed authentications a client IP may make a minute (a burst of as many).
@@ -123,6 +126,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "tls_key_file",
             "allow_plain_http",
             "trusted_proxies",
+            "cors_origins",
             "max_bulk_bytes",
             "max_bulk_jobs",
             "auth_failures_per_minute",

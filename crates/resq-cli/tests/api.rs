@@ -810,3 +810,97 @@ async fn plain_http_off_loopback_needs_an_explicit_opt_in() {
         stderr(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_from_a_pem_certificate_and_key() {
+    let env = Env::start().await;
+    let pki = resq_test_support::Pki::generate();
+    append_config(
+        &env,
+        &format!(
+            "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            pki.path("server.pem"),
+            pki.path("server.key")
+        ),
+    );
+    let (_, secret) = echo_token(&env);
+    let server = serve(&env);
+    let body = r#"{"class":"Echo","args":{"message":"over tls"}}"#;
+    let request = format!(
+        "POST {JOBS} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = common::http::raw_tls(&server.addr, &pki.path("ca.pem"), request.as_bytes()).expect("TLS handshake");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(queued(&env, "default").await, 1);
+    // Plain HTTP to the TLS port gets no answer a client could take for one.
+    let plain = std::panic::catch_unwind(|| common::http::raw(&server.addr, request.as_bytes()));
+    assert!(plain.is_err() || plain.as_ref().is_ok_and(|r| r.status != 201));
+    // A client that trusts another CA refuses the server.
+    let other = resq_test_support::Pki::generate();
+    assert!(common::http::raw_tls(&server.addr, &other.path("ca.pem"), request.as_bytes()).is_err());
+    assert_eq!(queued(&env, "default").await, 1);
+    // Half a TLS pair is refused at start, naming the keys, not the files' text.
+    let env2 = Env::start().await;
+    append_config(&env2, &format!("[api]\ntls_cert_file = {:?}\n", pki.path("server.pem")));
+    let o = env2.run(&["serve"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("api.tls_cert_file and api.tls_key_file go together"),
+        "{}",
+        stderr(&o)
+    );
+    let env3 = Env::start().await;
+    append_config(
+        &env3,
+        &format!(
+            "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            pki.path("server.pem"),
+            pki.path("ca.pem")
+        ),
+    );
+    let o = env3.run(&["serve"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("api.tls_key_file: no PEM private key"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_only_for_listed_origins_and_never_with_credentials() {
+    let env = Env::start().await;
+    append_config(&env, "[api]\ncors_origins = [\"https://app.example.com\"]\n");
+    let (_, secret) = echo_token(&env);
+    let server = serve(&env);
+    let a = server.addr.as_str();
+    let preflight = |origin: &str| {
+        request(
+            a,
+            "OPTIONS",
+            JOBS,
+            &[("Origin", origin), ("Access-Control-Request-Method", "POST")],
+            b"",
+        )
+    };
+    let ok = preflight("https://app.example.com");
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(ok.header("access-control-allow-credentials").is_none());
+    let evil = preflight("https://evil.example");
+    assert!(
+        evil.header("access-control-allow-origin").is_none(),
+        "{:?}",
+        evil.headers
+    );
+    let body = r#"{"class":"Echo","args":{"message":"x"}}"#;
+    let r = post_json(a, JOBS, &secret, &[("Origin", "https://app.example.com")], body);
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    let r = post_json(a, JOBS, &secret, &[("Origin", "https://evil.example")], body);
+    assert!(r.header("access-control-allow-origin").is_none());
+}

@@ -13,7 +13,8 @@ use common::*;
 use serde_json::Value;
 
 fn schemathesis() -> std::path::PathBuf {
-    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/schemathesis/bin/schemathesis");
+    let local =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/schemathesis/bin/schemathesis");
     if local.exists() {
         return local;
     }
@@ -24,11 +25,25 @@ fn schemathesis() -> std::path::PathBuf {
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let env = Env::start().await;
     let o = env.run(&[
-        "token", "create", "--json", "--name", "fuzz", "--classes", "*", "--queues", "*", "--rate", "100000/s", "--burst",
+        "token",
+        "create",
+        "--json",
+        "--name",
+        "fuzz",
+        "--classes",
+        "*",
+        "--queues",
+        "*",
+        "--rate",
+        "100000/s",
+        "--burst",
         "100000",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let secret = serde_json::from_slice::<Value>(&o.stdout).unwrap()["secret"].as_str().unwrap().to_string();
+    let secret = serde_json::from_slice::<Value>(&o.stdout).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let server = Server::start(env.resq(), env.dir.path().join("serve.log"));
     let out = Command::new(schemathesis())
         .current_dir(env.dir.path())
@@ -47,7 +62,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         ])
         .output()
         .expect("run schemathesis");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{report}");
     assert!(report.contains("passed"), "{report}");
     assert!(!report.contains(&secret[..24]), "the secret stays out of the report");

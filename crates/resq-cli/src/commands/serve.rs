@@ -35,14 +35,17 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     let listen: SocketAddr = listen_text
         .parse()
         .map_err(|_| Failure::usage("--listen (api.listen) must be an address and port, such as 127.0.0.1:8080"))?;
-    if section.tls_cert_file.is_some() || section.tls_key_file.is_some() {
-        return Err(Failure::usage(
-            "api.tls_cert_file / api.tls_key_file: TLS in resq serve is not built yet; \
-             terminate TLS in a reverse proxy and set api.allow_plain_http",
-        ));
-    }
+    let tls = match (&section.tls_cert_file, &section.tls_key_file) {
+        (Some(cert), Some(key)) => Some(resq_api::tls::server_config(cert, key).map_err(Failure::usage)?),
+        (None, None) => None,
+        _ => {
+            return Err(Failure::usage(
+                "api.tls_cert_file and api.tls_key_file go together: set both for HTTPS, or neither",
+            ))
+        }
+    };
     let plain_ok = args.allow_plain_http || section.allow_plain_http;
-    if !listen.ip().is_loopback() {
+    if tls.is_none() && !listen.ip().is_loopback() {
         if !plain_ok {
             return Err(Failure::usage(
                 "resq serve listens on loopback unless told otherwise: plain HTTP on another address \
@@ -68,9 +71,10 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     let bound = listener.local_addr().map_err(|e| Failure::runtime(e.to_string()))?;
     tracing::info!(listen = %bound, classes = ?registry.classes(), "resq serve: the enqueue API is up");
     // Tests and scripts read the bound address (with --listen 127.0.0.1:0).
-    println!("listening on http://{bound}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{bound}");
     let shutdown = shutdown_signal().map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-    resq_api::serve(listener, state, shutdown)
+    resq_api::serve(listener, tls, state, shutdown)
         .await
         .map_err(|e| Failure::runtime(format!("the server stopped: {e}")))?;
     tracing::info!("resq serve: stopped; requests in flight were answered");
@@ -115,6 +119,22 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
                 .map_err(|_| bad("trusted_proxies", &format!("entry #{} is not an IP address", i + 1)))
         })
         .collect::<Result<_, _>>()?;
+    for (i, origin) in section.cors_origins.iter().enumerate() {
+        let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+            && !origin.ends_with('/')
+            && !origin.contains('*')
+            && visible_ascii(origin);
+        if !ok {
+            return Err(bad(
+                "cors_origins",
+                &format!(
+                    "entry #{} must be an origin such as https://app.example.com (no path, no wildcard)",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    s.cors_origins = section.cors_origins.clone();
     if let Some(n) = section.auth_failures_per_minute {
         if !(1..=10_000).contains(&n) {
             return Err(bad("auth_failures_per_minute", "must be between 1 and 10000"));
@@ -184,4 +204,8 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
         s.audit_max = n;
     }
     Ok(s)
+}
+
+fn visible_ascii(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_graphic())
 }

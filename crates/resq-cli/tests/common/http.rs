@@ -49,9 +49,43 @@ impl Response {
 
 /// Sends raw bytes and reads the answer (the request asks to close).
 pub fn raw(addr: &str, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to the API");
+    let stream = TcpStream::connect(addr).expect("connect to the API");
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    exchange(stream, request)
+}
+
+/// The same over TLS, trusting only `ca_pem` and checking the name 127.0.0.1.
+pub fn raw_tls(addr: &str, ca_pem: &std::path::Path, request: &[u8]) -> Result<Response, rustls::Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let mut tcp = TcpStream::connect(addr).expect("connect to the API");
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| match e.into_inner() {
+            Some(inner) => match inner.downcast::<rustls::Error>() {
+                Ok(e) => *e,
+                Err(other) => rustls::Error::General(other.to_string()),
+            },
+            None => rustls::Error::General("handshake I/O".into()),
+        })?;
+    }
+    Ok(exchange(rustls::StreamOwned::new(conn, tcp), request))
+}
+
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Response {
     stream.write_all(request).unwrap();
+    stream.flush().unwrap();
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line).unwrap();
@@ -132,6 +166,7 @@ impl Server {
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
+            .or_else(|| line.trim().strip_prefix("listening on https://"))
             .unwrap_or_else(|| {
                 panic!(
                     "resq serve said {line:?}: {}",
