@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::Problem;
-use crate::server::{BulkEnqueued, BulkRequest, Enqueued, JobRequest};
+use crate::server::{BulkEnqueued, BulkRequest, Enqueued, JobRequest, JobState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,11 +12,12 @@ use crate::server::{BulkEnqueued, BulkRequest, Enqueued, JobRequest};
     paths(
         crate::server::enqueue_one,
         crate::server::enqueue_bulk,
+        crate::server::job_state,
         crate::server::openapi,
         crate::server::healthz,
         crate::server::ready
     ),
-    components(schemas(JobRequest, BulkRequest, Enqueued, BulkEnqueued, Problem)),
+    components(schemas(JobRequest, BulkRequest, Enqueued, BulkEnqueued, JobState, Problem)),
     modifiers(&Bearer)
 )]
 struct Document;

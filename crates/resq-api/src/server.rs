@@ -61,6 +61,11 @@ pub struct JobRequest {
     /// How long `unique_key` is held, seconds (default 3600; needs `unique_key`).
     #[schema(minimum = 1, maximum = 2_592_000)]
     pub unique_for_s: Option<u64>,
+    /// Record the job's progress, readable at `GET /api/v1/jobs/{id}` by
+    /// this token (costs a small hash in Redis, kept until a day after the
+    /// job's expiry, and one write at each step).
+    #[serde(default)]
+    pub track: bool,
 }
 
 /// Many jobs, stored all together or not at all.
@@ -80,6 +85,25 @@ pub struct Enqueued {
     pub queue: String,
     /// `queued`, or `scheduled` for a job run later.
     pub state: String,
+}
+
+/// A tracked job's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobState {
+    pub id: String,
+    /// `queued`, `scheduled`, `running`, `retrying`, `succeeded`, `failed`
+    /// or `expired`.
+    pub state: String,
+    pub class: String,
+    pub queue: String,
+    /// Attempts before the current one.
+    pub attempt: u32,
+    /// When the state last changed (ISO 8601).
+    pub updated_at: String,
+    pub expires_at: String,
+    /// Why the last attempt failed (`retrying`, `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Stored jobs, in the order sent.
@@ -105,6 +129,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/jobs", post(enqueue_one))
         .route("/api/v1/jobs/bulk", post(enqueue_bulk))
+        .route("/api/v1/jobs/{id}", get(job_state))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
@@ -318,7 +343,10 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
     let token = authenticate(state, attempt, request.headers()).await?;
     let (headers, body) = read_json_body(request, token.max_bytes.min(state.limits.max_bytes)).await?;
     let job: JobRequest = parse(&body, &state.limits)?;
-    let raw = to_raw(&job, true)?;
+    let mut raw = to_raw(&job, true)?;
+    if job.track {
+        raw.options.track = Some(token.id.clone());
+    }
     attempt.class = Some(raw.class.clone());
     attempt.queue = Some(raw.queue.clone());
     attempt.jobs = 1;
@@ -407,7 +435,10 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
     }
     let mut raws = Vec::with_capacity(bulk.jobs.len());
     for (index, job) in bulk.jobs.iter().enumerate() {
-        let raw = to_raw(job, false).map_err(|p| p.at_index(Some(index)))?;
+        let mut raw = to_raw(job, false).map_err(|p| p.at_index(Some(index)))?;
+        if job.track {
+            raw.options.track = Some(token.id.clone());
+        }
         in_token_scope(&token, &raw.class, &raw.queue).map_err(|p| p.at_index(Some(index)))?;
         let size = serde_json::to_vec(&raw.args).map_or(usize::MAX, |v| v.len());
         if size > token.max_bytes {
@@ -491,6 +522,59 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
     state.audit.record(attempt, "accepted", 201, "", &first).await;
     let count = ids.len();
     Ok((StatusCode::CREATED, Json(BulkEnqueued { ids, count })).into_response())
+}
+
+/// A tracked job's state.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "the id the enqueue answered")),
+    responses(
+        (status = 200, description = "the job's state", body = JobState),
+        (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no job tracked for this token under this id", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed authentications, or throttled", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn job_state(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(crate::PeerAddr(peer)): ConnectInfo<crate::PeerAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut attempt = begin(&state, peer, &headers, "GET /api/v1/jobs/{id}");
+    let answer = async {
+        let token = authenticate(&state, &mut attempt, &headers).await?;
+        let record = state.client.store().tracked(&id).await.map_err(unavailable)?;
+        // Another token's job is as absent as a job never tracked: ids are
+        // not guessable, and this answer says nothing either way.
+        let record = record.filter(|r| r.owner == token.id).ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no job tracked for this token under this id",
+            )
+        })?;
+        Ok::<_, Problem>(
+            Json(JobState {
+                state: record.state_at(UnixMs::now()).as_str().to_string(),
+                id: record.id,
+                class: record.class,
+                queue: record.queue,
+                attempt: record.attempt,
+                updated_at: record.updated_at.to_string(),
+                expires_at: record.expires_at.to_string(),
+                error: record.error,
+            })
+            .into_response(),
+        )
+    }
+    .await;
+    match answer {
+        Ok(response) => attempt.finish(response),
+        Err(problem) => attempt.refuse(&state, problem).await,
+    }
 }
 
 /// The bearer token, checked against its fresh record. Every failure

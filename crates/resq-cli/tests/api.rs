@@ -904,3 +904,171 @@ async fn cors_only_for_listed_origins_and_never_with_credentials() {
     let r = post_json(a, JOBS, &secret, &[("Origin", "https://evil.example")], body);
     assert!(r.header("access-control-allow-origin").is_none());
 }
+
+/// Every command's count of calls (INFO commandstats).
+async fn command_calls(env: &Env) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Redis's count of calls of one command (INFO commandstats).
+async fn calls(env: &Env, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tracked_job_shows_each_state_to_its_own_token_only() {
+    let env = Env::start().await;
+    let (_, secret) = token(
+        &env,
+        &[
+            "--name",
+            "app",
+            "--classes",
+            "Echo,Fail,Flaky",
+            "--queues",
+            "default,later",
+            "--rate",
+            "1000/s",
+            "--burst",
+            "1000",
+        ],
+    );
+    let (_, stranger) = echo_token(&env);
+    let server = serve(&env);
+    let a = server.addr.as_str();
+    let state = |id: &str, who: &str| {
+        let r = request(
+            a,
+            "GET",
+            &format!("{JOBS}/{id}"),
+            &[("Authorization", &format!("Bearer {who}"))],
+            b"",
+        );
+        (r.status, if r.status == 200 { r.json() } else { Value::Null })
+    };
+    let enqueue = |body: Value| {
+        let r = post_json(a, JOBS, &secret, &[], &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["id"].as_str().unwrap().to_string()
+    };
+    let ok = enqueue(json!({"class":"Echo","args":{"message":"x"},"track":true}));
+    let fails = enqueue(json!({"class":"Fail","args":{"message":"boom"},"track":true}));
+    let flaky = enqueue(json!({"class":"Flaky","args":{"failures":1},"track":true}));
+    let later = enqueue(json!({"class":"Echo","queue":"later","args":{"message":"x"},"run_in_s":3600,"track":true}));
+    let short = enqueue(json!({"class":"Echo","queue":"later","args":{"message":"x"},"ttl_s":1,"track":true}));
+    let untracked = enqueue(json!({"class":"Echo","args":{"message":"x"}}));
+    assert_eq!(state(&ok, &secret).1["state"], "queued");
+    assert_eq!(state(&later, &secret).1["state"], "scheduled");
+    // Another token, an untracked job, a made-up id: the same 404.
+    for (id, who) in [
+        (&ok, &stranger),
+        (&untracked, &secret),
+        (&"01a23508-0000-7000-8000-000000000000".to_string(), &secret),
+    ] {
+        let r = request(
+            a,
+            "GET",
+            &format!("{JOBS}/{id}"),
+            &[("Authorization", &format!("Bearer {who}"))],
+            b"",
+        );
+        r.problem(404, "not_found");
+    }
+    request(a, "GET", &format!("{JOBS}/{ok}"), &[], b"").problem(401, "unauthorized");
+    // The worker runs the default queue: success, failure, a retry.
+    let o = env.run(&["worker", "--queues", "default", "--burst"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (status, s) = state(&ok, &secret);
+    assert_eq!(
+        (status, s["state"].as_str(), s["class"].as_str(), s["queue"].as_str()),
+        (200, Some("succeeded"), Some("Echo"), Some("default"))
+    );
+    let f = state(&fails, &secret).1;
+    assert_eq!(
+        (f["state"].as_str(), f["error"].as_str()),
+        (Some("failed"), Some("boom"))
+    );
+    let r = state(&flaky, &secret).1;
+    assert_eq!(
+        (r["state"].as_str(), r["attempt"].as_u64()),
+        (Some("retrying"), Some(0)),
+        "{r}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        state(&short, &secret).1["state"],
+        "expired",
+        "past its lifetime before it ran"
+    );
+    assert_eq!(state(&later, &secret).1["state"], "scheduled");
+    // What tracking costs: one small hash per tracked job (untracked jobs
+    // write none), one write a step.
+    let tracked_keys = env.keys("resque:resq:track:*").await;
+    assert_eq!(tracked_keys.len(), 5, "{tracked_keys:?}");
+    // Enqueueing: the commands of 10 untracked jobs, then of 10 tracked.
+    let snapshot = || async { command_calls(&env).await };
+    let s0 = snapshot().await;
+    for _ in 0..10 {
+        enqueue(json!({"class":"Echo","args":{"message":"x"}}));
+    }
+    let s1 = snapshot().await;
+    for _ in 0..10 {
+        enqueue(json!({"class":"Echo","args":{"message":"x"},"track":true}));
+    }
+    let s2 = snapshot().await;
+    let mut extra = std::collections::BTreeMap::new();
+    for (command, n2) in &s2 {
+        let plain = s1.get(command).copied().unwrap_or(0) - s0.get(command).copied().unwrap_or(0);
+        let tracked = n2 - s1.get(command).copied().unwrap_or(0);
+        if tracked != plain {
+            extra.insert(command.clone(), tracked as i64 - plain as i64);
+        }
+    }
+    // Not the enqueues': INFO (this snapshot) and HKEYS (the server's
+    // once-a-second read of the queue caps) fall in either window.
+    extra.remove("info");
+    extra.remove("hkeys");
+    eprintln!("10 tracked enqueues cost beyond 10 untracked: {extra:?}");
+    assert_eq!(
+        extra,
+        [("hset".to_string(), 10), ("pexpireat".to_string(), 10)]
+            .into_iter()
+            .collect()
+    );
+    // Running them: two more writes each (running, succeeded).
+    let before = (calls(&env, "hset").await, calls(&env, "pexpireat").await);
+    assert!(env.run(&["worker", "--queues", "default", "--burst"]).status.success());
+    let run = (
+        calls(&env, "hset").await - before.0,
+        calls(&env, "pexpireat").await - before.1,
+    );
+    eprintln!("a burst worker running 20 jobs, 10 tracked: {run:?} HSET/PEXPIREAT");
+    assert!(run.0 >= 20 && run.1 >= 20, "{run:?}");
+    let one: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&tracked_keys[0])
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    eprintln!("a tracked job's record: {one} bytes");
+    assert!(one < 512, "{one}");
+}

@@ -135,6 +135,11 @@ impl Keys {
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
     }
+    /// A tracked job's record (opt-in per job): a hash kept until a day
+    /// after the job's expiry.
+    pub fn track(&self, id: &str) -> String {
+        self.k(&format!("resq:track:{id}"))
+    }
     /// The HTTP API's tokens: a hash, token id -> record (hashes of the
     /// secrets, never the secrets).
     pub fn api_tokens(&self) -> String {

@@ -10,7 +10,10 @@ use crate::clock::UnixMs;
 use crate::job::{encode_args, validate, ArgsError, Job};
 use crate::keyring::Keyring;
 use crate::policy::{parallel_map, Policy, PolicyError, SealOptions, Sealed};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TrackFirst, TrackState, TrackUpdate};
+
+/// How long a tracked job's record outlives the job's expiry.
+pub const TRACK_KEPT_AFTER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// Why an enqueue failed. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +191,7 @@ impl Client {
             starts_at: Some(at),
             timeout: None,
             unique: None,
+            track: None,
         };
         let sealed = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
         self.store.schedule(&sealed, at).await?;
@@ -259,22 +263,68 @@ impl Client {
                 let at = UnixMs::from_system_time(at);
                 options.starts_at = Some(at);
                 options.unique = None;
+                let owner = options.track.clone();
                 let sealed = self.policy.seal(&class, &queue, args, options)?;
+                self.track_enqueued(&[(owner.as_deref(), &class, &sealed)], TrackState::Scheduled)
+                    .await?;
                 self.store.schedule(&sealed, at).await?;
                 Ok(sealed.id().to_string())
             }
             (None, Some((key, window))) => {
                 options.unique = Some(key.clone());
+                let owner = options.track.clone();
                 let sealed = self.policy.seal(&class, &queue, args, options)?;
+                self.track_enqueued(&[(owner.as_deref(), &class, &sealed)], TrackState::Queued)
+                    .await?;
                 self.push_unique_as(&class, window, crate::job::OnDuplicate::Reject, &queue, sealed, key)
                     .await
             }
             (None, None) => {
                 options.unique = None;
+                let owner = options.track.clone();
                 let sealed = self.policy.seal(&class, &queue, args, options)?;
+                self.track_enqueued(&[(owner.as_deref(), &class, &sealed)], TrackState::Queued)
+                    .await?;
                 self.push_one(&queue, sealed).await
             }
         }
+    }
+
+    /// A tracked job's first record, written before the job is stored (a
+    /// worker's `running` can then never be overwritten by `queued`). A
+    /// job that is then not stored leaves a record no one can reach by a
+    /// job id the caller was given; it expires with the job's lifetime.
+    async fn track_enqueued(
+        &self,
+        jobs: &[(Option<&str>, &str, &Sealed)],
+        state: TrackState,
+    ) -> Result<(), StoreError> {
+        let now = UnixMs::now();
+        let updates: Vec<TrackUpdate> = jobs
+            .iter()
+            .filter_map(|(owner, class, sealed)| Some((owner.as_deref()?, class, sealed)))
+            .map(|(owner, class, sealed)| {
+                let expires_at = sealed.expires_at().unwrap_or(now);
+                TrackUpdate {
+                    id: sealed.id().to_string(),
+                    state,
+                    attempt: 0,
+                    at: now,
+                    first: Some(TrackFirst {
+                        owner: owner.to_string(),
+                        class: class.to_string(),
+                        queue: sealed.queue().to_string(),
+                        expires_at,
+                    }),
+                    error: None,
+                    keep_until: expires_at.plus(TRACK_KEPT_AFTER_EXPIRY),
+                }
+            })
+            .collect();
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.store.track(&updates).await
     }
 
     /// Many [`RawJob`]s, all or nothing: every job passes the policy and
@@ -296,6 +346,12 @@ impl Client {
                 .map_err(|source| EnqueueError::InBatch { index: *index, source })
         })?;
         let ids = sealed.iter().map(|s| s.id().to_string()).collect();
+        let tracked: Vec<(Option<&str>, &str, &Sealed)> = jobs
+            .iter()
+            .zip(&sealed)
+            .map(|(job, sealed)| (job.options.track.as_deref(), job.class.as_str(), sealed))
+            .collect();
+        self.track_enqueued(&tracked, TrackState::Queued).await?;
         self.store.enqueue(&sealed).await?;
         Ok(ids)
     }
@@ -325,6 +381,7 @@ impl Client {
             starts_at: None,
             timeout,
             unique,
+            track: None,
         };
         Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
     }

@@ -45,7 +45,14 @@ pub struct SealOptions {
     pub timeout: Option<Duration>,
     /// The uniqueness key the job is enqueued under (recorded, signed).
     pub unique: Option<String>,
+    /// Track the job's state (`Store::tracked`), readable by this owner
+    /// (an API token's id; empty for the library). The envelope carries
+    /// `"track": true` (signed) so workers record its progress.
+    pub track: Option<String>,
 }
+
+/// The envelope field that asks workers to record a job's progress.
+pub const TRACK_FIELD: &str = "track";
 
 /// Why a job was not enqueued. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +142,11 @@ impl Policy {
             mark: Some(self.marks.next().to_string()),
             unique: options.unique.clone(),
             enc: None,
-            extra: Default::default(),
+            extra: if options.track.is_some() {
+                std::iter::once((TRACK_FIELD.to_string(), serde_json::Value::Bool(true))).collect()
+            } else {
+                Default::default()
+            },
             sig: None,
         };
         let seal_err = |source| PolicyError::Seal {
@@ -156,7 +167,9 @@ impl Policy {
             queue: queue.to_string(),
             source,
         })?;
-        Ok(Sealed::new(id, queue.to_string(), bytes))
+        let mut sealed = Sealed::new(id, queue.to_string(), bytes);
+        sealed.expires_at = envelope.expires_at.map(UnixMs::from_secs_f64);
+        Ok(sealed)
     }
 }
 
@@ -168,11 +181,22 @@ pub struct Sealed {
     id: String,
     queue: String,
     payload: Vec<u8>,
+    expires_at: Option<UnixMs>,
 }
 
 impl Sealed {
     pub(crate) fn new(id: String, queue: String, payload: Vec<u8>) -> Self {
-        Self { id, queue, payload }
+        Self {
+            id,
+            queue,
+            payload,
+            expires_at: None,
+        }
+    }
+
+    /// When the job expires, when the policy that sealed it knows.
+    pub fn expires_at(&self) -> Option<UnixMs> {
+        self.expires_at
     }
 
     /// The job's id (empty for a job without one, as Ruby's are).

@@ -11,7 +11,8 @@ use resq::store::{
     Claim, ClaimOutcome, Fetched, FetchedJob, FinishReport, Finished, JobQueues, Outcome, StoreError, UniqueKey,
     Uniqueness, Working,
 };
-use resq::WorkerId;
+use resq::store::{TrackRecord, TrackState, TrackUpdate};
+use resq::{UnixMs, WorkerId};
 
 use super::{protocol, queue_full, store_err, RedisStore};
 use crate::resque;
@@ -185,6 +186,63 @@ impl JobQueues for RedisStore {
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
         self.conn.clone().smembers(self.keys.queues()).await.map_err(store_err)
+    }
+
+    async fn track(&self, updates: &[TrackUpdate]) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for u in updates {
+            let key = self.keys.track(&u.id);
+            let mut fields: Vec<(&str, String)> = vec![
+                ("state", u.state.as_str().to_string()),
+                ("attempt", u.attempt.to_string()),
+                ("at", u.at.0.to_string()),
+            ];
+            if let Some(first) = &u.first {
+                fields.push(("owner", first.owner.clone()));
+                fields.push(("class", first.class.clone()));
+                fields.push(("queue", first.queue.clone()));
+                fields.push(("expires_at", first.expires_at.0.to_string()));
+            }
+            if let Some(error) = &u.error {
+                fields.push(("error", error.clone()));
+            }
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&key);
+            for (name, value) in &fields {
+                hset.arg(*name).arg(value);
+            }
+            pipe.add_command(hset).ignore();
+            pipe.cmd("PEXPIREAT").arg(&key).arg(u.keep_until.0).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
+    }
+
+    async fn tracked(&self, id: &str) -> Result<Option<TrackRecord>, StoreError> {
+        let fields: std::collections::HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.track(id))
+            .await
+            .map_err(store_err)?;
+        let Some(state) = fields.get("state").and_then(|s| TrackState::parse(s)) else {
+            return Ok(None);
+        };
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
+        Ok(Some(TrackRecord {
+            id: id.to_string(),
+            state,
+            attempt: u32::try_from(number("attempt")).unwrap_or(u32::MAX),
+            updated_at: UnixMs(number("at")),
+            owner: text("owner"),
+            class: text("class"),
+            queue: text("queue"),
+            expires_at: UnixMs(number("expires_at")),
+            error: fields.get("error").cloned(),
+        }))
     }
 
     async fn fetch(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError> {

@@ -45,6 +45,20 @@ pub trait JobQueues: Send + Sync {
     /// The names in the queue set.
     async fn queues(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Writes tracked jobs' records (opt-in per job; one round trip for
+    /// the call). A store that does not track ignores it.
+    async fn track(&self, updates: &[TrackUpdate]) -> Result<(), StoreError> {
+        let _ = updates;
+        Ok(())
+    }
+
+    /// A tracked job's record; `None` for a job not tracked (or whose
+    /// record has been dropped, a day after its expiry).
+    async fn tracked(&self, id: &str) -> Result<Option<TrackRecord>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
     /// Moves up to `max` jobs, in the order of `queues` (each queue from its
     /// head), into the worker's in-flight set. Atomic: a job is never in
     /// neither place.

@@ -294,3 +294,99 @@ pub struct StoreStats {
     /// Failure records dropped to keep the failed list at its cap.
     pub failed_trimmed: u64,
 }
+
+/// Where a tracked job is (tracking is opt-in per job: `SealOptions::track`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackState {
+    Queued,
+    Scheduled,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+    /// Its lifetime passed before it ran (read from its `expires_at`).
+    Expired,
+}
+
+impl TrackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackState::Queued => "queued",
+            TrackState::Scheduled => "scheduled",
+            TrackState::Running => "running",
+            TrackState::Retrying => "retrying",
+            TrackState::Succeeded => "succeeded",
+            TrackState::Failed => "failed",
+            TrackState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TrackState> {
+        Some(match text {
+            "queued" => TrackState::Queued,
+            "scheduled" => TrackState::Scheduled,
+            "running" => TrackState::Running,
+            "retrying" => TrackState::Retrying,
+            "succeeded" => TrackState::Succeeded,
+            "failed" => TrackState::Failed,
+            "expired" => TrackState::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// One change of a tracked job's record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackUpdate {
+    pub id: String,
+    pub state: TrackState,
+    pub attempt: u32,
+    pub at: UnixMs,
+    /// Set when the job is enqueued: who may read the record, its class,
+    /// queue and expiry.
+    pub first: Option<TrackFirst>,
+    /// Why it failed (clipped), for `retrying` and `failed`.
+    pub error: Option<String>,
+    /// The record is kept until then (the job's expiry and a day).
+    pub keep_until: UnixMs,
+}
+
+/// What a tracked job's record learns once, at enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackFirst {
+    pub owner: String,
+    pub class: String,
+    pub queue: String,
+    pub expires_at: UnixMs,
+}
+
+/// A tracked job's record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackRecord {
+    pub id: String,
+    pub state: TrackState,
+    pub attempt: u32,
+    pub updated_at: UnixMs,
+    pub owner: String,
+    pub class: String,
+    pub queue: String,
+    pub expires_at: UnixMs,
+    pub error: Option<String>,
+}
+
+impl TrackRecord {
+    /// The state as of `now`: a job still waiting past its expiry is
+    /// `expired` (it will never run).
+    pub fn state_at(&self, now: UnixMs) -> TrackState {
+        let waiting = matches!(
+            self.state,
+            TrackState::Queued | TrackState::Scheduled | TrackState::Retrying
+        );
+        if waiting && self.expires_at.0 > 0 && now > self.expires_at {
+            TrackState::Expired
+        } else {
+            self.state
+        }
+    }
+}

@@ -115,6 +115,7 @@ pub(crate) async fn launch(
             observer,
             children,
             started,
+            store: Arc::clone(&store),
         }),
         concurrency: config.concurrency,
         burst: config.burst,

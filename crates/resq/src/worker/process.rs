@@ -21,7 +21,9 @@ use crate::policy::Sealed;
 use crate::reason::{Reason, Rejection};
 use crate::registry::Registry;
 use crate::retry::{next_attempt, NoRetry};
-use crate::store::{Claim, ClaimOutcome, FetchedJob, Finished, KeepPayload, NewFailure, Outcome};
+use crate::store::{
+    Claim, ClaimOutcome, FetchedJob, Finished, KeepPayload, NewFailure, Outcome, TrackState, TrackUpdate,
+};
 
 use super::isolation::Children;
 use super::perform::{guarded, prepare, refused};
@@ -59,6 +61,8 @@ pub(crate) struct ProcessContext {
     pub children: Option<Arc<Children>>,
     /// Tells the manager a job passed its checks and runs (its token, when).
     pub started: tokio::sync::mpsc::UnboundedSender<(String, UnixMs)>,
+    /// Where tracked jobs' progress is written (opt-in per job).
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// A job task's result.
@@ -88,6 +92,8 @@ struct Seen {
     /// This copy claimed its attempt (a signed job): it is the one attempt,
     /// so its failure record keeps the whole payload.
     claimed: bool,
+    /// A signed job that asked to be tracked: its id and expiry.
+    tracked: Option<(String, UnixMs)>,
 }
 
 pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutput {
@@ -147,6 +153,15 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
         }
     };
     let reason = result.as_ref().err().map(|f| f.reason);
+    if let Some((id, expires_at)) = &seen.tracked {
+        let (state, error) = match (&outcome, &result) {
+            (Outcome::Succeeded, _) => (TrackState::Succeeded, None),
+            (Outcome::Retry { .. }, Err(info)) => (TrackState::Retrying, Some(info.message.clone())),
+            (_, Err(info)) => (TrackState::Failed, Some(info.message.clone())),
+            (_, Ok(())) => (TrackState::Failed, None),
+        };
+        track(&ctx, id, *expires_at, state, seen.attempt, error).await;
+    }
     if let Some(observer) = &ctx.observer {
         let retry_at = match &outcome {
             Outcome::Retry { due, .. } => Some(*due),
@@ -161,6 +176,30 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
         });
     }
     TaskOutput::Finished(Finished { job, outcome }, reason)
+}
+
+/// Writes a tracked job's progress. Tracking is a view: a store error is
+/// logged, never a reason to fail or repeat the job.
+async fn track(
+    ctx: &ProcessContext,
+    id: &str,
+    expires_at: UnixMs,
+    state: TrackState,
+    attempt: u32,
+    error: Option<String>,
+) {
+    let update = TrackUpdate {
+        id: id.to_string(),
+        state,
+        attempt,
+        at: UnixMs::now(),
+        first: None,
+        error: error.map(|e| e.chars().take(500).collect()),
+        keep_until: expires_at.plus(crate::client::TRACK_KEPT_AFTER_EXPIRY),
+    };
+    if let Err(e) = ctx.store.track(std::slice::from_ref(&update)).await {
+        tracing::warn!(error = %e, id, state = state.as_str(), "could not record a tracked job's progress");
+    }
 }
 
 /// A job that ran and failed (error or panic) with attempts left gets its next
@@ -239,7 +278,15 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
             Err(r) => return Ok(Err(refused(r))),
         };
         match ctx.claims.claim(claim).await {
-            Ok(ClaimOutcome::Claimed) => seen.claimed = true,
+            Ok(ClaimOutcome::Claimed) => {
+                seen.claimed = true;
+                // Only a signed job may ask to be tracked: an unsigned copy
+                // could otherwise rewrite another job's record.
+                let wants = envelope.extra.get(crate::policy::TRACK_FIELD) == Some(&serde_json::Value::Bool(true));
+                if let (true, Some(id), Some(expires_at)) = (wants, &envelope.id, envelope.expires_at) {
+                    seen.tracked = Some((id.clone(), UnixMs::from_secs_f64(expires_at)));
+                }
+            }
             Ok(ClaimOutcome::Replayed) => {
                 return Ok(Err(refused(Rejection::new(
                     Reason::Replayed,
@@ -283,6 +330,9 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         };
         // Past every check: it runs, and Resque's "working" record may show it.
         let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
+        if let Some((id, expires_at)) = &seen.tracked {
+            track(ctx, id, *expires_at, TrackState::Running, seen.attempt, None).await;
+        }
         return Ok(match limit {
             None => run.await,
             Some(limit) => tokio::time::timeout(limit, run)
@@ -299,6 +349,9 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     let started = || {
         let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
     };
+    if let Some((id, expires_at)) = &seen.tracked {
+        track(ctx, id, *expires_at, TrackState::Running, seen.attempt, None).await;
+    }
     match children
         .run(&envelope.class, envelope.args, job_ctx, limit, started)
         .await
