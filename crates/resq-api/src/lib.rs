@@ -69,6 +69,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = tokio::spawn(watch_memory(Arc::clone(&state)));
+    let audit = state.audit.clone();
     let app = router(state);
     let served = match tls {
         None => {
@@ -82,6 +83,8 @@ pub async fn serve(
         }
     };
     watcher.abort();
+    // Every answered request's entry is in the stream before the exit.
+    audit.flush().await;
     served
 }
 

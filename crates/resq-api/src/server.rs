@@ -404,7 +404,6 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
             .idempotency_finish(&token.id, key, &body_hash, &id, state.settings.idempotency_window)
             .await;
     }
-    watch_surge(state, attempt, &token, 1).await;
     state.audit.record(attempt, "accepted", 201, "", &id).await;
     let state_name = if scheduled { "scheduled" } else { "queued" };
     Ok((StatusCode::CREATED, Json(enqueued(id, &raw, state_name))).into_response())
@@ -517,7 +516,6 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
             )
             .await;
     }
-    watch_surge(state, attempt, &token, u32::try_from(ids.len()).unwrap_or(u32::MAX)).await;
     let first = ids.first().cloned().unwrap_or_default();
     state.audit.record(attempt, "accepted", 201, "", &first).await;
     let count = ids.len();
@@ -588,7 +586,12 @@ async fn authenticate(state: &ApiState, attempt: &mut Attempt, headers: &HeaderM
         burst: state.settings.auth_failures.burst,
         cost,
     };
-    if let RateDecision::Refused { retry_after, .. } = state.store.rate(&[limit(0)]).await.map_err(unavailable)? {
+    let presented = bearer(headers);
+    let id = presented.and_then(secret::id_of);
+    // One round trip: this client's failure limit (looked at), the token's
+    // fresh record and its throttle.
+    let (failures_left, record, throttled) = state.store.authenticate(&limit(0), id).await.map_err(unavailable)?;
+    if let RateDecision::Refused { retry_after, .. } = failures_left {
         return Err(Problem::retry_after(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -596,14 +599,9 @@ async fn authenticate(state: &ApiState, attempt: &mut Attempt, headers: &HeaderM
             retry_after,
         ));
     }
-    let presented = bearer(headers);
-    let record = match presented.and_then(secret::id_of) {
-        Some(id) => state.store.token(id).await.map_err(unavailable)?,
-        None => (None, None),
-    };
     let now = UnixMs::now();
     match (record, presented) {
-        ((Some(record), throttled), Some(secret)) if token::opens(&record, secret, now) => {
+        (Some(record), Some(secret)) if token::opens(&record, secret, now) => {
             attempt.token = Some(record.clone());
             if let Some(left) = throttled {
                 return Err(Problem::retry_after(
@@ -758,7 +756,9 @@ fn in_token_scope(token: &TokenRecord, class: &str, queue: &str) -> Result<(), P
 }
 
 /// The token's own limit, and the shared class and queue limits the
-/// operator set, in one script: all count, or none does.
+/// operator set, in one script: all count, or none does; an admitted
+/// request's jobs also count toward its token's surge baseline (a surge
+/// throttles the token and raises an alert).
 async fn limit_rates(
     state: &ApiState,
     attempt: &mut Attempt,
@@ -802,7 +802,21 @@ async fn limit_rates(
             names.push(format!("queue {}", clip(queue, 64)));
         }
     }
-    match state.store.rate(&limits).await.map_err(unavailable)? {
+    let (decision, surged) = state
+        .store
+        .admit(&limits, &token.id, cost, &state.settings.surge)
+        .await
+        .map_err(unavailable)?;
+    if surged {
+        tracing::warn!(
+            target: "resq::alert",
+            token_id = %token.id, token_name = %token.name,
+            throttle_s = state.settings.surge.throttle.as_secs(),
+            "a token's enqueue rate surged above its baseline; it is throttled"
+        );
+        state.audit.record(attempt, "alert", 429, "surge_throttled", "").await;
+    }
+    match decision {
         RateDecision::Allowed { remaining, reset } => {
             attempt.rate_headers = Some((remaining, reset, f64::from(token.burst)));
             Ok(())
@@ -846,24 +860,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         ));
     }
     Ok(Some(key.to_string()))
-}
-
-/// Counts accepted jobs against the token's baseline; a surge throttles it
-/// and raises an alert (audit and log).
-async fn watch_surge(state: &ApiState, attempt: &Attempt, token: &TokenRecord, jobs: u32) {
-    match state.store.surge(&token.id, jobs, &state.settings.surge).await {
-        Ok(true) => {
-            tracing::warn!(
-                target: "resq::alert",
-                token_id = %token.id, token_name = %token.name,
-                throttle_s = state.settings.surge.throttle.as_secs(),
-                "a token's enqueue rate surged above its baseline; it is throttled"
-            );
-            state.audit.record(attempt, "alert", 429, "surge_throttled", "").await;
-        }
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "could not update a token's baseline"),
-    }
 }
 
 /// What the policy or the store said, as an answer.

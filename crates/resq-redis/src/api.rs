@@ -225,11 +225,27 @@ impl ApiStore {
         }
     }
 
-    /// Counts `cost` jobs of a token against its baseline; true when this
-    /// started a throttle (the caller raises the alert).
-    pub async fn surge(&self, token: &str, cost: u32, s: &SurgeSettings) -> Result<bool, StoreError> {
-        let reply: Vec<i64> = scripts::SURGE
-            .key(self.keys.api_baseline(token))
+    /// Admits one request: its rate limits (as [`Self::rate`]) and, when
+    /// they let it pass, `cost` jobs counted against `token`'s baseline.
+    /// One round trip. The flag is true when this began a surge throttle
+    /// (the caller raises the alert).
+    pub async fn admit(
+        &self,
+        limits: &[Limit],
+        token: &str,
+        cost: u32,
+        s: &SurgeSettings,
+    ) -> Result<(RateDecision, bool), StoreError> {
+        let mut inv = scripts::ADMIT.prepare_invoke();
+        inv.arg(limits.len());
+        for limit in limits {
+            let interval = (1_000_000.0 / limit.per_s.max(1e-6)).max(1.0);
+            inv.key(&limit.key)
+                .arg(interval)
+                .arg(limit.burst.max(1))
+                .arg(limit.cost);
+        }
+        inv.key(self.keys.api_baseline(token))
             .key(self.keys.api_throttle(token))
             .arg(cost)
             .arg(s.window.as_millis().max(1) as u64)
@@ -237,11 +253,72 @@ impl ApiStore {
             .arg(s.min_windows)
             .arg(s.floor)
             .arg(s.throttle.as_millis().max(1) as u64)
-            .arg(0.3)
-            .invoke_async(&mut self.conn.clone())
+            .arg(0.3);
+        let reply: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        match reply.as_slice() {
+            [1, remaining, reset, surge] => Ok((
+                RateDecision::Allowed {
+                    remaining: u64::try_from(*remaining).unwrap_or(0),
+                    reset: ms(*reset),
+                },
+                *surge == 1,
+            )),
+            [0, retry, index, _] => Ok((
+                RateDecision::Refused {
+                    retry_after: ms(*retry).max(Duration::from_millis(1)),
+                    index: usize::try_from(*index).unwrap_or(1).saturating_sub(1),
+                },
+                false,
+            )),
+            _ => Err(protocol("an admission reply it does not know")),
+        }
+    }
+
+    /// The failed-authentication limit of one client (looked at, not
+    /// counted), a token's record and its throttle, in one round trip of
+    /// plain reads (no script: this runs for every request).
+    pub async fn authenticate(
+        &self,
+        failures: &Limit,
+        token_id: Option<&str>,
+    ) -> Result<(RateDecision, Option<TokenRecord>, Option<Duration>), StoreError> {
+        let id = token_id.unwrap_or("");
+        let (tat, json, pttl): (Option<u64>, Option<String>, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(&failures.key)
+            .cmd("HGET")
+            .arg(self.keys.api_tokens())
+            .arg(id)
+            .cmd("PTTL")
+            .arg(self.keys.api_throttle(id))
+            .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        Ok(reply.first() == Some(&1))
+        // The limit's state is its theoretical arrival time (µs, Redis's
+        // clock); this machine's clock judges a look, which is close enough
+        // for a limit counted in failures a minute. Counting a failure goes
+        // through the script, on Redis's clock.
+        let now_us = UnixMs::now().0.saturating_mul(1000);
+        let interval = (1_000_000.0 / failures.per_s.max(1e-6)).max(1.0);
+        let tolerance = interval * f64::from(failures.burst.max(1));
+        let decision = match tat {
+            Some(tat) if (tat as f64 + interval) - tolerance > now_us as f64 => RateDecision::Refused {
+                retry_after: Duration::from_micros(((tat as f64 + interval) - tolerance - now_us as f64) as u64)
+                    .max(Duration::from_millis(1)),
+                index: 0,
+            },
+            _ => RateDecision::Allowed {
+                remaining: 0,
+                reset: Duration::ZERO,
+            },
+        };
+        let record = match (token_id, json) {
+            (Some(_), Some(j)) => Some(from_json(&j)?),
+            _ => None,
+        };
+        let throttled = u64::try_from(pttl).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
+        Ok((decision, record, throttled))
     }
 
     /// Takes an idempotency key for a request whose body hashes to
@@ -314,19 +391,20 @@ impl ApiStore {
             .map_err(store_err)
     }
 
-    /// Appends one entry to the audit stream (capped near `audit_max`).
-    pub async fn audit(&self, fields: &[(&str, String)]) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.keys.api_audit())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.audit_max)
-            .arg("*");
-        for (name, value) in fields {
-            cmd.arg(*name).arg(value);
+    /// Appends entries to the audit stream (capped near `audit_max`), in
+    /// one pipeline.
+    pub async fn audit_many(&self, entries: &[Vec<(&str, String)>]) -> Result<(), StoreError> {
+        let key = self.keys.api_audit();
+        let mut pipe = redis::pipe();
+        for fields in entries {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&key).arg("MAXLEN").arg("~").arg(self.audit_max).arg("*");
+            for (name, value) in fields {
+                cmd.arg(*name).arg(value);
+            }
+            pipe.add_command(cmd).ignore();
         }
-        let _: Value = cmd.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        Ok(())
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
     }
 
     /// Audit entries after stream id `after` (`0`: from the oldest kept),

@@ -12,8 +12,15 @@ pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/finish.lua")
     ))
 });
-pub(crate) static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
-pub(crate) static SURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/surge.lua")));
+pub(crate) static GCRA: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("lua/gcra.lua"), "return gcra(KEYS, ARGV)\n")));
+pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/gcra.lua"),
+        include_str!("lua/surge.lua"),
+        include_str!("lua/admit.lua")
+    ))
+});
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {

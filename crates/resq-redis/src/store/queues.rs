@@ -19,17 +19,24 @@ use crate::resque;
 use crate::scripts;
 
 impl RedisStore {
-    /// One SADD and RPUSH per queue in a transaction (MULTI/EXEC: all or
-    /// nothing, a batch included), then the wake-up outside it, all in one
-    /// round trip.
+    /// One SADD and RPUSH per queue (in a MULTI/EXEC transaction when
+    /// there are several queues: all or nothing, a batch included), then
+    /// the wake-up outside it, all in one round trip.
     pub(super) async fn enqueue_plain(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("MULTI");
+        // One queue: its one RPUSH is atomic by itself (the SADD before it
+        // is idempotent), so the transaction is only for several queues.
+        let transaction = by_queue.len() > 1;
+        if transaction {
+            pipe.cmd("MULTI");
+        }
         for (queue, payloads) in by_queue {
             pipe.sadd(self.keys.queues(), *queue);
             pipe.rpush(self.keys.queue(queue), payloads);
         }
-        pipe.cmd("EXEC");
+        if transaction {
+            pipe.cmd("EXEC");
+        }
         // Best effort, and outside the transaction: an ACL user without
         // channel rights still enqueues (workers then find the job at their
         // next poll).
@@ -39,13 +46,11 @@ impl RedisStore {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        // MULTI, one QUEUED a command, EXEC, PUBLISH: a command refused
-        // while queued (out of memory, no permission) aborts the EXEC.
-        let exec = replies
-            .len()
-            .checked_sub(2)
-            .ok_or_else(|| protocol("a short transaction reply"))?;
-        for reply in replies.into_iter().take(exec + 1) {
+        // The pushes (or MULTI, one QUEUED a command and EXEC: a command
+        // refused while queued, out of memory or no permission, aborts the
+        // EXEC), then PUBLISH, whose error is ignored.
+        let pushes = replies.len().saturating_sub(1);
+        for reply in replies.into_iter().take(pushes) {
             match reply.map_err(store_err)? {
                 redis::Value::Array(results) => {
                     for result in results {
