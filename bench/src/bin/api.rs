@@ -23,6 +23,7 @@ struct Args {
     resq: PathBuf,
     seconds: u64,
     connections: usize,
+    flood_connections: usize,
 }
 
 fn args() -> Result<Args, BenchError> {
@@ -38,6 +39,7 @@ fn args() -> Result<Args, BenchError> {
         resq: std::fs::canonicalize(value("--resq").ok_or("--resq PATH is required")?)?,
         seconds: value("--seconds").and_then(|v| v.parse().ok()).unwrap_or(10),
         connections: value("--connections").and_then(|v| v.parse().ok()).unwrap_or(64),
+        flood_connections: value("--flood-connections").and_then(|v| v.parse().ok()).unwrap_or(4),
     })
 }
 
@@ -286,14 +288,15 @@ fn main() -> Result<(), BenchError> {
     let flood_url = url.clone();
     let flood_script = single.clone();
     let flood_seconds = args.seconds.max(5);
-    let flood_connections = args.connections;
+    let flood_connections = args.flood_connections;
     let flooding =
         std::thread::spawn(move || wrk(&flood_url, &flood_script, flood_connections, flood_seconds, &flooder));
     std::thread::sleep(Duration::from_millis(500));
     let under = steady_client(&addr, &victim, 2000, Duration::from_millis(1))?;
     let flood = flooding.join().map_err(|_| "the flood thread panicked")??;
     line(format!(
-        "flood: token at 1,000/s driven at {:.0} requests/s ({:.0}x its limit), {} of {} refused 429",
+        "flood ({} connections): token at 1,000/s driven at {:.0} requests/s ({:.0}x its limit), {} of {} refused 429",
+        args.flood_connections,
         flood.requests_per_s,
         flood.requests_per_s / 1000.0,
         flood.non_2xx,

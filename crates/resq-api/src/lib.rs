@@ -12,6 +12,7 @@ pub mod audit;
 pub mod cors;
 pub mod openapi;
 pub mod problem;
+pub mod refusals;
 pub mod secret;
 pub mod server;
 pub mod settings;
@@ -40,6 +41,7 @@ pub fn state(
         settings,
         limits,
         memory_high: AtomicBool::new(false),
+        refusals: Default::default(),
     })
 }
 

@@ -122,6 +122,8 @@ pub struct ApiState {
     pub audit: Audit,
     /// Set by the memory watcher: Redis is above the watermark.
     pub memory_high: AtomicBool,
+    /// Tokens over their limit, refused here until it lets them through.
+    pub refusals: crate::refusals::Refusals,
 }
 
 /// The routes, ready to serve (`into_make_service_with_connect_info`).
@@ -588,6 +590,17 @@ async fn authenticate(state: &ApiState, attempt: &mut Attempt, headers: &HeaderM
     };
     let presented = bearer(headers);
     let id = presented.and_then(secret::id_of);
+    if let (Some(id), Some(secret)) = (id, presented) {
+        if let Some((record, left)) = state.refusals.refused(id, secret) {
+            attempt.token = Some(record);
+            return Err(Problem::retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "over the rate limit of this token",
+                left,
+            ));
+        }
+    }
     // One round trip: this client's failure limit (looked at), the token's
     // fresh record and its throttle.
     let (failures_left, record, throttled) = state.store.authenticate(&limit(0), id).await.map_err(unavailable)?;
@@ -823,6 +836,11 @@ async fn limit_rates(
         }
         RateDecision::Refused { retry_after, index } => {
             attempt.rate_headers = Some((0, retry_after, f64::from(token.burst)));
+            if index == 0 && cost == 1 {
+                // The token's own limit, for one job: nothing it sends will
+                // pass before then (a batch may be refused for its size alone).
+                state.refusals.remember(token, retry_after);
+            }
             let which = names.get(index).cloned().unwrap_or_default();
             Err(Problem::retry_after(
                 StatusCode::TOO_MANY_REQUESTS,
