@@ -1082,3 +1082,36 @@ async fn a_tracked_job_shows_each_state_to_its_own_token_only() {
     eprintln!("a tracked job's record: {one} bytes");
     assert!(one < 512, "{one}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn term_lets_a_request_in_flight_finish_and_accepts_no_new_one() {
+    use std::io::{Read, Write};
+    let env = Env::start().await;
+    let (_, secret) = echo_token(&env);
+    let mut server = serve(&env);
+    let body = r#"{"class":"Echo","args":{"message":"in flight"}}"#;
+    // Headers and half the body, then TERM, then the rest.
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {JOBS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body.as_bytes()[..10]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The listener is closed: a new connection is refused.
+    assert!(std::net::TcpStream::connect(&server.addr).is_err(), "no new connections after TERM");
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let status = wait_child(&mut server.child);
+    assert!(status.success(), "{}", server.log_text());
+    assert_eq!(queued(&env, "default").await, 1);
+    // Its audit entry was written before the exit.
+    let entries = audit_until(&env, "10", |e| !e.is_empty()).await;
+    assert_eq!(entries[0]["outcome"], "accepted");
+}
