@@ -1092,7 +1092,9 @@ async fn term_lets_a_request_in_flight_finish_and_accepts_no_new_one() {
     let body = r#"{"class":"Echo","args":{"message":"in flight"}}"#;
     // Headers and half the body, then TERM, then the rest.
     let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     let head = format!(
         "POST {JOBS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -1103,7 +1105,10 @@ async fn term_lets_a_request_in_flight_finish_and_accepts_no_new_one() {
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
     std::thread::sleep(std::time::Duration::from_millis(300));
     // The listener is closed: a new connection is refused.
-    assert!(std::net::TcpStream::connect(&server.addr).is_err(), "no new connections after TERM");
+    assert!(
+        std::net::TcpStream::connect(&server.addr).is_err(),
+        "no new connections after TERM"
+    );
     stream.write_all(&body.as_bytes()[10..]).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
