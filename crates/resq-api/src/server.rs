@@ -958,6 +958,16 @@ fn store_refusal(e: StoreError) -> Problem {
 
 fn unavailable(e: StoreError) -> Problem {
     tracing::warn!(error = %e, "Redis refused or did not answer an API request");
+    // Redis at its maxmemory refuses writes itself ("OOM command not
+    // allowed"): the same answer as the watermark's.
+    if e.to_string().contains("OOM") {
+        return Problem::retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_memory",
+            "Redis is out of memory: enqueueing waits until workers drain it",
+            Duration::from_secs(5),
+        );
+    }
     Problem::retry_after(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
