@@ -18,6 +18,7 @@ pub mod server;
 pub mod settings;
 pub mod tls;
 pub mod token;
+pub mod token_cache;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +43,7 @@ pub fn state(
         limits,
         memory_high: AtomicBool::new(false),
         refusals: Default::default(),
+        tokens: Default::default(),
     })
 }
 

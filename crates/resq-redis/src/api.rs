@@ -73,6 +73,24 @@ pub enum RateDecision {
     },
 }
 
+/// What one request's admission found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Every limit let it through, and its jobs were counted.
+    Allowed {
+        remaining: u64,
+        reset: Duration,
+        /// This request began a surge throttle (raise the alert).
+        surge_began: bool,
+    },
+    /// Refused by the limit at `index` (in the order given).
+    Limited { retry_after: Duration, index: usize },
+    /// The token is throttled after a surge, for this long.
+    Throttled(Duration),
+    /// The client is over its failed-authentication budget.
+    TooManyFailures(Duration),
+}
+
 /// Adaptive throttling: how a token's surge is told from its baseline.
 #[derive(Debug, Clone, Copy)]
 pub struct SurgeSettings {
@@ -225,52 +243,53 @@ impl ApiStore {
         }
     }
 
-    /// Admits one request: its rate limits (as [`Self::rate`]) and, when
-    /// they let it pass, `cost` jobs counted against `token`'s baseline.
-    /// One round trip. The flag is true when this began a surge throttle
-    /// (the caller raises the alert).
+    /// Admits one request, in one round trip: the client's
+    /// failed-authentication budget (`failures`, looked at), the token's
+    /// surge throttle, its rate limits (as [`Self::rate`]) and, when they
+    /// let it pass, `cost` jobs counted against its baseline.
     pub async fn admit(
         &self,
         limits: &[Limit],
+        failures: &Limit,
         token: &str,
         cost: u32,
         s: &SurgeSettings,
-    ) -> Result<(RateDecision, bool), StoreError> {
+    ) -> Result<Admission, StoreError> {
+        let interval = |per_s: f64| (1_000_000.0 / per_s.max(1e-6)).max(1.0);
         let mut inv = scripts::ADMIT.prepare_invoke();
         inv.arg(limits.len());
         for limit in limits {
-            let interval = (1_000_000.0 / limit.per_s.max(1e-6)).max(1.0);
             inv.key(&limit.key)
-                .arg(interval)
+                .arg(interval(limit.per_s))
                 .arg(limit.burst.max(1))
                 .arg(limit.cost);
         }
         inv.key(self.keys.api_baseline(token))
             .key(self.keys.api_throttle(token))
+            .key(&failures.key)
             .arg(cost)
             .arg(s.window.as_millis().max(1) as u64)
             .arg(s.multiple)
             .arg(s.min_windows)
             .arg(s.floor)
             .arg(s.throttle.as_millis().max(1) as u64)
-            .arg(0.3);
+            .arg(0.3)
+            .arg(interval(failures.per_s))
+            .arg(failures.burst.max(1));
         let reply: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0)).max(Duration::from_millis(1));
         match reply.as_slice() {
-            [1, remaining, reset, surge] => Ok((
-                RateDecision::Allowed {
-                    remaining: u64::try_from(*remaining).unwrap_or(0),
-                    reset: ms(*reset),
-                },
-                *surge == 1,
-            )),
-            [0, retry, index, _] => Ok((
-                RateDecision::Refused {
-                    retry_after: ms(*retry).max(Duration::from_millis(1)),
-                    index: usize::try_from(*index).unwrap_or(1).saturating_sub(1),
-                },
-                false,
-            )),
+            [1, remaining, reset, surge] => Ok(Admission::Allowed {
+                remaining: u64::try_from(*remaining).unwrap_or(0),
+                reset: Duration::from_millis(u64::try_from(*reset).unwrap_or(0)),
+                surge_began: *surge == 1,
+            }),
+            [0, retry, index, _] => Ok(Admission::Limited {
+                retry_after: ms(*retry),
+                index: usize::try_from(*index).unwrap_or(1).saturating_sub(1),
+            }),
+            [2, left, _, _] => Ok(Admission::Throttled(ms(*left))),
+            [3, retry, _, _] => Ok(Admission::TooManyFailures(ms(*retry))),
             _ => Err(protocol("an admission reply it does not know")),
         }
     }
