@@ -64,25 +64,33 @@ impl Audit {
             ("route", v.route.to_string()),
             ("token_id", v.token_id.to_string()),
             ("token_name", v.token_name.to_string()),
-            ("class", v.class.to_string()),
-            ("queue", v.queue.to_string()),
+            // What the client sent, clipped: an entry stays small.
+            ("class", crate::problem::clip(v.class, 200)),
+            ("queue", crate::problem::clip(v.queue, 200)),
             ("jobs", v.jobs.to_string()),
             ("job_id", job_id.to_string()),
             ("outcome", outcome.to_string()),
             ("status", status.to_string()),
             ("reason", reason.to_string()),
         ];
-        if self.tx.send(Message::Entry(fields)).await.is_err() {
-            tracing::error!("the audit writer is gone; an entry reached only the log");
+        // Never wait for room: a Redis that cannot take the trail (away,
+        // out of memory) must not stall the answers, 503s included.
+        if self.tx.try_send(Message::Entry(fields)).is_err() {
+            tracing::error!(target: "resq::audit", "the audit stream is behind; this entry is only in the log");
         }
     }
 
-    /// Waits until every entry recorded so far is in the stream (or its
-    /// write failed and was logged).
-    pub async fn flush(&self) {
+    /// Waits until every entry recorded so far is in the stream, for at
+    /// most `bound` (Redis may be away; the entries are in the log).
+    pub async fn flush(&self, bound: Duration) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        let flushed = async {
+            if self.tx.send(Message::Flush(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        };
+        if tokio::time::timeout(bound, flushed).await.is_err() {
+            tracing::error!("the audit stream could not be written out before exit; the entries are in the log");
         }
     }
 }
@@ -90,36 +98,29 @@ impl Audit {
 async fn write(store: ApiStore, mut rx: mpsc::Receiver<Message>) {
     let mut pending: Vec<Fields> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut take = |m: Message, pending: &mut Vec<Fields>| match m {
-            Message::Entry(fields) => pending.push(fields),
-            Message::Flush(done) => waiting.push(done),
-        };
-        take(first, &mut pending);
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(Message::Entry(fields)) => pending.push(fields),
+                Some(Message::Flush(done)) => waiting.push(done),
+                None => return,
+            }
+        }
         while pending.len() < BATCH {
             match rx.try_recv() {
-                Ok(m) => take(m, &mut pending),
+                Ok(Message::Entry(fields)) => pending.push(fields),
+                Ok(Message::Flush(done)) => waiting.push(done),
                 Err(_) => break,
             }
         }
         if !pending.is_empty() {
-            match store.audit_many(&pending).await {
-                Ok(()) => pending.clear(),
-                Err(e) => {
-                    tracing::warn!(error = %e, entries = pending.len(), "could not append to the audit stream; will retry");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    // Bounded: a Redis away for long keeps the newest.
-                    if pending.len() > QUEUE {
-                        let drop = pending.len() - QUEUE;
-                        pending.drain(..drop);
-                        tracing::error!(
-                            entries = drop,
-                            "audit entries lost while Redis was away (they are in the log)"
-                        );
-                    }
-                    continue;
-                }
+            if let Err(e) = store.audit_many(&pending).await {
+                // Retried on a timer, not on the next request.
+                tracing::warn!(error = %e, entries = pending.len(), "could not append to the audit stream; will retry");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
+            pending.clear();
         }
         for done in waiting.drain(..) {
             let _ = done.send(());

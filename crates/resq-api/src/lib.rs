@@ -88,7 +88,7 @@ pub async fn serve(
     };
     watcher.abort();
     // Every answered request's entry is in the stream before the exit.
-    audit.flush().await;
+    audit.flush(Duration::from_secs(5)).await;
     served
 }
 

@@ -30,6 +30,9 @@ use crate::problem::{clip, Problem};
 use crate::settings::ApiSettings;
 use crate::{secret, token};
 
+/// How long a request body may take to arrive.
+const BODY_WITHIN: Duration = Duration::from_secs(30);
+
 /// One job to enqueue. Nothing else is read from the request: the class
 /// is this field, checked against the token's scope and the registry.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -178,7 +181,13 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn ready(State(state): State<Arc<ApiState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => "ready".into_response(),
-        Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Redis does not answer").into_response(),
+        Err(_) => Problem::retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Redis does not answer",
+            Duration::from_secs(1),
+        )
+        .into_response(),
     }
 }
 
@@ -262,6 +271,7 @@ impl<'a> crate::audit::AsView<'a> for Attempt {
         (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "class or queue outside the token's scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "duplicate unique job, or the same Idempotency-Key in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "the body did not arrive within 30 s", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body over the token's limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "unknown class, invalid arguments or request shape", body = Problem, content_type = "application/problem+json"),
@@ -276,10 +286,15 @@ pub(crate) async fn enqueue_one(
     request: Request,
 ) -> Response {
     let mut attempt = begin(&state, peer, request.headers(), "POST /api/v1/jobs");
-    match guard_one(&state, &mut attempt, request).await {
-        Ok(response) => attempt.finish(response),
-        Err(problem) => attempt.refuse(&state, problem).await,
-    }
+    // In a task of its own: a client that hangs up cannot cancel a request
+    // between its store write and its audit entry.
+    finish_detached(async move {
+        match guard_one(&state, &mut attempt, request).await {
+            Ok(response) => attempt.finish(response),
+            Err(problem) => attempt.refuse(&state, problem).await,
+        }
+    })
+    .await
 }
 
 /// Enqueue many jobs: all are stored, or none.
@@ -294,6 +309,7 @@ pub(crate) async fn enqueue_one(
         (status = 401, description = "no valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "a class or queue outside the token's scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the same Idempotency-Key in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "the body did not arrive within 30 s", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body or a job over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "a job refused (its index is given); nothing stored", body = Problem, content_type = "application/problem+json"),
@@ -308,9 +324,28 @@ pub(crate) async fn enqueue_bulk(
     request: Request,
 ) -> Response {
     let mut attempt = begin(&state, peer, request.headers(), "POST /api/v1/jobs/bulk");
-    match guard_bulk(&state, &mut attempt, request).await {
-        Ok(response) => attempt.finish(response),
-        Err(problem) => attempt.refuse(&state, problem).await,
+    finish_detached(async move {
+        match guard_bulk(&state, &mut attempt, request).await {
+            Ok(response) => attempt.finish(response),
+            Err(problem) => attempt.refuse(&state, problem).await,
+        }
+    })
+    .await
+}
+
+/// Runs a request's work to its end whatever happens to the connection.
+async fn finish_detached(work: impl std::future::Future<Output = Response> + Send + 'static) -> Response {
+    match tokio::spawn(work).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a request's task failed; answered 500");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request could not be completed",
+            )
+            .into_response()
+        }
     }
 }
 
@@ -328,19 +363,42 @@ fn begin(state: &ApiState, peer: SocketAddr, headers: &HeaderMap, route: &'stati
 }
 
 /// The client's address: the socket's, or, when the socket is a trusted
-/// proxy, the last address in `X-Forwarded-For` that is not one.
+/// proxy, the first address of `X-Forwarded-For` read from the right that
+/// is not a trusted proxy. An entry there that is not a plain address (a
+/// port, brackets, garbage) ends the walk at the socket's address: only
+/// what trusted proxies wrote is believed, never what a client wrote
+/// before them.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    hops.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer)
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+/// The key a client's failed-authentication budget is kept under: its
+/// address, or for IPv6 its /64 (one host usually holds a whole /64).
+fn failure_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) -> Result<Response, Problem> {
@@ -396,10 +454,14 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
     let id = match result {
         Ok(id) => id,
         Err(e) => {
-            if let Some(key) = &idempotency {
+            // A definite refusal gives the key back; a store that did not
+            // answer may have stored the job, so the key stays taken (its
+            // short pending lifetime ends it) and the answer says so.
+            let unknown = matches!(e, EnqueueError::Store(StoreError::Unavailable(_)));
+            if let (Some(key), false) = (&idempotency, unknown) {
                 let _ = state.store.idempotency_abort(&token.id, key).await;
             }
-            return Err(refusal_of(e));
+            return Err(if unknown { outcome_unknown() } else { refusal_of(e) });
         }
     };
     if let Some(key) = &idempotency {
@@ -427,6 +489,7 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
     let (headers, body) = read_json_body(request, state.settings.max_bulk_bytes).await?;
     let mut limits = state.limits;
     limits.max_bytes = state.settings.max_bulk_bytes;
+    limits.max_array_len = limits.max_array_len.max(state.settings.max_bulk_jobs);
     let bulk: BulkRequest = parse(&body, &limits)?;
     attempt.jobs = bulk.jobs.len();
     if bulk.jobs.is_empty() || bulk.jobs.len() > state.settings.max_bulk_jobs {
@@ -502,10 +565,14 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
     let ids = match state.client.enqueue_raw_bulk(&raws).await {
         Ok(ids) => ids,
         Err(e) => {
-            if let Some(key) = &idempotency {
+            // A definite refusal gives the key back; a store that did not
+            // answer may have stored the job, so the key stays taken (its
+            // short pending lifetime ends it) and the answer says so.
+            let unknown = matches!(e, EnqueueError::Store(StoreError::Unavailable(_)));
+            if let (Some(key), false) = (&idempotency, unknown) {
                 let _ = state.store.idempotency_abort(&token.id, key).await;
             }
-            return Err(refusal_of(e));
+            return Err(if unknown { outcome_unknown() } else { refusal_of(e) });
         }
     };
     if let Some(key) = &idempotency {
@@ -583,7 +650,7 @@ pub(crate) async fn job_state(
 /// answers the same 401 and counts against the client's IP; past the
 /// failure limit, the IP gets 429 before any token is looked at.
 async fn authenticate(state: &ApiState, attempt: &mut Attempt, headers: &HeaderMap) -> Result<TokenRecord, Problem> {
-    let failures = state.store.keys().api_rate("authfail", &attempt.ip.to_string());
+    let failures = state.store.keys().api_rate("authfail", &failure_key(attempt.ip));
     let limit = |cost| Limit {
         key: failures.clone(),
         per_s: state.settings.auth_failures.per_s,
@@ -684,8 +751,17 @@ async fn read_json_body(request: Request, max: usize) -> Result<(HeaderMap, axum
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(Body::new(body), max)
+    // A body that trickles in is cut off: a slow client holds a connection
+    // for at most this long.
+    let bytes = tokio::time::timeout(BODY_WITHIN, axum::body::to_bytes(Body::new(body), max))
         .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {} s", BODY_WITHIN.as_secs()),
+            )
+        })?
         .map_err(|_| too_large())?;
     Ok((parts.headers, bytes))
 }
@@ -826,8 +902,20 @@ async fn limit_rates(
             names.push(format!("queue {}", clip(queue, 64)));
         }
     }
+    // A limit whose burst is smaller than this request's cost could never
+    // let it through: say so, instead of a Retry-After that never helps.
+    if let Some((limit, name)) = limits.iter().zip(&names).find(|(l, _)| l.cost > l.burst.max(1)) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!(
+                "this batch takes {} jobs of {name}, whose burst is {}: it could never pass; send smaller batches",
+                limit.cost, limit.burst
+            ),
+        ));
+    }
     let failures = Limit {
-        key: state.store.keys().api_rate("authfail", &attempt.ip.to_string()),
+        key: state.store.keys().api_rate("authfail", &failure_key(attempt.ip)),
         per_s: state.settings.auth_failures.per_s,
         burst: state.settings.auth_failures.burst,
         cost: 0,
@@ -989,6 +1077,17 @@ fn store_refusal(e: StoreError) -> Problem {
     }
 }
 
+/// The store did not answer the write: it may or may not have run.
+fn outcome_unknown() -> Problem {
+    Problem::retry_after(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the job store did not answer the write: the job may have been stored; retry with the same \
+         Idempotency-Key to be sure it is stored once",
+        Duration::from_secs(60),
+    )
+}
+
 fn unavailable(e: StoreError) -> Problem {
     tracing::warn!(error = %e, "Redis refused or did not answer an API request");
     // Redis at its maxmemory refuses writes itself ("OOM command not
@@ -1023,4 +1122,44 @@ fn field_paths(message: &str) -> Vec<String> {
 
 fn hex_sha256(body: &[u8]) -> String {
     Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_as_far_as_trusted_proxies_wrote_it() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let inner: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = [proxy, inner];
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let cases: [(IpAddr, &str, IpAddr); 7] = [
+            // Not from a proxy: the header is ignored.
+            (client, "198.51.100.1", client),
+            (proxy, "198.51.100.1", "198.51.100.1".parse().unwrap()),
+            // The client wrote the left part; the proxy appended the right.
+            (proxy, "1.2.3.4, 198.51.100.1", "198.51.100.1".parse().unwrap()),
+            (
+                proxy,
+                "1.2.3.4, 198.51.100.1, 10.0.0.2",
+                "198.51.100.1".parse().unwrap(),
+            ),
+            // A hop that is not a plain address: stop at the socket.
+            (proxy, "1.2.3.4, 198.51.100.1:4711", proxy),
+            (proxy, "1.2.3.4, garbage", proxy),
+            // Nothing but proxies: the socket.
+            (proxy, "10.0.0.2", proxy),
+        ];
+        for (peer, header, want) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", HeaderValue::from_str(header).unwrap());
+            assert_eq!(client_ip(peer, &headers, &trusted), want, "{peer} {header}");
+        }
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(
+            failure_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+    }
 }

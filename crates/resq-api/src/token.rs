@@ -1,7 +1,9 @@
 //! Tokens: minted, checked and scoped. Only a hash of each secret is
-//! stored (in Redis, so every replica sees the same tokens), and every
-//! request reads its token's record fresh, so a revocation holds at the
-//! next request on every replica.
+//! stored (in Redis, so every replica sees the same tokens). A replica
+//! uses a record it read within the last second (`token_cache`), so a
+//! revocation holds within a second on every replica. A revocation is its
+//! own write (`resq:api:revoked`), so a rotation running at the same time
+//! cannot undo it.
 
 use std::time::Duration;
 
@@ -76,8 +78,9 @@ pub async fn create(store: &ApiStore, new: NewToken) -> Result<(TokenRecord, Str
 /// Revokes a token: it stops working at the next request, everywhere.
 pub async fn revoke(store: &ApiStore, id: &str) -> Result<TokenRecord, TokenError> {
     let mut record = find(store, id).await?;
-    record.revoked_at_ms.get_or_insert(UnixMs::now().0);
-    store.save_token(&record).await?;
+    let now = UnixMs::now();
+    store.revoke(&record.id, now).await?;
+    record.revoked_at_ms.get_or_insert(now.0);
     Ok(record)
 }
 
@@ -94,7 +97,10 @@ pub async fn rotate(store: &ApiStore, id: &str, grace: Duration) -> Result<(Toke
         hash: std::mem::replace(&mut record.hash, secret::hash(&new_secret)),
         valid_until_ms: UnixMs::now().plus(grace).0,
     });
-    store.save_token(&record).await?;
+    // The revocation lives beside the record: never write it into it.
+    let mut saved = record.clone();
+    saved.revoked_at_ms = None;
+    store.save_token(&saved).await?;
     Ok((record, new_secret))
 }
 

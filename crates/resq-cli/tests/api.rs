@@ -411,6 +411,9 @@ async fn a_revoked_token_stops_within_a_second_on_every_replica_and_a_rotation_h
     for replica in [&one, &two] {
         post_json(&replica.addr, JOBS, &new_secret, &[], body).problem(401, "unauthorized");
     }
+    // A revoked token cannot be rotated back to life.
+    let o = env.run(&["token", "rotate", &id]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // A token unused in that second is refused at once: nothing cached.
     let (other, other_secret) = echo_token(&env);
     assert!(env.run(&["token", "revoke", &other]).status.success());
@@ -539,6 +542,11 @@ async fn rate_limits_per_token_class_and_queue_are_shared_by_replicas() {
     assert_eq!(post_json(&two.addr, JOBS, &other, &[], noop).status, 201);
     let p = post_json(&one.addr, JOBS, &other, &[], noop).problem(429, "rate_limited");
     assert!(p["detail"].as_str().unwrap().contains("class Noop"), "{p}");
+    // A batch larger than a limit's burst could never pass: 422, not 429.
+    let five: Vec<Value> = (0..5).map(|_| json!({"class":"Echo","args":{"message":"x"}})).collect();
+    let p =
+        post_json(&one.addr, BULK, &slow, &[], &json!({ "jobs": five }).to_string()).problem(422, "invalid_request");
+    assert!(p["detail"].as_str().unwrap().contains("could never pass"), "{p}");
     // A refused bulk counts nothing: the limits are all or nothing.
     let bulk = json!({"jobs": [{"class":"Echo","args":{"message":"a"}}, {"class":"Noop","args":{}}]}).to_string();
     post_json(&one.addr, BULK, &other, &[], &bulk).problem(429, "rate_limited");

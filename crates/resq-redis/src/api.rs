@@ -131,6 +131,9 @@ pub enum Idempotency {
     InProgress,
 }
 
+/// How long an idempotency key is held by a request still in flight.
+const PENDING_FOR: Duration = Duration::from_secs(60);
+
 /// The API's state in Redis.
 #[derive(Clone)]
 pub struct ApiStore {
@@ -178,33 +181,51 @@ impl ApiStore {
             .map_err(store_err)
     }
 
-    /// A token's record, read fresh (so a revocation is seen at the next
-    /// request), and how long it stays throttled after a surge.
+    /// A token's record (with its revocation), and how long it stays
+    /// throttled after a surge.
     pub async fn token(&self, id: &str) -> Result<(Option<TokenRecord>, Option<Duration>), StoreError> {
-        let (json, pttl): (Option<String>, i64) = redis::pipe()
+        let (json, revoked, pttl): (Option<String>, Option<u64>, i64) = redis::pipe()
             .cmd("HGET")
             .arg(self.keys.api_tokens())
+            .arg(id)
+            .cmd("HGET")
+            .arg(self.keys.api_revoked())
             .arg(id)
             .cmd("PTTL")
             .arg(self.keys.api_throttle(id))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        let record = json.map(|j| from_json(&j)).transpose()?;
+        let record = json.map(|j| with_revocation(&j, revoked)).transpose()?;
         let throttled = u64::try_from(pttl).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
         Ok((record, throttled))
     }
 
+    /// Revokes token `id` at `at` (the first revocation stands).
+    pub async fn revoke(&self, id: &str, at: UnixMs) -> Result<(), StoreError> {
+        redis::cmd("HSETNX")
+            .arg(self.keys.api_revoked())
+            .arg(id)
+            .arg(at.0)
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
     /// Every token, by id.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+        let (all, revoked): (Vec<(String, String)>, std::collections::HashMap<String, u64>) = redis::pipe()
+            .cmd("HGETALL")
             .arg(self.keys.api_tokens())
+            .cmd("HGETALL")
+            .arg(self.keys.api_revoked())
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
         let mut records = all
             .iter()
-            .map(|(_, json)| from_json(json))
+            .map(|(id, json)| with_revocation(json, revoked.get(id).copied()))
             .collect::<Result<Vec<TokenRecord>, _>>()?;
         records.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
         Ok(records)
@@ -303,11 +324,14 @@ impl ApiStore {
         token_id: Option<&str>,
     ) -> Result<(RateDecision, Option<TokenRecord>, Option<Duration>), StoreError> {
         let id = token_id.unwrap_or("");
-        let (tat, json, pttl): (Option<u64>, Option<String>, i64) = redis::pipe()
+        let (tat, json, revoked, pttl): (Option<u64>, Option<String>, Option<u64>, i64) = redis::pipe()
             .cmd("GET")
             .arg(&failures.key)
             .cmd("HGET")
             .arg(self.keys.api_tokens())
+            .arg(id)
+            .cmd("HGET")
+            .arg(self.keys.api_revoked())
             .arg(id)
             .cmd("PTTL")
             .arg(self.keys.api_throttle(id))
@@ -333,7 +357,7 @@ impl ApiStore {
             },
         };
         let record = match (token_id, json) {
-            (Some(_), Some(j)) => Some(from_json(&j)?),
+            (Some(_), Some(j)) => Some(with_revocation(&j, revoked)?),
             _ => None,
         };
         let throttled = u64::try_from(pttl).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
@@ -351,12 +375,15 @@ impl ApiStore {
     ) -> Result<Idempotency, StoreError> {
         let k = self.keys.api_idempotency(token, key);
         let pending = format!("{body_hash} pending");
+        // A request that never finishes (a crash) holds the key a minute,
+        // not the whole window; its answer, once written, keeps it the window.
+        let pending_for = window.min(PENDING_FOR);
         let taken: Option<String> = redis::cmd("SET")
             .arg(&k)
             .arg(&pending)
             .arg("NX")
             .arg("PX")
-            .arg(window.as_millis().max(1) as u64)
+            .arg(pending_for.as_millis().max(1) as u64)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
@@ -496,6 +523,15 @@ fn to_json(record: &TokenRecord) -> Result<String, StoreError> {
 
 fn from_json(json: &str) -> Result<TokenRecord, StoreError> {
     serde_json::from_str(json).map_err(|_| protocol("a token record it cannot read"))
+}
+
+/// A stored record with the revocation kept beside it.
+fn with_revocation(json: &str, revoked: Option<u64>) -> Result<TokenRecord, StoreError> {
+    let mut record = from_json(json)?;
+    if let Some(at) = revoked {
+        record.revoked_at_ms.get_or_insert(at);
+    }
+    Ok(record)
 }
 
 type Entries = Vec<(String, Vec<(String, String)>)>;

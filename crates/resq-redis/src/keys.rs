@@ -145,6 +145,11 @@ impl Keys {
     pub fn api_tokens(&self) -> String {
         self.k("resq:api:tokens")
     }
+    /// Revoked API tokens: a hash, token id -> when (Unix ms). Apart from
+    /// the records, so a revocation is one write no rotation can undo.
+    pub fn api_revoked(&self) -> String {
+        self.k("resq:api:revoked")
+    }
     /// One rate limit's state (GCRA: its theoretical arrival time, µs);
     /// `kind` is `token`, `class`, `queue` or `authfail` (per client IP).
     pub fn api_rate(&self, kind: &str, name: &str) -> String {

@@ -174,8 +174,10 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
         s.surge.min_windows = n;
     }
     if let Some(f) = section.surge_floor {
-        if !(f.is_finite() && (0.0..=1e9).contains(&f)) {
-            return Err(bad("surge_floor", "must be between 0 and 1000000000"));
+        // At least one job a window: with none, an idle token's first job
+        // would be a surge.
+        if !(f.is_finite() && (1.0..=1e9).contains(&f)) {
+            return Err(bad("surge_floor", "must be between 1 and 1000000000"));
         }
         s.surge.floor = f;
     }
