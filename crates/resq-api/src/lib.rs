@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod cors;
+mod idempotent;
 pub mod openapi;
 pub mod problem;
 pub mod refusals;

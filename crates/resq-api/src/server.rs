@@ -19,10 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use resq::{Client, EnqueueError, PolicyError, RawJob, Reason, SealOptions, StoreError, UnixMs};
-use resq_redis::api::{Admission, ApiStore, Idempotency, Limit, RateDecision, TokenRecord};
+use resq_redis::api::{Admission, ApiStore, Limit, RateDecision, TokenRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::audit::Audit;
@@ -415,61 +414,23 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
     in_token_scope(&token, &raw.class, &raw.queue)?;
     limit_rates(state, attempt, &token, &[(&raw.class, &raw.queue)]).await?;
     refuse_when_memory_high(state)?;
-    let idempotency = idempotency_key(&headers)?;
-    let body_hash = hex_sha256(&body);
-    if let Some(key) = &idempotency {
-        match state
-            .store
-            .idempotency_begin(&token.id, key, &body_hash, state.settings.idempotency_window)
-            .await
-            .map_err(unavailable)?
-        {
-            Idempotency::Fresh => {}
-            Idempotency::Replay(id) => {
-                state
-                    .audit
-                    .record(attempt, "replayed", 200, "idempotent_replay", &id)
-                    .await;
-                let state_name = if raw.at.is_some() { "scheduled" } else { "queued" };
-                return Ok((StatusCode::OK, Json(enqueued(id, &raw, state_name))).into_response());
-            }
-            Idempotency::Conflict => {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was used with another body; use a new key for a new request",
-                ))
-            }
-            Idempotency::InProgress => {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being handled; retry it later",
-                ))
-            }
-        }
-    }
-    let scheduled = raw.at.is_some();
-    let result = state.client.enqueue_raw_job(raw.clone()).await;
-    let id = match result {
-        Ok(id) => id,
-        Err(e) => {
-            // A definite refusal gives the key back; a store that did not
-            // answer may have stored the job, so the key stays taken (its
-            // short pending lifetime ends it) and the answer says so.
-            let unknown = matches!(e, EnqueueError::Store(StoreError::Unavailable(_)));
-            if let (Some(key), false) = (&idempotency, unknown) {
-                let _ = state.store.idempotency_abort(&token.id, key).await;
-            }
-            return Err(if unknown { outcome_unknown() } else { refusal_of(e) });
+    let once = match crate::idempotent::begin(state, &token.id, &headers, &body).await? {
+        crate::idempotent::Begun::Fresh(once) => once,
+        crate::idempotent::Begun::Replay(id) => {
+            state
+                .audit
+                .record(attempt, "replayed", 200, "idempotent_replay", &id)
+                .await;
+            let state_name = if raw.at.is_some() { "scheduled" } else { "queued" };
+            return Ok((StatusCode::OK, Json(enqueued(id, &raw, state_name))).into_response());
         }
     };
-    if let Some(key) = &idempotency {
-        let _ = state
-            .store
-            .idempotency_finish(&token.id, key, &body_hash, &id, state.settings.idempotency_window)
-            .await;
-    }
+    let scheduled = raw.at.is_some();
+    let id = match state.client.enqueue_raw_job(raw.clone()).await {
+        Ok(id) => id,
+        Err(e) => return Err(once.failed(e).await),
+    };
+    once.stored(&id).await;
     state.audit.record(attempt, "accepted", 201, "", &id).await;
     let state_name = if scheduled { "scheduled" } else { "queued" };
     Ok((StatusCode::CREATED, Json(enqueued(id, &raw, state_name))).into_response())
@@ -527,66 +488,23 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
     let pairs: Vec<(&str, &str)> = raws.iter().map(|r| (r.class.as_str(), r.queue.as_str())).collect();
     limit_rates(state, attempt, &token, &pairs).await?;
     refuse_when_memory_high(state)?;
-    let idempotency = idempotency_key(&headers)?;
-    let body_hash = hex_sha256(&body);
-    if let Some(key) = &idempotency {
-        match state
-            .store
-            .idempotency_begin(&token.id, key, &body_hash, state.settings.idempotency_window)
-            .await
-            .map_err(unavailable)?
-        {
-            Idempotency::Fresh => {}
-            Idempotency::Replay(ids) => {
-                let ids: Vec<String> = ids.split(',').map(str::to_string).collect();
-                state
-                    .audit
-                    .record(attempt, "replayed", 200, "idempotent_replay", "")
-                    .await;
-                let count = ids.len();
-                return Ok((StatusCode::OK, Json(BulkEnqueued { ids, count })).into_response());
-            }
-            Idempotency::Conflict => {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was used with another body; use a new key for a new request",
-                ))
-            }
-            Idempotency::InProgress => {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being handled; retry it later",
-                ))
-            }
-        }
-    }
-    let ids = match state.client.enqueue_raw_bulk(&raws).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            // A definite refusal gives the key back; a store that did not
-            // answer may have stored the job, so the key stays taken (its
-            // short pending lifetime ends it) and the answer says so.
-            let unknown = matches!(e, EnqueueError::Store(StoreError::Unavailable(_)));
-            if let (Some(key), false) = (&idempotency, unknown) {
-                let _ = state.store.idempotency_abort(&token.id, key).await;
-            }
-            return Err(if unknown { outcome_unknown() } else { refusal_of(e) });
+    let once = match crate::idempotent::begin(state, &token.id, &headers, &body).await? {
+        crate::idempotent::Begun::Fresh(once) => once,
+        crate::idempotent::Begun::Replay(ids) => {
+            let ids: Vec<String> = ids.split(',').map(str::to_string).collect();
+            state
+                .audit
+                .record(attempt, "replayed", 200, "idempotent_replay", "")
+                .await;
+            let count = ids.len();
+            return Ok((StatusCode::OK, Json(BulkEnqueued { ids, count })).into_response());
         }
     };
-    if let Some(key) = &idempotency {
-        let _ = state
-            .store
-            .idempotency_finish(
-                &token.id,
-                key,
-                &body_hash,
-                &ids.join(","),
-                state.settings.idempotency_window,
-            )
-            .await;
-    }
+    let ids = match state.client.enqueue_raw_bulk(&raws).await {
+        Ok(ids) => ids,
+        Err(e) => return Err(once.failed(e).await),
+    };
+    once.stored(&ids.join(",")).await;
     let first = ids.first().cloned().unwrap_or_default();
     state.audit.record(attempt, "accepted", 201, "", &first).await;
     let count = ids.len();
@@ -985,24 +903,8 @@ fn refuse_when_memory_high(state: &ApiState) -> Result<(), Problem> {
     Ok(())
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or_default();
-    let fine = !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic());
-    if !fine {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Idempotency-Key must be 1 to 128 visible ASCII characters",
-        ));
-    }
-    Ok(Some(key.to_string()))
-}
-
 /// What the policy or the store said, as an answer.
-fn refusal_of(e: EnqueueError) -> Problem {
+pub(crate) fn refusal_of(e: EnqueueError) -> Problem {
     let index = match &e {
         EnqueueError::InBatch { index, .. } | EnqueueError::NotForBatch { index } => Some(*index),
         _ => None,
@@ -1078,7 +980,7 @@ fn store_refusal(e: StoreError) -> Problem {
 }
 
 /// The store did not answer the write: it may or may not have run.
-fn outcome_unknown() -> Problem {
+pub(crate) fn outcome_unknown() -> Problem {
     Problem::retry_after(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
@@ -1088,7 +990,7 @@ fn outcome_unknown() -> Problem {
     )
 }
 
-fn unavailable(e: StoreError) -> Problem {
+pub(crate) fn unavailable(e: StoreError) -> Problem {
     tracing::warn!(error = %e, "Redis refused or did not answer an API request");
     // Redis at its maxmemory refuses writes itself ("OOM command not
     // allowed"): the same answer as the watermark's.
@@ -1118,10 +1020,6 @@ fn field_paths(message: &str) -> Vec<String> {
         .split("; ")
         .filter_map(|part| part.split_once(": ").map(|(path, _)| clip(path, 64)))
         .collect()
-}
-
-fn hex_sha256(body: &[u8]) -> String {
-    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
