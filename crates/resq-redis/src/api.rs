@@ -184,21 +184,18 @@ impl ApiStore {
     /// A token's record (with its revocation), and how long it stays
     /// throttled after a surge.
     pub async fn token(&self, id: &str) -> Result<(Option<TokenRecord>, Option<Duration>), StoreError> {
-        let (json, revoked, pttl): (Option<String>, Option<u64>, i64) = redis::pipe()
-            .cmd("HGET")
-            .arg(self.keys.api_tokens())
-            .arg(id)
-            .cmd("HGET")
-            .arg(self.keys.api_revoked())
-            .arg(id)
-            .cmd("PTTL")
-            .arg(self.keys.api_throttle(id))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        let record = json.map(|j| with_revocation(&j, revoked)).transpose()?;
-        let throttled = u64::try_from(pttl).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
-        Ok((record, throttled))
+        let mut pipe = redis::pipe();
+        self.read_token(&mut pipe, id);
+        let (json, revoked, pttl): (Option<String>, Option<u64>, i64) =
+            pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        token_parts(json, revoked, pttl)
+    }
+
+    /// Adds the reads of a token: its record, its revocation, its throttle.
+    fn read_token(&self, pipe: &mut redis::Pipeline, id: &str) {
+        pipe.cmd("HGET").arg(self.keys.api_tokens()).arg(id);
+        pipe.cmd("HGET").arg(self.keys.api_revoked()).arg(id);
+        pipe.cmd("PTTL").arg(self.keys.api_throttle(id));
     }
 
     /// Revokes token `id` at `at` (the first revocation stands).
@@ -324,20 +321,11 @@ impl ApiStore {
         token_id: Option<&str>,
     ) -> Result<(RateDecision, Option<TokenRecord>, Option<Duration>), StoreError> {
         let id = token_id.unwrap_or("");
-        let (tat, json, revoked, pttl): (Option<u64>, Option<String>, Option<u64>, i64) = redis::pipe()
-            .cmd("GET")
-            .arg(&failures.key)
-            .cmd("HGET")
-            .arg(self.keys.api_tokens())
-            .arg(id)
-            .cmd("HGET")
-            .arg(self.keys.api_revoked())
-            .arg(id)
-            .cmd("PTTL")
-            .arg(self.keys.api_throttle(id))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&failures.key);
+        self.read_token(&mut pipe, id);
+        let (tat, json, revoked, pttl): (Option<u64>, Option<String>, Option<u64>, i64) =
+            pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
         // The limit's state is its theoretical arrival time (µs, Redis's
         // clock); this machine's clock judges a look, which is close enough
         // for a limit counted in failures a minute. Counting a failure goes
@@ -356,11 +344,7 @@ impl ApiStore {
                 reset: Duration::ZERO,
             },
         };
-        let record = match (token_id, json) {
-            (Some(_), Some(j)) => Some(with_revocation(&j, revoked)?),
-            _ => None,
-        };
-        let throttled = u64::try_from(pttl).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
+        let (record, throttled) = token_parts(json.filter(|_| token_id.is_some()), revoked, pttl)?;
         Ok((decision, record, throttled))
     }
 
@@ -523,6 +507,18 @@ fn to_json(record: &TokenRecord) -> Result<String, StoreError> {
 
 fn from_json(json: &str) -> Result<TokenRecord, StoreError> {
     serde_json::from_str(json).map_err(|_| protocol("a token record it cannot read"))
+}
+
+/// What `read_token` read: the record (with its revocation) and how long
+/// the token stays throttled.
+fn token_parts(
+    json: Option<String>,
+    revoked: Option<u64>,
+    pttl: i64,
+) -> Result<(Option<TokenRecord>, Option<Duration>), StoreError> {
+    let record = json.map(|j| with_revocation(&j, revoked)).transpose()?;
+    let throttled = u64::try_from(pttl).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
+    Ok((record, throttled))
 }
 
 /// A stored record with the revocation kept beside it.
