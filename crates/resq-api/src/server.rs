@@ -1010,16 +1010,25 @@ pub(crate) fn unavailable(e: StoreError) -> Problem {
     )
 }
 
-/// The field paths of a validation message (`arguments of X are invalid:
-/// to: not an email; age: lower than 1`).
+/// The field paths of a validation message: garde's report
+/// (`arguments of X are invalid: to: not an email; age: lower than 1`) or
+/// a type mismatch (`arguments of X do not fit its type: to: invalid type`).
 fn field_paths(message: &str) -> Vec<String> {
-    let Some((_, report)) = message.split_once(" are invalid: ") else {
-        return Vec::new();
-    };
-    report
-        .split("; ")
-        .filter_map(|part| part.split_once(": ").map(|(path, _)| clip(path, 64)))
-        .collect()
+    if let Some((_, report)) = message.split_once(" are invalid: ") {
+        return report
+            .split("; ")
+            .filter_map(|part| part.split_once(": ").map(|(path, _)| clip(path, 64)))
+            .collect();
+    }
+    if let Some((_, rest)) = message.split_once(" do not fit its type: ") {
+        if let Some((path, _)) = rest.split_once(": ") {
+            let is_path = !path.is_empty() && !path.contains(' ');
+            if is_path {
+                return vec![clip(path, 64)];
+            }
+        }
+    }
+    Vec::new()
 }
 
 #[cfg(test)]

@@ -231,9 +231,15 @@ async fn each_status_code_and_nothing_stored_on_a_refusal() {
         no_secret(&r, token);
         eprintln!("{what}: {p}");
     }
-    // The failing field is named.
-    let r = post_json(a, JOBS, &secret, &[], r#"{"class":"Echo","args":{"message":5}}"#);
-    assert!(r.json()["detail"].as_str().unwrap().contains("Echo"), "{}", r.text());
+    // The failing field is named, for a wrong type and for a broken rule.
+    for (token, body, field) in [
+        (&secret, r#"{"class":"Echo","args":{"message":5}}"#, "message"),
+        (&any_class, r#"{"class":"Flaky","args":{"failures":11}}"#, "failures"),
+    ] {
+        let p = post_json(a, JOBS, token, &[], body).problem(422, "invalid_args");
+        assert_eq!(p["fields"], json!([field]), "{p}");
+        assert!(p["detail"].as_str().unwrap().contains(field), "{p}");
+    }
 
     // Wrong content type, before the body is looked at.
     let auth = format!("Bearer {secret}");

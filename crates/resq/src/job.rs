@@ -190,13 +190,24 @@ pub enum ArgsError {
     NotOneObject { class: &'static str, got: String },
     #[error("{class} is positional, so its value must serialize to an array")]
     NotAnArray { class: &'static str },
-    #[error("arguments of {class} do not fit its type: {source}")]
+    #[error("arguments of {class} do not fit its type: {}{source}", at_path(path))]
     Mismatch {
         class: &'static str,
+        /// Where in the arguments (`to`, `items[2].qty`); empty at the top.
+        path: String,
         source: serde_json::Error,
     },
     #[error("arguments of {class} are invalid: {}", one_line(report))]
     Invalid { class: &'static str, report: garde::Report },
+}
+
+/// `path: ` before a mismatch's message, nothing at the top level.
+fn at_path(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
 }
 
 /// A garde report on one line: `field: problem; field: problem` (its own
@@ -228,6 +239,7 @@ pub fn validate<J: Job>(job: &J) -> Result<(), ArgsError> {
 pub fn encode_args<J: Job>(job: &J) -> Result<Vec<Value>, ArgsError> {
     let value = serde_json::to_value(job).map_err(|source| ArgsError::Mismatch {
         class: J::CLASS,
+        path: String::new(),
         source,
     })?;
     match (J::ARGS, value) {
@@ -255,9 +267,12 @@ pub fn decode_args<J: Job>(args: Vec<Value>) -> Result<J, ArgsError> {
             }
         }
     };
-    let job: J = serde_json::from_value(value).map_err(|source| ArgsError::Mismatch {
+    // With the path of the field that does not fit, so every door (the
+    // worker's record, the CLI, the HTTP API) can name it.
+    let job: J = serde_path_to_error::deserialize(value).map_err(|e| ArgsError::Mismatch {
         class: J::CLASS,
-        source,
+        path: e.path().to_string(),
+        source: e.into_inner(),
     })?;
     validate(&job)?;
     Ok(job)
