@@ -48,49 +48,107 @@ pub fn state(
     })
 }
 
-/// The client's socket address, from a plain or a TLS listener.
+/// The client's socket address, put on every request of its connection.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
+/// How many connections a server holds, and how long a client may take to
+/// send a request's headers (a connection that trickles them is closed).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for PeerAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+        }
     }
 }
 
 /// Serves on `listener` (plain, or HTTPS with `tls`) until `shutdown`
 /// resolves; requests in flight then finish (nothing is half-written:
-/// each enqueue is one write).
+/// each enqueue is one write), for at most 30 s.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<ApiState>,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = tokio::spawn(watch_memory(Arc::clone(&state)));
     let audit = state.audit.clone();
     let app = router(state);
-    let served = match tls {
-        None => {
-            let service = app.into_make_service_with_connect_info::<PeerAddr>();
-            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
-        }
-        Some(config) => {
-            let listener = tls::TlsListener::new(listener, config)?;
-            let service = app.into_make_service_with_connect_info::<PeerAddr>();
-            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
-        }
-    };
+    match tls {
+        None => serve_connections(listener, app, limits, shutdown).await,
+        Some(config) => serve_connections(tls::TlsListener::new(listener, config)?, app, limits, shutdown).await,
+    }
     watcher.abort();
     // Every answered request's entry is in the stream before the exit.
     audit.flush(Duration::from_secs(5)).await;
-    served
+    Ok(())
+}
+
+/// Accepts connections while a slot is free (past `max_connections`, new
+/// ones wait in the kernel's backlog), serves each over HTTP/1.1 with a
+/// header timeout, and at shutdown stops accepting and lets the
+/// connections finish their requests.
+async fn serve_connections<L>(
+    mut listener: L,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use tower::ServiceExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = app
+            .clone()
+            .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(PeerAddr(peer)));
+                request
+            });
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(io),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open 30 s after shutdown began; closing them");
+    }
 }
 
 /// Reads Redis's memory once a second and sets the backpressure flag.

@@ -78,6 +78,8 @@ pub struct ApiSettings {
     pub idempotency_window: Duration,
     /// Entries the audit stream keeps (about).
     pub audit_max: usize,
+    /// Connections held at once, and the time a client has to send headers.
+    pub connections: crate::ConnectionLimits,
 }
 
 impl Default for ApiSettings {
@@ -97,6 +99,7 @@ impl Default for ApiSettings {
             memory_watermark: 0.9,
             idempotency_window: Duration::from_secs(24 * 3600),
             audit_max: 100_000,
+            connections: crate::ConnectionLimits::default(),
         }
     }
 }

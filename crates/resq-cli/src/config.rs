@@ -79,6 +79,10 @@ pub struct ApiSection {
     pub idempotency_window_s: Option<u64>,
     /// Entries the audit stream keeps (about).
     pub audit_max: Option<usize>,
+    /// Connections `resq serve` holds at once (more wait to be accepted).
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_s: Option<u64>,
 }
 
 /// `[ruby]`: sharing a Redis with a Ruby Resque fleet.
@@ -140,6 +144,8 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "memory_watermark",
             "idempotency_window_s",
             "audit_max",
+            "max_connections",
+            "header_timeout_s",
         ],
     ),
     (

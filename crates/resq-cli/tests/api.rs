@@ -1148,3 +1148,54 @@ async fn term_lets_a_request_in_flight_finish_and_accepts_no_new_one() {
     let entries = audit_until(&env, "10", |e| !e.is_empty()).await;
     assert_eq!(entries[0]["outcome"], "accepted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
+    use std::io::{Read, Write};
+    let env = Env::start().await;
+    append_config(&env, "[api]\nheader_timeout_s = 1\nmax_connections = 4\n");
+    let (_, secret) = echo_token(&env);
+    let server = serve(&env);
+    // Four connections that start a request and never finish its headers
+    // (a slowloris): they hold every slot, then the header timeout frees them.
+    let mut slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+            s.write_all(format!("POST {JOBS} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect();
+    // Each is closed by the server (an answer or not, then end of stream),
+    // not left open for as long as the client likes.
+    for s in &mut slow {
+        let mut rest = Vec::new();
+        // Ok: the server ended the stream (a timeout here would be Err).
+        assert!(
+            s.read_to_end(&mut rest).is_ok(),
+            "the server kept a slow connection open"
+        );
+        let text = String::from_utf8_lossy(&rest);
+        assert!(!text.contains("201"), "{text}");
+    }
+    // The slots are free again: a normal request is served.
+    let r = post_json(
+        &server.addr,
+        JOBS,
+        &secret,
+        &[],
+        r#"{"class":"Echo","args":{"message":"x"}}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Out-of-range settings are refused at start.
+    let env2 = Env::start().await;
+    append_config(&env2, "[api]\nmax_connections = 0\n");
+    let o = env2.run(&["serve"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("api.max_connections must be between"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -63,6 +63,7 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     policy.limits = settings.limits;
     let store = connect(settings).await?;
     let api_store = ApiStore::new(&store, api_settings.audit_max);
+    let connections = api_settings.connections;
     let client = Client::with_policy(store, policy);
     let state = resq_api::state(client, api_store, api_settings, settings.limits);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -74,7 +75,7 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{bound}");
     let shutdown = shutdown_signal().map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-    resq_api::serve(listener, tls, state, shutdown)
+    resq_api::serve(listener, tls, state, connections, shutdown)
         .await
         .map_err(|e| Failure::runtime(format!("the server stopped: {e}")))?;
     tracing::info!("resq serve: stopped; requests in flight were answered");
@@ -198,6 +199,18 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
             return Err(bad("idempotency_window_s", "must be between 60 and 2592000"));
         }
         s.idempotency_window = Duration::from_secs(w);
+    }
+    if let Some(n) = section.max_connections {
+        if !(1..=65_536).contains(&n) {
+            return Err(bad("max_connections", "must be between 1 and 65536"));
+        }
+        s.connections.max_connections = n;
+    }
+    if let Some(t) = section.header_timeout_s {
+        if !(1..=300).contains(&t) {
+            return Err(bad("header_timeout_s", "must be between 1 and 300"));
+        }
+        s.connections.header_timeout = Duration::from_secs(t);
     }
     if let Some(n) = section.audit_max {
         if !(1000..=100_000_000).contains(&n) {
