@@ -321,7 +321,7 @@ fn main() -> Result<(), BenchError> {
     setup.clear_queue()?;
     // The other token: one request a millisecond at most, one connection.
     let victim_every = Duration::from_millis(1);
-    let calm = paced_client(&addr, &victim, 2000, victim_every)?;
+    let calm = paced_client(&addr, &victim, 5000, victim_every)?;
     let flood_addr = addr.clone();
     let flood_seconds = args.seconds.max(5);
     let flood_connections = args.flood_connections;
@@ -330,7 +330,7 @@ fn main() -> Result<(), BenchError> {
         flood(&flood_addr, &flooder, flood_rate, flood_connections, flood_seconds).map_err(|e| e.to_string())
     });
     std::thread::sleep(Duration::from_millis(500));
-    let under = paced_client(&addr, &victim, 2000, victim_every)?;
+    let under = paced_client(&addr, &victim, 5000, victim_every)?;
     let (flood_accepted, flood_sent, flood_achieved) = flooding.join().map_err(|_| "the flood thread panicked")??;
     line(format!(
         "flood ({} connections): token at 1,000/s driven at {:.0} requests/s ({:.1}x its limit), {} of {} refused 429",
