@@ -108,3 +108,35 @@ pub fn watch(child: &mut std::process::Child, mut done: impl FnMut() -> bool) ->
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The value after `flag` on the command line (`--jobs 1000`).
+pub fn flag_value(argv: &[String], flag: &str) -> Option<String> {
+    argv.iter()
+        .position(|a| a == flag)
+        .and_then(|i| argv.get(i + 1))
+        .cloned()
+}
+
+/// What a benchmark prints, kept to be written to `bench/results/`.
+#[derive(Default)]
+pub struct Report {
+    text: String,
+}
+
+impl Report {
+    /// Prints a line and keeps it.
+    pub fn line(&mut self, line: String) {
+        println!("{line}");
+        self.text.push_str(&line);
+        self.text.push('\n');
+    }
+
+    /// Writes what was printed to `bench/results/<file>` (best effort: the
+    /// figures were printed anyway).
+    pub fn write(&self, file: &str) {
+        let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+        if std::fs::create_dir_all(&results).is_ok() && std::fs::write(results.join(file), &self.text).is_ok() {
+            println!("\nwrote bench/results/{file}");
+        }
+    }
+}

@@ -29,12 +29,7 @@ struct Args {
 
 fn args() -> Result<Args, BenchError> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        argv.iter()
-            .position(|a| a == flag)
-            .and_then(|i| argv.get(i + 1))
-            .cloned()
-    };
+    let value = |flag: &str| resq_bench::flag_value(&argv, flag);
     Ok(Args {
         // Absolute: commands run in the scratch folder.
         resq: std::fs::canonicalize(value("--resq").ok_or("--resq PATH is required")?)?,
@@ -290,26 +285,21 @@ fn main() -> Result<(), BenchError> {
         ),
     )?;
     let url = format!("http://{addr}/api/v1/jobs");
-    let mut out = String::new();
-    let mut line = |s: String| {
-        println!("{s}");
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
+    let mut report = resq_bench::Report::default();
+    report.line(format!(
         "# resq HTTP API on loopback ({}s a run, {} connections, wrk -t2)\n",
         args.seconds, args.connections
     ));
 
     setup.clear_queue()?;
     let one = wrk(&url, &single, args.connections, args.seconds, &fast)?;
-    line(format!(
+    report.line(format!(
         "single job (signed, validated, audited): {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} not 2xx of {}",
         one.requests_per_s, one.p50_ms, one.p99_ms, one.non_2xx, one.requests
     ));
     setup.clear_queue()?;
     let many = wrk(&format!("{url}/bulk"), &bulk, 8, args.seconds, &fast)?;
-    line(format!(
+    report.line(format!(
         "bulk (1,000 jobs a request, 8 connections): {:.0} jobs/s, p50 {:.1} ms, p99 {:.1} ms, {} not 2xx of {}",
         many.requests_per_s * 1000.0,
         many.p50_ms,
@@ -332,7 +322,7 @@ fn main() -> Result<(), BenchError> {
     std::thread::sleep(Duration::from_millis(500));
     let under = paced_client(&addr, &victim, 5000, victim_every)?;
     let (flood_accepted, flood_sent, flood_achieved) = flooding.join().map_err(|_| "the flood thread panicked")??;
-    line(format!(
+    report.line(format!(
         "flood ({} connections): token at 1,000/s driven at {:.0} requests/s ({:.1}x its limit), {} of {} refused 429",
         args.flood_connections,
         flood_achieved,
@@ -340,7 +330,7 @@ fn main() -> Result<(), BenchError> {
         flood_sent - flood_accepted,
         flood_sent
     ));
-    line(format!(
+    report.line(format!(
         "  another token, one request a millisecond: alone {}/{} accepted, p50 {:.2} ms, p99 {:.2} ms; during the flood {}/{} accepted, p50 {:.2} ms, p99 {:.2} ms ({:.2}x)",
         calm.0,
         calm.1,
@@ -354,9 +344,6 @@ fn main() -> Result<(), BenchError> {
     ));
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
-    let results = Path::new("bench/results");
-    if std::fs::create_dir_all(results).is_ok() && std::fs::write(results.join("api.md"), &out).is_ok() {
-        println!("\nwrote bench/results/api.md");
-    }
+    report.write("api.md");
     Ok(())
 }

@@ -26,12 +26,7 @@ impl Job for Noop {
 #[tokio::main]
 async fn main() -> Result<(), BenchError> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        argv.iter()
-            .position(|a| a == flag)
-            .and_then(|i| argv.get(i + 1))
-            .cloned()
-    };
+    let value = |flag: &str| resq_bench::flag_value(&argv, flag);
     let url = value("--redis").ok_or("--redis URL is required")?;
     let keys = value("--keys").ok_or("--keys FILE is required")?;
     let jobs: usize = value("--jobs").and_then(|v| v.parse().ok()).unwrap_or(100_000);

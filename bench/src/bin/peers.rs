@@ -293,16 +293,11 @@ async fn run(mut args: Args) -> Result<(), BenchError> {
     }
     let resq_process = Figure::of(resq.iter().map(|r| r.process).collect()).median;
     let resq_enqueue = Figure::of(resq.iter().map(|r| r.enqueue).collect()).median;
-    let mut out = String::new();
-    let mut line = |s: String| {
-        println!("{s}");
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
+    let mut report = resq_bench::Report::default();
+    report.line(format!(
         "# resq beside its peers ({n} no-op jobs, {runs} rounds: median [min..max])\n"
     ));
-    line(format!(
+    report.line(format!(
         "machine: {} cores; {}; {}; Sidekiq {}; BullMQ {} on Node {}\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         version("redis-server", &["--version"]),
@@ -317,8 +312,8 @@ async fn run(mut args: Args) -> Result<(), BenchError> {
         ),
         version("node", &["--version"]),
     ));
-    line("| system | bulk enqueue (jobs/s) | resq ÷ it | process, 1 worker process (jobs/s) | resq ÷ it | worker peak RSS (MB) |".into());
-    line("|---|---|---|---|---|---|".into());
+    report.line("| system | bulk enqueue (jobs/s) | resq ÷ it | process, 1 worker process (jobs/s) | resq ÷ it | worker peak RSS (MB) |".into());
+    report.line("|---|---|---|---|---|---|".into());
     let concurrency = peers.args.concurrency;
     let bullmq_concurrency = peers.args.bullmq_concurrency;
     for (name, rounds) in [
@@ -329,7 +324,7 @@ async fn run(mut args: Args) -> Result<(), BenchError> {
         let enqueue = Figure::of(rounds.iter().map(|r| r.enqueue).collect());
         let process = Figure::of(rounds.iter().map(|r| r.process).collect());
         let rss = Figure::of(rounds.iter().map(|r| r.rss_mb).collect());
-        line(format!(
+        report.line(format!(
             "| {name} | {} | {:.1}x | {} | {:.1}x | {} |",
             enqueue.rate(),
             resq_enqueue / enqueue.median.max(1.0),
@@ -339,13 +334,11 @@ async fn run(mut args: Args) -> Result<(), BenchError> {
         ));
     }
     let lpop = Figure::of(lpop);
-    line(format!(
+    report.line(format!(
         "\nThe same server's unpipelined `redis-benchmark -t lpop` (50 clients): {} ops/s; resq processes {:.2}x that.",
         lpop.rate(),
         resq_process / lpop.median.max(1.0)
     ));
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&results)?;
-    std::fs::write(results.join("peers.md"), out)?;
+    report.write("peers.md");
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! payloads, and 4 worker processes. Prints a table and writes it to
 //! `bench/results/latest.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -284,21 +284,16 @@ async fn run(args: Args) -> Result<(), BenchError> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let mut out = String::new();
-    let mut line = |s: String| {
-        println!("{s}");
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
+    let mut report = resq_bench::Report::default();
+    report.line(format!(
         "# resq throughput ({n} no-op jobs, {runs} runs each: median [min..max])\n"
     ));
-    line(format!(
+    report.line(format!(
         "machine: {} cores; {version}\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     ));
-    line("| security | enqueue one by one, 64 tasks (jobs/s) | bulk enqueue (jobs/s) | process, 1 worker (jobs/s) | worker peak RSS (MB) | latency p50 / p99 at 1,000 jobs/s (ms) | at 50,000 jobs/s (ms) |".into());
-    line("|---|---|---|---|---|---|---|".into());
+    report.line("| security | enqueue one by one, 64 tasks (jobs/s) | bulk enqueue (jobs/s) | process, 1 worker (jobs/s) | worker peak RSS (MB) | latency p50 / p99 at 1,000 jobs/s (ms) | at 50,000 jobs/s (ms) |".into());
+    report.line("|---|---|---|---|---|---|---|".into());
     for signed in [true, false] {
         // Enqueue one by one from many concurrent tasks.
         let mut one = Vec::new();
@@ -358,7 +353,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
         }
         let (p50, p99) = latency(&bench, signed, 1_000).await?;
         let (fast50, fast99) = latency(&bench, signed, 50_000).await?;
-        line(format!(
+        report.line(format!(
             "| {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
             if signed {
                 "signed + validated"
@@ -376,9 +371,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         ));
     }
 
-    line("\n## How processing grows (signed + validated)\n".into());
-    line("| shape | process (jobs/s) | worker peak RSS (MB) |".into());
-    line("|---|---|---|".into());
+    report.line("\n## How processing grows (signed + validated)\n".into());
+    report.line("| shape | process (jobs/s) | worker peak RSS (MB) |".into());
+    report.line("|---|---|---|".into());
     let shapes: Vec<(&str, usize, usize, usize, Option<usize>)> = vec![
         ("1 queue, empty payload", 1, 0, 1, None),
         ("10 queues", 10, 0, 1, None),
@@ -414,7 +409,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             rates.push(rate);
             rss.push(kib as f64 / 1024.0);
         }
-        line(format!(
+        report.line(format!(
             "| {label}{} | {} | {} |",
             if jobs != n {
                 format!(" ({jobs} jobs)")
@@ -425,10 +420,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             Figure::of(rss).plain("")
         ));
     }
-    let results = Path::new("bench/results");
-    if std::fs::create_dir_all(results).is_ok() && std::fs::write(results.join("latest.md"), &out).is_ok() {
-        println!("\nwrote bench/results/latest.md");
-    }
+    report.write("latest.md");
     Ok(())
 }
 

@@ -159,23 +159,23 @@ impl ApiStore {
 
     /// Stores a new token; false when its id is taken.
     pub async fn create_token(&self, record: &TokenRecord) -> Result<bool, StoreError> {
-        let json = to_json(record)?;
-        redis::cmd("HSETNX")
-            .arg(self.keys.api_tokens())
-            .arg(&record.id)
-            .arg(json)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)
+        self.write_token("HSETNX", record).await
     }
 
-    /// Replaces a token's record (revocation, rotation).
+    /// Replaces a token's record (rotation; revocations are kept apart).
     pub async fn save_token(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        let json = to_json(record)?;
-        redis::cmd("HSET")
+        self.write_token::<i64>("HSET", record).await.map(drop)
+    }
+
+    async fn write_token<T: redis::FromRedisValue>(
+        &self,
+        command: &str,
+        record: &TokenRecord,
+    ) -> Result<T, StoreError> {
+        redis::cmd(command)
             .arg(self.keys.api_tokens())
             .arg(&record.id)
-            .arg(json)
+            .arg(to_json(record)?)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_err)

@@ -99,16 +99,10 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
     let mut s = ApiSettings::default();
     let bad = |key: &str, what: &str| Failure::usage(format!("api.{key} {what}"));
-    if let Some(n) = section.max_bulk_bytes {
-        if !(1024..=256 * 1024 * 1024).contains(&n) {
-            return Err(bad("max_bulk_bytes", "must be between 1024 and 268435456"));
-        }
+    if let Some(n) = within("max_bulk_bytes", section.max_bulk_bytes, 1024..=256 * 1024 * 1024)? {
         s.max_bulk_bytes = n;
     }
-    if let Some(n) = section.max_bulk_jobs {
-        if !(1..=100_000).contains(&n) {
-            return Err(bad("max_bulk_jobs", "must be between 1 and 100000"));
-        }
+    if let Some(n) = within("max_bulk_jobs", section.max_bulk_jobs, 1..=100_000)? {
         s.max_bulk_jobs = n;
     }
     s.trusted_proxies = section
@@ -136,10 +130,7 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
         }
     }
     s.cors_origins = section.cors_origins.clone();
-    if let Some(n) = section.auth_failures_per_minute {
-        if !(1..=10_000).contains(&n) {
-            return Err(bad("auth_failures_per_minute", "must be between 1 and 10000"));
-        }
+    if let Some(n) = within("auth_failures_per_minute", section.auth_failures_per_minute, 1..=10_000)? {
         s.auth_failures = Rate {
             per_s: f64::from(n) / 60.0,
             burst: n,
@@ -156,69 +147,56 @@ pub fn api_settings(section: &ApiSection) -> Result<ApiSettings, Failure> {
     };
     s.class_rates = rates("class_rates", &section.class_rates)?;
     s.queue_rates = rates("queue_rates", &section.queue_rates)?;
-    if let Some(m) = section.surge_multiple {
-        if !(m.is_finite() && (1.5..=1000.0).contains(&m)) {
-            return Err(bad("surge_multiple", "must be between 1.5 and 1000"));
-        }
+    if let Some(m) = within("surge_multiple", section.surge_multiple, 1.5..=1000.0)? {
         s.surge.multiple = m;
     }
-    if let Some(w) = section.surge_window_s {
-        if !(1..=86_400).contains(&w) {
-            return Err(bad("surge_window_s", "must be between 1 and 86400"));
-        }
+    if let Some(w) = within("surge_window_s", section.surge_window_s, 1..=86_400)? {
         s.surge.window = Duration::from_secs(w);
     }
-    if let Some(n) = section.surge_min_windows {
-        if !(1..=1000).contains(&n) {
-            return Err(bad("surge_min_windows", "must be between 1 and 1000"));
-        }
+    if let Some(n) = within("surge_min_windows", section.surge_min_windows, 1..=1000)? {
         s.surge.min_windows = n;
     }
-    if let Some(f) = section.surge_floor {
-        // At least one job a window: with none, an idle token's first job
-        // would be a surge.
-        if !(f.is_finite() && (1.0..=1e9).contains(&f)) {
-            return Err(bad("surge_floor", "must be between 1 and 1000000000"));
-        }
+    // At least one job a window: with none, an idle token's first job
+    // would be a surge.
+    if let Some(f) = within("surge_floor", section.surge_floor, 1.0..=1e9)? {
         s.surge.floor = f;
     }
-    if let Some(t) = section.surge_throttle_s {
-        if !(1..=86_400).contains(&t) {
-            return Err(bad("surge_throttle_s", "must be between 1 and 86400"));
-        }
+    if let Some(t) = within("surge_throttle_s", section.surge_throttle_s, 1..=86_400)? {
         s.surge.throttle = Duration::from_secs(t);
     }
-    if let Some(w) = section.memory_watermark {
-        if !(w.is_finite() && (0.5..=1.0).contains(&w)) {
-            return Err(bad("memory_watermark", "must be between 0.5 and 1.0"));
-        }
+    if let Some(w) = within("memory_watermark", section.memory_watermark, 0.5..=1.0)? {
         s.memory_watermark = w;
     }
-    if let Some(w) = section.idempotency_window_s {
-        if !(60..=30 * 86_400).contains(&w) {
-            return Err(bad("idempotency_window_s", "must be between 60 and 2592000"));
-        }
+    if let Some(w) = within("idempotency_window_s", section.idempotency_window_s, 60..=30 * 86_400)? {
         s.idempotency_window = Duration::from_secs(w);
     }
-    if let Some(n) = section.max_connections {
-        if !(1..=65_536).contains(&n) {
-            return Err(bad("max_connections", "must be between 1 and 65536"));
-        }
+    if let Some(n) = within("max_connections", section.max_connections, 1..=65_536)? {
         s.connections.max_connections = n;
     }
-    if let Some(t) = section.header_timeout_s {
-        if !(1..=300).contains(&t) {
-            return Err(bad("header_timeout_s", "must be between 1 and 300"));
-        }
+    if let Some(t) = within("header_timeout_s", section.header_timeout_s, 1..=300)? {
         s.connections.header_timeout = Duration::from_secs(t);
     }
-    if let Some(n) = section.audit_max {
-        if !(1000..=100_000_000).contains(&n) {
-            return Err(bad("audit_max", "must be between 1000 and 100000000"));
-        }
+    if let Some(n) = within("audit_max", section.audit_max, 1000..=100_000_000)? {
         s.audit_max = n;
     }
     Ok(s)
+}
+
+/// `api.<key>`'s value when it lies in `range` (NaN never does), else the
+/// error naming the key and its range.
+fn within<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    value: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, Failure> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(Failure::usage(format!(
+            "api.{key} must be between {} and {}",
+            range.start(),
+            range.end()
+        ))),
+        v => Ok(v),
+    }
 }
 
 fn visible_ascii(text: &str) -> bool {
