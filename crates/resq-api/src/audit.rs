@@ -82,6 +82,29 @@ impl Audit {
 
     /// Waits until every entry recorded so far is in the stream, for at
     /// most `bound` (Redis may be away; the entries are in the log).
+    /// Records a dashboard action: who did what to which thing, from where,
+    /// and how it ended.
+    pub(crate) fn record_action(&self, user: &str, ip: std::net::IpAddr, action: &str, target: &str, outcome: &str) {
+        let at = resq::UnixMs::now();
+        tracing::info!(
+            target: "resq::audit",
+            at = %at, client_ip = %ip, user, action, target = %crate::problem::clip(target, 200), outcome,
+            "dashboard action"
+        );
+        let fields: Fields = vec![
+            ("at_ms", at.0.to_string()),
+            ("source", "dashboard".to_string()),
+            ("client_ip", ip.to_string()),
+            ("user", crate::problem::clip(user, 200)),
+            ("action", action.to_string()),
+            ("target", crate::problem::clip(target, 200)),
+            ("outcome", outcome.to_string()),
+        ];
+        if self.tx.try_send(Message::Entry(fields)).is_err() {
+            tracing::error!(target: "resq::audit", "the audit stream is behind; this entry is only in the log");
+        }
+    }
+
     pub async fn flush(&self, bound: Duration) {
         let (done, wait) = oneshot::channel();
         let flushed = async {

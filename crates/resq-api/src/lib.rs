@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod cors;
+pub mod dashboard;
 mod idempotent;
 pub mod openapi;
 pub mod problem;
@@ -69,24 +70,35 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves on `listener` (plain, or HTTPS with `tls`) until `shutdown`
+/// Serves the API, and the dashboard when given, on `listener` (plain, or
+/// HTTPS with `tls`) until `shutdown`
 /// resolves; requests in flight then finish (nothing is half-written:
 /// each enqueue is one write), for at most 30 s.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<ApiState>,
+    dashboard: Option<Arc<dashboard::Dashboard>>,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = tokio::spawn(watch_memory(Arc::clone(&state)));
     let audit = state.audit.clone();
-    let app = router(state);
+    let (app, sampler) = match dashboard {
+        Some(d) => (
+            dashboard::router(Arc::clone(&d)).merge(router(state)),
+            Some(dashboard::spawn_sampler(d)),
+        ),
+        None => (router(state), None),
+    };
     match tls {
         None => serve_connections(listener, app, limits, shutdown).await,
         Some(config) => serve_connections(tls::TlsListener::new(listener, config)?, app, limits, shutdown).await,
     }
     watcher.abort();
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
     // Every answered request's entry is in the stream before the exit.
     audit.flush(Duration::from_secs(5)).await;
     Ok(())

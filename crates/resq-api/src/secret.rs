@@ -130,3 +130,8 @@ mod tests {
         }
     }
 }
+
+/// Whether two tokens are equal, in constant time (for tokens of one length).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

@@ -37,6 +37,29 @@ pub struct FileConfig {
     pub ruby: RubySection,
     #[serde(default)]
     pub api: ApiSection,
+    #[serde(default)]
+    pub dashboard: DashboardSection,
+}
+
+/// `[dashboard]`: the web dashboard `resq serve` serves beside the API.
+/// Every value is optional; the defaults are safe (see docs/dashboard.md).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSection {
+    /// No forms and no action routes: a dashboard to look at only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Cookies `__Host-` and Secure. Default: on with HTTPS, or with
+    /// api.allow_plain_http (a TLS proxy in front).
+    pub secure_cookies: Option<bool>,
+    /// Minutes without a request before a session ends (default 30).
+    pub idle_timeout_min: Option<u64>,
+    /// Hours after login a session ends whatever happens (default 12).
+    pub absolute_timeout_h: Option<u64>,
+    /// Argument field names (parts of) that are masked; replaces the default list.
+    pub masked_fields: Option<Vec<String>>,
+    /// Seconds between the charts' samples (default 10).
+    pub sample_interval_s: Option<u64>,
 }
 
 /// `[api]`: the HTTP enqueue API (`resq serve`). Every value is optional;
@@ -120,6 +143,18 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "failures",
             "ruby",
             "api",
+            "dashboard",
+        ],
+    ),
+    (
+        "dashboard",
+        &[
+            "read_only",
+            "secure_cookies",
+            "idle_timeout_min",
+            "absolute_timeout_h",
+            "masked_fields",
+            "sample_interval_s",
         ],
     ),
     (
@@ -400,6 +435,8 @@ pub struct Settings {
     pub ruby_queues: Vec<String>,
     /// `[api]`, checked when `resq serve` starts.
     pub api: ApiSection,
+    /// `[dashboard]`, checked when `resq serve` starts.
+    pub dashboard: DashboardSection,
     /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
     /// kept from job child processes.
     pub secret_env: Vec<String>,
@@ -532,6 +569,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         failures,
         ruby,
         api,
+        dashboard,
     } = file;
     let cron = cron
         .iter()
@@ -654,6 +692,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         failures_max,
         ruby_queues,
         api,
+        dashboard,
         secret_env,
         source,
         warnings: unknown_variables(env),

@@ -155,6 +155,11 @@ enum Command {
         #[command(subcommand)]
         action: audit::AuditAction,
     },
+    /// The dashboard's users: add, list, remove, passwd, role.
+    User {
+        #[command(subcommand)]
+        action: user::UserAction,
+    },
 }
 
 /// A command's failure: the message, and the exit code (2 = fix your input).
@@ -276,6 +281,7 @@ pub fn run(registry: Registry) -> ExitCode {
             Command::Serve(args) => serve::serve(&settings, &registry, args).await,
             Command::Token { action } => token::token(&settings, action).await,
             Command::Audit { action } => audit::audit(&settings, action).await,
+            Command::User { action } => user::user(&settings, action).await,
         }
     });
     match result {

@@ -171,6 +171,35 @@ impl Keys {
     pub fn api_audit(&self) -> String {
         self.k("resq:api:audit")
     }
+    /// The dashboard's users: a hash, name -> record (an Argon2id hash of
+    /// the password, never the password).
+    pub fn web_users(&self) -> String {
+        self.k("resq:web:users")
+    }
+    /// One dashboard session, under the SHA-256 of its id (the cookie's
+    /// value is never a key): expires after the idle timeout.
+    pub fn web_session(&self, id_hash: &str) -> String {
+        self.k(&format!("resq:web:session:{id_hash}"))
+    }
+    /// A login rate limit (GCRA); `kind` is `ip` or `user` (the SHA-256 of
+    /// the name typed, so any name makes a bounded key).
+    pub fn web_rate(&self, kind: &str, name: &str) -> String {
+        self.k(&format!("resq:web:rate:{kind}:{name}"))
+    }
+    /// Failed logins in a row for one name typed (its SHA-256): the
+    /// lockout's count, expiring an hour after the last failure.
+    pub fn web_lockout(&self, name_hash: &str) -> String {
+        self.k(&format!("resq:web:lockout:{name_hash}"))
+    }
+    /// The dashboard's samples for its charts: a list, newest first,
+    /// trimmed to a day.
+    pub fn web_history(&self) -> String {
+        self.k("resq:web:history")
+    }
+    /// Which replica takes the next sample (expires with the interval).
+    pub fn web_history_turn(&self) -> String {
+        self.k("resq:web:history-turn")
+    }
 }
 
 #[cfg(test)]

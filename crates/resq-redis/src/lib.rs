@@ -7,6 +7,7 @@ pub mod keys;
 pub mod resque;
 mod scripts;
 pub mod store;
+pub mod web;
 
 pub use connect::{redact_url, ConnectError, RedisConfig};
 pub use keys::Keys;

@@ -195,6 +195,50 @@ impl Admin {
         Ok((out, matching))
     }
 
+    /// The failures `filter` takes, scanning at most `max_scan` records from
+    /// position `from` (bounded work on a list of any length): up to
+    /// `limit` of them, and where the next scan starts (`None`: the list
+    /// ended).
+    pub async fn failed_scan(
+        &self,
+        filter: &FailedFilter,
+        from: u64,
+        limit: u64,
+        max_scan: u64,
+    ) -> Result<(Vec<FailedEntry>, Option<u64>), StoreError> {
+        let total = self.store.failed_len().await?;
+        let (mut out, mut at) = (Vec::new(), from);
+        let end = from.saturating_add(max_scan).min(total);
+        while at < end && (out.len() as u64) < limit {
+            let page = self.failed(at, SCAN_PAGE.min(end - at)).await?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                at += 1;
+                if filter.matches(&entry) {
+                    out.push(entry);
+                    if out.len() as u64 >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((out, (at < total).then_some(at)))
+    }
+
+    /// Removes every failure `filter` takes; returns how many.
+    pub async fn remove_failed_matching(&self, filter: &FailedFilter) -> Result<u64, StoreError> {
+        let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;
+        let mut removed = 0;
+        for entry in entries {
+            if self.store.failed_remove(&entry.record).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Retries every failure `filter` takes (each atomically, as one retry).
     pub async fn retry_failed_matching(&self, filter: &FailedFilter) -> Result<BulkRetry, StoreError> {
         let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;
@@ -447,4 +491,64 @@ impl Admin {
     pub async fn clear_failed(&self) -> Result<u64, StoreError> {
         self.store.failed_clear().await
     }
+
+    /// A page of the workers (sorted by id) and how many there are: the
+    /// records of the page only are read.
+    pub async fn workers_page(&self, offset: u64, limit: u64) -> Result<(Vec<WorkerRecord>, u64), StoreError> {
+        let ids = self.store.worker_ids().await?;
+        let total = ids.len() as u64;
+        let page: Vec<String> = ids
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+        Ok((self.store.worker_records(&page).await?, total))
+    }
+
+    /// Jobs a worker holds in flight, with their queues.
+    pub async fn in_flight(&self, worker: &str, offset: u64, limit: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.store.in_flight(worker, offset, limit).await
+    }
+
+    /// A page of a queue's waiting jobs, head first. Any name in the queue
+    /// set can be read (Ruby's names are not held to resq's rules).
+    pub async fn queue_jobs(&self, queue: &str, offset: u64, limit: u64) -> Result<Vec<QueuedEntry>, StoreError> {
+        let raw = self.store.queue_range(queue, offset, limit).await?;
+        Ok(raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| QueuedEntry {
+                handle: bytes_handle(&raw),
+                index: offset + i as u64,
+                raw,
+            })
+            .collect())
+    }
+
+    /// Removes the waiting job with this handle from `queue`, looking for
+    /// it in the page of [`SCAN_PAGE`] jobs around `near` (where the
+    /// operator saw it): bounded work on a queue of any length. A job that
+    /// moved further (a worker took the ones before it) is `NotFound`.
+    pub async fn remove_queued(&self, queue: &str, handle: &str, near: u64) -> Result<(), AdminError> {
+        let from = near.saturating_sub(SCAN_PAGE / 2);
+        let page = self.store.queue_range(queue, from, SCAN_PAGE).await?;
+        let Some(raw) = page.into_iter().find(|raw| bytes_handle(raw) == handle) else {
+            return Err(AdminError::NotFound(handle.to_string()));
+        };
+        if self.store.queue_remove(queue, &raw).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(handle.to_string()))
+        }
+    }
+}
+
+/// A job waiting in a queue.
+#[derive(Debug, Clone)]
+pub struct QueuedEntry {
+    /// The handle of its bytes (see [`bytes_handle`]).
+    pub handle: String,
+    /// Its position from the queue's head when it was read.
+    pub index: u64,
+    pub raw: Vec<u8>,
 }

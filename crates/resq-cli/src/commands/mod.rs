@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod serve;
 pub mod stats;
 pub mod token;
+pub mod user;
 pub mod worker;
 pub mod workers;
 

@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// that terminates TLS). Also [api] allow_plain_http.
     #[arg(long)]
     allow_plain_http: bool,
+    /// The dashboard shows and changes nothing: no forms, no action
+    /// routes (also [dashboard] read_only).
+    #[arg(long)]
+    read_only: bool,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -64,8 +68,35 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     let store = connect(settings).await?;
     let api_store = ApiStore::new(&store, api_settings.audit_max);
     let connections = api_settings.connections;
+    let web_store = resq_redis::web::WebStore::new(&store);
+    let admin = resq::Admin::new(store.clone());
     let client = Client::with_policy(store, policy);
-    let state = resq_api::state(client, api_store, api_settings, settings.limits);
+    let secure_default = tls.is_some() || plain_ok;
+    let dashboard_settings = dashboard_settings(&settings.dashboard, args.read_only, secure_default)?;
+    let cron = settings
+        .cron
+        .iter()
+        .map(|entry| resq_api::dashboard::CronRow {
+            queue: entry
+                .queue
+                .clone()
+                .or_else(|| registry.info(&entry.class).map(|i| i.queue.to_string()))
+                .unwrap_or_else(|| "default".into()),
+            entry: entry.clone(),
+        })
+        .collect();
+    let state = resq_api::state(client.clone(), api_store.clone(), api_settings, settings.limits);
+    let dashboard = std::sync::Arc::new(resq_api::dashboard::Dashboard {
+        admin,
+        client,
+        web: web_store,
+        api: api_store,
+        audit: state.audit.clone(),
+        settings: dashboard_settings,
+        limits: settings.limits,
+        cron,
+        csp_violations: Default::default(),
+    });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
@@ -75,7 +106,7 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{bound}");
     let shutdown = shutdown_signal().map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-    resq_api::serve(listener, tls, state, connections, shutdown)
+    resq_api::serve(listener, tls, state, Some(dashboard), connections, shutdown)
         .await
         .map_err(|e| Failure::runtime(format!("the server stopped: {e}")))?;
     tracing::info!("resq serve: stopped; requests in flight were answered");
@@ -92,6 +123,45 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
             _ = int.recv() => tracing::info!("INT: finishing requests in flight, then exiting"),
         }
     })
+}
+
+/// `[dashboard]` checked and turned into the dashboard's settings.
+pub fn dashboard_settings(
+    section: &crate::config::DashboardSection,
+    read_only_flag: bool,
+    secure_default: bool,
+) -> Result<resq_api::dashboard::DashboardSettings, Failure> {
+    let mut s = resq_api::dashboard::DashboardSettings {
+        read_only: read_only_flag || section.read_only,
+        secure_cookies: section.secure_cookies.unwrap_or(secure_default),
+        ..Default::default()
+    };
+    let range = |key: &str, value: Option<u64>, r: std::ops::RangeInclusive<u64>| match value {
+        Some(v) if !r.contains(&v) => Err(Failure::usage(format!(
+            "dashboard.{key} must be between {} and {}",
+            r.start(),
+            r.end()
+        ))),
+        v => Ok(v),
+    };
+    if let Some(m) = range("idle_timeout_min", section.idle_timeout_min, 1..=24 * 60)? {
+        s.idle_timeout = Duration::from_secs(m * 60);
+    }
+    if let Some(h) = range("absolute_timeout_h", section.absolute_timeout_h, 1..=24 * 30)? {
+        s.absolute_timeout = Duration::from_secs(h * 3600);
+    }
+    if let Some(i) = range("sample_interval_s", section.sample_interval_s, 1..=3600)? {
+        s.sample_interval = Duration::from_secs(i);
+    }
+    if let Some(fields) = &section.masked_fields {
+        if fields.iter().any(|f| f.trim().is_empty() || f.len() > 64) {
+            return Err(Failure::usage(
+                "dashboard.masked_fields entries are 1 to 64 characters (parts of field names)",
+            ));
+        }
+        s.masked_fields = fields.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
+    }
+    Ok(s)
 }
 
 /// `[api]` checked and turned into the server's settings; each error

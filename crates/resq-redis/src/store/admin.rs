@@ -49,7 +49,7 @@ impl AdminStore for RedisStore {
         Ok(names.into_iter().zip(sizes).collect())
     }
 
-    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+    async fn worker_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut ids: Vec<String> = self
             .conn
             .clone()
@@ -57,30 +57,39 @@ impl AdminStore for RedisStore {
             .await
             .map_err(store_err)?;
         ids.sort();
-        let mut out = Vec::with_capacity(ids.len());
+        Ok(ids)
+    }
+
+    async fn worker_records(&self, ids: &[String]) -> Result<Vec<WorkerRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new()); // Redis refuses an empty pipeline
+        }
+        let mut pipe = redis::pipe();
         for id in ids {
-            type Row = (
-                Option<String>,
-                Option<String>,
-                Option<Vec<u8>>,
-                Option<String>,
-                Option<String>,
-                bool,
-                bool,
-            );
-            let (started, heartbeat, working, processed, failed, resq, paused): Row = redis::pipe()
-                .get(self.keys.worker_started(&id))
-                .hget(self.keys.heartbeats(), &id)
-                .get(self.keys.worker(&id))
-                .get(self.keys.worker_stat("processed", &id))
-                .get(self.keys.worker_stat("failed", &id))
-                .sismember(self.keys.resq_workers(), &id)
-                .sismember(self.keys.paused_workers(), &id)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(store_err)?;
+            pipe.get(self.keys.worker_started(id))
+                .hget(self.keys.heartbeats(), id)
+                .get(self.keys.worker(id))
+                .get(self.keys.worker_stat("processed", id))
+                .get(self.keys.worker_stat("failed", id))
+                .sismember(self.keys.resq_workers(), id)
+                .sismember(self.keys.paused_workers(), id);
+        }
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<String>,
+            Option<String>,
+            bool,
+            bool,
+        );
+        let values: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, row) in ids.iter().zip(values.chunks(7)) {
+            let (started, heartbeat, working, processed, failed, resq, paused): Row =
+                redis::from_redis_value(Value::Array(row.to_vec())).map_err(|_| protocol("a worker record"))?;
             out.push(WorkerRecord {
-                id,
+                id: id.clone(),
                 started: started.as_deref().and_then(resque::time::parse),
                 heartbeat: heartbeat.as_deref().and_then(resque::time::parse),
                 busy: working.is_some(),
@@ -92,6 +101,50 @@ impl AdminStore for RedisStore {
             });
         }
         Ok(out)
+    }
+
+    async fn in_flight(&self, worker: &str, start: u64, count: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut queues: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.inflight_queues(worker))
+            .await
+            .map_err(store_err)?;
+        queues.sort();
+        // Skips whole queues by their lengths, so only the page is read.
+        let mut skip = start;
+        let mut want = count;
+        let mut out = Vec::new();
+        for queue in queues {
+            if want == 0 {
+                break;
+            }
+            let key = self.keys.inflight(worker, &queue);
+            let len: u64 = self.conn.clone().llen(&key).await.map_err(store_err)?;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let jobs = self.list_page(key, skip, want.min(len - skip)).await?;
+            skip = 0;
+            want -= jobs.len() as u64;
+            out.extend(jobs.into_iter().map(|job| (queue.clone(), job)));
+        }
+        Ok(out)
+    }
+
+    async fn queue_range(&self, queue: &str, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.list_page(self.keys.queue(queue), start, count).await
+    }
+
+    async fn queue_remove(&self, queue: &str, job: &[u8]) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn
+            .clone()
+            .lrem(self.keys.queue(queue), 1, job)
+            .await
+            .map_err(store_err)?;
+        Ok(n > 0)
     }
 
     async fn failed_len(&self) -> Result<u64, StoreError> {

@@ -189,7 +189,31 @@ pub trait AdminStore: Send + Sync {
     async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Every registered worker, Ruby's included.
-    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let ids = self.worker_ids().await?;
+        self.worker_records(&ids).await
+    }
+
+    /// The ids of every registered worker, sorted (one read, however many
+    /// workers: a page then reads only its own records).
+    async fn worker_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The records of these workers, in order (one round trip); a worker
+    /// gone since its id was read still gets a record, empty.
+    async fn worker_records(&self, ids: &[String]) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// The jobs a worker holds in flight (fetched, not yet acked): at most
+    /// `count` from `start`, each with its queue, in a bounded number of
+    /// round trips (one per queue it fetched from, plus one).
+    async fn in_flight(&self, worker: &str, start: u64, count: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Jobs waiting in `queue`, `start..start+count` from its head, exactly
+    /// as stored.
+    async fn queue_range(&self, queue: &str, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Removes one waiting job with exactly these bytes from `queue`; false
+    /// when none was there (a worker took it, or another operator).
+    async fn queue_remove(&self, queue: &str, job: &[u8]) -> Result<bool, StoreError>;
 
     async fn failed_len(&self) -> Result<u64, StoreError>;
 
