@@ -86,7 +86,10 @@ pub async fn serve(
     let audit = state.audit.clone();
     let (app, sampler) = match dashboard {
         Some(d) => (
-            dashboard::router(Arc::clone(&d)).merge(router(state)),
+            // The dashboard's headers on every answer, the API's 404 included.
+            dashboard::router(Arc::clone(&d))
+                .merge(router(state))
+                .layer(axum::middleware::from_fn(dashboard::guard::headers)),
             Some(dashboard::spawn_sampler(d)),
         ),
         None => (router(state), None),

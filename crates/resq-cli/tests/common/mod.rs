@@ -1,7 +1,9 @@
 //! Support for end-to-end tests of the real `resq` binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
+pub mod web;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
