@@ -76,6 +76,11 @@ pub fn matches(secret: &str, stored: &str) -> bool {
     hash(secret).as_bytes().ct_eq(stored.as_bytes()).into()
 }
 
+/// Whether two tokens are equal, in constant time (for tokens of one length).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 fn checksum(body: &str) -> String {
     hex(&Sha256::digest(body.as_bytes())[..CHECK_HEX / 2])
 }
@@ -131,7 +136,3 @@ mod tests {
     }
 }
 
-/// Whether two tokens are equal, in constant time (for tokens of one length).
-pub fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}

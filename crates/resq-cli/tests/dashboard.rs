@@ -494,3 +494,182 @@ async fn the_stats_page_shows_no_secret_from_redis() {
         assert!(!html.contains(word), "{word} on the stats page");
     }
 }
+
+async fn session_keys(env: &Env) -> Vec<String> {
+    env.keys("resque:resq:web:session:*").await
+}
+
+fn logged_out(s: &Session) -> bool {
+    s.get("/").header("location") == Some("/login")
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_too_old_or_when_their_user_changes() {
+    let env = Env::start().await;
+    add_user(&env, "ada", "operator");
+    let server = serve(&env);
+    let mut conn = env.conn();
+
+    // Idle: the session's key expires (its idle timeout, shortened here).
+    let s = Session::login(&server, "ada");
+    let key = session_keys(&env).await.pop().unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 29 * 60 * 1000, "the idle timeout is 30 min by default: {ttl}");
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(logged_out(&s));
+
+    // Too old: begun 13 hours ago (the absolute timeout is 12 h), however busy.
+    let s = Session::login(&server, "ada");
+    let key = session_keys(&env).await.pop().unwrap();
+    let json: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let old = resq::UnixMs::now().0 - 13 * 3600 * 1000;
+    record["created_at_ms"] = json!(old);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(record.to_string())
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(logged_out(&s));
+    assert!(session_keys(&env).await.is_empty(), "the old session is removed");
+
+    // The user's password changes, or the user goes: their sessions end.
+    let s = Session::login(&server, "ada");
+    let mut child = env
+        .resq()
+        .args(["user", "passwd", "ada", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "another long password").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(logged_out(&s));
+    let r = try_login(&server.addr, "ada", "another long password", None);
+    assert_eq!(r.status, 303);
+    let id = set_cookie(&r, "resq-session").unwrap();
+    let s = Session {
+        addr: server.addr.clone(),
+        cookie: format!("resq-session={id}"),
+        csrf: String::new(),
+    };
+    assert!(!logged_out(&s));
+    assert!(env.run(&["user", "remove", "ada"]).status.success());
+    assert!(logged_out(&s));
+    // And the CLI's changes are in the audit trail, with the OS user.
+    let text = stdout(&env.run(&["audit", "tail", "--json", "--limit", "20"]));
+    for action in ["user.add", "user.passwd", "user.remove"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("\"action\":\"{action}\"")) && l.contains("\"source\":\"cli\"")),
+            "{action}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logins_from_one_address_are_limited_whatever_the_names() {
+    let env = Env::start().await;
+    add_user(&env, "ada", "operator");
+    let server = serve(&env);
+    let statuses: Vec<u16> = (0..11)
+        .map(|i| try_login(&server.addr, &format!("guess{i}"), "nope", None).status)
+        .collect();
+    assert_eq!(&statuses[..10], &[401; 10]);
+    assert_eq!(statuses[10], 429);
+    // The right password from this address waits too.
+    assert_eq!(try_login(&server.addr, "ada", PASSWORD, None).status, 429);
+}
+
+#[tokio::test]
+async fn over_https_cookies_are_host_only_and_secure() {
+    let env = Env::start().await;
+    add_user(&env, "ada", "operator");
+    let pki = resq_test_support::Pki::generate();
+    append_config(
+        &env,
+        &format!(
+            "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            pki.path("server.pem"),
+            pki.path("server.key")
+        ),
+    );
+    let server = serve(&env);
+    let get = "GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let r = common::http::raw_tls(&server.addr, &pki.path("ca.pem"), get.as_bytes()).expect("TLS");
+    let cookie = set_cookies(&r).pop().expect("the login form's cookie");
+    assert!(cookie.starts_with("__Host-resq-login="), "{cookie}");
+    for flag in ["; Secure", "; HttpOnly", "; SameSite=Strict", "; Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    let token = field(&r.text(), "token").unwrap();
+    let value = cookie.split(';').next().unwrap();
+    let body = form(&[("name", "ada"), ("password", PASSWORD), ("token", &token)]);
+    let post = format!(
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {value}\r\nSec-Fetch-Site: same-origin\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = common::http::raw_tls(&server.addr, &pki.path("ca.pem"), post.as_bytes()).expect("TLS");
+    assert_eq!(r.status, 303, "{}", r.text());
+    let session = set_cookies(&r).into_iter().find(|c| c.contains("-session=")).unwrap();
+    assert!(
+        session.starts_with("__Host-resq-session=") && session.contains("; Secure"),
+        "{session}"
+    );
+}
+
+#[tokio::test]
+async fn cron_fires_now_through_the_policy_and_an_admin_revokes_a_token() {
+    let env = Env::start().await;
+    add_user(&env, "ann", "admin");
+    append_config(
+        &env,
+        "[[cron]]\nname = \"nightly\"\nschedule = \"0 3 * * *\"\nclass = \"Echo\"\nargs = {message = \"hi\"}\nqueue = \"ops\"\n",
+    );
+    let o = env.run(&[
+        "token",
+        "create",
+        "--json",
+        "--name",
+        "app",
+        "--classes",
+        "Echo",
+        "--queues",
+        "default",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = serve(&env);
+    let s = Session::login(&server, "ann");
+    assert!(s.get("/cron").text().contains("nightly"));
+    assert_eq!(s.post("/cron/nightly/fire", &[]).status, 303);
+    let jobs = env.lrange("resque:queue:ops").await;
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        jobs[0].contains("\"sig\""),
+        "fired jobs are signed like any other: {}",
+        jobs[0]
+    );
+    assert_eq!(s.post("/cron/no-such-entry/fire", &[]).status, 404);
+
+    assert!(s.get("/tokens").text().contains(&id));
+    assert_eq!(s.post(&format!("/tokens/{id}/revoke"), &[]).status, 303);
+    let list = stdout(&env.run(&["token", "list", "--json"]));
+    assert!(list.contains("\"status\":\"revoked\""), "{list}");
+}

@@ -106,6 +106,7 @@ impl WebStore {
         Self {
             conn: store.connection(),
             keys: store.keys().clone(),
+            // Only its rate limits are used (the login limits): it writes no audit.
             api: ApiStore::new(store, 1),
         }
     }

@@ -227,6 +227,38 @@ impl Admin {
         Ok((out, (at < total).then_some(at)))
     }
 
+    /// The failure records of one job (by its id), newest first, among the
+    /// newest `max_scan` records (bounded work): the job's attempt history
+    /// as the failed list keeps it (each operator retry that failed again
+    /// added one).
+    pub async fn failures_of_job(&self, job_id: &str, max_scan: u64) -> Result<Vec<FailedEntry>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct IdOnly<'a> {
+            #[serde(borrow)]
+            id: Option<&'a str>,
+        }
+        let total = self.store.failed_len().await?;
+        let from = total.saturating_sub(max_scan);
+        let mut out = Vec::new();
+        let mut at = from;
+        while at < total {
+            for entry in self.failed(at, SCAN_PAGE.min(total - at)).await? {
+                let id = entry
+                    .record
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_slice::<IdOnly<'_>>(p).ok())
+                    .and_then(|j| j.id.map(str::to_string));
+                if id.as_deref() == Some(job_id) {
+                    out.push(entry);
+                }
+            }
+            at += SCAN_PAGE;
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Removes every failure `filter` takes; returns how many.
     pub async fn remove_failed_matching(&self, filter: &FailedFilter) -> Result<u64, StoreError> {
         let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;

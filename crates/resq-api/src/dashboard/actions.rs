@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use resq::store::Schedule;
@@ -14,8 +14,7 @@ use resq_redis::web::{Role, UserRecord};
 use serde::Deserialize;
 
 use super::pages::filter_of;
-use super::{audited, password, CurrentUser, Dashboard, Refusal};
-use crate::PeerAddr;
+use super::{audited, password, ClientIp, CurrentUser, Dashboard, Refusal};
 
 /// Every form's token.
 #[derive(Deserialize)]
@@ -70,7 +69,7 @@ fn seg(s: &str) -> String {
 
 pub async fn pause(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(queue): Path<String>,
     Form(f): Form<Token>,
@@ -80,7 +79,7 @@ pub async fn pause(
     finish(
         &d,
         &user,
-        peer.ip(),
+        ip,
         "queue.pause",
         &queue,
         r,
@@ -90,7 +89,7 @@ pub async fn pause(
 
 pub async fn resume(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(queue): Path<String>,
     Form(f): Form<Token>,
@@ -100,7 +99,7 @@ pub async fn resume(
     finish(
         &d,
         &user,
-        peer.ip(),
+        ip,
         "queue.resume",
         &queue,
         r,
@@ -117,7 +116,7 @@ pub struct CapForm {
 
 pub async fn cap(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(queue): Path<String>,
     Form(f): Form<CapForm>,
@@ -137,7 +136,7 @@ pub async fn cap(
     finish(
         &d,
         &user,
-        peer.ip(),
+        ip,
         "queue.cap",
         &target,
         r,
@@ -154,7 +153,7 @@ pub struct RemoveQueued {
 
 pub async fn remove_queued(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(queue): Path<String>,
     Form(f): Form<RemoveQueued>,
@@ -169,7 +168,7 @@ pub async fn remove_queued(
     finish(
         &d,
         &user,
-        peer.ip(),
+        ip,
         "queue.remove_job",
         &target,
         r,
@@ -179,26 +178,26 @@ pub async fn remove_queued(
 
 pub async fn retry_failed(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(handle): Path<String>,
     Form(f): Form<Token>,
 ) -> Result<Response, Refusal> {
     allowed(&user, Role::Operator, &f.csrf)?;
     let r = d.admin.retry_failed(&handle).await.map_err(Refusal::from);
-    finish(&d, &user, peer.ip(), "failed.retry", &handle, r, "/failed")
+    finish(&d, &user, ip, "failed.retry", &handle, r, "/failed")
 }
 
 pub async fn remove_failed(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(handle): Path<String>,
     Form(f): Form<Token>,
 ) -> Result<Response, Refusal> {
     allowed(&user, Role::Operator, &f.csrf)?;
     let r = d.admin.remove_failed(&handle).await.map_err(Refusal::from);
-    finish(&d, &user, peer.ip(), "failed.remove", &handle, r, "/failed")
+    finish(&d, &user, ip, "failed.remove", &handle, r, "/failed")
 }
 
 #[derive(Deserialize)]
@@ -214,7 +213,7 @@ pub struct BulkForm {
 /// Retries or removes every failure a filter takes (no filter: all).
 pub async fn bulk_failed(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Form(f): Form<BulkForm>,
 ) -> Result<Response, Refusal> {
@@ -248,7 +247,7 @@ pub async fn bulk_failed(
             Err(Refusal::BadRequest("the action is retry or remove".into())),
         ),
     };
-    finish(&d, &user, peer.ip(), action, &target, r, "/failed")
+    finish(&d, &user, ip, action, &target, r, "/failed")
 }
 
 #[derive(Deserialize)]
@@ -260,7 +259,7 @@ pub struct ClearForm {
 
 pub async fn clear_failed(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Form(f): Form<ClearForm>,
 ) -> Result<Response, Refusal> {
@@ -270,7 +269,7 @@ pub async fn clear_failed(
     } else {
         Err(Refusal::BadRequest("tick the box to clear every failure".into()))
     };
-    finish(&d, &user, peer.ip(), "failed.clear", "all", r, "/failed")
+    finish(&d, &user, ip, "failed.clear", "all", r, "/failed")
 }
 
 async fn schedule_action(
@@ -302,41 +301,41 @@ async fn schedule_action(
 
 pub async fn scheduled(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path((handle, what)): Path<(String, String)>,
     Form(f): Form<Token>,
 ) -> Result<Response, Refusal> {
-    schedule_action(&d, peer.ip(), &user, Schedule::Scheduled, &handle, &what, &f.csrf).await
+    schedule_action(&d, ip, &user, Schedule::Scheduled, &handle, &what, &f.csrf).await
 }
 
 pub async fn retries(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path((handle, what)): Path<(String, String)>,
     Form(f): Form<Token>,
 ) -> Result<Response, Refusal> {
-    schedule_action(&d, peer.ip(), &user, Schedule::Retry, &handle, &what, &f.csrf).await
+    schedule_action(&d, ip, &user, Schedule::Retry, &handle, &what, &f.csrf).await
 }
 
 pub async fn remove_expired(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(handle): Path<String>,
     Form(f): Form<Token>,
 ) -> Result<Response, Refusal> {
     allowed(&user, Role::Operator, &f.csrf)?;
     let r = d.admin.remove_expired(&handle).await.map_err(Refusal::from);
-    finish(&d, &user, peer.ip(), "expired.remove", &handle, r, "/expired")
+    finish(&d, &user, ip, "expired.remove", &handle, r, "/expired")
 }
 
 /// Fires a recurring entry's job now, through the policy (signed like any
 /// other); its schedule is unchanged.
 pub async fn fire_cron(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(name): Path<String>,
     Form(f): Form<Token>,
@@ -351,7 +350,7 @@ pub async fn fire_cron(
         .await
         .map(drop)
         .map_err(|e| Refusal::BadRequest(e.to_string()));
-    finish(&d, &user, peer.ip(), "cron.fire", &name, r, "/cron")
+    finish(&d, &user, ip, "cron.fire", &name, r, "/cron")
 }
 
 #[derive(Deserialize)]
@@ -364,7 +363,7 @@ pub struct AddUser {
 
 pub async fn add_user(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Form(f): Form<AddUser>,
 ) -> Result<Response, Refusal> {
@@ -393,7 +392,7 @@ pub async fn add_user(
     }
     .await;
     let target = format!("{} role={}", f.name, f.role);
-    finish(&d, &user, peer.ip(), "user.add", &target, r, "/users")
+    finish(&d, &user, ip, "user.add", &target, r, "/users")
 }
 
 /// A user name: 1 to 64 of letters, digits, `.`, `_`, `-`, `@`.
@@ -413,7 +412,7 @@ pub fn check_user_name(name: &str) -> Result<(), Refusal> {
 
 pub async fn remove_user(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(name): Path<String>,
     Form(f): Form<Token>,
@@ -428,7 +427,7 @@ pub async fn remove_user(
     } else {
         Err(Refusal::NotFound("no such user".into()))
     };
-    finish(&d, &user, peer.ip(), "user.remove", &name, r, "/users")
+    finish(&d, &user, ip, "user.remove", &name, r, "/users")
 }
 
 #[derive(Deserialize)]
@@ -439,7 +438,7 @@ pub struct RoleForm {
 
 pub async fn set_role(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(name): Path<String>,
     Form(f): Form<RoleForm>,
@@ -459,12 +458,12 @@ pub async fn set_role(
     }
     .await;
     let target = format!("{name} role={}", f.role);
-    finish(&d, &user, peer.ip(), "user.role", &target, r, "/users")
+    finish(&d, &user, ip, "user.role", &target, r, "/users")
 }
 
 pub async fn revoke_token(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(id): Path<String>,
     Form(f): Form<Token>,
@@ -474,5 +473,5 @@ pub async fn revoke_token(
         (Some(_), _) => d.api.revoke(&id, UnixMs::now()).await.map_err(Refusal::from),
         (None, _) => Err(Refusal::NotFound("no such token".into())),
     };
-    finish(&d, &user, peer.ip(), "token.revoke", &id, r, "/tokens")
+    finish(&d, &user, ip, "token.revoke", &id, r, "/tokens")
 }

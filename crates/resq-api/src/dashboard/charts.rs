@@ -32,7 +32,8 @@ pub struct Chart {
     pub empty: bool,
 }
 
-const CLASSES: [&str; 6] = ["s0", "s1", "s2", "s3", "s4", "s5"];
+/// Line colours (app.css): s0 blue, s1 red, then green, orange, violet, teal.
+const CLASSES: [&str; 7] = ["s0", "s1", "s2", "s3", "s4", "s5", "s6"];
 
 /// Throughput and failures (jobs/s between samples), and queue depth.
 pub fn charts(samples: &[Sample]) -> Vec<Chart> {
@@ -51,11 +52,12 @@ pub fn charts(samples: &[Sample]) -> Vec<Chart> {
     let failed = rates(|s| s.failed);
     let mut depth = vec![(
         "all queues".to_string(),
+        CLASSES[0],
         samples.iter().map(|s| (s.at_ms, s.waiting as f64)).collect::<Vec<_>>(),
     )];
     // The queues deepest in the newest sample, each a line.
     if let Some(newest) = samples.last() {
-        for (queue, _) in newest.queues.iter().take(QUEUE_LINES) {
+        for (i, (queue, _)) in newest.queues.iter().take(QUEUE_LINES).enumerate() {
             let line = samples
                 .iter()
                 .map(|s| {
@@ -63,16 +65,19 @@ pub fn charts(samples: &[Sample]) -> Vec<Chart> {
                     (s.at_ms, n as f64)
                 })
                 .collect();
-            depth.push((queue.clone(), line));
+            depth.push((queue.clone(), CLASSES[(i + 2) % CLASSES.len()], line));
         }
     }
     vec![
         chart(
             "Throughput",
             "jobs/s",
-            vec![("processed".into(), processed), ("failed".into(), failed.clone())],
+            vec![
+                ("processed".into(), CLASSES[0], processed),
+                ("failed".into(), CLASSES[1], failed.clone()),
+            ],
         ),
-        chart("Failures", "jobs/s", vec![("failed".into(), failed)]),
+        chart("Failures", "jobs/s", vec![("failed".into(), CLASSES[1], failed)]),
         chart("Queue depth", "jobs", depth),
     ]
 }
@@ -92,8 +97,11 @@ fn thin(samples: &[Sample]) -> Vec<Sample> {
     out
 }
 
-fn chart(title: &'static str, unit: &'static str, lines: Vec<(String, Vec<(u64, f64)>)>) -> Chart {
-    let all = lines.iter().flat_map(|(_, l)| l.iter());
+/// One line: its name, its CSS class (colour) and its points.
+type Line = (String, &'static str, Vec<(u64, f64)>);
+
+fn chart(title: &'static str, unit: &'static str, lines: Vec<Line>) -> Chart {
+    let all = lines.iter().flat_map(|(_, _, l)| l.iter());
     let (mut t0, mut t1, mut max) = (u64::MAX, 0u64, 0f64);
     for (t, v) in all {
         t0 = t0.min(*t);
@@ -105,8 +113,7 @@ fn chart(title: &'static str, unit: &'static str, lines: Vec<(String, Vec<(u64, 
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
     let series = lines
         .into_iter()
-        .enumerate()
-        .map(|(i, (name, line))| Series {
+        .map(|(name, class, line)| Series {
             points: line
                 .iter()
                 .map(|(t, v)| {
@@ -116,7 +123,7 @@ fn chart(title: &'static str, unit: &'static str, lines: Vec<(String, Vec<(u64, 
                 })
                 .collect::<Vec<_>>()
                 .join(" "),
-            class: CLASSES[i % CLASSES.len()],
+            class,
             last: line.last().map(|(_, v)| number(*v)).unwrap_or_default(),
             name,
         })

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -19,8 +19,7 @@ use resq_redis::api::{Limit, RateDecision};
 use serde::Deserialize;
 
 use super::session::{cookie, random_token, set_cookie, sha256_hex};
-use super::{audited, render, Dashboard, Refusal};
-use crate::PeerAddr;
+use super::{audited, render, ClientIp, Dashboard, Refusal};
 
 /// Failures in a row before a name is locked out.
 const LOCK_AFTER: u64 = 5;
@@ -70,7 +69,7 @@ async fn page(d: &Dashboard, message: &str, status: StatusCode) -> Result<Respon
 
 pub async fn submit(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, Refusal> {
@@ -83,7 +82,7 @@ pub async fn submit(
     let name_hash = sha256_hex(name);
     let limits = [
         Limit {
-            key: d.web_rate_key("ip", &peer.ip().to_string()),
+            key: d.web_rate_key("ip", &ip.to_string()),
             per_s: 10.0 / 60.0,
             burst: 10,
             cost: 1,
@@ -100,7 +99,7 @@ pub async fn submit(
     let now = UnixMs::now();
     let locked = lockout.failures >= LOCK_AFTER && now.0 < lockout.last_ms.saturating_add(lock_for(lockout.failures));
     if limited || locked || name.is_empty() || name.len() > 64 {
-        audited(&d, name, peer.ip(), "login", name, "refused: limited or locked");
+        audited(&d, name, ip, "login", name, "refused: limited or locked");
         return page(&d, FAILED, StatusCode::TOO_MANY_REQUESTS).await;
     }
     let user = d.web.user(name).await?;
@@ -111,7 +110,7 @@ pub async fn submit(
         .unwrap_or(false);
     if !ok {
         d.web.login_failed(&name_hash, now).await?;
-        audited(&d, name, peer.ip(), "login", name, "refused: wrong name or password");
+        audited(&d, name, ip, "login", name, "refused: wrong name or password");
         return page(&d, FAILED, StatusCode::UNAUTHORIZED).await;
     }
     d.web.login_succeeded(&name_hash).await?;
@@ -120,7 +119,7 @@ pub async fn submit(
         d.web.end_session(&sha256_hex(old)).await?;
     }
     let set = d.begin_session(name).await?;
-    audited(&d, name, peer.ip(), "login", name, "ok");
+    audited(&d, name, ip, "login", name, "ok");
     let mut response = Redirect::to("/").into_response();
     let clear_login = set_cookie(d.login_cookie(), "", d.settings.secure_cookies, Some(Duration::ZERO));
     for c in [set, clear_login] {
@@ -146,7 +145,7 @@ pub struct LogoutForm {
 
 pub async fn logout(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Result<Response, Refusal> {
@@ -155,7 +154,7 @@ pub async fn logout(
             return Err(Refusal::BadToken);
         }
         d.web.end_session(&user.session_hash).await?;
-        audited(&d, &user.name, peer.ip(), "logout", &user.name, "ok");
+        audited(&d, &user.name, ip, "logout", &user.name, "ok");
     }
     let mut response = Redirect::to("/login").into_response();
     let gone = set_cookie(d.session_cookie(), "", d.settings.secure_cookies, Some(Duration::ZERO));

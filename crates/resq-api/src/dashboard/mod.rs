@@ -58,6 +58,9 @@ pub struct DashboardSettings {
     pub masked_fields: Vec<String>,
     /// How often a sample for the charts is taken (one replica takes it).
     pub sample_interval: Duration,
+    /// Proxies whose X-Forwarded-For is believed (the API's list): the
+    /// login limits and the audit see the client, not the proxy.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for DashboardSettings {
@@ -69,6 +72,7 @@ impl Default for DashboardSettings {
             absolute_timeout: Duration::from_secs(12 * 3600),
             masked_fields: view::DEFAULT_MASKED.iter().map(|s| s.to_string()).collect(),
             sample_interval: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -301,6 +305,29 @@ async fn csp_report(axum::extract::State(state): axum::extract::State<Arc<Dashbo
         "a browser reported a Content-Security-Policy violation on the dashboard"
     );
     StatusCode::NO_CONTENT
+}
+
+/// The client's address: the peer's, or what trusted proxies say it is.
+pub struct ClientIp(pub IpAddr);
+
+impl axum::extract::FromRequestParts<Arc<Dashboard>> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<Dashboard>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::PeerAddr>>()
+            .map(|c| c.0 .0.ip())
+            .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        Ok(ClientIp(crate::server::client_ip(
+            peer,
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )))
+    }
 }
 
 /// Audits one dashboard action, with its user and where it came from.

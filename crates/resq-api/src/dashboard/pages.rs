@@ -21,6 +21,8 @@ use super::{render, CurrentUser, Dashboard, Nav, Paging, Refusal};
 const FAILED_SCAN: u64 = 5_000;
 /// In-flight jobs shown per worker on the working page.
 const IN_FLIGHT_SHOWN: u64 = 20;
+/// Failure records a failure's page searches for the same job's others.
+const HISTORY_SCAN: u64 = 5_000;
 /// Audit entries a page shows, at most.
 const AUDIT_SHOWN: usize = 200;
 
@@ -457,6 +459,8 @@ fn filter_is_set(offset: &Option<u64>) -> bool {
 struct Failure {
     nav: Nav,
     row: FailedRow,
+    /// Every failure of the same job among the newest records.
+    history: Vec<FailedRow>,
     backtrace: Vec<String>,
     job: Option<JobView>,
     retried_at: String,
@@ -473,8 +477,19 @@ pub async fn failure(
         .payload
         .as_deref()
         .map(|p| view::job(p, &d.limits, &d.settings.masked_fields));
+    let history = match job.as_ref().map(|j| j.id.as_str()).filter(|id| !id.is_empty()) {
+        Some(id) => d
+            .admin
+            .failures_of_job(id, HISTORY_SCAN)
+            .await?
+            .iter()
+            .map(failed_row)
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(render(&Failure {
         nav: Nav::new(&d, &user, "failed"),
+        history,
         row: failed_row(&entry),
         backtrace: entry.record.backtrace.iter().take(50).map(|l| clip(l, 500)).collect(),
         retried_at: when(entry.record.retried_at),
@@ -711,8 +726,11 @@ pub async fn stats(State(d): State<Arc<Dashboard>>, user: CurrentUser) -> Result
 #[template(path = "audit.html")]
 struct Audit {
     nav: Nav,
-    entries: Vec<(String, String, Vec<(String, String)>)>,
+    entries: Vec<AuditRow>,
 }
+
+/// An audit entry: its stream id, when, and its other fields.
+type AuditRow = (String, String, Vec<(String, String)>);
 
 pub async fn audit(State(d): State<Arc<Dashboard>>, user: CurrentUser) -> Result<Response, Refusal> {
     let entries = d

@@ -62,6 +62,19 @@ fn print_entry(fields: &[(String, String)], json: bool) {
             .map_or(String::new(), |(_, v)| safe(v))
     };
     let at = get("at_ms").parse().map(resq::UnixMs).unwrap_or_default();
+    if !get("action").is_empty() {
+        // A dashboard or CLI action: who did what to what.
+        println!(
+            "{at} {:<8} {} by {} ({}) {} ip={}",
+            get("outcome"),
+            get("action"),
+            get("user"),
+            get("source"),
+            get("target"),
+            get("client_ip"),
+        );
+        return;
+    }
     println!(
         "{at} {:<8} {} {} token={} ({}) ip={} class={} queue={} jobs={} job={} reason={} request={}",
         get("outcome"),

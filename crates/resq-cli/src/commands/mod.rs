@@ -115,3 +115,37 @@ pub(crate) fn expired_json(record: &resq::store::ExpiredRecord) -> Value {
         "payload": payload_object(&record.payload),
     })
 }
+
+/// Writes one entry to the audit stream for a change made from the CLI
+/// (users, tokens): who ran it (the OS user), what, to what, how it ended.
+/// An entry that cannot be written is a warning: the change was made.
+pub async fn audit_cli(settings: &Settings, store: &resq_redis::RedisStore, action: &str, target: &str, outcome: &str) {
+    let audit_max = settings
+        .api
+        .audit_max
+        .unwrap_or_else(|| resq_api::ApiSettings::default().audit_max);
+    let api = resq_redis::api::ApiStore::new(store, audit_max);
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    let fields = vec![
+        ("at_ms", resq::UnixMs::now().0.to_string()),
+        ("source", "cli".to_string()),
+        ("user", clip(&user, 64)),
+        (
+            "host",
+            clip(
+                &hostname::get()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                64,
+            ),
+        ),
+        ("action", action.to_string()),
+        ("target", clip(target, 200)),
+        ("outcome", outcome.to_string()),
+    ];
+    if let Err(e) = api.audit_many(&[fields]).await {
+        tracing::warn!(error = %e, "the change was made, but its audit entry could not be written");
+    }
+}

@@ -72,7 +72,8 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
     let admin = resq::Admin::new(store.clone());
     let client = Client::with_policy(store, policy);
     let secure_default = tls.is_some() || plain_ok;
-    let dashboard_settings = dashboard_settings(&settings.dashboard, args.read_only, secure_default)?;
+    let mut dashboard_settings = dashboard_settings(&settings.dashboard, args.read_only, secure_default)?;
+    dashboard_settings.trusted_proxies = api_settings.trusted_proxies.clone();
     let cron = settings
         .cron
         .iter()

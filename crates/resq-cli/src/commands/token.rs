@@ -58,7 +58,8 @@ pub enum TokenAction {
 }
 
 pub async fn token(settings: &Settings, action: TokenAction) -> Result<(), Failure> {
-    let store = ApiStore::new(&*connect(settings).await?, 1);
+    let redis = connect(settings).await?;
+    let store = ApiStore::new(&redis, 1);
     match action {
         TokenAction::Create {
             name,
@@ -86,6 +87,8 @@ pub async fn token(settings: &Settings, action: TokenAction) -> Result<(), Failu
                 expires_in,
             };
             let (record, secret) = token::create(&store, new).await.map_err(failure)?;
+            let target = format!("{} ({})", record.id, record.name);
+            super::audit_cli(settings, &redis, "token.create", &target, "ok").await;
             print_secret(&record, &secret, json, "created");
         }
         TokenAction::List { json } => {
@@ -115,11 +118,15 @@ pub async fn token(settings: &Settings, action: TokenAction) -> Result<(), Failu
         }
         TokenAction::Revoke { id } => {
             let record = token::revoke(&store, &id).await.map_err(failure)?;
+            let target = format!("{} ({})", record.id, record.name);
+            super::audit_cli(settings, &redis, "token.revoke", &target, "ok").await;
             println!("revoked token {} ({})", record.id, safe(&record.name));
         }
         TokenAction::Rotate { id, grace, json } => {
             let grace = crate::when::parse_duration(&grace).map_err(|e| Failure::usage(format!("--grace: {e}")))?;
             let (record, secret) = token::rotate(&store, &id, grace).await.map_err(failure)?;
+            let target = format!("{} ({})", record.id, record.name);
+            super::audit_cli(settings, &redis, "token.rotate", &target, "ok").await;
             print_secret(&record, &secret, json, "rotated");
         }
     }

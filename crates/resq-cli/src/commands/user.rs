@@ -45,7 +45,8 @@ pub enum UserAction {
 }
 
 pub async fn user(settings: &Settings, action: UserAction) -> Result<(), Failure> {
-    let store = WebStore::new(&*connect(settings).await?);
+    let redis = connect(settings).await?;
+    let store = WebStore::new(&redis);
     match action {
         UserAction::Add {
             name,
@@ -68,6 +69,14 @@ pub async fn user(settings: &Settings, action: UserAction) -> Result<(), Failure
                     "a user named {name} exists; use `resq user passwd` or `resq user role`"
                 )));
             }
+            super::audit_cli(
+                settings,
+                &redis,
+                "user.add",
+                &format!("{name} role={}", role.as_str()),
+                "ok",
+            )
+            .await;
             println!("added {name} ({})", role.as_str());
         }
         UserAction::List { json } => {
@@ -87,6 +96,7 @@ pub async fn user(settings: &Settings, action: UserAction) -> Result<(), Failure
             if !store.remove_user(&name).await.map_err(Failure::runtime)? {
                 return Err(Failure::usage(format!("no user named {}", crate::output::safe(&name))));
             }
+            super::audit_cli(settings, &redis, "user.remove", &name, "ok").await;
             println!("removed {name}");
         }
         UserAction::Passwd { name, password_stdin } => {
@@ -94,6 +104,7 @@ pub async fn user(settings: &Settings, action: UserAction) -> Result<(), Failure
             record.hash = password::hash(&read_password(password_stdin)?).map_err(Failure::usage)?;
             record.changed_at_ms = UnixMs::now().0;
             store.save_user(&record).await.map_err(Failure::runtime)?;
+            super::audit_cli(settings, &redis, "user.passwd", &name, "ok").await;
             println!("changed the password of {name}; their sessions have ended");
         }
         UserAction::Role { name, role } => {
@@ -101,6 +112,8 @@ pub async fn user(settings: &Settings, action: UserAction) -> Result<(), Failure
             record.role = role.parse().map_err(Failure::usage)?;
             record.changed_at_ms = UnixMs::now().0;
             store.save_user(&record).await.map_err(Failure::runtime)?;
+            let target = format!("{name} role={}", record.role.as_str());
+            super::audit_cli(settings, &redis, "user.role", &target, "ok").await;
             println!("{name} is now {}; their sessions have ended", record.role.as_str());
         }
     }
