@@ -673,3 +673,27 @@ async fn cron_fires_now_through_the_policy_and_an_admin_revokes_a_token() {
     let list = stdout(&env.run(&["token", "list", "--json"]));
     assert!(list.contains("\"status\":\"revoked\""), "{list}");
 }
+
+#[tokio::test]
+async fn refresh_intervals_and_ranges_are_clamped_on_the_server() {
+    let env = Env::start().await;
+    add_user(&env, "vic", "viewer");
+    let server = serve(&env);
+    let s = Session::login(&server, "vic");
+    let refresh = |path: &str| {
+        let html = s.get(path).text();
+        html.find("http-equiv=\"refresh\" content=\"").map(|i| {
+            let rest = &html[i + 30..];
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+    };
+    assert_eq!(refresh("/"), None);
+    assert_eq!(refresh("/?refresh=0"), None);
+    assert_eq!(refresh("/?refresh=1").as_deref(), Some("5"));
+    assert_eq!(refresh("/?refresh=60").as_deref(), Some("60"));
+    assert_eq!(refresh("/?refresh=99999999").as_deref(), Some("300"));
+    // A range it does not offer is the smallest; a number that is not one is refused.
+    assert!(s.get("/?range=9999d").text().contains("class=\"active\">1h<"));
+    assert_eq!(s.get("/?refresh=-1").status, 400);
+    assert_eq!(s.get("/workers?offset=abc").status, 400);
+}

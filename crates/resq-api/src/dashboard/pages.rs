@@ -76,6 +76,8 @@ struct Overview {
     workers: u64,
     charts: Vec<Chart>,
     range: &'static str,
+    /// Seconds between reloads, clamped; 0: none.
+    refresh: u64,
     width: f64,
     height: f64,
 }
@@ -83,7 +85,14 @@ struct Overview {
 #[derive(Deserialize, Default)]
 pub struct RangeQuery {
     range: Option<String>,
+    /// Seconds between reloads of the page (none: no reload); clamped.
+    refresh: Option<u64>,
 }
+
+/// The overview reloads itself at most this often (a `meta` refresh: no
+/// script), and at least this often when asked to at all.
+const REFRESH_MIN_S: u64 = 5;
+const REFRESH_MAX_S: u64 = 300;
 
 pub async fn overview(
     State(d): State<Arc<Dashboard>>,
@@ -125,6 +134,10 @@ pub async fn overview(
         workers,
         charts: charts::charts(&samples),
         range,
+        refresh: q
+            .refresh
+            .filter(|r| *r > 0)
+            .map_or(0, |r| r.clamp(REFRESH_MIN_S, REFRESH_MAX_S)),
         width: charts::WIDTH,
         height: charts::HEIGHT,
     };
