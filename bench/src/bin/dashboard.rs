@@ -123,16 +123,20 @@ fn run() -> Result<(), BenchError> {
     std::fs::write(bench.dir.join("resq.toml"), "[dashboard]\nsample_interval_s = 3600\n")?;
 
     // One signed job, copied a million times; Ruby-shaped failure records.
-    let o = bench.resq().args(["enqueue", "Noop", "--args", r#"{"pad":""}"#, "--queue", "big"]).output()?;
+    let o = bench
+        .resq()
+        .args(["enqueue", "Noop", "--args", r#"{"pad":""}"#, "--queue", "big"])
+        .output()?;
     if !o.status.success() {
         return Err(format!("enqueue: {}", String::from_utf8_lossy(&o.stderr)).into());
     }
     let job = bench.redis_cli(&["LPOP", "resque:queue:big"])?;
     bench.redis_cli(&["EVAL", FILL, "1", "resque:queue:big", &job, &jobs.to_string()])?;
-    let failure = serde_json::json!({"failed_at": "2026/12/02 06:01:00 UTC", "payload": {"class": "Mailer", "args": [7]},
+    let failure =
+        serde_json::json!({"failed_at": "2026/12/02 06:01:00 UTC", "payload": {"class": "Mailer", "args": [7]},
         "exception": "Net::ReadTimeout", "error": "execution expired", "backtrace": ["app/mailer.rb:3"],
         "worker": "host:1:mail", "queue": "mail"})
-    .to_string();
+        .to_string();
     bench.redis_cli(&["EVAL", FILL, "1", "resque:failed", &failure, &failures.to_string()])?;
     for q in ["mail", "default", "reports"] {
         bench.redis_cli(&["EVAL", FILL, "1", &format!("resque:queue:{q}"), &job, "1000"])?;
@@ -164,7 +168,10 @@ fn run() -> Result<(), BenchError> {
         .to_string();
 
     // Log in as a browser would.
-    let (_, head, body) = http(&addr, &format!("GET /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"))?;
+    let (_, head, body) = http(
+        &addr,
+        &format!("GET /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )?;
     let login_cookie = cookie(&head, "resq-login").ok_or("no login cookie")?;
     let token = body
         .split("name=\"token\" value=\"")
@@ -202,7 +209,9 @@ fn run() -> Result<(), BenchError> {
         "/audit",
     ];
     for page in pages {
-        let request = format!("GET {page} HTTP/1.1\r\nHost: {addr}\r\nCookie: resq-session={session}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET {page} HTTP/1.1\r\nHost: {addr}\r\nCookie: resq-session={session}\r\nConnection: close\r\n\r\n"
+        );
         let before = bench.commands()?;
         let (status, _, body) = http(&addr, &request)?;
         let commands = bench.commands()? - before - 1;

@@ -88,7 +88,8 @@ impl Audit {
         let at = resq::UnixMs::now();
         tracing::info!(
             target: "resq::audit",
-            at = %at, client_ip = %ip, user, action, target = %crate::problem::clip(target, 200), outcome,
+            at = %at, client_ip = %ip, user = %crate::problem::clip(user, 200), action,
+            target = %crate::problem::clip(target, 200), outcome,
             "dashboard action"
         );
         let fields: Fields = vec![

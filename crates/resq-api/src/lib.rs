@@ -84,7 +84,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let watcher = tokio::spawn(watch_memory(Arc::clone(&state)));
     let audit = state.audit.clone();
-    let (app, sampler) = match dashboard {
+    let (mut app, sampler) = match dashboard {
         Some(d) => (
             // The dashboard's headers on every answer, the API's 404 included.
             dashboard::router(Arc::clone(&d))
@@ -94,6 +94,9 @@ pub async fn serve(
         ),
         None => (router(state), None),
     };
+    if tls.is_some() {
+        app = app.layer(axum::middleware::from_fn(dashboard::guard::hsts));
+    }
     match tls {
         None => serve_connections(listener, app, limits, shutdown).await,
         Some(config) => serve_connections(tls::TlsListener::new(listener, config)?, app, limits, shutdown).await,

@@ -390,7 +390,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
 
 /// The key a client's failed-authentication budget is kept under: its
 /// address, or for IPv6 its /64 (one host usually holds a whole /64).
-fn failure_key(ip: IpAddr) -> String {
+pub(crate) fn failure_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {

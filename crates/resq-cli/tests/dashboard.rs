@@ -477,6 +477,20 @@ async fn a_page_costs_the_same_commands_on_a_million_jobs_as_on_three() {
     // A filtered page scans a bounded stretch (5,000 records, 500 a read).
     let filtered = cost(&env, &s, "/failed?class=NoSuchClass").await;
     assert!(filtered <= big_failed + 12, "a filter cost {filtered} commands");
+    // A handle no record has (Ruby's records are found by a hash of their
+    // bytes) reads a window near where the page said it was, not the list.
+    for path in ["/failed/r-0000000000000000?at=50000", "/failed/r-0000000000000000"] {
+        let before = commands(&env).await;
+        assert_eq!(s.get(path).status, 404);
+        let spent = commands(&env).await - before - 1;
+        assert!(spent <= 12, "{path}: {spent} commands");
+    }
+    let before = commands(&env).await;
+    let r = s.post("/failed/r-0000000000000000/retry", &[("at", "99000")]);
+    assert_eq!(r.status, 403, "a viewer: {}", r.text());
+    let r = s.post("/failed/r-0000000000000000/retry", &[]);
+    assert_eq!(r.status, 403);
+    assert!(commands(&env).await - before < 20);
     // The overview and the stats page too.
     assert!(cost(&env, &s, "/").await < 30);
     assert!(cost(&env, &s, "/stats").await < 30);
@@ -624,6 +638,7 @@ async fn over_https_cookies_are_host_only_and_secure() {
     );
     let r = common::http::raw_tls(&server.addr, &pki.path("ca.pem"), post.as_bytes()).expect("TLS");
     assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000"));
     let session = set_cookies(&r).into_iter().find(|c| c.contains("-session=")).unwrap();
     assert!(
         session.starts_with("__Host-resq-session=") && session.contains("; Secure"),
@@ -696,4 +711,70 @@ async fn refresh_intervals_and_ranges_are_clamped_on_the_server() {
     assert!(s.get("/?range=9999d").text().contains("class=\"active\">1h<"));
     assert_eq!(s.get("/?refresh=-1").status, 400);
     assert_eq!(s.get("/workers?offset=abc").status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_guesses_cannot_slip_past_a_lockout_and_typed_secrets_stay_out_of_the_audit() {
+    let env = Env::start().await;
+    add_user(&env, "ada", "operator");
+    let server = serve(&env);
+    // Twelve guesses at once from different connections: at most five are
+    // checked (the lock counts each attempt before checking it).
+    let addr = server.addr.clone();
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || try_login(&addr, "ada", "wrong password here", None).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{checked} guesses were checked: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+
+    // A password typed into the name field is not written to the audit trail.
+    try_login(&server.addr, "my-secret-password-typed-here", "x", None);
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = stdout(&env.run(&["audit", "tail", "--json", "--limit", "50"]));
+        if text.contains("unknown name") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(text.contains("unknown name"), "{text}");
+    assert!(!text.contains("my-secret-password-typed-here"), "{text}");
+}
+
+#[tokio::test]
+async fn removing_every_failure_needs_the_box_ticked_and_bulk_work_is_bounded() {
+    let env = Env::start().await;
+    add_user(&env, "ola", "operator");
+    let failure = json!({"failed_at": "2026/12/02 06:01:00 UTC", "payload": {"class": "Mailer", "args": [7]},
+        "exception": "Net::ReadTimeout", "error": "boom", "backtrace": [], "worker": "h:1:q", "queue": "mail"});
+    for _ in 0..3 {
+        let _: u64 = redis::cmd("RPUSH")
+            .arg("resque:failed")
+            .arg(failure.to_string())
+            .query_async(&mut env.conn())
+            .await
+            .unwrap();
+    }
+    let server = serve(&env);
+    let s = Session::login(&server, "ola");
+    let r = s.post("/failed/bulk", &[("what", "remove")]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(env.llen("resque:failed").await, 3);
+    // A filter needs no box: it names what goes.
+    assert_eq!(
+        s.post("/failed/bulk", &[("what", "remove"), ("class", "Nothing")])
+            .status,
+        303
+    );
+    assert_eq!(env.llen("resque:failed").await, 3);
+    assert_eq!(
+        s.post("/failed/bulk", &[("what", "remove"), ("confirm", "yes")]).status,
+        303
+    );
+    assert_eq!(env.llen("resque:failed").await, 0);
 }

@@ -191,14 +191,19 @@ impl Keys {
     pub fn web_lockout(&self, name_hash: &str) -> String {
         self.k(&format!("resq:web:lockout:{name_hash}"))
     }
-    /// The dashboard's samples for its charts: a list, newest first,
-    /// trimmed to a day.
-    pub fn web_history(&self) -> String {
-        self.k("resq:web:history")
+    /// The dashboard's samples for its charts: lists, newest first; `fine`
+    /// holds every sample (the newest 720), `coarse` one every 2 minutes
+    /// (a day of them).
+    pub fn web_history(&self, which: &str) -> String {
+        self.k(&format!("resq:web:history:{which}"))
     }
     /// Which replica takes the next sample (expires with the interval).
     pub fn web_history_turn(&self) -> String {
         self.k("resq:web:history-turn")
+    }
+    /// Which sample goes to the coarse list (expires after 2 minutes).
+    pub fn web_history_turn_coarse(&self) -> String {
+        self.k("resq:web:history-turn:coarse")
     }
 }
 

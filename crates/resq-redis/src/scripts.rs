@@ -12,6 +12,8 @@ pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/finish.lua")
     ))
 });
+pub(crate) static LOGIN_ATTEMPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/login_attempt.lua")));
 pub(crate) static GCRA: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("lua/gcra.lua"), "return gcra(KEYS, ARGV)\n")));
 pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiStore, Limit, RateDecision};
 use crate::keys::Keys;
+use crate::scripts;
 use crate::store::{protocol, store_err};
 use crate::RedisStore;
 
@@ -72,6 +73,9 @@ pub struct SessionRecord {
     /// The token every form of this session carries.
     pub csrf: String,
     pub created_at_ms: u64,
+    /// The user record's `changed_at_ms` at login: any change since (a
+    /// password, a role) ends the session, whatever the clocks say.
+    pub user_changed_at_ms: u64,
 }
 
 /// One sample of the fleet, for the charts.
@@ -86,12 +90,12 @@ pub struct Sample {
     pub queues: Vec<(String, u64)>,
 }
 
-/// Failed logins in a row for one name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Lockout {
-    pub failures: u64,
-    pub last_ms: u64,
-}
+/// Samples the fine list keeps (2 hours at the default 10 s interval).
+pub const FINE_KEPT: usize = 720;
+/// One sample in this period also goes to the coarse list...
+pub const COARSE_EVERY: Duration = Duration::from_secs(120);
+/// ...which keeps a day of them.
+pub const COARSE_KEPT: usize = 720;
 
 /// The dashboard's storage.
 #[derive(Clone)]
@@ -219,33 +223,29 @@ impl WebStore {
         self.api.rate(limits).await
     }
 
-    pub async fn lockout(&self, name_hash: &str) -> Result<Lockout, StoreError> {
-        let (failures, last): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
-            .arg(self.keys.web_lockout(name_hash))
-            .arg("failures")
-            .arg("last_ms")
-            .query_async(&mut self.conn.clone())
+    /// Counts a login attempt against a name typed (its hash) unless the
+    /// name is locked: `failures` in a row lock it for `first`, doubling
+    /// with each further one up to `longest`. False: locked, nothing
+    /// counted. Check and count are one step, so parallel attempts cannot
+    /// slip past a lock together; a success clears the count.
+    pub async fn login_attempt(
+        &self,
+        name_hash: &str,
+        now: UnixMs,
+        failures: u64,
+        first: Duration,
+        longest: Duration,
+    ) -> Result<bool, StoreError> {
+        let allowed: i64 = scripts::LOGIN_ATTEMPT
+            .key(self.keys.web_lockout(name_hash))
+            .arg(now.0)
+            .arg(failures)
+            .arg(millis(first))
+            .arg(millis(longest))
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
-        Ok(Lockout {
-            failures: failures.unwrap_or(0),
-            last_ms: last.unwrap_or(0),
-        })
-    }
-
-    /// Counts a failed login for a name; the count lasts an hour.
-    pub async fn login_failed(&self, name_hash: &str, now: UnixMs) -> Result<(), StoreError> {
-        let key = self.keys.web_lockout(name_hash);
-        redis::pipe()
-            .hincr(&key, "failures", 1)
-            .ignore()
-            .hset(&key, "last_ms", now.0)
-            .ignore()
-            .pexpire(&key, 3_600_000)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(store_err)
+        Ok(allowed == 1)
     }
 
     pub async fn login_succeeded(&self, name_hash: &str) -> Result<(), StoreError> {
@@ -257,42 +257,67 @@ impl WebStore {
             .map_err(store_err)
     }
 
-    /// Adds a sample unless another replica took this interval's turn;
-    /// keeps the newest `keep`.
-    pub async fn record_sample(&self, sample: &Sample, interval: Duration, keep: usize) -> Result<bool, StoreError> {
-        let turn: Option<String> = redis::cmd("SET")
-            .arg(self.keys.web_history_turn())
-            .arg(sample.at_ms)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(interval).saturating_sub(50).max(1))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        if turn.is_none() {
+    /// Adds a sample unless another replica took this interval's turn: to
+    /// the fine list (the newest [`FINE_KEPT`]) and, once every
+    /// [`COARSE_EVERY`], to the coarse one (a day of them).
+    pub async fn record_sample(&self, sample: &Sample, interval: Duration) -> Result<bool, StoreError> {
+        if !self
+            .take_turn(self.keys.web_history_turn(), sample.at_ms, interval)
+            .await?
+        {
             return Ok(false);
         }
         let json = serde_json::to_string(sample).map_err(|_| protocol("a sample that does not encode"))?;
-        redis::pipe()
-            .lpush(self.keys.web_history(), json)
+        let mut pipe = redis::pipe();
+        pipe.lpush(self.keys.web_history("fine"), &json)
             .ignore()
-            .ltrim(self.keys.web_history(), 0, keep.saturating_sub(1) as isize)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
+            .ltrim(self.keys.web_history("fine"), 0, FINE_KEPT as isize - 1)
+            .ignore();
+        if self
+            .take_turn(self.keys.web_history_turn_coarse(), sample.at_ms, COARSE_EVERY)
+            .await?
+        {
+            pipe.lpush(self.keys.web_history("coarse"), &json)
+                .ignore()
+                .ltrim(self.keys.web_history("coarse"), 0, COARSE_KEPT as isize - 1)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
         Ok(true)
     }
 
-    /// The newest `count` samples, oldest first (unreadable ones skipped).
-    pub async fn samples(&self, count: usize) -> Result<Vec<Sample>, StoreError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
+    /// True for the one caller that takes `key` for `period`.
+    async fn take_turn(&self, key: String, at_ms: u64, period: Duration) -> Result<bool, StoreError> {
+        let turn: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(at_ms)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(period).saturating_sub(50).max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        Ok(turn.is_some())
+    }
+
+    /// The newest samples that cover `span`, oldest first (unreadable ones
+    /// skipped): from the fine list for an hour or less (or as far as it
+    /// reaches: with samples more often than every 5 s, less than an hour),
+    /// else from the coarse one. At most [`FINE_KEPT`] are read.
+    pub async fn samples(&self, span: Duration, interval: Duration) -> Result<Vec<Sample>, StoreError> {
+        let fine_span = interval.saturating_mul(FINE_KEPT as u32);
+        let (list, count) = if span <= fine_span.max(Duration::from_secs(3600)) {
+            ("fine", (span.as_secs() / interval.as_secs().max(1)) as usize + 1)
+        } else {
+            ("coarse", (span.as_secs() / COARSE_EVERY.as_secs()) as usize + 1)
+        };
+        let count = count.clamp(1, FINE_KEPT.max(COARSE_KEPT));
         let raw: Vec<String> = self
             .conn
             .clone()
-            .lrange(self.keys.web_history(), 0, count as isize - 1)
+            .lrange(self.keys.web_history(list), 0, count as isize - 1)
             .await
             .map_err(store_err)?;
         let mut samples: Vec<Sample> = raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();

@@ -113,6 +113,31 @@ pub fn bytes_handle(raw: &[u8]) -> String {
     format!("r-{hex}")
 }
 
+/// Where to look for a record a handle names. The CLI looks everywhere; the
+/// dashboard says where the operator saw it, so finding it again reads a
+/// bounded window around that place (records move as others come and go),
+/// whatever the list's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Search {
+    #[default]
+    Everywhere,
+    /// Within [`SCAN_PAGE`] positions of this one.
+    Near(u64),
+}
+
+impl Search {
+    /// The positions to read: (first, how many), within `total`.
+    fn window(self, total: u64) -> (u64, u64) {
+        match self {
+            Search::Everywhere => (0, total),
+            Search::Near(at) => {
+                let from = at.saturating_sub(SCAN_PAGE).min(total);
+                (from, (2 * SCAN_PAGE).min(total - from))
+            }
+        }
+    }
+}
+
 /// Why an admin action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -262,6 +287,12 @@ impl Admin {
     /// Removes every failure `filter` takes; returns how many.
     pub async fn remove_failed_matching(&self, filter: &FailedFilter) -> Result<u64, StoreError> {
         let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;
+        self.remove_entries(&entries).await
+    }
+
+    /// Removes these records (each exactly as read); returns how many were
+    /// still there.
+    pub async fn remove_entries(&self, entries: &[FailedEntry]) -> Result<u64, StoreError> {
         let mut removed = 0;
         for entry in entries {
             if self.store.failed_remove(&entry.record).await? {
@@ -274,6 +305,11 @@ impl Admin {
     /// Retries every failure `filter` takes (each atomically, as one retry).
     pub async fn retry_failed_matching(&self, filter: &FailedFilter) -> Result<BulkRetry, StoreError> {
         let (entries, _) = self.failed_matching(filter, 0, u64::MAX).await?;
+        self.retry_entries(entries).await
+    }
+
+    /// Retries these records (each atomically, as one retry).
+    pub async fn retry_entries(&self, entries: Vec<FailedEntry>) -> Result<BulkRetry, StoreError> {
         let mut report = BulkRetry::default();
         for entry in entries {
             match self.retry_entry(&entry).await {
@@ -292,6 +328,11 @@ impl Admin {
     /// number of steps (the store's index), one without (Ruby's, by the
     /// hash of its bytes) by a scan.
     pub async fn find_failed(&self, handle: &str) -> Result<FailedEntry, AdminError> {
+        self.find_failed_in(handle, Search::Everywhere).await
+    }
+
+    /// [`Self::find_failed`], scanning only where `search` says.
+    pub async fn find_failed_in(&self, handle: &str, search: Search) -> Result<FailedEntry, AdminError> {
         if is_id(handle) && !handle.starts_with("r-") {
             if let Some(record) = self.store.failed_get(handle).await? {
                 return Ok(FailedEntry {
@@ -301,17 +342,17 @@ impl Admin {
                 });
             }
         }
-        self.scan_failed(handle).await
+        self.scan_failed(handle, search).await
     }
 
-    /// Finds a failure by reading the whole list: for handles of records
-    /// without an id, and for records that changed since they were indexed
-    /// (Ruby's resque-web rewrites a record it retries).
-    async fn scan_failed(&self, handle: &str) -> Result<FailedEntry, AdminError> {
-        let total = self.store.failed_len().await?;
-        let mut offset = 0;
-        while offset < total {
-            for entry in self.failed(offset, SCAN_PAGE).await? {
+    /// Finds a failure by reading the list (where `search` says): for
+    /// handles of records without an id, and for records that changed since
+    /// they were indexed (Ruby's resque-web rewrites a record it retries).
+    async fn scan_failed(&self, handle: &str, search: Search) -> Result<FailedEntry, AdminError> {
+        let (from, count) = search.window(self.store.failed_len().await?);
+        let mut offset = from;
+        while offset < from + count {
+            for entry in self.failed(offset, SCAN_PAGE.min(from + count - offset)).await? {
                 if entry.handle == handle {
                     return Ok(entry);
                 }
@@ -325,12 +366,17 @@ impl Admin {
     /// enqueued, and removes the record, atomically. The queue's cap is
     /// checked: a full queue keeps the record (`QueueFull`).
     pub async fn retry_failed(&self, handle: &str) -> Result<(), AdminError> {
-        let entry = self.find_failed(handle).await?;
+        self.retry_failed_in(handle, Search::Everywhere).await
+    }
+
+    /// [`Self::retry_failed`], scanning only where `search` says.
+    pub async fn retry_failed_in(&self, handle: &str, search: Search) -> Result<(), AdminError> {
+        let entry = self.find_failed_in(handle, search).await?;
         if self.retry_entry(&entry).await? {
             return Ok(());
         }
         // The record changed or went since it was read: look once more.
-        let entry = self.scan_failed(handle).await?;
+        let entry = self.scan_failed(handle, search).await?;
         if self.retry_entry(&entry).await? {
             Ok(())
         } else {
@@ -372,11 +418,16 @@ impl Admin {
 
     /// Removes one failure record.
     pub async fn remove_failed(&self, handle: &str) -> Result<(), AdminError> {
-        let entry = self.find_failed(handle).await?;
+        self.remove_failed_in(handle, Search::Everywhere).await
+    }
+
+    /// [`Self::remove_failed`], scanning only where `search` says.
+    pub async fn remove_failed_in(&self, handle: &str, search: Search) -> Result<(), AdminError> {
+        let entry = self.find_failed_in(handle, search).await?;
         if self.store.failed_remove(&entry.record).await? {
             return Ok(());
         }
-        let entry = self.scan_failed(handle).await?;
+        let entry = self.scan_failed(handle, search).await?;
         if self.store.failed_remove(&entry.record).await? {
             Ok(())
         } else {
@@ -412,10 +463,23 @@ impl Admin {
     /// Finds a waiting job by its id (or, for a job without one, the handle
     /// of its bytes, as for failures).
     pub async fn find_scheduled(&self, which: Schedule, id: &str) -> Result<ScheduledEntry, AdminError> {
-        let total = self.store.schedule_len(which).await?;
-        let mut offset = 0;
-        while offset < total {
-            for entry in self.schedule(which, offset, SCAN_PAGE).await? {
+        self.find_scheduled_in(which, id, Search::Everywhere).await
+    }
+
+    /// [`Self::find_scheduled`], scanning only where `search` says.
+    pub async fn find_scheduled_in(
+        &self,
+        which: Schedule,
+        id: &str,
+        search: Search,
+    ) -> Result<ScheduledEntry, AdminError> {
+        let (from, count) = search.window(self.store.schedule_len(which).await?);
+        let mut offset = from;
+        while offset < from + count {
+            for entry in self
+                .schedule(which, offset, SCAN_PAGE.min(from + count - offset))
+                .await?
+            {
                 if entry.handle() == id {
                     return Ok(entry);
                 }
@@ -427,7 +491,12 @@ impl Admin {
 
     /// Removes one waiting job.
     pub async fn remove_scheduled(&self, which: Schedule, id: &str) -> Result<(), AdminError> {
-        let entry = self.find_scheduled(which, id).await?;
+        self.remove_scheduled_in(which, id, Search::Everywhere).await
+    }
+
+    /// [`Self::remove_scheduled`], scanning only where `search` says.
+    pub async fn remove_scheduled_in(&self, which: Schedule, id: &str, search: Search) -> Result<(), AdminError> {
+        let entry = self.find_scheduled_in(which, id, search).await?;
         if self.store.schedule_remove(which, &entry.job).await? {
             Ok(())
         } else {
@@ -437,7 +506,12 @@ impl Admin {
 
     /// Pushes one waiting job to its queue now, instead of when it is due.
     pub async fn run_scheduled_now(&self, which: Schedule, id: &str) -> Result<String, AdminError> {
-        let entry = self.find_scheduled(which, id).await?;
+        self.run_scheduled_now_in(which, id, Search::Everywhere).await
+    }
+
+    /// [`Self::run_scheduled_now`], scanning only where `search` says.
+    pub async fn run_scheduled_now_in(&self, which: Schedule, id: &str, search: Search) -> Result<String, AdminError> {
+        let entry = self.find_scheduled_in(which, id, search).await?;
         let queue = entry.queue.clone().ok_or_else(|| AdminError::NotRetryable {
             id: id.to_string(),
             why: "the job names no queue".into(),

@@ -59,7 +59,7 @@ pub mod toml_error;
 pub mod worker;
 pub mod worker_id;
 
-pub use admin::{Admin, AdminError, FailedEntry, FailedFilter, QueuedEntry, ScheduledEntry};
+pub use admin::{Admin, AdminError, FailedEntry, FailedFilter, QueuedEntry, ScheduledEntry, Search};
 pub use client::{Client, EnqueueError, EnqueueOptions, RawJob};
 pub use envelope::Envelope;
 pub use failure::FailureInfo;

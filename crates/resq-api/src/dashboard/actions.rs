@@ -22,6 +22,26 @@ pub struct Token {
     csrf: String,
 }
 
+/// A form on a record of a list: its token, and where the record was.
+#[derive(Deserialize)]
+pub struct AtForm {
+    csrf: String,
+    /// The record's position when the page was drawn (the lookup reads a
+    /// bounded window around it).
+    at: Option<u64>,
+}
+
+impl AtForm {
+    fn search(&self) -> resq::Search {
+        resq::Search::Near(self.at.unwrap_or(0))
+    }
+}
+
+/// Most failures one bulk action takes (run it again for more).
+const BULK_MAX: u64 = 10_000;
+/// Most failure records one bulk action reads looking for them.
+const BULK_SCAN: u64 = 200_000;
+
 /// Checks the role and the form's token.
 fn allowed(user: &CurrentUser, role: Role, csrf: &str) -> Result<(), Refusal> {
     user.require(role)?;
@@ -181,10 +201,14 @@ pub async fn retry_failed(
     ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(handle): Path<String>,
-    Form(f): Form<Token>,
+    Form(f): Form<AtForm>,
 ) -> Result<Response, Refusal> {
     allowed(&user, Role::Operator, &f.csrf)?;
-    let r = d.admin.retry_failed(&handle).await.map_err(Refusal::from);
+    let r = d
+        .admin
+        .retry_failed_in(&handle, f.search())
+        .await
+        .map_err(Refusal::from);
     finish(&d, &user, ip, "failed.retry", &handle, r, "/failed")
 }
 
@@ -193,10 +217,14 @@ pub async fn remove_failed(
     ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path(handle): Path<String>,
-    Form(f): Form<Token>,
+    Form(f): Form<AtForm>,
 ) -> Result<Response, Refusal> {
     allowed(&user, Role::Operator, &f.csrf)?;
-    let r = d.admin.remove_failed(&handle).await.map_err(Refusal::from);
+    let r = d
+        .admin
+        .remove_failed_in(&handle, f.search())
+        .await
+        .map_err(Refusal::from);
     finish(&d, &user, ip, "failed.remove", &handle, r, "/failed")
 }
 
@@ -205,6 +233,8 @@ pub struct BulkForm {
     csrf: String,
     /// `retry` or `remove`.
     what: String,
+    /// The box ticked (needed to remove every failure).
+    confirm: Option<String>,
     queue: Option<String>,
     class: Option<String>,
     reason: Option<String>,
@@ -225,27 +255,47 @@ pub async fn bulk_failed(
         filter.class.as_deref().unwrap_or("*"),
         filter.reason.as_deref().unwrap_or("*")
     );
+    // Removing every failure needs the box ticked, as clearing does.
+    if f.what == "remove" && filter.is_empty() && f.confirm.as_deref() != Some("yes") {
+        let r = Err(Refusal::BadRequest("tick the box to remove every failure".into()));
+        return finish(&d, &user, ip, "failed.bulk_remove", &target, r, "/failed");
+    }
+    // A bounded batch: at most BULK_MAX matches among BULK_SCAN records.
+    let (entries, _) = d.admin.failed_scan(&filter, 0, BULK_MAX, BULK_SCAN).await?;
+    let found = entries.len();
     let (action, r) = match f.what.as_str() {
         "retry" => (
             "failed.bulk_retry",
             d.admin
-                .retry_failed_matching(&filter)
+                .retry_entries(entries)
                 .await
-                .map(|report| tracing::info!(retried = report.retried, skipped = report.skipped.len(), "bulk retry"))
+                .map(|report| {
+                    tracing::info!(
+                        found,
+                        retried = report.retried,
+                        skipped = report.skipped.len(),
+                        "bulk retry"
+                    )
+                })
                 .map_err(Refusal::from),
         ),
         "remove" => (
             "failed.bulk_remove",
             d.admin
-                .remove_failed_matching(&filter)
+                .remove_entries(&entries)
                 .await
-                .map(drop)
+                .map(|removed| tracing::info!(found, removed, "bulk remove"))
                 .map_err(Refusal::from),
         ),
         _ => (
             "failed.bulk",
             Err(Refusal::BadRequest("the action is retry or remove".into())),
         ),
+    };
+    let target = if found as u64 == BULK_MAX {
+        format!("{target} (the first {BULK_MAX}; run it again for more)")
+    } else {
+        format!("{target} ({found})")
     };
     finish(&d, &user, ip, action, &target, r, "/failed")
 }
@@ -279,18 +329,23 @@ async fn schedule_action(
     which: Schedule,
     handle: &str,
     what: &str,
-    csrf: &str,
+    form: &AtForm,
 ) -> Result<Response, Refusal> {
-    allowed(user, Role::Operator, csrf)?;
+    allowed(user, Role::Operator, &form.csrf)?;
+    let search = form.search();
     let (name, back) = match which {
         Schedule::Scheduled => ("scheduled", "/scheduled"),
         Schedule::Retry => ("retries", "/retries"),
     };
     let r = match what {
-        "remove" => d.admin.remove_scheduled(which, handle).await.map_err(Refusal::from),
+        "remove" => d
+            .admin
+            .remove_scheduled_in(which, handle, search)
+            .await
+            .map_err(Refusal::from),
         "run" => d
             .admin
-            .run_scheduled_now(which, handle)
+            .run_scheduled_now_in(which, handle, search)
             .await
             .map(drop)
             .map_err(Refusal::from),
@@ -304,9 +359,9 @@ pub async fn scheduled(
     ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path((handle, what)): Path<(String, String)>,
-    Form(f): Form<Token>,
+    Form(f): Form<AtForm>,
 ) -> Result<Response, Refusal> {
-    schedule_action(&d, ip, &user, Schedule::Scheduled, &handle, &what, &f.csrf).await
+    schedule_action(&d, ip, &user, Schedule::Scheduled, &handle, &what, &f).await
 }
 
 pub async fn retries(
@@ -314,9 +369,9 @@ pub async fn retries(
     ClientIp(ip): ClientIp,
     user: CurrentUser,
     Path((handle, what)): Path<(String, String)>,
-    Form(f): Form<Token>,
+    Form(f): Form<AtForm>,
 ) -> Result<Response, Refusal> {
-    schedule_action(&d, ip, &user, Schedule::Retry, &handle, &what, &f.csrf).await
+    schedule_action(&d, ip, &user, Schedule::Retry, &handle, &what, &f).await
 }
 
 pub async fn remove_expired(
@@ -349,7 +404,11 @@ pub async fn fire_cron(
         .enqueue_raw(&row.entry.class, row.entry.args.clone(), &row.queue)
         .await
         .map(drop)
-        .map_err(|e| Refusal::BadRequest(e.to_string()));
+        .map_err(|e| match e {
+            // Redis's own words (NOPERM, OOM...) stay in the log.
+            resq::EnqueueError::Store(e) => Refusal::from(e),
+            other => Refusal::BadRequest(other.to_string()),
+        });
     finish(&d, &user, ip, "cron.fire", &name, r, "/cron")
 }
 

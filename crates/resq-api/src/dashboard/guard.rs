@@ -41,6 +41,17 @@ pub async fn headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// Adds Strict-Transport-Security (a year) to every answer served over
+/// HTTPS: the browser then never tries the dashboard over plain HTTP.
+pub async fn hsts(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
+}
+
 /// Refuses a state-changing request another site made the browser send.
 pub async fn same_site_only(request: Request, next: Next) -> Response {
     // A CSP report is the browser's own request, and changes nothing.

@@ -82,7 +82,8 @@ pub async fn submit(
     let name_hash = sha256_hex(name);
     let limits = [
         Limit {
-            key: d.web_rate_key("ip", &ip.to_string()),
+            // IPv6 by its /64: one host usually holds a whole one.
+            key: d.web_rate_key("ip", &crate::server::failure_key(ip)),
             per_s: 10.0 / 60.0,
             burst: 10,
             cost: 1,
@@ -94,32 +95,42 @@ pub async fn submit(
             cost: 1,
         },
     ];
+    let user = if name.is_empty() || name.len() > 64 {
+        None
+    } else {
+        d.web.user(name).await?
+    };
+    // The audit names a user who exists; a name nobody has (or a password
+    // typed into the name field) only by a hash.
+    let who = match &user {
+        Some(u) => u.name.clone(),
+        None => format!("unknown name {}", &name_hash[..12]),
+    };
     let limited = matches!(d.web.login_rate(&limits).await?, RateDecision::Refused { .. });
-    let lockout = d.web.lockout(&name_hash).await?;
+    // Counted before the password is checked: parallel guesses cannot all
+    // pass a lock that one of them would have started.
     let now = UnixMs::now();
-    let locked = lockout.failures >= LOCK_AFTER && now.0 < lockout.last_ms.saturating_add(lock_for(lockout.failures));
-    if limited || locked || name.is_empty() || name.len() > 64 {
-        audited(&d, name, ip, "login", name, "refused: limited or locked");
+    let open = !limited
+        && d.web
+            .login_attempt(&name_hash, now, LOCK_AFTER, FIRST_LOCK, LONGEST_LOCK)
+            .await?;
+    if !open || name.is_empty() || name.len() > 64 {
+        audited(&d, &who, ip, "login", &who, "refused: limited or locked");
         return page(&d, FAILED, StatusCode::TOO_MANY_REQUESTS).await;
     }
-    let user = d.web.user(name).await?;
-    let password = form.password;
     let stored = user.as_ref().map(|u| u.hash.clone());
-    let ok = tokio::task::spawn_blocking(move || super::password::verify(&password, stored.as_deref()))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        d.web.login_failed(&name_hash, now).await?;
-        audited(&d, name, ip, "login", name, "refused: wrong name or password");
+    let ok = super::password::verify_limited(form.password, stored).await;
+    let Some(user) = user.filter(|_| ok) else {
+        audited(&d, &who, ip, "login", &who, "refused: wrong name or password");
         return page(&d, FAILED, StatusCode::UNAUTHORIZED).await;
-    }
+    };
     d.web.login_succeeded(&name_hash).await?;
     // A fresh id, whatever the browser sent (no session fixation).
     if let Some(old) = cookie(&headers, d.session_cookie()) {
         d.web.end_session(&sha256_hex(old)).await?;
     }
-    let set = d.begin_session(name).await?;
-    audited(&d, name, ip, "login", name, "ok");
+    let set = d.begin_session(&user).await?;
+    audited(&d, &user.name, ip, "login", &user.name, "ok");
     let mut response = Redirect::to("/").into_response();
     let clear_login = set_cookie(d.login_cookie(), "", d.settings.secure_cookies, Some(Duration::ZERO));
     for c in [set, clear_login] {
@@ -128,14 +139,6 @@ pub async fn submit(
         }
     }
     Ok(response)
-}
-
-/// How long `failures` in a row lock a name: 30 s at the fifth, doubling,
-/// at most 15 min.
-fn lock_for(failures: u64) -> u64 {
-    let doublings = failures.saturating_sub(LOCK_AFTER).min(10) as u32;
-    let ms = FIRST_LOCK.as_millis() as u64 * 2u64.pow(doublings);
-    ms.min(LONGEST_LOCK.as_millis() as u64)
 }
 
 #[derive(Deserialize)]
@@ -167,19 +170,5 @@ pub async fn logout(
 impl Dashboard {
     fn web_rate_key(&self, kind: &str, name: &str) -> String {
         self.api.keys().web_rate(kind, name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lockouts_double_and_are_capped() {
-        assert_eq!(lock_for(5), 30_000);
-        assert_eq!(lock_for(6), 60_000);
-        assert_eq!(lock_for(9), 480_000);
-        assert_eq!(lock_for(10), 900_000);
-        assert_eq!(lock_for(500), 900_000);
     }
 }

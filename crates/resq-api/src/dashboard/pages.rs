@@ -22,7 +22,7 @@ const FAILED_SCAN: u64 = 5_000;
 /// In-flight jobs shown per worker on the working page.
 const IN_FLIGHT_SHOWN: u64 = 20;
 /// Failure records a failure's page searches for the same job's others.
-const HISTORY_SCAN: u64 = 5_000;
+const HISTORY_SCAN: u64 = 1_000;
 /// Audit entries a page shows, at most.
 const AUDIT_SHOWN: usize = 200;
 
@@ -105,8 +105,10 @@ pub async fn overview(
         Some("24h") => ("24h", 24 * 3600),
         _ => ("1h", 3600),
     };
-    let count = (secs / d.settings.sample_interval.as_secs().max(1)) as usize + 1;
-    let samples = d.web.samples(count).await?;
+    let samples = d
+        .web
+        .samples(std::time::Duration::from_secs(secs), d.settings.sample_interval)
+        .await?;
     let stats = d.admin.stats().await?;
     let mut queues = queue_rows(&d).await?;
     let waiting = queues.iter().map(|q| q.size).sum();
@@ -372,6 +374,8 @@ pub async fn working(
 
 pub struct FailedRow {
     pub handle: String,
+    /// Where it was in the list when read (actions look near it).
+    pub index: u64,
     pub failed_at: String,
     pub queue: String,
     pub class: String,
@@ -385,6 +389,7 @@ fn failed_row(e: &resq::FailedEntry) -> FailedRow {
     let r = &e.record;
     FailedRow {
         handle: e.handle.clone(),
+        index: e.index.unwrap_or(0),
         failed_at: when(r.failed_at),
         queue: r.queue.clone().unwrap_or_default(),
         class: r.class.clone().unwrap_or_default(),
@@ -479,12 +484,23 @@ struct Failure {
     retried_at: String,
 }
 
+#[derive(Deserialize, Default)]
+pub struct AtQuery {
+    /// Where the record was seen in its list (the lookup reads near it).
+    at: Option<u64>,
+}
+
 pub async fn failure(
     State(d): State<Arc<Dashboard>>,
     user: CurrentUser,
     Path(handle): Path<String>,
+    Query(q): Query<AtQuery>,
 ) -> Result<Response, Refusal> {
-    let entry = d.admin.find_failed(&handle).await?;
+    let mut entry = d
+        .admin
+        .find_failed_in(&handle, resq::Search::Near(q.at.unwrap_or(0)))
+        .await?;
+    entry.index = entry.index.or(q.at);
     let job = entry
         .record
         .payload
@@ -512,6 +528,7 @@ pub async fn failure(
 
 pub struct ScheduledRow {
     pub handle: String,
+    pub index: u64,
     pub due: String,
     pub queue: String,
     pub job: JobView,
@@ -538,8 +555,10 @@ async fn schedule_page(d: &Dashboard, user: &CurrentUser, which: Schedule, q: Pa
         .schedule(which, paging.offset, paging.limit)
         .await?
         .into_iter()
-        .map(|e| ScheduledRow {
+        .enumerate()
+        .map(|(i, e)| ScheduledRow {
             handle: e.handle(),
+            index: paging.offset + i as u64,
             due: e.due.to_string(),
             queue: e.queue.clone().unwrap_or_default(),
             job: view::job(&e.job.payload, &d.limits, &d.settings.masked_fields),

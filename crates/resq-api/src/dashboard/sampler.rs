@@ -1,6 +1,7 @@
 //! Takes a sample of the fleet every interval for the charts: the totals,
 //! the jobs waiting and the deepest queues. One replica of `resq serve`
-//! takes each interval's sample (a Redis turn); a day of samples is kept.
+//! takes each interval's sample (a Redis turn). The newest 720 are kept,
+//! and one every 2 minutes for a day (for the longer ranges).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,25 +13,19 @@ use super::Dashboard;
 /// Queues a sample keeps, deepest first.
 const QUEUES_KEPT: usize = 5;
 
-/// How many samples a day holds at `interval`.
-pub fn day_of(interval: Duration) -> usize {
-    (86_400 / interval.as_secs().max(1)) as usize
-}
-
 pub async fn run(d: Arc<Dashboard>) {
     let interval = d.settings.sample_interval.max(Duration::from_secs(1));
-    let keep = day_of(interval);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = sample(&d, interval, keep).await {
+        if let Err(e) = sample(&d, interval).await {
             tracing::debug!(error = %e, "dashboard: no sample this interval");
         }
     }
 }
 
-async fn sample(d: &Dashboard, interval: Duration, keep: usize) -> Result<(), resq::StoreError> {
+async fn sample(d: &Dashboard, interval: Duration) -> Result<(), resq::StoreError> {
     let stats = d.admin.stats().await?;
     let mut queues = d.admin.queues().await?;
     let waiting = queues.iter().map(|(_, n)| n).sum();
@@ -43,6 +38,6 @@ async fn sample(d: &Dashboard, interval: Duration, keep: usize) -> Result<(), re
         waiting,
         queues,
     };
-    d.web.record_sample(&sample, interval, keep).await?;
+    d.web.record_sample(&sample, interval).await?;
     Ok(())
 }

@@ -107,12 +107,13 @@ impl Dashboard {
     }
 
     /// Starts a session for `user` under a new id: returns its cookie.
-    pub async fn begin_session(&self, user: &str) -> Result<String, Refusal> {
+    pub async fn begin_session(&self, user: &resq_redis::web::UserRecord) -> Result<String, Refusal> {
         let id = random_token()?;
         let record = SessionRecord {
-            user: user.to_string(),
+            user: user.name.clone(),
             csrf: random_token()?,
             created_at_ms: UnixMs::now().0,
+            user_changed_at_ms: user.changed_at_ms,
         };
         self.web
             .create_session(&sha256_hex(&id), &record, self.settings.idle_timeout)
@@ -145,7 +146,7 @@ impl Dashboard {
             self.web.end_session(&hash).await?;
             return Ok(None);
         };
-        if user.changed_at_ms > session.created_at_ms {
+        if user.changed_at_ms != session.user_changed_at_ms {
             self.web.end_session(&hash).await?;
             return Ok(None);
         }

@@ -39,8 +39,9 @@ pub struct JobView {
     pub args: String,
     pub encrypted: bool,
     pub signed: bool,
-    /// Tries before this one.
-    pub attempt: u32,
+    /// Which try this is (1 for the first), computed here: a stored
+    /// attempt count near `u32::MAX` must not overflow in a template.
+    pub tries: u64,
     pub enqueued_at: String,
     pub bytes: usize,
     /// False when the bytes are not a job resq can read (shown as an excerpt).
@@ -61,7 +62,7 @@ pub fn job(raw: &[u8], limits: &PayloadLimits, masked: &[String]) -> JobView {
             },
             encrypted: env.enc.is_some(),
             signed: env.sig.is_some(),
-            attempt: env.attempt,
+            tries: u64::from(env.attempt) + 1,
             enqueued_at: env
                 .enqueued_at
                 .filter(|s| s.is_finite() && *s >= 0.0)
@@ -163,6 +164,15 @@ mod tests {
         let junk = job(b"<script>x</script>", &limits, &masked());
         assert!(!junk.readable);
         assert_eq!(junk.args, "<script>x</script>"); // escaped by the template
+    }
+
+    #[test]
+    fn an_attempt_count_at_its_limit_does_not_overflow() {
+        let raw = format!(r#"{{"class":"A","args":[],"attempt":{}}}"#, u32::MAX);
+        assert_eq!(
+            job(raw.as_bytes(), &PayloadLimits::default(), &masked()).tries,
+            4_294_967_296
+        );
     }
 
     #[test]
