@@ -22,6 +22,7 @@
 pub mod commands;
 pub mod config;
 pub mod demo_jobs;
+pub mod doctor;
 mod output;
 mod proctitle;
 mod when;
@@ -155,6 +156,12 @@ enum Command {
         #[command(subcommand)]
         action: audit::AuditAction,
     },
+    /// Print the least-privilege Redis ACL rule for one part of a
+    /// deployment (producer, worker, web, web-read-only, admin).
+    Acl(commands::acl::AclArgs),
+    /// Audit the Redis server and resq's configuration: each finding with
+    /// its severity, what it means and the fix (exit 0, 3 or 4).
+    Doctor(commands::doctor::DoctorArgs),
     /// The dashboard's users: add, list, remove, passwd, role.
     User {
         #[command(subcommand)]
@@ -282,6 +289,8 @@ pub fn run(registry: Registry) -> ExitCode {
             Command::Token { action } => token::token(&settings, action).await,
             Command::Audit { action } => audit::audit(&settings, action).await,
             Command::User { action } => user::user(&settings, action).await,
+            Command::Acl(args) => commands::acl::acl(&settings, args),
+            Command::Doctor(args) => commands::doctor::doctor(&settings, &registry, args).await,
         }
     });
     match result {

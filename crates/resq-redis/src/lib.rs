@@ -1,8 +1,10 @@
 //! The Redis store of resq: Resque's keyspace and formats, resq's reliable
 //! fetch and recovery, every multi-step operation one Lua script run by SHA.
 
+pub mod acl;
 pub mod api;
 pub mod connect;
+pub mod facts;
 pub mod keys;
 pub mod resque;
 mod scripts;

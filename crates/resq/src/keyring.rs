@@ -75,6 +75,19 @@ impl SigKey {
         self.classes.iter().any(|p| p.matches(class)) && self.queues.iter().any(|p| p.matches(queue))
     }
 
+    /// The class and queue patterns this key may sign for.
+    pub fn scope(&self) -> (Vec<&str>, Vec<&str>) {
+        (
+            self.classes.iter().map(Pattern::as_str).collect(),
+            self.queues.iter().map(Pattern::as_str).collect(),
+        )
+    }
+
+    /// True when this key may sign any class on any queue (`*` in both).
+    pub fn is_unscoped(&self) -> bool {
+        self.classes.iter().any(|p| p.as_str() == "*") && self.queues.iter().any(|p| p.as_str() == "*")
+    }
+
     /// True when this key holds what signing needs (not a public key alone).
     pub fn can_sign(&self) -> bool {
         !matches!(self.material, Material::EdPublic(_))

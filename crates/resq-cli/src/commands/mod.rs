@@ -1,10 +1,12 @@
 //! One file per command. Each takes the settings (and, when it runs or
 //! checks jobs, the registry of job types) and returns a `Failure` to print.
 
+pub mod acl;
 pub mod audit;
 pub mod config_check;
 pub mod cron;
 pub mod demo;
+pub mod doctor;
 pub mod enqueue;
 pub mod expired;
 pub mod failed;

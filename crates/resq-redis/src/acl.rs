@@ -1,0 +1,248 @@
+//! Least-privilege Redis ACL rules for each part of a resq deployment: the
+//! commands each role's code (and the Lua scripts it runs, which Redis
+//! checks against the caller's ACL) issues, on the namespace's keys and
+//! wake-up channel only. Nothing here runs a command: `resq acl` prints
+//! the rules for an administrator to apply.
+
+/// Which part of a deployment the user is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclRole {
+    /// Enqueues only (a web app, `resq enqueue`): pushes to queues, holds
+    /// unique keys, schedules, tracks. Cannot pop, delete, or read a queue's
+    /// jobs or the failed list.
+    Producer,
+    /// `resq worker`: fetches, runs, acks, retries, schedules, sweeps,
+    /// reaps dead workers, fires cron ticks.
+    Worker,
+    /// `resq serve`: the enqueue API and the dashboard with its actions.
+    Web,
+    /// `resq serve --read-only`: reads everything, writes only its own
+    /// sessions, login limits, audit trail and chart samples; cannot push.
+    WebReadOnly,
+    /// The operator's CLI (`resq failed clear`, `resq user add`, ...):
+    /// everything resq does in its namespace, nothing server-wide.
+    Admin,
+}
+
+/// Every role: connect, authenticate, run scripts, read the clock.
+const BASE: &[&str] = &[
+    "ping",
+    "echo",
+    "hello",
+    "auth",
+    "select",
+    "client|setname",
+    "time",
+    "acl|whoami",
+    "eval",
+    "evalsha",
+    "script|load",
+    "script|exists",
+    "multi",
+    "exec",
+    "discard",
+];
+
+/// What enqueueing issues (the enqueue scripts, unique keys, schedules,
+/// tracking, the wake-up signal).
+const PRODUCER: &[&str] = &[
+    "get",
+    "set",
+    "hget",
+    "hkeys",
+    "hset",
+    "llen",
+    "rpush",
+    "sadd",
+    "smembers",
+    "zadd",
+    "pexpireat",
+    "publish",
+];
+
+/// What reading issues.
+const READ: &[&str] = &[
+    "get",
+    "exists",
+    "pttl",
+    "hget",
+    "hkeys",
+    "hgetall",
+    "hlen",
+    "hmget",
+    "hexists",
+    "llen",
+    "lrange",
+    "smembers",
+    "sismember",
+    "zrange",
+    "zrangebyscore",
+    "zscore",
+    "zcard",
+    "xread",
+    "xrevrange",
+    "info",
+];
+
+/// What the worker's scripts and calls write.
+const WRITE: &[&str] = &[
+    "set",
+    "psetex",
+    "del",
+    "incrby",
+    "pexpire",
+    "pexpireat",
+    "pexpiretime",
+    "setbit",
+    "hset",
+    "hsetnx",
+    "hdel",
+    "hincrby",
+    "lpush",
+    "rpush",
+    "lpop",
+    "lrem",
+    "ltrim",
+    "sadd",
+    "srem",
+    "zadd",
+    "zrem",
+    "publish",
+];
+
+/// What `resq serve` writes for itself (sessions, limits, audit, samples).
+const WEB_OWN: &[&str] = &[
+    "set", "psetex", "del", "pexpire", "hset", "hsetnx", "hdel", "hincrby", "lpush", "ltrim", "xadd",
+];
+
+fn plus(commands: &[&str]) -> Vec<String> {
+    commands.iter().map(|c| format!("+{c}")).collect()
+}
+
+/// The rule's words after `ACL SETUSER <name> reset on <password>`: the
+/// channel, the commands and the keys of `role` in `namespace`.
+pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
+    let ns = namespace;
+    let mut words = vec![
+        "resetchannels".to_string(),
+        format!("&{ns}:resq:wake"),
+        "-@all".to_string(),
+    ];
+    words.extend(plus(BASE));
+    match role {
+        AclRole::Producer => {
+            words.extend(plus(PRODUCER));
+            // Queues (push and their length for caps), the queue set, caps
+            // (read), unique keys, the schedule and tracking records: not
+            // the failed list, not in-flight records, not workers.
+            words.extend([
+                format!("~{ns}:queue:*"),
+                format!("~{ns}:queues"),
+                format!("%R~{ns}:resq:queue-caps"),
+                format!("~{ns}:resq:unique:*"),
+                format!("%W~{ns}:resq:schedule"),
+                format!("%W~{ns}:resq:track:*"),
+            ]);
+        }
+        AclRole::Worker => {
+            words.extend(plus(READ));
+            words.extend(plus(WRITE));
+            words.push("+subscribe".into());
+            words.push(format!("~{ns}:*"));
+        }
+        AclRole::Web | AclRole::Admin => {
+            words.extend(plus(READ));
+            words.extend(plus(WRITE));
+            words.extend(plus(WEB_OWN));
+            words.push(format!("~{ns}:*"));
+        }
+        AclRole::WebReadOnly => {
+            words.extend(plus(READ));
+            words.extend(plus(WEB_OWN));
+            // Read everything; write only what the server keeps for itself.
+            words.push(format!("%R~{ns}:*"));
+            words.push(format!("~{ns}:resq:web:*"));
+            words.push(format!("~{ns}:resq:api:*"));
+        }
+    }
+    dedup(words)
+}
+
+fn dedup(words: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    words.into_iter().filter(|w| seen.insert(w.clone())).collect()
+}
+
+impl AclRole {
+    pub const ALL: [AclRole; 5] = [
+        AclRole::Producer,
+        AclRole::Worker,
+        AclRole::Web,
+        AclRole::WebReadOnly,
+        AclRole::Admin,
+    ];
+
+    pub fn parse(name: &str) -> Option<AclRole> {
+        match name {
+            "producer" => Some(AclRole::Producer),
+            "worker" => Some(AclRole::Worker),
+            "web" => Some(AclRole::Web),
+            "web-read-only" => Some(AclRole::WebReadOnly),
+            "admin" => Some(AclRole::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AclRole::Producer => "producer",
+            AclRole::Worker => "worker",
+            AclRole::Web => "web",
+            AclRole::WebReadOnly => "web-read-only",
+            AclRole::Admin => "admin",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_role_gets_a_server_wide_command_or_another_namespace() {
+        for role in [
+            AclRole::Producer,
+            AclRole::Worker,
+            AclRole::Web,
+            AclRole::WebReadOnly,
+            AclRole::Admin,
+        ] {
+            let words = rule(role, "app");
+            for bad in [
+                "+flushall",
+                "+flushdb",
+                "+config",
+                "+keys",
+                "+debug",
+                "+module",
+                "+shutdown",
+                "+@all",
+                "+acl",
+            ] {
+                assert!(!words.iter().any(|w| w == bad), "{role:?} has {bad}");
+            }
+            for w in words.iter().filter(|w| w.contains('~')) {
+                assert!(w.contains("~app:"), "{role:?}: {w}");
+            }
+            assert!(words.iter().any(|w| w == "&app:resq:wake"));
+        }
+    }
+
+    #[test]
+    fn a_producer_cannot_pop_delete_or_read_jobs() {
+        let words = rule(AclRole::Producer, "resque");
+        for bad in ["+lpop", "+del", "+lrange", "+lrem", "~resque:*", "~resque:failed"] {
+            assert!(!words.iter().any(|w| w == bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What `resq doctor` reads from a Redis server, with resq's own
+//! connection and user: its version, the settings that decide whether jobs
+//! survive (eviction, persistence) and who can reach it (password, ACL
+//! users, bind, protected mode, TLS), and which dangerous commands resq's
+//! user may run. Every read may be refused to a least-privilege user: a
+//! refused read is `None`, and the doctor says it could not check.
+
+use std::collections::BTreeMap;
+
+use redis::Value;
+use resq::StoreError;
+
+use crate::store::store_err;
+use crate::RedisStore;
+
+/// Commands no job system needs, that wipe, reconfigure, block or load
+/// code into a server.
+pub const DANGEROUS: &[&str] = &["FLUSHALL", "FLUSHDB", "CONFIG", "KEYS", "DEBUG", "MODULE", "SHUTDOWN"];
+
+/// One ACL user, as `ACL LIST` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclUser {
+    pub name: String,
+    pub enabled: bool,
+    /// Any password logs in.
+    pub nopass: bool,
+}
+
+/// What was read.
+#[derive(Debug, Clone, Default)]
+pub struct RedisFacts {
+    /// `INFO server`'s `redis_version`, parsed (`None` also when resq's
+    /// user may not run INFO).
+    pub version: Option<(u32, u32, u32)>,
+    /// Who resq is (`ACL WHOAMI`).
+    pub user: Option<String>,
+    /// `INFO memory`: `maxmemory` (0: none) and `maxmemory_policy`.
+    pub maxmemory: Option<u64>,
+    pub maxmemory_policy: Option<String>,
+    /// `INFO persistence`: AOF on.
+    pub aof_enabled: Option<bool>,
+    /// `CONFIG GET` of a few keys; `None` when resq's user may not run it.
+    pub config: Option<BTreeMap<String, String>>,
+    /// `ACL LIST`; `None` when resq's user may not run it.
+    pub users: Option<Vec<AclUser>>,
+    /// For each dangerous command: may resq's user run it? (`ACL DRYRUN`;
+    /// `None` when that could not be asked.)
+    pub dangerous: Vec<(&'static str, Option<bool>)>,
+}
+
+const CONFIG_KEYS: &[&str] = &[
+    "bind",
+    "protected-mode",
+    "port",
+    "tls-port",
+    "requirepass",
+    "save",
+    "appendonly",
+    "maxmemory",
+    "maxmemory-policy",
+];
+
+impl RedisFacts {
+    /// Reads what it may (a refused read leaves its field `None`).
+    pub async fn read(store: &RedisStore) -> Result<RedisFacts, StoreError> {
+        let mut conn = store.connection();
+        // The connection works (or this fails the doctor plainly).
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(store_err)?;
+        let info: Option<String> = redis::cmd("INFO").query_async(&mut conn).await.ok();
+        let info = info.unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+        };
+        let mut facts = RedisFacts {
+            version: field("redis_version").and_then(|v| parse_version(&v)),
+            maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
+            maxmemory_policy: field("maxmemory_policy"),
+            aof_enabled: field("aof_enabled").map(|v| v == "1"),
+            ..RedisFacts::default()
+        };
+        facts.user = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await.ok();
+        let mut config = BTreeMap::new();
+        let mut readable = true;
+        for key in CONFIG_KEYS {
+            match redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(*key)
+                .query_async::<Vec<String>>(&mut conn)
+                .await
+            {
+                Ok(pair) => {
+                    if let [k, v] = pair.as_slice() {
+                        config.insert(k.clone(), v.clone());
+                    }
+                }
+                Err(_) => {
+                    readable = false;
+                    break;
+                }
+            }
+        }
+        facts.config = readable.then_some(config);
+        facts.users = redis::cmd("ACL")
+            .arg("LIST")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .ok()
+            .map(|lines| lines.iter().filter_map(|l| parse_acl_line(l)).collect());
+        for command in DANGEROUS {
+            let allowed = match &facts.user {
+                Some(user) => {
+                    let mut dry = redis::cmd("ACL");
+                    dry.arg("DRYRUN").arg(user).arg(*command);
+                    // Arguments that make each a complete command.
+                    match *command {
+                        "CONFIG" => {
+                            dry.arg("SET").arg("save").arg("");
+                        }
+                        "KEYS" => {
+                            dry.arg("*");
+                        }
+                        "DEBUG" => {
+                            dry.arg("SLEEP").arg("0");
+                        }
+                        "MODULE" => {
+                            dry.arg("LOAD").arg("/x.so");
+                        }
+                        _ => {}
+                    }
+                    match dry.query_async::<Value>(&mut conn).await {
+                        Ok(Value::Okay) => Some(true),
+                        Ok(Value::SimpleString(s)) if s == "OK" => Some(true),
+                        // DRYRUN answers a refusal as a string, not an error.
+                        Ok(_) => Some(false),
+                        Err(_) => None,
+                    }
+                }
+                None => None,
+            };
+            facts.dangerous.push((command, allowed));
+        }
+        Ok(facts)
+    }
+}
+
+/// `7.0.15` as (7, 0, 15).
+pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+/// One `ACL LIST` line: `user <name> on|off [nopass] ...`.
+pub fn parse_acl_line(line: &str) -> Option<AclUser> {
+    let mut words = line.split_whitespace();
+    if words.next()? != "user" {
+        return None;
+    }
+    let name = words.next()?.to_string();
+    let rest: Vec<&str> = words.collect();
+    Some(AclUser {
+        name,
+        enabled: rest.contains(&"on"),
+        nopass: rest.contains(&"nopass"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_acl_lines_are_read() {
+        assert_eq!(parse_version("7.0.15"), Some((7, 0, 15)));
+        assert_eq!(parse_version("6.2"), Some((6, 2, 0)));
+        assert_eq!(parse_version("x"), None);
+        assert_eq!(
+            parse_acl_line("user default on nopass sanitize-payload ~* &* +@all"),
+            Some(AclUser {
+                name: "default".into(),
+                enabled: true,
+                nopass: true
+            })
+        );
+        assert_eq!(
+            parse_acl_line("user w off #abc ~resque:* +@read").map(|u| (u.enabled, u.nopass)),
+            Some((false, false))
+        );
+        assert_eq!(parse_acl_line("garbage"), None);
+    }
+}
