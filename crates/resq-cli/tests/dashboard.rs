@@ -778,3 +778,31 @@ async fn removing_every_failure_needs_the_box_ticked_and_bulk_work_is_bounded() 
     );
     assert_eq!(env.llen("resque:failed").await, 0);
 }
+
+#[tokio::test]
+async fn the_working_page_shows_every_job_a_resq_worker_holds() {
+    let env = Env::start().await;
+    add_user(&env, "vic", "viewer");
+    let client = env.client();
+    for ms in [5_000u64, 5_001, 5_002] {
+        client
+            .enqueue_raw("Sleep", vec![json!({"ms": ms})], "default")
+            .await
+            .unwrap();
+    }
+    let mut worker = env.spawn_worker(&["--queues", "default", "--concurrency", "4"]);
+    env.wait_until("the worker holds three jobs", || async { env.in_flight().await == 3 })
+        .await;
+    let server = serve(&env);
+    let s = Session::login(&server, "vic");
+    let html = s.get("/working").text();
+    for ms in ["5000", "5001", "5002"] {
+        assert!(
+            html.contains(&format!("{{&#34;ms&#34;:{ms}}}")) || html.contains(&format!("\"ms\":{ms}")),
+            "{ms}: {html}"
+        );
+    }
+    assert!(html.contains("(resq)"), "{html}");
+    signal(&worker, libc::SIGTERM);
+    wait_child(&mut worker);
+}

@@ -111,26 +111,30 @@ impl AdminStore for RedisStore {
             .await
             .map_err(store_err)?;
         queues.sort();
-        // Skips whole queues by their lengths, so only the page is read.
-        let mut skip = start;
-        let mut want = count;
-        let mut out = Vec::new();
+        // Each in-flight hash holds at most the worker's concurrency of jobs
+        // (token -> job) beside their claims ("c<token>"): reading them is
+        // bounded by the concurrency (at most 1,024), whatever the queues hold.
+        let mut jobs: Vec<(String, u64, Vec<u8>)> = Vec::new();
         for queue in queues {
-            if want == 0 {
-                break;
+            let fields: Vec<(String, Vec<u8>)> = self
+                .conn
+                .clone()
+                .hgetall(self.keys.inflight(worker, &queue))
+                .await
+                .map_err(store_err)?;
+            for (field, job) in fields {
+                if let Ok(token) = field.parse::<u64>() {
+                    jobs.push((queue.clone(), token, job));
+                }
             }
-            let key = self.keys.inflight(worker, &queue);
-            let len: u64 = self.conn.clone().llen(&key).await.map_err(store_err)?;
-            if skip >= len {
-                skip -= len;
-                continue;
-            }
-            let jobs = self.list_page(key, skip, want.min(len - skip)).await?;
-            skip = 0;
-            want -= jobs.len() as u64;
-            out.extend(jobs.into_iter().map(|job| (queue.clone(), job)));
         }
-        Ok(out)
+        jobs.sort_by_key(|(_, token, _)| *token);
+        Ok(jobs
+            .into_iter()
+            .skip(usize::try_from(start).unwrap_or(usize::MAX))
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+            .map(|(queue, _, job)| (queue, job))
+            .collect())
     }
 
     async fn queue_range(&self, queue: &str, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
