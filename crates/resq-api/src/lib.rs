@@ -12,6 +12,7 @@ pub mod audit;
 pub mod cors;
 pub mod dashboard;
 mod idempotent;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod refusals;

@@ -26,6 +26,13 @@ pub struct ServeArgs {
     /// routes (also [dashboard] read_only).
     #[arg(long)]
     read_only: bool,
+    /// Serve the fleet's Prometheus metrics (queues, oldest job ages,
+    /// workers, in flight, schedules, failures, Redis memory: read from
+    /// Redis at each scrape) on ADDR at /metrics, e.g. 127.0.0.1:9100; its
+    /// own listener, without a login: keep it on a private address. Also
+    /// RESQ_METRICS_BIND.
+    #[arg(long, env = "RESQ_METRICS_BIND")]
+    metrics_bind: Option<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -86,6 +93,24 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
             entry: entry.clone(),
         })
         .collect();
+    if let Some(bind) = &args.metrics_bind {
+        let listener = super::worker::metrics_listener(bind).await?;
+        let (admin, api) = (admin.clone(), api_store.clone());
+        tokio::spawn(async move {
+            let render = move || {
+                let (admin, api) = (admin.clone(), api.clone());
+                async move {
+                    resq_api::metrics::Fleet::read(&admin, &api)
+                        .await
+                        .map(|fleet| fleet.render())
+                        .map_err(|e| e.to_string())
+                }
+            };
+            if let Err(e) = resq_api::metrics::serve(listener, render).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let state = resq_api::state(client.clone(), api_store.clone(), api_settings, settings.limits);
     let dashboard = std::sync::Arc::new(resq_api::dashboard::Dashboard {
         admin,

@@ -39,6 +39,11 @@ pub struct WorkerArgs {
     /// or isolation.mode.
     #[arg(long, value_enum)]
     isolation: Option<IsolationMode>,
+    /// Serve this worker's Prometheus metrics (jobs by class, queue and
+    /// reason; run and wait times) on ADDR at /metrics, e.g.
+    /// 127.0.0.1:9101. Also RESQ_METRICS_BIND.
+    #[arg(long, env = "RESQ_METRICS_BIND")]
+    metrics_bind: Option<String>,
 }
 
 /// The child processes' settings, when process isolation is on.
@@ -150,16 +155,44 @@ pub async fn run(settings: &Settings, registry: &resq::Registry, args: WorkerArg
     let store = connect(settings).await?;
     let (control, rx) = Control::new();
     spawn_signal_handlers(control).map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-    let report = Worker::new(store, registry.clone(), config)
-        .with_cron(settings.cron.clone())
-        .run(rx)
-        .await
-        .map_err(Failure::usage)?;
+    let mut worker = Worker::new(store, registry.clone(), config).with_cron(settings.cron.clone());
+    if let Some(bind) = &args.metrics_bind {
+        let metrics = resq_api::metrics::WorkerMetrics::install(registry.clone()).map_err(Failure::runtime)?;
+        let listener = metrics_listener(bind).await?;
+        let served = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let render = move || {
+                let served = Arc::clone(&served);
+                async move { Ok::<_, String>(served.render()) }
+            };
+            if let Err(e) = resq_api::metrics::serve(listener, render).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        worker = worker.with_observer(Arc::new(move |o: &resq::JobOutcome| metrics.record(o)));
+    }
+    let report = worker.run(rx).await.map_err(Failure::usage)?;
     println!(
         "processed {} failed {} requeued {} recovered {}",
         report.processed, report.failed, report.requeued, report.recovered
     );
     Ok(())
+}
+
+/// Binds a metrics address (`--metrics-bind`), saying what it bound.
+pub async fn metrics_listener(bind: &str) -> Result<tokio::net::TcpListener, Failure> {
+    let addr: std::net::SocketAddr = bind
+        .parse()
+        .map_err(|_| Failure::usage("--metrics-bind is an address and port, such as 127.0.0.1:9101"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot listen on {addr} for metrics: {e}")))?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(%bound, "metrics at http://{bound}/metrics");
+        // Tests and scripts read the bound address (with port 0).
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+    Ok(listener)
 }
 
 /// TERM/INT stop now, QUIT finishes running jobs, USR2 pauses, CONT resumes.

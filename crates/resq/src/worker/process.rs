@@ -40,6 +40,11 @@ pub struct JobOutcome {
     /// When the job failed with attempts left: its next attempt is due
     /// then, and it is not in the failed list.
     pub retry_at: Option<UnixMs>,
+    /// How long it ran (`None`: refused before it started).
+    pub ran_for: Option<std::time::Duration>,
+    /// From its `enqueued_at` to its start (`None`: it did not start, or
+    /// the job does not say when it was enqueued).
+    pub waited: Option<std::time::Duration>,
 }
 
 /// A callback told about every job's outcome (demo output, metrics).
@@ -94,6 +99,10 @@ struct Seen {
     claimed: bool,
     /// A signed job that asked to be tracked: its id and expiry.
     tracked: Option<(String, UnixMs)>,
+    /// When the producer enqueued it (the envelope's `enqueued_at`).
+    enqueued_at: Option<UnixMs>,
+    /// When it started (past every check), by both clocks.
+    started: Option<(std::time::Instant, UnixMs)>,
 }
 
 pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutput {
@@ -167,12 +176,19 @@ pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOu
             Outcome::Retry { due, .. } => Some(*due),
             _ => None,
         };
+        let ran_for = seen.started.map(|(at, _)| at.elapsed());
+        let waited = match (seen.started, seen.enqueued_at) {
+            (Some((_, started)), Some(enqueued)) => Some(started.since(enqueued)),
+            _ => None,
+        };
         observer(&JobOutcome {
             queue: job.queue.clone(),
             class: seen.class,
             id: seen.id,
             result,
             retry_at,
+            ran_for,
+            waited,
         });
     }
     TaskOutput::Finished(Finished { job, outcome }, reason)
@@ -261,6 +277,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     seen.class = Some(envelope.class.clone());
     seen.id = envelope.id.clone();
     seen.attempt = envelope.attempt;
+    seen.enqueued_at = envelope.enqueued_at.map(UnixMs::from_secs_f64);
     let allow_unsigned = ctx.allow_unsigned.iter().any(|p| p.matches(&job.queue));
     let verified = match verify(&envelope, &job.queue, &ctx.keyring, allow_unsigned) {
         Ok(v) => v,
@@ -329,7 +346,9 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
             Err(refusal) => return Ok(Err(refusal)),
         };
         // Past every check: it runs, and Resque's "working" record may show it.
-        let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
+        let now = UnixMs::now();
+        seen.started = Some((std::time::Instant::now(), now));
+        let _ = ctx.started.send((job.token.clone(), now));
         if let Some((id, expires_at)) = &seen.tracked {
             track(ctx, id, *expires_at, TrackState::Running, seen.attempt, None).await;
         }
@@ -346,16 +365,21 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     if let Err(r) = ctx.registry.check_args(&envelope.class, envelope.args.clone()) {
         return Ok(Err(refused(r)));
     }
+    // Set when a child takes the job (it may wait for a free child).
+    let started_at = std::sync::OnceLock::new();
     let started = || {
-        let _ = ctx.started.send((job.token.clone(), UnixMs::now()));
+        let now = UnixMs::now();
+        let _ = started_at.set((std::time::Instant::now(), now));
+        let _ = ctx.started.send((job.token.clone(), now));
     };
     if let Some((id, expires_at)) = &seen.tracked {
         track(ctx, id, *expires_at, TrackState::Running, seen.attempt, None).await;
     }
-    match children
+    let ran = children
         .run(&envelope.class, envelope.args, job_ctx, limit, started)
-        .await
-    {
+        .await;
+    seen.started = started_at.get().copied();
+    match ran {
         Ok(result) => Ok(result),
         Err(e) => {
             tracing::warn!(error = %e, queue = %job.queue, "no child process can take the job; putting it back");
