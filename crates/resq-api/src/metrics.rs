@@ -282,3 +282,76 @@ where
     );
     axum::serve(listener, app).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric resq emits, by the name a rule or a panel uses.
+    const EMITTED: &[&str] = &[
+        "resq_jobs_succeeded_total",
+        "resq_jobs_failed_total",
+        "resq_jobs_refused_total",
+        "resq_jobs_retried_total",
+        "resq_job_run_seconds",
+        "resq_job_wait_seconds",
+        "resq_queue_jobs",
+        "resq_queue_oldest_job_age_seconds",
+        "resq_workers",
+        "resq_in_flight_jobs",
+        "resq_scheduled_jobs",
+        "resq_retrying_jobs",
+        "resq_failed_records",
+        "resq_processed_total",
+        "resq_failed_total",
+        "resq_redis_memory_used_bytes",
+        "resq_redis_memory_max_bytes",
+    ];
+
+    #[test]
+    fn the_alert_rules_and_the_dashboard_name_only_metrics_resq_emits() {
+        for doc in [
+            include_str!("../../../docs/prometheus-alerts.yml"),
+            include_str!("../../../docs/grafana-dashboard.json"),
+        ] {
+            let mut rest = doc;
+            while let Some(at) = rest.find("resq_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = name
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_count")
+                    .trim_end_matches("_sum");
+                assert!(EMITTED.contains(&base), "{name} is not a metric resq emits");
+                rest = &rest[at + name.len()..];
+            }
+        }
+    }
+
+    #[test]
+    fn the_fleet_renders_every_gauge_with_bounded_labels() {
+        let fleet = Fleet {
+            queues: vec![("mail".into(), 4, Some(2.5)), ("<b>".into(), 1, None)],
+            resq_workers: 2,
+            ruby_workers: 1,
+            in_flight: 3,
+            redis_used: 1024,
+            ..Fleet::default()
+        };
+        let text = fleet.render();
+        for line in [
+            "resq_queue_jobs{queue=\"mail\"} 4",
+            "resq_queue_oldest_job_age_seconds{queue=\"mail\"} 2.5",
+            "resq_workers{kind=\"ruby\"} 1",
+            "resq_in_flight_jobs 3",
+            "resq_redis_memory_used_bytes 1024",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        for name in EMITTED.iter().filter(|n| !n.starts_with("resq_job")) {
+            assert!(text.contains(name), "{name}");
+        }
+    }
+}
