@@ -408,6 +408,7 @@ async fn guard_one(state: &ApiState, attempt: &mut Attempt, request: Request) ->
     if job.track {
         raw.options.track = Some(token.id.clone());
     }
+    raw.options.traceparent = traceparent(&headers);
     attempt.class = Some(raw.class.clone());
     attempt.queue = Some(raw.queue.clone());
     attempt.jobs = 1;
@@ -461,11 +462,13 @@ async fn guard_bulk(state: &ApiState, attempt: &mut Attempt, request: Request) -
         ));
     }
     let mut raws = Vec::with_capacity(bulk.jobs.len());
+    let trace = traceparent(&headers);
     for (index, job) in bulk.jobs.iter().enumerate() {
         let mut raw = to_raw(job, false).map_err(|p| p.at_index(Some(index)))?;
         if job.track {
             raw.options.track = Some(token.id.clone());
         }
+        raw.options.traceparent = trace.clone();
         in_token_scope(&token, &raw.class, &raw.queue).map_err(|p| p.at_index(Some(index)))?;
         let size = serde_json::to_vec(&raw.args).map_or(usize::MAX, |v| v.len());
         if size > token.max_bytes {
@@ -709,6 +712,15 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], limits: &resq::PayloadLimi
             )
         }
     })
+}
+
+/// The request's W3C `traceparent`, when well formed (else none, as the
+/// specification asks): the jobs carry it, signed, to their workers.
+fn traceparent(headers: &HeaderMap) -> Option<resq::trace::TraceParent> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(resq::trace::TraceParent::parse)
 }
 
 fn to_raw(job: &JobRequest, single: bool) -> Result<RawJob, Problem> {

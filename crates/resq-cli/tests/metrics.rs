@@ -1,6 +1,7 @@
-//! Prometheus metrics through the real binaries: a worker's own counters
-//! and histograms (`resq worker --metrics-bind`) and the fleet's gauges
-//! (`resq serve --metrics-bind`), scraped over HTTP; labels bounded.
+//! Observability through the real binaries: a worker's own Prometheus
+//! counters and histograms (`resq worker --metrics-bind`), the fleet's
+//! gauges (`resq serve --metrics-bind`), scraped over HTTP with labels
+//! bounded; and a job's span continuing the trace that enqueued it.
 
 mod common;
 
@@ -170,6 +171,72 @@ async fn resq_serve_reports_the_fleet_read_from_redis() {
     assert_eq!(
         sample(&text, "resq_queue_jobs", &[("queue", "mail")]),
         Some(5.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_jobs_span_continues_the_trace_of_the_request_that_enqueued_it() {
+    let env = Env::start().await;
+    let o = env.run(&[
+        "token",
+        "create",
+        "--json",
+        "--name",
+        "app",
+        "--classes",
+        "Echo",
+        "--queues",
+        "default",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let secret = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = Server::start(env.resq(), env.dir.path().join("serve.log"));
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let body = r#"{"class":"Echo","args":{"message":"traced"}}"#;
+    let r = common::http::post_json(&server.addr, "/api/v1/jobs", &secret, &[("traceparent", trace)], body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    // A malformed one is dropped, not refused.
+    let r = common::http::post_json(
+        &server.addr,
+        "/api/v1/jobs",
+        &secret,
+        &[("traceparent", "00-zz-<script>-01")],
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let jobs = env.lrange("resque:queue:default").await;
+    assert!(jobs[0].contains(trace), "carried in the signed envelope: {}", jobs[0]);
+    assert!(!jobs[1].contains("traceparent"), "{}", jobs[1]);
+    let log = env.dir.path().join("worker.log");
+    let mut worker = env
+        .resq()
+        .env("RESQ_LOG", "resq=debug")
+        .args(["--log-format", "json", "worker", "--queues", "default", "--burst"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_child(&mut worker);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let traced: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""))
+        .collect();
+    assert!(!traced.is_empty(), "{text}");
+    assert!(
+        traced
+            .iter()
+            .all(|l| l.contains("\"parent_id\":\"00f067aa0ba902b7\"") && l.contains("\"class\":\"Echo\"")),
+        "{traced:?}"
+    );
+    // The other job's lines carry its id but no trace.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"name\":\"job\"") && !l.contains("trace_id")),
         "{text}"
     );
 }

@@ -71,6 +71,9 @@ pub struct EnqueueOptions {
     pub timeout: Option<Duration>,
     /// A uniqueness key, instead of the type's `unique_key`.
     pub unique_key: Option<String>,
+    /// The trace this enqueue belongs to (W3C `traceparent`): the worker's
+    /// span for the job continues it.
+    pub traceparent: Option<crate::trace::TraceParent>,
 }
 
 /// Enqueues jobs through the policy into a store.
@@ -133,7 +136,10 @@ impl Client {
     pub async fn enqueue_with<J: Job>(&self, job: &J, options: EnqueueOptions) -> Result<String, EnqueueError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
         let unique = options.unique_key.or_else(|| job.unique_key());
-        let sealed = self.seal_with(job, queue, options.ttl, options.timeout, unique.clone())?;
+        let mut sealed_options = self.seal_options::<J>(options.ttl, options.timeout, unique.clone());
+        sealed_options.traceparent = options.traceparent;
+        validate(job)?;
+        let sealed = self.policy.seal(J::CLASS, queue, encode_args(job)?, sealed_options)?;
         match unique {
             Some(key) => self.push_unique::<J>(queue, sealed, key).await,
             None => self.push_one(queue, sealed).await,
@@ -192,6 +198,7 @@ impl Client {
             timeout: None,
             unique: None,
             track: None,
+            traceparent: None,
         };
         let sealed = self.policy.seal(J::CLASS, J::QUEUE, encode_args(job)?, options)?;
         self.store.schedule(&sealed, at).await?;
@@ -375,15 +382,26 @@ impl Client {
         unique: Option<String>,
     ) -> Result<Sealed, EnqueueError> {
         validate(job)?;
-        let options = SealOptions {
+        let options = self.seal_options::<J>(ttl, timeout, unique);
+        Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
+    }
+
+    /// A job type's seal options with per-job choices on top.
+    fn seal_options<J: Job>(
+        &self,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+        unique: Option<String>,
+    ) -> SealOptions {
+        SealOptions {
             encrypt: J::ENCRYPT,
             ttl: ttl.or(J::TTL),
             starts_at: None,
             timeout,
             unique,
             track: None,
-        };
-        Ok(self.policy.seal(J::CLASS, queue, encode_args(job)?, options)?)
+            traceparent: None,
+        }
     }
 
     /// The store behind this client.

@@ -56,6 +56,7 @@ pub mod retry;
 pub mod ruby;
 pub mod store;
 pub mod toml_error;
+pub mod trace;
 pub mod worker;
 pub mod worker_id;
 

@@ -49,6 +49,9 @@ pub struct SealOptions {
     /// (an API token's id; empty for the library). The envelope carries
     /// `"track": true` (signed) so workers record its progress.
     pub track: Option<String>,
+    /// The trace the enqueue belongs to (W3C `traceparent`): carried signed,
+    /// so the worker's span for the job continues it.
+    pub traceparent: Option<crate::trace::TraceParent>,
 }
 
 /// The envelope field that asks workers to record a job's progress.
@@ -142,10 +145,18 @@ impl Policy {
             mark: Some(self.marks.next().to_string()),
             unique: options.unique.clone(),
             enc: None,
-            extra: if options.track.is_some() {
-                std::iter::once((TRACK_FIELD.to_string(), serde_json::Value::Bool(true))).collect()
-            } else {
-                Default::default()
+            extra: {
+                let mut extra = serde_json::Map::new();
+                if options.track.is_some() {
+                    extra.insert(TRACK_FIELD.to_string(), serde_json::Value::Bool(true));
+                }
+                if let Some(t) = &options.traceparent {
+                    extra.insert(
+                        crate::trace::TRACEPARENT_FIELD.to_string(),
+                        serde_json::Value::String(t.as_str().to_string()),
+                    );
+                }
+                extra
             },
             sig: None,
         };

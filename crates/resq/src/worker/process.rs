@@ -105,7 +105,25 @@ struct Seen {
     started: Option<(std::time::Instant, UnixMs)>,
 }
 
+/// Runs one fetched job inside its span (`job`: queue, class, id, attempt,
+/// and the producer's trace when the envelope carries one), so every log
+/// line of the job says which it is and continues the enqueuer's trace.
 pub(crate) async fn process(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutput {
+    use tracing::field::Empty;
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "job",
+        queue = %job.queue,
+        class = Empty,
+        id = Empty,
+        attempt = Empty,
+        trace_id = Empty,
+        parent_id = Empty
+    );
+    process_in_span(job, ctx).instrument(span).await
+}
+
+async fn process_in_span(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutput {
     let mut seen = Seen::default();
     let result = match run(&job, &ctx, &mut seen).await {
         Ok(result) => result,
@@ -278,6 +296,23 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     seen.id = envelope.id.clone();
     seen.attempt = envelope.attempt;
     seen.enqueued_at = envelope.enqueued_at.map(UnixMs::from_secs_f64);
+    let span = tracing::Span::current();
+    span.record("class", envelope.class.as_str());
+    if let Some(id) = &envelope.id {
+        span.record("id", id.as_str());
+    }
+    span.record("attempt", envelope.attempt);
+    // Only a well-formed value is believed (and it is checked with the
+    // signature below before the job runs).
+    if let Some(t) = envelope
+        .extra
+        .get(crate::trace::TRACEPARENT_FIELD)
+        .and_then(|v| v.as_str())
+        .and_then(crate::trace::TraceParent::parse)
+    {
+        span.record("trace_id", t.trace_id());
+        span.record("parent_id", t.parent_id());
+    }
     let allow_unsigned = ctx.allow_unsigned.iter().any(|p| p.matches(&job.queue));
     let verified = match verify(&envelope, &job.queue, &ctx.keyring, allow_unsigned) {
         Ok(v) => v,
