@@ -12,32 +12,14 @@ use std::process::{Command, Stdio};
 use common::http::Server;
 use common::web::*;
 use common::*;
-use local_redis::{LocalRedis, Options};
-use resq_redis::{RedisConfig, RedisStore};
+use local_redis::Options;
 use serde_json::json;
 
 const ADMIN_PASSWORD: &str = "administrator-password-for-tests";
 
 /// An environment whose default user needs a password (the administrator).
 async fn env_with(options: Options) -> Env {
-    let redis = LocalRedis::start_with(options).expect("redis-server");
-    let mut config = RedisConfig::new(redis.url());
-    config.password = Some(ADMIN_PASSWORD.to_string().into());
-    let store = RedisStore::connect(&config, "resque").await.expect("connect as admin");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("resq.toml"),
-        "[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\n",
-    )
-    .unwrap();
-    let keys = dir.path().join("keys.toml");
-    let made = Command::new(env!("CARGO_BIN_EXE_resq"))
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    Env { redis, store, dir }
+    Env::start_with(options, Some(ADMIN_PASSWORD)).await
 }
 
 async fn admin_env() -> Env {

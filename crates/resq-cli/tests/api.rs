@@ -11,13 +11,6 @@ use serde_json::{json, Value};
 const JOBS: &str = "/api/v1/jobs";
 const BULK: &str = "/api/v1/jobs/bulk";
 
-fn append_config(env: &Env, text: &str) {
-    let path = env.dir.path().join("resq.toml");
-    let mut config = std::fs::read_to_string(&path).unwrap();
-    config.push_str(text);
-    std::fs::write(path, config).unwrap();
-}
-
 fn serve(env: &Env) -> Server {
     Server::start(
         env.resq(),
@@ -27,10 +20,7 @@ fn serve(env: &Env) -> Server {
 
 /// `resq token create ... --json`: (id, secret).
 fn token(env: &Env, args: &[&str]) -> (String, String) {
-    let o = env.run(&[&["token", "create", "--json"], args].concat());
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    (v["id"].as_str().unwrap().into(), v["secret"].as_str().unwrap().into())
+    env.token(args)
 }
 
 fn echo_token(env: &Env) -> (String, String) {
@@ -430,7 +420,7 @@ async fn a_revoked_token_stops_within_a_second_on_every_replica_and_a_rotation_h
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_authentication_is_limited_per_client_ip_and_a_forged_forwarded_for_changes_nothing() {
     let env = Env::start().await;
-    append_config(&env, "[api]\nauth_failures_per_minute = 3\n");
+    env.append_config("[api]\nauth_failures_per_minute = 3\n");
     let (_, secret) = echo_token(&env);
     let server = serve(&env);
     let a = server.addr.as_str();
@@ -460,10 +450,7 @@ async fn failed_authentication_is_limited_per_client_ip_and_a_forged_forwarded_f
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trusted_proxy_names_the_client() {
     let env = Env::start().await;
-    append_config(
-        &env,
-        "[api]\ntrusted_proxies = [\"127.0.0.1\"]\nauth_failures_per_minute = 2\n",
-    );
+    env.append_config("[api]\ntrusted_proxies = [\"127.0.0.1\"]\nauth_failures_per_minute = 2\n");
     let (_, secret) = echo_token(&env);
     let server = serve(&env);
     let a = server.addr.as_str();
@@ -492,7 +479,7 @@ async fn a_trusted_proxy_names_the_client() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_per_token_class_and_queue_are_shared_by_replicas() {
     let env = Env::start().await;
-    append_config(&env, "[api.class_rates]\nNoop = \"2/h\"\n");
+    env.append_config("[api.class_rates]\nNoop = \"2/h\"\n");
     let (_, slow) = token(
         &env,
         &[
@@ -564,7 +551,7 @@ async fn rate_limits_per_token_class_and_queue_are_shared_by_replicas() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_stores_every_job_or_none() {
     let env = Env::start().await;
-    append_config(&env, "[api]\nmax_bulk_jobs = 100\n");
+    env.append_config("[api]\nmax_bulk_jobs = 100\n");
     // Caps are read (and cached a second) by the server: set before it starts.
     assert!(env.run(&["queue", "cap", "mail", "10"]).status.success());
     let (_, secret) = echo_token(&env);
@@ -657,7 +644,7 @@ async fn redis_over_its_memory_watermark_answers_503_until_it_drains() {
     let env = Env::start().await;
     // A watermark at half of maxmemory, and a maxmemory half as much again
     // as what is used: over the watermark, far from Redis's own refusal.
-    append_config(&env, "[api]\nmemory_watermark = 0.5\n");
+    env.append_config("[api]\nmemory_watermark = 0.5\n");
     let (_, secret) = echo_token(&env);
     let server = serve(&env);
     let a = server.addr.as_str();
@@ -713,8 +700,7 @@ async fn redis_over_its_memory_watermark_answers_503_until_it_drains() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_surge_above_a_tokens_baseline_throttles_it_and_raises_an_alert() {
     let env = Env::start().await;
-    append_config(
-        &env,
+    env.append_config(
         "[api]\nsurge_window_s = 1\nsurge_min_windows = 2\nsurge_multiple = 4\nsurge_floor = 1\nsurge_throttle_s = 60\n",
     );
     let (id, secret) = echo_token(&env);
@@ -837,7 +823,7 @@ async fn plain_http_off_loopback_needs_an_explicit_opt_in() {
     let o = env.run(&["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--allow-plain-http"), "{}", stderr(&o));
-    append_config(&env, "[api]\nmax_bulk_jobs = 0\n");
+    env.append_config("[api]\nmax_bulk_jobs = 0\n");
     let o = env.run(&["serve"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -851,14 +837,11 @@ async fn plain_http_off_loopback_needs_an_explicit_opt_in() {
 async fn https_from_a_pem_certificate_and_key() {
     let env = Env::start().await;
     let pki = resq_test_support::Pki::generate();
-    append_config(
-        &env,
-        &format!(
-            "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            pki.path("server.pem"),
-            pki.path("server.key")
-        ),
-    );
+    env.append_config(&format!(
+        "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        pki.path("server.pem"),
+        pki.path("server.key")
+    ));
     let (_, secret) = echo_token(&env);
     let server = serve(&env);
     let body = r#"{"class":"Echo","args":{"message":"over tls"}}"#;
@@ -878,7 +861,7 @@ async fn https_from_a_pem_certificate_and_key() {
     assert_eq!(queued(&env, "default").await, 1);
     // Half a TLS pair is refused at start, naming the keys, not the files' text.
     let env2 = Env::start().await;
-    append_config(&env2, &format!("[api]\ntls_cert_file = {:?}\n", pki.path("server.pem")));
+    env2.append_config(&format!("[api]\ntls_cert_file = {:?}\n", pki.path("server.pem")));
     let o = env2.run(&["serve"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -887,14 +870,11 @@ async fn https_from_a_pem_certificate_and_key() {
         stderr(&o)
     );
     let env3 = Env::start().await;
-    append_config(
-        &env3,
-        &format!(
-            "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            pki.path("server.pem"),
-            pki.path("ca.pem")
-        ),
-    );
+    env3.append_config(&format!(
+        "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        pki.path("server.pem"),
+        pki.path("ca.pem")
+    ));
     let o = env3.run(&["serve"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -907,7 +887,7 @@ async fn https_from_a_pem_certificate_and_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cors_only_for_listed_origins_and_never_with_credentials() {
     let env = Env::start().await;
-    append_config(&env, "[api]\ncors_origins = [\"https://app.example.com\"]\n");
+    env.append_config("[api]\ncors_origins = [\"https://app.example.com\"]\n");
     let (_, secret) = echo_token(&env);
     let server = serve(&env);
     let a = server.addr.as_str();
@@ -1154,7 +1134,7 @@ async fn term_lets_a_request_in_flight_finish_and_accepts_no_new_one() {
 async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
     use std::io::{Read, Write};
     let env = Env::start().await;
-    append_config(&env, "[api]\nheader_timeout_s = 1\nmax_connections = 4\n");
+    env.append_config("[api]\nheader_timeout_s = 1\nmax_connections = 4\n");
     let (_, secret) = echo_token(&env);
     let server = serve(&env);
     // Four connections that start a request and never finish its headers
@@ -1191,7 +1171,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
     assert_eq!(r.status, 201, "{}", r.text());
     // Out-of-range settings are refused at start.
     let env2 = Env::start().await;
-    append_config(&env2, "[api]\nmax_connections = 0\n");
+    env2.append_config("[api]\nmax_connections = 0\n");
     let o = env2.run(&["serve"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

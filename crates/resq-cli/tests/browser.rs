@@ -16,13 +16,6 @@ use common::*;
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-fn append_config(env: &Env, text: &str) {
-    let path = env.dir.path().join("resq.toml");
-    let mut config = std::fs::read_to_string(&path).unwrap();
-    config.push_str(text);
-    std::fs::write(path, config).unwrap();
-}
-
 fn serve(env: &Env) -> Server {
     Server::start(
         env.resq(),
@@ -82,7 +75,7 @@ fn screenshots_dir() -> std::path::PathBuf {
 async fn an_operator_logs_in_retries_a_failure_pauses_a_queue_and_logs_out() {
     let env = Env::start().await;
     add_user(&env, "ada", "admin");
-    append_config(&env, "[dashboard]\nsample_interval_s = 1\n");
+    env.append_config("[dashboard]\nsample_interval_s = 1\n");
     // Real traffic for the charts: a worker runs jobs, a few fail.
     let client = env.client();
     for i in 0..3000 {

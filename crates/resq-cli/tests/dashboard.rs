@@ -10,16 +10,9 @@ use common::web::*;
 use common::*;
 use serde_json::json;
 
-fn append_config(env: &Env, text: &str) {
-    let path = env.dir.path().join("resq.toml");
-    let mut config = std::fs::read_to_string(&path).unwrap();
-    config.push_str(text);
-    std::fs::write(path, config).unwrap();
-}
-
 fn serve(env: &Env) -> Server {
     // No sampling while a test counts commands.
-    append_config(env, "[dashboard]\nsample_interval_s = 3600\n");
+    env.append_config("[dashboard]\nsample_interval_s = 3600\n");
     Server::start(
         env.resq(),
         env.dir.path().join(format!("serve-{}.log", uuid::Uuid::new_v4())),
@@ -252,7 +245,7 @@ async fn read_only_mode_has_no_forms_and_no_action_routes() {
     let env = Env::start().await;
     add_user(&env, "ann", "admin");
     enqueue_noop(&env, "default", 2).await;
-    append_config(&env, "[dashboard]\nread_only = true\n");
+    env.append_config("[dashboard]\nread_only = true\n");
     let server = Server::start(env.resq(), env.dir.path().join("serve.log"));
     let s = Session::login(&server, "ann");
     for path in [
@@ -612,14 +605,11 @@ async fn over_https_cookies_are_host_only_and_secure() {
     let env = Env::start().await;
     add_user(&env, "ada", "operator");
     let pki = resq_test_support::Pki::generate();
-    append_config(
-        &env,
-        &format!(
-            "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            pki.path("server.pem"),
-            pki.path("server.key")
-        ),
-    );
+    env.append_config(&format!(
+        "[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        pki.path("server.pem"),
+        pki.path("server.key")
+    ));
     let server = serve(&env);
     let get = "GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     let r = common::http::raw_tls(&server.addr, &pki.path("ca.pem"), get.as_bytes()).expect("TLS");
@@ -650,26 +640,10 @@ async fn over_https_cookies_are_host_only_and_secure() {
 async fn cron_fires_now_through_the_policy_and_an_admin_revokes_a_token() {
     let env = Env::start().await;
     add_user(&env, "ann", "admin");
-    append_config(
-        &env,
+    env.append_config(
         "[[cron]]\nname = \"nightly\"\nschedule = \"0 3 * * *\"\nclass = \"Echo\"\nargs = {message = \"hi\"}\nqueue = \"ops\"\n",
     );
-    let o = env.run(&[
-        "token",
-        "create",
-        "--json",
-        "--name",
-        "app",
-        "--classes",
-        "Echo",
-        "--queues",
-        "default",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, _) = env.token(&["--name", "app", "--classes", "Echo", "--queues", "default"]);
     let server = serve(&env);
     let s = Session::login(&server, "ann");
     assert!(s.get("/cron").text().contains("nightly"));

@@ -178,22 +178,7 @@ async fn resq_serve_reports_the_fleet_read_from_redis() {
 #[tokio::test]
 async fn a_jobs_span_continues_the_trace_of_the_request_that_enqueued_it() {
     let env = Env::start().await;
-    let o = env.run(&[
-        "token",
-        "create",
-        "--json",
-        "--name",
-        "app",
-        "--classes",
-        "Echo",
-        "--queues",
-        "default",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let secret = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, secret) = env.token(&["--name", "app", "--classes", "Echo", "--queues", "default"]);
     let server = Server::start(env.resq(), env.dir.path().join("serve.log"));
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let body = r#"{"class":"Echo","args":{"message":"traced"}}"#;

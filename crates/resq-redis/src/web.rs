@@ -51,6 +51,18 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// A user name: 1 to 64 of letters, digits, `.`, `_`, `-`, `@` (so it is
+/// safe in a URL path, a log line and a Redis hash field).
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+}
+
+/// What a bad user name gets told.
+pub const USER_NAME_RULE: &str = "a user name is 1 to 64 letters, digits, '.', '_', '-' or '@'";
+
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

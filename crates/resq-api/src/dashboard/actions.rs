@@ -454,18 +454,12 @@ pub async fn add_user(
     finish(&d, &user, ip, "user.add", &target, r, "/users")
 }
 
-/// A user name: 1 to 64 of letters, digits, `.`, `_`, `-`, `@`.
+/// A user name by the store's rule.
 pub fn check_user_name(name: &str) -> Result<(), Refusal> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if ok {
+    if resq_redis::web::valid_user_name(name) {
         Ok(())
     } else {
-        Err(Refusal::BadRequest(
-            "a user name is 1 to 64 letters, digits, '.', '_', '-' or '@'".into(),
-        ))
+        Err(Refusal::BadRequest(resq_redis::web::USER_NAME_RULE.into()))
     }
 }
 

@@ -129,16 +129,10 @@ async fn existing(store: &WebStore, name: &str) -> Result<UserRecord, Failure> {
 }
 
 fn check_name(name: &str) -> Result<(), Failure> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if ok {
+    if resq_redis::web::valid_user_name(name) {
         Ok(())
     } else {
-        Err(Failure::usage(
-            "a user name is 1 to 64 letters, digits, '.', '_', '-' or '@'",
-        ))
+        Err(Failure::usage(resq_redis::web::USER_NAME_RULE))
     }
 }
 

@@ -53,10 +53,16 @@ impl Job for Noop {
 
 impl Env {
     pub async fn start() -> Env {
-        let redis = LocalRedis::start().expect("redis-server");
-        let store = RedisStore::connect(&RedisConfig::new(redis.url()), "resque")
-            .await
-            .expect("connect");
+        Env::start_with(local_redis::Options::default(), None).await
+    }
+
+    /// A server configured with `options`, reached with `password` (the
+    /// default user's, when the server has one).
+    pub async fn start_with(options: local_redis::Options, password: Option<&str>) -> Env {
+        let redis = LocalRedis::start_with(options).expect("redis-server");
+        let mut config = RedisConfig::new(redis.url());
+        config.password = password.map(|p| p.to_string().into());
+        let store = RedisStore::connect(&config, "resque").await.expect("connect");
         let dir = tempfile::tempdir().unwrap();
         // Fast liveness so recovery takes about a second in tests.
         std::fs::write(
@@ -73,6 +79,25 @@ impl Env {
             .expect("resq keys generate");
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
         Env { redis, store, dir }
+    }
+
+    /// Adds `text` to this environment's `resq.toml`.
+    pub fn append_config(&self, text: &str) {
+        let path = self.dir.path().join("resq.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        config.push_str(text);
+        std::fs::write(path, config).unwrap();
+    }
+
+    /// `resq token create --json ARGS...`: (id, secret).
+    pub fn token(&self, args: &[&str]) -> (String, String) {
+        let o = self.run(&[&["token", "create", "--json"], args].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["secret"].as_str().unwrap().to_string(),
+        )
     }
 
     pub fn keys_path(&self) -> PathBuf {
