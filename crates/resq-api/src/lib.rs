@@ -8,6 +8,7 @@
 // would add an allocation to every refusal and buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod alerts;
 pub mod audit;
 pub mod cors;
 pub mod dashboard;

@@ -186,7 +186,7 @@ fn describe() {
 }
 
 /// The fleet as one scrape sees it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Fleet {
     /// (queue, jobs waiting, age of the oldest in seconds when known)
     pub queues: Vec<(String, u64, Option<f64>)>,

@@ -39,6 +39,31 @@ pub struct FileConfig {
     pub api: ApiSection,
     #[serde(default)]
     pub dashboard: DashboardSection,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+}
+
+/// `[alerts]`: the rules `resq serve` evaluates (one replica at a time)
+/// and where it sends them. Every value is optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    /// URLs that get each notice as a JSON POST.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// A file holding the key webhooks are signed with (HMAC-SHA256).
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+    pub interval_s: Option<u64>,
+    pub repeat_s: Option<u64>,
+    pub queue_depth: Option<u64>,
+    pub oldest_job_s: Option<u64>,
+    pub failure_ratio: Option<f64>,
+    pub memory_ratio: Option<f64>,
+    pub flood_multiple: Option<f64>,
+    pub flood_min: Option<u64>,
+    /// Pause a flooded queue (audited).
+    #[serde(default)]
+    pub pause_on_flood: bool,
 }
 
 /// `[dashboard]`: the web dashboard `resq serve` serves beside the API.
@@ -144,6 +169,23 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "ruby",
             "api",
             "dashboard",
+            "alerts",
+        ],
+    ),
+    (
+        "alerts",
+        &[
+            "webhooks",
+            "webhook_secret_file",
+            "interval_s",
+            "repeat_s",
+            "queue_depth",
+            "oldest_job_s",
+            "failure_ratio",
+            "memory_ratio",
+            "flood_multiple",
+            "flood_min",
+            "pause_on_flood",
         ],
     ),
     (
@@ -437,6 +479,8 @@ pub struct Settings {
     pub api: ApiSection,
     /// `[dashboard]`, checked when `resq serve` starts.
     pub dashboard: DashboardSection,
+    /// `[alerts]`, checked when `resq serve` starts.
+    pub alerts: AlertsSection,
     /// Environment variables that hold secrets resq reads (beyond `RESQ_*`),
     /// kept from job child processes.
     pub secret_env: Vec<String>,
@@ -571,6 +615,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         ruby,
         api,
         dashboard,
+        alerts,
     } = file;
     let cron = cron
         .iter()
@@ -694,6 +739,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
         ruby_queues,
         api,
         dashboard,
+        alerts,
         secret_env,
         source,
         warnings: unknown_variables(env),

@@ -201,6 +201,11 @@ impl Keys {
     pub fn web_history_turn(&self) -> String {
         self.k("resq:web:history-turn")
     }
+    /// A lock one replica of `resq serve` holds while it does `name`
+    /// (`alerts`: the fleet's alert evaluator); expires unless renewed.
+    pub fn web_lock(&self, name: &str) -> String {
+        self.k(&format!("resq:web:lock:{name}"))
+    }
     /// Which sample goes to the coarse list (expires after 2 minutes).
     pub fn web_history_turn_coarse(&self) -> String {
         self.k("resq:web:history-turn:coarse")

@@ -337,6 +337,35 @@ impl WebStore {
         Ok(samples)
     }
 
+    /// Takes or keeps the lock `name` for `holder` for `period` (one of
+    /// many replicas does a job at a time); false when another holds it.
+    pub async fn hold_lock(&self, name: &str, holder: &str, period: Duration) -> Result<bool, StoreError> {
+        let key = self.keys.web_lock(name);
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(period))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
+        if taken.is_some() {
+            return Ok(true);
+        }
+        // Keep it when it is ours (check and renew in one step).
+        let kept: i64 = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+        )
+        .key(&key)
+        .arg(holder)
+        .arg(millis(period))
+        .invoke_async(&mut self.conn.clone())
+        .await
+        .map_err(store_err)?;
+        Ok(kept == 1)
+    }
+
     /// `INFO` of the server, as text (the dashboard shows an allow-list of
     /// its fields).
     pub async fn info(&self) -> Result<String, StoreError> {

@@ -111,6 +111,7 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
             }
         });
     }
+    let alerts = alert_settings(&settings.alerts)?;
     let state = resq_api::state(client.clone(), api_store.clone(), api_settings, settings.limits);
     let dashboard = std::sync::Arc::new(resq_api::dashboard::Dashboard {
         admin,
@@ -123,6 +124,7 @@ pub async fn serve(settings: &Settings, registry: &Registry, args: ServeArgs) ->
         cron,
         csp_violations: Default::default(),
     });
+    tokio::spawn(resq_api::alerts::run(std::sync::Arc::clone(&dashboard), alerts));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
@@ -149,6 +151,60 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
             _ = int.recv() => tracing::info!("INT: finishing requests in flight, then exiting"),
         }
     })
+}
+
+/// `[alerts]` checked and turned into the evaluator's settings.
+pub fn alert_settings(section: &crate::config::AlertsSection) -> Result<resq_api::alerts::AlertSettings, Failure> {
+    let mut s = resq_api::alerts::AlertSettings::default();
+    let bad = |key: &str, what: &str| Failure::usage(format!("alerts.{key} {what}"));
+    for (i, url) in section.webhooks.iter().enumerate() {
+        if !resq_api::alerts::valid_webhook(url) {
+            return Err(bad("webhooks", &format!("entry #{} must be an http(s) URL", i + 1)));
+        }
+    }
+    s.webhooks = section.webhooks.clone();
+    if let Some(path) = &section.webhook_secret_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("alerts.webhook_secret_file cannot be read: {}", e.kind())))?;
+        let secret = text.trim().to_string();
+        if secret.len() < 16 {
+            return Err(bad("webhook_secret_file", "must hold at least 16 characters"));
+        }
+        s.secret = Some(secret);
+    }
+    let range = |key: &str, v: Option<u64>, r: std::ops::RangeInclusive<u64>| match v {
+        Some(n) if !r.contains(&n) => Err(bad(key, &format!("must be between {} and {}", r.start(), r.end()))),
+        v => Ok(v),
+    };
+    let ratio = |key: &str, v: Option<f64>| match v {
+        Some(x) if !(x > 0.0 && x <= 1.0) => Err(bad(key, "must be above 0 and at most 1")),
+        v => Ok(v),
+    };
+    if let Some(n) = range("interval_s", section.interval_s, 1..=3600)? {
+        s.interval = Duration::from_secs(n);
+    }
+    if let Some(n) = range("repeat_s", section.repeat_s, 60..=7 * 86_400)? {
+        s.repeat = Duration::from_secs(n);
+    }
+    s.queue_depth = range("queue_depth", section.queue_depth, 1..=u64::MAX)?;
+    s.oldest_job = range("oldest_job_s", section.oldest_job_s, 1..=30 * 86_400)?.map(Duration::from_secs);
+    if let Some(x) = ratio("failure_ratio", section.failure_ratio)? {
+        s.failure_ratio = x;
+    }
+    if let Some(x) = ratio("memory_ratio", section.memory_ratio)? {
+        s.memory_ratio = x;
+    }
+    if let Some(x) = section.flood_multiple {
+        if !(2.0..=1000.0).contains(&x) {
+            return Err(bad("flood_multiple", "must be between 2 and 1000"));
+        }
+        s.flood_multiple = x;
+    }
+    if let Some(n) = range("flood_min", section.flood_min, 1..=100_000_000)? {
+        s.flood_min = n;
+    }
+    s.pause_on_flood = section.pause_on_flood;
+    Ok(s)
 }
 
 /// `[dashboard]` checked and turned into the dashboard's settings.
