@@ -11,7 +11,9 @@
 //! - `failure_ratio`: failures over all finished jobs in the interval;
 //! - `queue_depth`, `oldest_job`: over their thresholds, per queue;
 //! - `no_workers`: jobs wait and no worker is registered;
-//! - `redis_memory`: used over `memory_ratio` of maxmemory.
+//! - `redis_memory`: used over `memory_ratio` of maxmemory;
+//! - `token_surge`: an API token the API throttles after a surge above
+//!   its own baseline (the API's automated response).
 //!
 //! Each raise, repeat (every `repeat`) and resolve goes to the log and to
 //! every webhook as a JSON POST signed with HMAC-SHA256
@@ -99,6 +101,8 @@ pub struct Look {
     pub tampering: HashMap<String, u64>,
     /// Jobs finished since the last look: (processed, failed).
     pub finished: (u64, u64),
+    /// API tokens the API throttles after a surge: (id, name).
+    pub surging_tokens: Vec<(String, String)>,
 }
 
 /// The evaluator's memory between looks.
@@ -187,6 +191,15 @@ impl Rules {
                     self.baseline.insert(queue.clone(), usual * 0.9 + growth * 0.1);
                 }
             }
+        }
+        for (id, name) in &look.surging_tokens {
+            alert(
+                format!("token_surge:{id}"),
+                "token_surge",
+                "warning",
+                format!("API token {id} ({name}) enqueues far above its baseline and is throttled"),
+                None,
+            );
         }
         self.looked = true;
         if waiting > 0 && look.fleet.resq_workers + look.fleet.ruby_workers == 0 {
@@ -440,10 +453,21 @@ async fn look(d: &crate::dashboard::Dashboard, last: &mut Option<(u64, u64)>) ->
             }
         }
     }
+    // Tokens the API throttles after a surge (one read per active token).
+    let mut surging_tokens = Vec::new();
+    for token in d.api.tokens().await? {
+        if token.revoked_at_ms.is_some() {
+            continue;
+        }
+        if let (_, Some(_)) = d.api.token(&token.id).await? {
+            surging_tokens.push((token.id, token.name));
+        }
+    }
     Ok(Look {
         fleet,
         tampering,
         finished,
+        surging_tokens,
     })
 }
 
@@ -494,6 +518,9 @@ mod tests {
         let mut l = look(vec![]);
         (l.fleet.redis_used, l.fleet.redis_max) = (95, 100);
         assert_eq!(keys(rules.evaluate(&s, &l)), vec!["redis_memory"]);
+        let mut l = look(vec![]);
+        l.surging_tokens.push(("t1".into(), "billing".into()));
+        assert_eq!(keys(rules.evaluate(&s, &l)), vec!["token_surge:t1"]);
     }
 
     #[test]
