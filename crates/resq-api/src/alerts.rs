@@ -11,6 +11,7 @@
 //! - `failure_ratio`: failures over all finished jobs in the interval;
 //! - `queue_depth`, `oldest_job`: over their thresholds, per queue;
 //! - `no_workers`: jobs wait and no worker is registered;
+//! - `dead_workers`: registered workers silent for 5 minutes;
 //! - `redis_memory`: used over `memory_ratio` of maxmemory;
 //! - `token_surge`: an API token the API throttles after a surge above
 //!   its own baseline (the API's automated response).
@@ -198,6 +199,18 @@ impl Rules {
                 "token_surge",
                 "warning",
                 format!("API token {id} ({name}) enqueues far above its baseline and is throttled"),
+                None,
+            );
+        }
+        if look.fleet.stale_workers > 0 {
+            alert(
+                "dead_workers".into(),
+                "dead_workers",
+                "warning",
+                format!(
+                    "{} registered workers have sent no heartbeat for 5 minutes (resq reaps its own; Ruby's are pruned when a Ruby worker starts)",
+                    look.fleet.stale_workers
+                ),
                 None,
             );
         }
@@ -518,6 +531,9 @@ mod tests {
         let mut l = look(vec![]);
         (l.fleet.redis_used, l.fleet.redis_max) = (95, 100);
         assert_eq!(keys(rules.evaluate(&s, &l)), vec!["redis_memory"]);
+        let mut l = look(vec![]);
+        l.fleet.stale_workers = 2;
+        assert_eq!(keys(rules.evaluate(&s, &l)), vec!["dead_workers"]);
         let mut l = look(vec![]);
         l.surging_tokens.push(("t1".into(), "billing".into()));
         assert_eq!(keys(rules.evaluate(&s, &l)), vec!["token_surge:t1"]);

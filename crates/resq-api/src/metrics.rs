@@ -192,6 +192,9 @@ pub struct Fleet {
     pub queues: Vec<(String, u64, Option<f64>)>,
     pub resq_workers: u64,
     pub ruby_workers: u64,
+    /// Registered workers whose heartbeat is older than 5 minutes (the
+    /// age at which Resque prunes a worker): dead, most likely.
+    pub stale_workers: u64,
     pub in_flight: u64,
     pub scheduled: u64,
     pub retrying: u64,
@@ -220,7 +223,11 @@ impl Fleet {
             fleet.queues.push((name, size, age));
         }
         let (workers, _) = admin.workers_page(0, u64::MAX).await?;
+        let stale_before = now.minus(std::time::Duration::from_secs(300));
         for w in &workers {
+            if w.heartbeat.is_some_and(|h| h < stale_before) {
+                fleet.stale_workers += 1;
+            }
             if w.resq {
                 fleet.resq_workers += 1;
                 fleet.in_flight += admin.in_flight(&w.id, 0, 1024).await?.len() as u64;
@@ -259,6 +266,11 @@ impl Fleet {
             metrics::describe_gauge!("resq_workers", "Registered workers, resq's and Ruby's.");
             gauge!("resq_workers", "kind" => "resq").set(self.resq_workers as f64);
             gauge!("resq_workers", "kind" => "ruby").set(self.ruby_workers as f64);
+            metrics::describe_gauge!(
+                "resq_workers_stale",
+                "Registered workers with no heartbeat for 5 minutes (dead, most likely)."
+            );
+            gauge!("resq_workers_stale").set(self.stale_workers as f64);
             metrics::describe_gauge!("resq_in_flight_jobs", "Jobs fetched by workers and not yet acked.");
             gauge!("resq_in_flight_jobs").set(self.in_flight as f64);
             metrics::describe_gauge!("resq_scheduled_jobs", "Jobs held for later.");
@@ -343,6 +355,7 @@ mod tests {
         "resq_queue_jobs",
         "resq_queue_oldest_job_age_seconds",
         "resq_workers",
+        "resq_workers_stale",
         "resq_in_flight_jobs",
         "resq_scheduled_jobs",
         "resq_retrying_jobs",

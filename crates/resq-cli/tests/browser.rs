@@ -38,8 +38,10 @@ async fn login(c: &Client, addr: &str, name: &str) {
         .await
         .unwrap();
     c.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+    // The click returns before the next page has loaded: wait for it.
     let who = c
-        .find(Locator::Id("user"))
+        .wait()
+        .for_element(Locator::Id("user"))
         .await
         .expect("logged in")
         .text()

@@ -134,8 +134,11 @@ async fn resq_serve_reports_the_fleet_read_from_redis() {
             .unwrap();
     }
     let id = "rubyhost:7:mail";
+    // Its last heartbeat ten minutes ago: dead, most likely.
+    let old = resq::UnixMs::now().minus(Duration::from_secs(600)).to_string();
     redis::pipe()
         .sadd("resque:workers", id)
+        .hset("resque:workers:heartbeat", id, old)
         .rpush(
             "resque:failed",
             json!({"payload": {"class": "A", "args": []}, "exception": "E"}).to_string(),
@@ -158,6 +161,7 @@ async fn resq_serve_reports_the_fleet_read_from_redis() {
     assert!((0.0..60.0).contains(&age), "{age}");
     assert_eq!(sample(&text, "resq_workers", &[("kind", "ruby")]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "resq_failed_records", &[]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "resq_workers_stale", &[]), Some(1.0), "{text}");
     assert!(
         sample(&text, "resq_redis_memory_used_bytes", &[]).unwrap_or(0.0) > 0.0,
         "{text}"
