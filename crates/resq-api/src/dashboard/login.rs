@@ -104,6 +104,7 @@ pub async fn submit(
     // typed into the name field) only by a hash.
     let who = match &user {
         Some(u) => u.name.clone(),
+        // ok: a SHA-256 in hex is 64 ASCII characters.
         None => format!("unknown name {}", &name_hash[..12]),
     };
     let limited = matches!(d.web.login_rate(&limits).await?, RateDecision::Refused { .. });
