@@ -289,6 +289,29 @@ pub fn redis_findings(r: &RedisFacts, c: &ConfigFacts) -> Vec<Finding> {
     out
 }
 
+/// Redis memory a replay mark takes (measured over 1,003,520 marks, see
+/// docs/keys.md), bytes.
+pub const MARK_BYTES: f64 = 0.4;
+/// The default lifetime of a job, and so of its mark.
+pub const DEFAULT_LIFETIME_S: f64 = 7.0 * 86_400.0;
+
+/// What replay marks will hold at `jobs_per_s` (observed), against
+/// `maxmemory`: info, or medium above a quarter of it.
+pub fn marks_projection(jobs_per_s: f64, window_s: f64, maxmemory: Option<u64>) -> Finding {
+    let bytes = jobs_per_s * DEFAULT_LIFETIME_S * MARK_BYTES;
+    let mb = bytes / 1_000_000.0;
+    let heavy = maxmemory.is_some_and(|max| max > 0 && bytes > max as f64 / 4.0);
+    finding(
+        "replay-marks-projection",
+        if heavy { Severity::Medium } else { Severity::Info },
+        format!(
+            "replay marks: {jobs_per_s:.1} jobs/s (observed over {window_s:.0} s) x 7 days x 0.4 bytes = about {mb:.1} MB"
+        ),
+        "each signed job's mark lives until its expiry; this is what the marks hold at this rate",
+        "shorten job lifetimes (a type's TTL, EnqueueOptions::ttl, resq enqueue --ttl) or raise maxmemory",
+    )
+}
+
 /// The findings about resq's own configuration.
 pub fn config_findings(c: &ConfigFacts) -> Vec<Finding> {
     use Severity::*;
@@ -608,6 +631,18 @@ mod tests {
                 assert_eq!(got, vec![(code, severity)], "{code}");
             }
         }
+    }
+
+    #[test]
+    fn the_marks_projection_follows_the_formula() {
+        let f = marks_projection(100.0, 60.0, None);
+        // 100 jobs/s x 604,800 s x 0.4 B = 24.2 MB (docs/keys.md: about 24 MB).
+        assert!(f.title.contains("about 24.2 MB"), "{}", f.title);
+        assert_eq!(f.severity, Severity::Info);
+        assert_eq!(
+            marks_projection(1_000.0, 60.0, Some(512 << 20)).severity,
+            Severity::Medium
+        );
     }
 
     #[test]

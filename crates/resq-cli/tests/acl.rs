@@ -410,6 +410,11 @@ async fn doctor_on_a_server_left_at_its_defaults_says_what_is_wrong_and_exits_4(
         text.contains("CRITICAL redis-no-password") && text.contains("fix:"),
         "{text}"
     );
+    // And what replay marks will hold at the rate it observes.
+    assert!(
+        text.contains("replay-marks-projection: replay marks: 0.0 jobs/s"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -30,6 +30,9 @@ pub async fn doctor(settings: &Settings, registry: &Registry, args: DoctorArgs) 
     let config = config_facts(settings, registry, &ApiStore::new(&store, 1)).await?;
     let mut findings: Vec<Finding> = redis_findings(&redis, &config);
     findings.extend(config_findings(&config));
+    if let Some((rate, window)) = observed_rate(&store).await {
+        findings.push(crate::doctor::marks_projection(rate, window, redis.maxmemory));
+    }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let worst = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);
     if args.json {
@@ -52,6 +55,28 @@ pub async fn doctor(settings: &Settings, registry: &Registry, args: DoctorArgs) 
             code,
         }),
     }
+}
+
+/// The fleet's processing rate: from the dashboard's samples when `resq
+/// serve` takes them (the last hour, at most), else two reads of Resque's
+/// counter a second apart. `None` when it cannot be read.
+async fn observed_rate(store: &resq_redis::RedisStore) -> Option<(f64, f64)> {
+    let web = resq_redis::web::WebStore::new(store);
+    let samples = web
+        .samples(std::time::Duration::from_secs(3600), std::time::Duration::from_secs(10))
+        .await
+        .ok()?;
+    if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+        let span = last.at_ms.saturating_sub(first.at_ms) as f64 / 1000.0;
+        if span >= 10.0 {
+            return Some((last.processed.saturating_sub(first.processed) as f64 / span, span));
+        }
+    }
+    let admin = resq::Admin::new(std::sync::Arc::new(store.clone()));
+    let before = admin.stats().await.ok()?.processed;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let after = admin.stats().await.ok()?.processed;
+    Some((after.saturating_sub(before) as f64, 1.0))
 }
 
 /// The host of a Redis URL is a loopback address (or a Unix socket).
