@@ -230,7 +230,7 @@ impl Fleet {
             }
             if w.resq {
                 fleet.resq_workers += 1;
-                fleet.in_flight += admin.in_flight(&w.id, 0, 1024).await?.len() as u64;
+                fleet.in_flight += admin.in_flight_count(&w.id).await?;
             } else {
                 fleet.ruby_workers += 1;
                 fleet.in_flight += u64::from(w.busy);

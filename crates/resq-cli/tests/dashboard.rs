@@ -777,6 +777,23 @@ async fn the_working_page_shows_every_job_a_resq_worker_holds() {
         );
     }
     assert!(html.contains("(resq)"), "{html}");
+    // The fleet's metrics count them without reading them (each running
+    // signed job also has a claim field beside it in the hash).
+    let log = env.dir.path().join("serve-metrics.log");
+    let mut cmd = env.resq();
+    cmd.env("RESQ_METRICS_BIND", "127.0.0.1:0");
+    let _metrics_server = Server::start(cmd, log.clone());
+    let mut addr = None;
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("metrics on http://").nth(1) {
+            addr = rest.split('/').next().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let metrics = request(&addr.expect("a metrics address"), "GET", "/metrics", &[], b"").text();
+    assert!(metrics.lines().any(|l| l == "resq_in_flight_jobs 3"), "{metrics}");
     signal(&worker, libc::SIGTERM);
     wait_child(&mut worker);
 }

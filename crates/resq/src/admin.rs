@@ -616,6 +616,11 @@ impl Admin {
         self.store.in_flight(worker, offset, limit).await
     }
 
+    /// How many jobs a worker holds in flight (their bytes are not read).
+    pub async fn in_flight_count(&self, worker: &str) -> Result<u64, StoreError> {
+        self.store.in_flight_count(worker).await
+    }
+
     /// A page of a queue's waiting jobs, head first. Any name in the queue
     /// set can be read (Ruby's names are not held to resq's rules).
     pub async fn queue_jobs(&self, queue: &str, offset: u64, limit: u64) -> Result<Vec<QueuedEntry>, StoreError> {

@@ -137,6 +137,27 @@ impl AdminStore for RedisStore {
             .collect())
     }
 
+    async fn in_flight_count(&self, worker: &str) -> Result<u64, StoreError> {
+        let queues: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.inflight_queues(worker))
+            .await
+            .map_err(store_err)?;
+        let mut count = 0;
+        for queue in queues {
+            // Field names only: jobs are numeric tokens, claims `c<token>`.
+            let fields: Vec<String> = self
+                .conn
+                .clone()
+                .hkeys(self.keys.inflight(worker, &queue))
+                .await
+                .map_err(store_err)?;
+            count += fields.iter().filter(|f| f.parse::<u64>().is_ok()).count() as u64;
+        }
+        Ok(count)
+    }
+
     async fn queue_range(&self, queue: &str, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.list_page(self.keys.queue(queue), start, count).await
     }

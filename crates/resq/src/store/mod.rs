@@ -207,6 +207,11 @@ pub trait AdminStore: Send + Sync {
     /// round trips (one per queue it fetched from, plus one).
     async fn in_flight(&self, worker: &str, start: u64, count: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// How many jobs a worker holds in flight, without reading them.
+    async fn in_flight_count(&self, worker: &str) -> Result<u64, StoreError> {
+        Ok(self.in_flight(worker, 0, u64::MAX).await?.len() as u64)
+    }
+
     /// Jobs waiting in `queue`, `start..start+count` from its head, exactly
     /// as stored.
     async fn queue_range(&self, queue: &str, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
