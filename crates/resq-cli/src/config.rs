@@ -249,6 +249,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "poll_max_ms",
             "default_timeout_ms",
             "sweep_interval_ms",
+            "max_recoveries",
         ],
     ),
     (
@@ -405,6 +406,9 @@ pub struct WorkerSection {
     pub default_timeout_ms: Option<u64>,
     /// How often expired jobs are swept out of the queues (one worker per interval).
     pub sweep_interval_ms: Option<u64>,
+    /// How many times a job in flight when its worker died is put back
+    /// before the next death records it as `poison`.
+    pub max_recoveries: Option<u32>,
 }
 
 /// A configuration problem: what, where, and what to do.
@@ -550,6 +554,7 @@ pub const ENV_VARS: &[&str] = &[
     "RESQ_CONCURRENCY",
     "RESQ_ISOLATION",
     "RESQ_CHILDREN",
+    "RESQ_MAX_RECOVERIES",
     "RESQ_METRICS_BIND",
     "RESQ_KEYS_FILE",
     "RESQ_ALLOW_UNSIGNED",
@@ -674,6 +679,9 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     }
     if let Some(n) = parse_env(env, "RESQ_CHILDREN", "a whole number such as 8")? {
         isolation.children = Some(n);
+    }
+    if let Some(n) = parse_env(env, "RESQ_MAX_RECOVERIES", "a whole number such as 3")? {
+        worker.max_recoveries = Some(n);
     }
     match env.var("RESQ_ISOLATION").as_deref() {
         None => {}
@@ -811,6 +819,9 @@ fn check_worker(worker: &WorkerSection, isolation: &IsolationSection) -> Result<
         if let Some(value) = value {
             check(key, ms(value), &range)?;
         }
+    }
+    if let Some(n) = worker.max_recoveries {
+        check("worker.max_recoveries (RESQ_MAX_RECOVERIES)", n, &r::MAX_RECOVERIES)?;
     }
     if let Some(s) = worker.heartbeat_interval_s {
         check(

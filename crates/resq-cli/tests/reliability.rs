@@ -197,3 +197,80 @@ async fn kill_9_at_full_speed_loses_nothing() {
         "full speed kill -9: {after_kill} acked before the kill, {in_flight} in flight, {duplicates} ran twice, 0 lost"
     );
 }
+
+/// A job that aborts the worker process (no isolation) is put back, runs
+/// alone from then on, and after `--max-recoveries` more deaths goes to the
+/// failed list as `poison`, with an error in the log; the jobs that were in
+/// flight beside it the first time run, once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_kills_its_worker_ends_as_poison_and_its_neighbours_run() {
+    let env = Env::start().await;
+    for i in 0..5 {
+        let args = if i == 2 {
+            r#"{"failures":10,"how":"crash","message":"poison"}"#.to_string()
+        } else {
+            format!(r#"{{"message":"m{i}"}}"#)
+        };
+        let class = if i == 2 { "Flaky" } else { "Echo" };
+        let o = env.run(&["enqueue", class, "--args", &args]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let mut deaths = 0;
+    let mut last_out = String::new();
+    for _ in 0..8 {
+        // A new worker judges the dead one only once the fleet renewed for a
+        // full liveness period; a burst worker waits for that verdict.
+        env.wait_until("no live worker", || async {
+            env.keys("resque:resq:alive:*").await.is_empty()
+        })
+        .await;
+        let mut w = env.spawn_worker(&[
+            "--queues",
+            "default",
+            "--concurrency",
+            "8",
+            "--burst",
+            "--max-recoveries",
+            "2",
+        ]);
+        let status = wait_child(&mut w);
+        let mut out = String::new();
+        w.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        if status.success() {
+            last_out = out;
+            break;
+        }
+        deaths += 1;
+    }
+    // One death with all five in flight, then two lone runs put back (max 2),
+    // then a third lone death: poison.
+    assert_eq!(deaths, 3, "{last_out}");
+    assert!(last_out.contains("poisoned 1"), "{last_out}");
+    assert_eq!(env.llen("resque:queue:default").await, 0);
+    assert!(env.keys("resque:resq:inflight:*").await.is_empty());
+    let failed = env.lrange("resque:failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let record: Value = serde_json::from_str(&failed[0]).unwrap();
+    assert_eq!(record["reason"], "poison");
+    assert_eq!(record["payload"]["class"], "Flaky");
+    assert_eq!(record["backtrace"].as_array().map(Vec::len), Some(3));
+    // The four neighbours ran, and the poison job counts as processed once.
+    assert_eq!(env.processed().await, 5);
+    let logs: String = log_paths(env.dir.path())
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    let poison_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("poison job"))
+        })
+        .expect("an error line for the poison job");
+    assert_eq!(poison_line["level"], "ERROR");
+    assert_eq!(poison_line["fields"]["failure_id"], record["failure_id"]);
+    let echoes = logs.matches("\"message\":\"job done\"").count();
+    assert!(echoes >= 4, "every neighbour ran: {echoes}");
+}

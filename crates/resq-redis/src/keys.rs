@@ -57,6 +57,18 @@ impl Keys {
     pub fn alive(&self, worker: &str) -> String {
         self.k(&format!("resq:alive:{worker}"))
     }
+    /// The suspect a worker runs alone, if any: "<token> <sha1>".
+    pub fn solo(&self, worker: &str) -> String {
+        self.k(&format!("resq:solo:{worker}"))
+    }
+    /// Jobs that were in flight when a worker died (sha1 of the payload ->
+    /// its deaths), and when each was last counted (to forget old ones).
+    pub fn suspects(&self) -> String {
+        self.k("resq:suspects")
+    }
+    pub fn suspects_at(&self) -> String {
+        self.k("resq:suspects-at")
+    }
     pub fn inflight_queues(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-queues:{worker}"))
     }

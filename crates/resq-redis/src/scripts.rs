@@ -38,6 +38,12 @@ pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/recover.lua")
     ))
 });
+pub(crate) static POISON: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/failed_list.lua"),
+        include_str!("lua/poison.lua")
+    ))
+});
 pub(crate) static FORGET_WORKER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/continuity.lua"),

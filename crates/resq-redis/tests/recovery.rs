@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use resq::mark::Mark;
 use resq::store::FetchedJob;
-use resq::store::{Claim, ClaimOutcome, Fetched, Finished, JobQueues, Outcome, WorkerRegistry};
+use resq::store::{Claim, ClaimOutcome, Fetched, Finished, JobQueues, Outcome, ReapRules, WorkerRegistry};
 use resq::WorkerId;
 
 async fn push_echoes(env: &Env, queue: &str, n: usize) {
@@ -61,7 +61,11 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
     assert_eq!(env.in_flight(&dead, "q").await.len(), 3);
 
     // Alive: the reaper leaves it alone.
-    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
     assert!(
         report.dead_workers.is_empty() && report.deferred.is_empty(),
         "{report:?}"
@@ -69,12 +73,20 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
 
     lapse(&env, &dead).await;
     // The fleet has renewed for milliseconds, not a minute: not judged yet.
-    let report = env.store.reap_dead_workers(Duration::from_secs(60)).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::from_secs(60)))
+        .await
+        .unwrap();
     assert_eq!(report.deferred, [dead.to_string()]);
     assert_eq!((report.dead_workers.len(), report.requeued), (0, 0));
     assert_eq!(env.in_flight(&dead, "q").await.len(), 3, "nothing moved");
 
-    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
     assert_eq!(report.dead_workers, [dead.to_string()]);
     assert_eq!(report.requeued, 3);
     let order: Vec<String> = env
@@ -93,7 +105,11 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
         ["0", "1", "2", "3", "4"],
         "recovered jobs go back to the head in order"
     );
-    assert_eq!(env.keys("resque:resq:*").await, ["resque:resq:beat"]);
+    // The death is counted against the three jobs it interrupted.
+    assert_eq!(
+        env.keys("resque:resq:*").await,
+        ["resque:resq:beat", "resque:resq:suspects", "resque:resq:suspects-at"]
+    );
     let workers: Vec<String> = redis::cmd("SMEMBERS")
         .arg("resque:workers")
         .query_async(&mut env.conn())
@@ -103,7 +119,10 @@ async fn fetched_jobs_wait_in_flight_and_a_dead_workers_jobs_come_back_in_order(
 
     // A second reaper finds nothing to do.
     assert_eq!(
-        env.store.reap_dead_workers(Duration::ZERO).await.unwrap(),
+        env.store
+            .reap_dead_workers(ReapRules::after(Duration::ZERO))
+            .await
+            .unwrap(),
         Default::default()
     );
 }
@@ -119,7 +138,11 @@ async fn after_an_outage_no_one_is_judged_until_the_fleet_renewed_for_a_full_per
     for key in ["resque:resq:beat".to_string(), format!("resque:resq:alive:{quiet}")] {
         let _: () = redis::cmd("DEL").arg(key).query_async(&mut env.conn()).await.unwrap();
     }
-    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
     assert_eq!(report.deferred, [quiet.to_string()], "no beat: nobody is judged");
     // Another worker renews: the beat starts again now. A lapse proves
     // something only a full period later.
@@ -132,12 +155,20 @@ async fn after_an_outage_no_one_is_judged_until_the_fleet_renewed_for_a_full_per
         env.store.keep_alive(&registration(&other, 60_000)).await.unwrap(),
         "and now it is there"
     );
-    let report = env.store.reap_dead_workers(Duration::from_secs(30)).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::from_secs(30)))
+        .await
+        .unwrap();
     assert_eq!(report.deferred, [quiet.to_string()]);
     assert_eq!(env.in_flight(&quiet, "q").await.len(), 2);
     // The quiet worker was only slow: its next renewal saves its jobs.
     env.store.keep_alive(&registration(&quiet, 60_000)).await.unwrap();
-    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
     assert!(
         report.dead_workers.is_empty() && report.deferred.is_empty(),
         "{report:?}"
@@ -203,7 +234,11 @@ async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_go
 
     // a dies holding the claim; the reaper releases it with its jobs.
     lapse(&env, &a).await;
-    let report = env.store.reap_dead_workers(Duration::ZERO).await.unwrap();
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
     assert_eq!((report.dead_workers.len(), report.requeued), (1, 3));
     let outcomes = env.store.claim(&b, &[claim(&on_b[1], &mark)]).await.unwrap();
     assert_eq!(outcomes, [ClaimOutcome::Claimed], "released by the recovery");
@@ -259,4 +294,169 @@ async fn a_new_worker_recovers_a_dead_workers_jobs_and_runs_each_once() {
     }
     assert_eq!(ids.len(), 20);
     assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("20"));
+}
+
+/// The jobs a worker holds, by token, as their messages.
+fn messages(jobs: &[FetchedJob]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| {
+            serde_json::from_slice::<serde_json::Value>(&j.payload).unwrap()["args"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+async fn die(env: &Env, worker: &WorkerId) -> resq::store::ReapReport {
+    lapse(env, worker).await;
+    let rules = ReapRules {
+        min_continuity: Duration::ZERO,
+        max_recoveries: 3,
+    };
+    env.store.reap_dead_workers(rules).await.unwrap()
+}
+
+async fn succeed(env: &Env, worker: &WorkerId, jobs: &[FetchedJob]) {
+    let done: Vec<Finished> = jobs
+        .iter()
+        .map(|job| Finished {
+            job: job.clone(),
+            outcome: Outcome::Succeeded,
+        })
+        .collect();
+    let report = env.store.finish(worker, &done, &resq::Working::Keep).await.unwrap();
+    assert_eq!(report.acked, jobs.len() as u64);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_worker_runs_alone_then_goes_to_the_failed_list_as_poison() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 4).await;
+    let mut n = 0;
+    let mut worker = || {
+        n += 1;
+        WorkerId::new("w", n, "q")
+    };
+
+    // Job "1" kills its worker. First death: four jobs in flight, all counted.
+    let w = worker();
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    assert_eq!(messages(&fetch(&env, &w, "q", 10).await), ["0", "1", "2", "3"]);
+    let report = die(&env, &w).await;
+    assert_eq!((report.requeued, report.poisoned.len()), (4, 0));
+
+    // Suspects run alone: an idle worker takes one, and nothing else while it
+    // holds it; a busy worker meets a suspect at the head and takes nothing.
+    push_echoes(&env, "other", 1).await;
+    let (a, b) = (worker(), worker());
+    for x in [&a, &b] {
+        env.store.register_worker(&registration(x, 60_000)).await.unwrap();
+    }
+    let on_b = match env.store.fetch(&b, &["other".to_string()], 10).await.unwrap() {
+        Fetched::Jobs(jobs) => jobs,
+        Fetched::Paused => panic!("paused"),
+    };
+    assert_eq!(on_b.len(), 1);
+    assert!(
+        fetch(&env, &b, "q", 10).await.is_empty(),
+        "a busy worker leaves a suspect"
+    );
+    let alone = fetch(&env, &a, "q", 10).await;
+    assert_eq!(messages(&alone), ["0"], "an idle worker takes one suspect, alone");
+    assert!(
+        fetch(&env, &a, "q", 10).await.is_empty(),
+        "and nothing more while it runs"
+    );
+    assert_eq!(env.lrange("resque:queue:q").await.len(), 3, "nothing lost on the way");
+    // "0" comes back: it is a suspect no more, and a can fetch again.
+    succeed(&env, &a, &alone).await;
+    let suspects: i64 = redis::cmd("HLEN")
+        .arg("resque:resq:suspects")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert_eq!(suspects, 3);
+
+    // "1" runs alone and kills its worker, twice more: put back each time.
+    for deaths in 2..=3 {
+        let w = worker();
+        env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+        assert_eq!(messages(&fetch(&env, &w, "q", 10).await), ["1"]);
+        let report = die(&env, &w).await;
+        assert_eq!((report.requeued, report.poisoned.len()), (1, 0), "death {deaths}");
+    }
+    // Put back three times (max_recoveries): the next lone death is poison.
+    let w = worker();
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    assert_eq!(messages(&fetch(&env, &w, "q", 10).await), ["1"]);
+    let report = die(&env, &w).await;
+    assert_eq!(report.requeued, 0);
+    assert_eq!(report.poisoned.len(), 1);
+    assert_eq!(report.poisoned[0].deaths, 4);
+    let failed = env.lrange("resque:failed").await;
+    assert_eq!(failed.len(), 1);
+    let record: serde_json::Value = serde_json::from_str(&failed[0]).unwrap();
+    assert_eq!(record["reason"], "poison");
+    assert_eq!(
+        record["payload"]["args"][0]["message"], "1",
+        "the job, whole, to retry by hand"
+    );
+    assert_eq!(record["failure_id"], report.poisoned[0].failure_id.as_str());
+    let backtrace = record["backtrace"].as_array().unwrap();
+    assert_eq!(backtrace.len(), 4, "every death: {backtrace:?}");
+    assert!(backtrace[0].as_str().unwrap().contains("with other jobs"));
+    assert!(backtrace[3].as_str().unwrap().contains(&format!("worker {w} died at")));
+    assert!(backtrace[3].as_str().unwrap().contains("running alone"));
+    assert!(record["error"].as_str().unwrap().contains("4 times"));
+    assert_eq!(env.get("resque:stat:failed").await.as_deref(), Some("1"));
+    assert!(env.in_flight(&w, "q").await.is_empty());
+
+    // The innocent suspects "2" and "3" each run alone and succeed.
+    for expected in ["2", "3"] {
+        let w = worker();
+        env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+        let jobs = fetch(&env, &w, "q", 10).await;
+        assert_eq!(messages(&jobs), [expected]);
+        succeed(&env, &w, &jobs).await;
+    }
+    assert!(env.lrange("resque:queue:q").await.is_empty());
+    assert!(
+        env.keys("resque:resq:suspects*").await.is_empty(),
+        "no suspect left: the counts are gone with them"
+    );
+}
+
+#[tokio::test]
+async fn a_suspect_put_back_by_its_worker_stays_a_suspect_and_frees_the_worker() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 2).await;
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    fetch(&env, &w, "q", 10).await;
+    die(&env, &w).await;
+    let a = WorkerId::new("a", 2, "q");
+    env.store.register_worker(&registration(&a, 60_000)).await.unwrap();
+    let alone = fetch(&env, &a, "q", 10).await;
+    assert_eq!(messages(&alone), ["0"]);
+    env.store.requeue(&a, &alone).await.unwrap();
+    let again = fetch(&env, &a, "q", 10).await;
+    assert_eq!(messages(&again), ["0"], "still alone: still a suspect");
+    // A worker leaving on its own (stop) crashed nothing: nothing counted.
+    env.store.unregister_worker(&a).await.unwrap();
+    let history: String = redis::cmd("HGET")
+        .arg("resque:resq:suspects")
+        .arg(
+            redis::cmd("EVAL")
+                .arg("return redis.sha1hex(ARGV[1])")
+                .arg(0)
+                .arg(&again[0].payload[..])
+                .query_async::<String>(&mut env.conn())
+                .await
+                .unwrap(),
+        )
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert!(history.contains("\"n\":1"), "{history}");
 }

@@ -51,6 +51,10 @@ pub enum Reason {
     /// Process isolation: the job's process died while running it (a signal
     /// resq did not send, or an exit from inside the job).
     JobCrashed,
+    /// Its worker died while running it alone more times than
+    /// `max_recoveries` allows (a crash, an OOM kill, an abort): it is not
+    /// run again unless an operator retries it.
+    Poison,
 }
 
 impl Reason {
@@ -76,6 +80,7 @@ impl Reason {
             Reason::JobPanicked => "job_panicked",
             Reason::ResourceLimit => "resource_limit",
             Reason::JobCrashed => "job_crashed",
+            Reason::Poison => "poison",
         }
     }
 
@@ -93,12 +98,17 @@ impl Reason {
     pub fn is_run_outcome(self) -> bool {
         matches!(
             self,
-            Reason::JobFailed | Reason::JobPanicked | Reason::Timeout | Reason::ResourceLimit | Reason::JobCrashed
+            Reason::JobFailed
+                | Reason::JobPanicked
+                | Reason::Timeout
+                | Reason::ResourceLimit
+                | Reason::JobCrashed
+                | Reason::Poison
         )
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::MalformedPayload,
         Reason::PayloadTooLarge,
         Reason::PayloadTooDeep,
@@ -118,6 +128,7 @@ impl Reason {
         Reason::JobPanicked,
         Reason::ResourceLimit,
         Reason::JobCrashed,
+        Reason::Poison,
     ];
 }
 

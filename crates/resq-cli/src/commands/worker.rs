@@ -44,6 +44,12 @@ pub struct WorkerArgs {
     /// 127.0.0.1:9101. Also RESQ_METRICS_BIND.
     #[arg(long, env = "RESQ_METRICS_BIND")]
     metrics_bind: Option<String>,
+    /// A job whose worker dies while running it is put back at most this
+    /// many times, running alone from the first on; one more death sends it
+    /// to the failed list with reason `poison` (1 to 1000). Also
+    /// RESQ_MAX_RECOVERIES or worker.max_recoveries; default 3.
+    #[arg(long)]
+    max_recoveries: Option<u32>,
 }
 
 /// The child processes' settings, when process isolation is on.
@@ -132,6 +138,9 @@ pub fn worker_config(
     if let Some(ms) = w.sweep_interval_ms {
         config.sweep_interval = Duration::from_millis(ms);
     }
+    if let Some(n) = w.max_recoveries {
+        config.max_recoveries = n;
+    }
     Ok(config)
 }
 
@@ -149,6 +158,10 @@ pub async fn run(settings: &Settings, registry: &resq::Registry, args: WorkerArg
     }
     let keyring = settings.keyring().map_err(Failure::usage)?;
     let mut config = worker_config(settings, keyring, args.queues, args.concurrency, child_a_slot)?;
+    config.check().map_err(Failure::usage)?;
+    if let Some(n) = args.max_recoveries {
+        config.max_recoveries = n;
+    }
     config.check().map_err(Failure::usage)?;
     config.burst = args.burst;
     config.isolation = isolation;
@@ -172,8 +185,12 @@ pub async fn run(settings: &Settings, registry: &resq::Registry, args: WorkerArg
         worker = worker.with_observer(Arc::new(move |o: &resq::JobOutcome| metrics.record(o)));
     }
     let report = worker.run(rx).await.map_err(Failure::usage)?;
+    let poisoned = match report.poisoned {
+        0 => String::new(),
+        n => format!(" poisoned {n}"),
+    };
     println!(
-        "processed {} failed {} requeued {} recovered {}",
+        "processed {} failed {} requeued {} recovered {}{poisoned}",
         report.processed, report.failed, report.requeued, report.recovered
     );
     Ok(())

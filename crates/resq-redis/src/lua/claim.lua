@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Claim the replay marks of signed jobs a worker fetched, before they run:
 -- of all copies of one job attempt, exactly one sets its mark's bit. The
 -- claim is recorded beside the job in the worker's in-flight hash (field
@@ -9,6 +10,13 @@
 -- ARGV triples, one per claim: token, bit, keep-until (unix ms)
 -- Returns one code per claim: 0 claimed, 1 replayed (another copy holds
 -- the attempt), 2 gone (a reaper took the job back from this worker).
+--
+-- allow-oom (the first line; Redis 7): at maxmemory with noeviction, Redis
+-- refuses a script's first memory-growing write (SETBIT here), so workers
+-- could not claim, hence not run, the jobs whose acks would free the memory:
+-- they fetched, failed to claim and put back in a loop until an operator
+-- freed memory. A claim adds a few bytes (a field, at worst a 512-byte
+-- bitmap) and lets a job run whose ack frees its payload.
 local out = {}
 for c = 1, #KEYS / 2 do
   local flight, block = KEYS[2 * c - 1], KEYS[2 * c]

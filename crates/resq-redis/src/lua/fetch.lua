@@ -4,11 +4,20 @@
 -- place. Whole batches move in a few calls (LPOP with a count, one HSET), so
 -- the cost in Redis is per batch, not per job.
 --
+-- Suspects (jobs that were in flight when a worker died, see recover.lua)
+-- run alone: a suspect is taken only by an idle worker, as the only job of
+-- its fetch, and while this worker holds it (the solo mark) it fetches
+-- nothing else. A later death is then the suspect's own doing. A busy worker
+-- that meets a suspect at a queue's head puts it back and skips that queue.
+-- While no suspect exists this costs one EXISTS per fetch.
+--
 -- KEYS[1]  resque:pause-all-workers
 -- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
 -- KEYS[3]  resq:inflight-seq:<id>        (the token counter)
 -- KEYS[4]  resq:paused-queues             (queues paused by an operator)
--- KEYS[5..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
+-- KEYS[5]  resq:solo:<id>                 ("<token> <sha1>" of the suspect it runs)
+-- KEYS[6]  resq:suspects                  (sha1 of a payload -> its deaths)
+-- KEYS[7..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
 -- ARGV[1]  max jobs; ARGV[2..] the queue name of each pair
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
@@ -18,16 +27,63 @@
 if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
 end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return {0}
+end
+local FIRST_PAIR = 7
 local max = tonumber(ARGV[1])
+local suspects = redis.call('EXISTS', KEYS[6]) == 1
+local idle = nil
+local function is_idle()
+  if idle == nil then
+    idle = true
+    for k = FIRST_PAIR + 1, #KEYS, 2 do
+      if redis.call('EXISTS', KEYS[k]) == 1 then
+        idle = false
+        break
+      end
+    end
+  end
+  return idle
+end
 local out = {0}
 local n = 0
 local pair = 0
-for k = 5, #KEYS - 1, 2 do
+for k = FIRST_PAIR, #KEYS - 1, 2 do
   pair = pair + 1
   if n >= max then break end
   local jobs = false
   if redis.call('SISMEMBER', KEYS[4], ARGV[1 + pair]) == 0 then
     jobs = redis.call('LPOP', KEYS[k], max - n)
+  end
+  local solo = nil
+  if jobs and suspects then
+    -- Keep the jobs before the first suspect (or the suspect alone, for an
+    -- idle worker with nothing taken yet); the rest go back, in order.
+    local keep = #jobs
+    for i, job in ipairs(jobs) do
+      local sha = redis.sha1hex(job)
+      if redis.call('HEXISTS', KEYS[6], sha) == 1 then
+        keep = i - 1
+        if i == 1 and n == 0 and is_idle() then
+          keep = 1
+          solo = sha
+        end
+        break
+      end
+    end
+    for i = #jobs, keep + 1, -1 do
+      redis.call('LPUSH', KEYS[k], jobs[i])
+    end
+    if keep == 0 then
+      jobs = false
+    elseif keep < #jobs then
+      local kept = {}
+      for i = 1, keep do
+        kept[i] = jobs[i]
+      end
+      jobs = kept
+    end
   end
   if jobs then
     local last = redis.call('INCRBY', KEYS[3], #jobs)
@@ -51,6 +107,10 @@ for k = 5, #KEYS - 1, 2 do
     end
     redis.call('SADD', KEYS[2], ARGV[1 + pair])
     n = n + #jobs
+    if solo then
+      redis.call('SET', KEYS[5], tostring(last) .. ' ' .. solo)
+      return out
+    end
   end
 end
 return out

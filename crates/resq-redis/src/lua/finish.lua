@@ -12,7 +12,9 @@
 -- KEYS[7] resq:stat:failed-trimmed  KEYS[8] resque:worker:<id> (Resque's
 --   "working" record)
 -- KEYS[9] resq:failure-index (failure_id -> record)
--- KEYS[10 .. 9+L] in-flight hashes
+-- KEYS[10] resq:solo:<id> ("<token> <sha1>" of a suspect running alone)
+-- KEYS[11] resq:suspects  KEYS[12] resq:suspects-at
+-- KEYS[13 .. 12+L] in-flight hashes
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
 -- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
 -- ARGV[5..]: per job, six values: in-flight hash number (1..L), token,
@@ -34,7 +36,7 @@ local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
-    local flight = KEYS[9 + list]
+    local flight = KEYS[12 + list]
     for _, i in ipairs(entries) do
       local token = ARGV[i + 1]
       if redis.call('HDEL', flight, token, 'c' .. token) > 0 then
@@ -42,6 +44,22 @@ for list = 1, lists do
       else
         taken[#taken + 1] = token
       end
+    end
+  end
+end
+-- A suspect that ran alone and came back (whatever its outcome) did not take
+-- its worker down: it is a suspect no more.
+local solo = redis.call('GET', KEYS[10])
+if solo then
+  local space = string.find(solo, ' ', 1, true)
+  local solo_token = space and string.sub(solo, 1, space - 1)
+  for i = 5, #ARGV, 6 do
+    if present[i] and ARGV[i + 1] == solo_token then
+      local sha = string.sub(solo, space + 1)
+      redis.call('HDEL', KEYS[11], sha)
+      redis.call('ZREM', KEYS[12], sha)
+      redis.call('DEL', KEYS[10])
+      break
     end
   end
 end

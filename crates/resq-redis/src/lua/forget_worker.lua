@@ -7,6 +7,7 @@
 -- KEYS[4] resque:workers  KEYS[5] resque:workers:heartbeat  KEYS[6] resque:worker:<id>
 -- KEYS[7] resque:worker:<id>:started  KEYS[8] stat:processed:<id>  KEYS[9] stat:failed:<id>
 -- KEYS[10] resq:inflight-seq:<id>  KEYS[11] resq:beat  KEYS[12] resq:paused-workers
+-- KEYS[13] resq:solo:<id>
 -- ARGV[1] worker id  ARGV[2] "force" or ""  ARGV[3] the continuity needed (ms)
 -- Returns 1 forgotten, 0 alive, -2 not judged yet.
 if ARGV[2] ~= 'force' then
@@ -17,7 +18,7 @@ if ARGV[2] ~= 'force' then
     return -2
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[13])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('SREM', KEYS[12], ARGV[1])

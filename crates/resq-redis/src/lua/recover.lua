@@ -5,25 +5,79 @@
 -- the fleet's renewals have not been continuous for a full liveness period
 -- (after an outage, a lapsed mark proves nothing).
 --
+-- A death is counted against each job it interrupts (unless forced: a worker
+-- leaving on its own crashed nothing), by the SHA-1 of its payload in
+-- resq:suspects, with who died and when. A job counted once is a suspect:
+-- it runs alone from then on (fetch.lua), so a death while it runs alone is
+-- its own. A job put back ARGV[3] times whose lone run kills its worker once
+-- more is poison: it is not put back but returned, still in the in-flight
+-- hash, for the caller to record as failed (poison.lua). Counts older than
+-- ARGV[5] ms are forgotten, a hundred per call, so the hash stays bounded.
+--
 -- KEYS[1] resq:alive:<id>  KEYS[2] resq:inflight:<id>:<q>  KEYS[3] resque:queue:<q>
 -- KEYS[4] resq:beat (since when the fleet renewed without a gap)
+-- KEYS[5] resq:suspects  KEYS[6] resq:suspects-at  KEYS[7] resq:solo:<id>
 -- ARGV[1] "force" or ""  ARGV[2] the continuity needed (ms)
--- Returns the number of jobs requeued, -1 alive, -2 not judged yet.
+-- ARGV[3] most recoveries of a job (max_recoveries)  ARGV[4] worker id
+-- ARGV[5] how long a count is kept (ms)
+-- Returns {-1} alive, {-2} not judged yet, else
+-- {requeued, token, job, history, sha1, ...} with the poison jobs.
 if ARGV[1] ~= 'force' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
-    return -1
+    return {-1}
   end
   if not continuous(KEYS[4], ARGV[2]) then
-    return -2
+    return {-2}
   end
 end
+local counting = ARGV[1] ~= 'force'
+local max = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if counting then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[5]), 'LIMIT', 0, 100)
+  for _, sha in ipairs(old) do
+    redis.call('HDEL', KEYS[5], sha)
+    redis.call('ZREM', KEYS[6], sha)
+  end
+end
+local solo = redis.call('GET', KEYS[7])
+local solo_token = solo and string.sub(solo, 1, (string.find(solo, ' ', 1, true) or 1) - 1)
 local flat = redis.call('HGETALL', KEYS[2])
 local jobs = {}
+local poison = {}
 for i = 1, #flat, 2 do
   local token = tonumber(flat[i])
   if token then
     release_claim(KEYS[2], flat[i])
-    jobs[#jobs + 1] = {token, flat[i + 1]}
+    local job = flat[i + 1]
+    local keep_out = false
+    if counting then
+      local sha = redis.sha1hex(job)
+      local entry = {n = 0, deaths = {}}
+      local stored = redis.call('HGET', KEYS[5], sha)
+      if stored then
+        local ok, decoded = pcall(cjson.decode, stored)
+        if ok and type(decoded) == 'table' and type(decoded.n) == 'number' and type(decoded.deaths) == 'table' then
+          entry = decoded
+        end
+      end
+      entry.n = entry.n + 1
+      table.insert(entry.deaths, {worker = ARGV[4], at = now, alone = flat[i] == solo_token})
+      while #entry.deaths > 10 do
+        table.remove(entry.deaths, 1)
+      end
+      local history = cjson.encode(entry)
+      redis.call('HSET', KEYS[5], sha, history)
+      redis.call('ZADD', KEYS[6], now, sha)
+      if flat[i] == solo_token and entry.n > max then
+        keep_out = true
+        poison[#poison + 1] = {flat[i], job, history, sha}
+      end
+    end
+    if not keep_out then
+      jobs[#jobs + 1] = {token, job, flat[i]}
+    end
   end
 end
 table.sort(jobs, function(a, b) return a[1] < b[1] end)
@@ -31,5 +85,21 @@ table.sort(jobs, function(a, b) return a[1] < b[1] end)
 for i = #jobs, 1, -1 do
   redis.call('LPUSH', KEYS[3], jobs[i][2])
 end
-redis.call('DEL', KEYS[2])
-return #jobs
+if #poison == 0 then
+  redis.call('DEL', KEYS[2])
+else
+  for _, job in ipairs(jobs) do
+    redis.call('HDEL', KEYS[2], job[3])
+  end
+end
+if solo_token and redis.call('HEXISTS', KEYS[2], solo_token) == 0 then
+  redis.call('DEL', KEYS[7])
+end
+local out = {#jobs}
+for _, p in ipairs(poison) do
+  out[#out + 1] = p[1]
+  out[#out + 1] = p[2]
+  out[#out + 1] = p[3]
+  out[#out + 1] = p[4]
+end
+return out

@@ -25,7 +25,7 @@ struct RecordOut<'a> {
     payload: PayloadField<'a>,
     exception: &'a str,
     error: &'a str,
-    backtrace: [&'a str; 0],
+    backtrace: &'a [String],
     worker: &'a str,
     queue: &'a str,
     failure_id: &'a str,
@@ -47,6 +47,19 @@ struct JobShape {
 
 /// A new failure record, as Resque's JSON.
 pub fn build(payload: &[u8], failure: &NewFailure, worker: &str, queue: &str, failure_id: &str) -> Vec<u8> {
+    build_with_backtrace(payload, failure, worker, queue, failure_id, &[])
+}
+
+/// A new failure record with lines in Resque's `backtrace` field (a poison
+/// job's deaths, one line each).
+pub fn build_with_backtrace(
+    payload: &[u8],
+    failure: &NewFailure,
+    worker: &str,
+    queue: &str,
+    failure_id: &str,
+    backtrace: &[String],
+) -> Vec<u8> {
     fn job_object(bytes: &[u8]) -> Option<&RawValue> {
         serde_json::from_slice::<&RawValue>(bytes)
             .ok()
@@ -79,7 +92,7 @@ pub fn build(payload: &[u8], failure: &NewFailure, worker: &str, queue: &str, fa
         payload: field,
         exception: &info.exception,
         error: &info.message,
-        backtrace: [],
+        backtrace,
         worker,
         queue,
         failure_id,

@@ -3,6 +3,7 @@
 //! reads are built in [`crate::resque`].
 
 mod admin;
+mod poison;
 mod queues;
 mod schedules;
 mod workers;
@@ -12,7 +13,7 @@ pub use schedules::UNROUTABLE_QUEUE;
 use std::collections::BTreeMap;
 
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError};
+use redis::{AsyncCommands, RedisError, Value};
 
 use resq::clock::UnixMs;
 use resq::store::{BackendError, NewFailure, StoreError};
@@ -40,13 +41,18 @@ pub const DEFAULT_FAILED_MAX: u64 = 100_000;
 
 /// What the recovery of a worker that looks dead found.
 enum Recovery {
-    /// Its jobs went back to their queues (this many) and it was unregistered.
-    Recovered(u64),
+    /// Its jobs went back to their queues (this many), but those recorded as
+    /// poison, and it was unregistered.
+    Recovered(u64, Vec<resq::store::PoisonedJob>),
     /// Its liveness mark exists: it is alive.
     Alive,
     /// The fleet's renewals have not been continuous long enough to judge.
     Deferred,
 }
+
+/// How long a death stays counted against a job that was not seen again:
+/// the default lifetime of a job.
+const SUSPECT_MEMORY_MS: u64 = 7 * 24 * 3600 * 1000;
 
 type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
 
@@ -270,7 +276,16 @@ impl RedisStore {
     /// Recovers a worker's in-flight jobs and unregisters it: always when
     /// `force` (the worker itself leaving), else only if its liveness mark
     /// lapsed and the fleet's renewals were continuous for `min_continuity_ms`.
-    async fn recover_worker(&self, worker: &str, force: bool, min_continuity_ms: u64) -> Result<Recovery, StoreError> {
+    /// Unless forced, the death is counted against its jobs, and the ones it
+    /// makes poison go to the failed list before the worker is forgotten (so
+    /// an error on the way leaves them in flight, for the next reaper).
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        force: bool,
+        rules: resq::store::ReapRules,
+    ) -> Result<Recovery, StoreError> {
+        let min_continuity_ms = rules.min_continuity.as_millis().min(u128::from(u64::MAX)) as u64;
         let mut conn = self.conn.clone();
         let queues: Vec<String> = conn
             .smembers(self.keys.inflight_queues(worker))
@@ -278,21 +293,32 @@ impl RedisStore {
             .map_err(store_err)?;
         let mode = if force { "force" } else { "" };
         let mut requeued = 0u64;
+        let mut poisoned = Vec::new();
         for q in &queues {
-            let moved: i64 = scripts::RECOVER
+            let reply: Vec<Value> = scripts::RECOVER
                 .key(self.keys.alive(worker))
                 .key(self.keys.inflight(worker, q))
                 .key(self.keys.queue(q))
                 .key(self.keys.beat())
+                .key(self.keys.suspects())
+                .key(self.keys.suspects_at())
+                .key(self.keys.solo(worker))
                 .arg(mode)
                 .arg(min_continuity_ms)
+                .arg(rules.max_recoveries)
+                .arg(worker)
+                .arg(SUSPECT_MEMORY_MS)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(store_err)?;
-            match moved {
+            let recovered = poison::parse_recovery(reply)?;
+            match recovered.requeued {
                 -1 => return Ok(Recovery::Alive),
                 -2 => return Ok(Recovery::Deferred),
                 n => requeued += n.max(0) as u64,
+            }
+            if !recovered.poison.is_empty() {
+                poisoned.extend(self.record_poison(worker, q, &recovered.poison, rules).await?);
             }
         }
         let forgotten: i64 = scripts::FORGET_WORKER
@@ -308,6 +334,7 @@ impl RedisStore {
             .key(self.keys.inflight_seq(worker))
             .key(self.keys.beat())
             .key(self.keys.paused_workers())
+            .key(self.keys.solo(worker))
             .arg(worker)
             .arg(mode)
             .arg(min_continuity_ms)
@@ -315,7 +342,7 @@ impl RedisStore {
             .await
             .map_err(store_err)?;
         Ok(match forgotten {
-            1 => Recovery::Recovered(requeued),
+            1 => Recovery::Recovered(requeued, poisoned),
             -2 => Recovery::Deferred,
             _ => Recovery::Alive,
         })

@@ -256,7 +256,9 @@ impl JobQueues for RedisStore {
         inv.key(self.keys.pause_all())
             .key(self.keys.inflight_queues(w))
             .key(self.keys.inflight_seq(w))
-            .key(self.keys.paused_queues());
+            .key(self.keys.paused_queues())
+            .key(self.keys.solo(w))
+            .key(self.keys.suspects());
         for q in queues {
             inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
         }
@@ -323,7 +325,10 @@ impl JobQueues for RedisStore {
             .key(self.keys.retry())
             .key(self.keys.failed_trimmed())
             .key(self.keys.worker(w))
-            .key(self.keys.failure_index());
+            .key(self.keys.failure_index())
+            .key(self.keys.solo(w))
+            .key(self.keys.suspects())
+            .key(self.keys.suspects_at());
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
@@ -375,6 +380,7 @@ impl JobQueues for RedisStore {
         }
         let w = worker.as_str();
         let mut inv = scripts::REQUEUE.prepare_invoke();
+        inv.key(self.keys.solo(w));
         let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for job in jobs {
             let next = pair_numbers.len() + 1;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use resq::clock::UnixMs;
-use resq::store::{ReapReport, Registration, StoreError, WorkerRegistry};
+use resq::store::{ReapReport, ReapRules, Registration, StoreError, WorkerRegistry};
 use resq::WorkerId;
 
 use super::{store_err, Recovery, RedisStore};
@@ -45,11 +45,11 @@ impl WorkerRegistry for RedisStore {
     }
 
     async fn unregister_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
-        self.recover_worker(worker.as_str(), true, 0).await.map(|_| ())
+        let rules = ReapRules::after(std::time::Duration::ZERO);
+        self.recover_worker(worker.as_str(), true, rules).await.map(|_| ())
     }
 
-    async fn reap_dead_workers(&self, min_continuity: std::time::Duration) -> Result<ReapReport, StoreError> {
-        let min_ms = min_continuity.as_millis().min(u128::from(u64::MAX)) as u64;
+    async fn reap_dead_workers(&self, rules: ReapRules) -> Result<ReapReport, StoreError> {
         let candidates: Vec<String> = self
             .conn
             .clone()
@@ -67,9 +67,10 @@ impl WorkerRegistry for RedisStore {
             if alive {
                 continue;
             }
-            match self.recover_worker(&worker, false, min_ms).await? {
-                Recovery::Recovered(requeued) => {
+            match self.recover_worker(&worker, false, rules).await? {
+                Recovery::Recovered(requeued, poisoned) => {
                     report.requeued += requeued;
+                    report.poisoned.extend(poisoned);
                     report.dead_workers.push(worker);
                 }
                 Recovery::Deferred => report.deferred.push(worker),

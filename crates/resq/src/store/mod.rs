@@ -122,10 +122,14 @@ pub trait WorkerRegistry: Send + Sync {
     /// Finds workers whose liveness lapsed, returns their in-flight jobs to
     /// the head of their queues (claims released) and unregisters them.
     /// Judges no one unless the fleet renewed its liveness without a gap for
-    /// at least `min_continuity` (a lapse during an outage proves nothing):
-    /// those are reported as deferred. The check and the move are atomic per
-    /// queue; many reapers at once are safe.
-    async fn reap_dead_workers(&self, min_continuity: std::time::Duration) -> Result<ReapReport, StoreError>;
+    /// at least `rules.min_continuity` (a lapse during an outage proves
+    /// nothing): those are reported as deferred. Each death is counted
+    /// against the jobs it interrupts; a job counted before runs alone, and
+    /// one whose lone run took its worker down more than
+    /// `rules.max_recoveries` times goes to the failed list (`poison`)
+    /// instead of its queue. The check and the move are atomic per queue;
+    /// many reapers at once are safe.
+    async fn reap_dead_workers(&self, rules: ReapRules) -> Result<ReapReport, StoreError>;
 }
 
 /// Jobs for later, retries, expiry and recurring ticks.

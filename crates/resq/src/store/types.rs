@@ -255,6 +255,43 @@ pub struct SweepTurn<'a> {
     pub every: Duration,
 }
 
+/// How many times, by default, a job in flight when its worker died is put
+/// back before the next death records it as poison.
+pub const DEFAULT_MAX_RECOVERIES: u32 = 3;
+
+/// How a reaper judges workers and treats their jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReapRules {
+    /// Judge no one unless the fleet renewed its liveness marks without a
+    /// gap for this long (a lapse during an outage proves nothing).
+    pub min_continuity: Duration,
+    /// A death is counted against every job it interrupts, and such a job
+    /// is put back at most this many times; from its first recovery on it
+    /// runs alone, and a lone run that takes its worker down once more
+    /// records it as failed with reason `poison` instead.
+    pub max_recoveries: u32,
+}
+
+impl ReapRules {
+    /// The default limit on recoveries, after `min_continuity`.
+    pub fn after(min_continuity: Duration) -> Self {
+        Self {
+            min_continuity,
+            max_recoveries: DEFAULT_MAX_RECOVERIES,
+        }
+    }
+}
+
+/// A job recorded as poison by a reaper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonedJob {
+    pub queue: String,
+    /// Its failure record's id.
+    pub failure_id: String,
+    /// How many workers died while it was in flight.
+    pub deaths: u32,
+}
+
 /// What the reaper did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReapReport {
@@ -266,6 +303,9 @@ pub struct ReapReport {
     /// not been reachable to the whole fleet for a full liveness period (an
     /// outage just ended), so a lapsed mark proves nothing yet.
     pub deferred: Vec<String>,
+    /// Jobs that took their worker down too often: now in the failed list
+    /// with reason `poison`, not in their queue.
+    pub poisoned: Vec<PoisonedJob>,
 }
 
 /// A registered worker as the store sees it.

@@ -68,7 +68,7 @@ pub(crate) async fn launch(
         classes = ?registry.classes(), "worker started"
     );
 
-    let reaping = Arc::new(reaper::Reaping::new(config.liveness_ttl));
+    let reaping = Arc::new(reaper::Reaping::new(config.liveness_ttl, config.max_recoveries));
     reaping.reap_once(store.as_ref()).await;
     let liveness = tokio::spawn(liveness::run(
         Arc::clone(&store),
@@ -156,6 +156,7 @@ pub(crate) async fn launch(
         }
     }
     report.recovered = reaping.recovered();
+    report.poisoned = reaping.poisoned();
     tracing::info!(worker = %id, processed = report.processed, failed = report.failed, "worker stopped");
     report
 }

@@ -76,6 +76,10 @@ pub struct WorkerConfig {
     /// killed at their timeout and limited in memory and CPU. `None` (the
     /// default): jobs run as tasks in this process, cancelled at their timeout.
     pub isolation: Option<isolation::Isolation>,
+    /// A job in flight when its worker died is put back at most this many
+    /// times (running alone from the first on); one more death records it
+    /// as failed with reason `poison` (see [`crate::store::ReapRules`]).
+    pub max_recoveries: u32,
 }
 
 impl WorkerConfig {
@@ -103,6 +107,7 @@ impl WorkerConfig {
             keyring,
             allow_unsigned: Vec::new(),
             isolation: None,
+            max_recoveries: crate::store::DEFAULT_MAX_RECOVERIES,
         }
     }
 
@@ -122,6 +127,8 @@ pub struct WorkerReport {
     pub requeued: u64,
     /// Jobs of dead workers this worker's reaper recovered.
     pub recovered: u64,
+    /// Jobs this worker's reaper recorded as poison.
+    pub poisoned: u64,
 }
 
 impl WorkerReport {

@@ -18,6 +18,9 @@ pub const ISOLATED_CONCURRENCY: RangeInclusive<usize> = 1..=256;
 pub const CHILDREN: RangeInclusive<usize> = 1..=256;
 pub const LIVENESS_TTL: RangeInclusive<Duration> = ms(300)..=secs(3600);
 pub const REAP_INTERVAL: RangeInclusive<Duration> = ms(50)..=secs(600);
+/// At least one recovery: the first death is counted against every job in
+/// flight, so only a later one, while the job ran alone, is its own.
+pub const MAX_RECOVERIES: RangeInclusive<u32> = 1..=1000;
 /// Ruby prunes a worker whose heartbeat is older than 300 s.
 pub const HEARTBEAT_INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(240);
 pub const POLL: RangeInclusive<Duration> = ms(1)..=secs(60);
@@ -114,6 +117,7 @@ impl WorkerConfig {
         check("concurrency", self.concurrency, slots)?;
         check("liveness_ttl", self.liveness_ttl, &LIVENESS_TTL)?;
         check("reap_interval", self.reap_interval, &REAP_INTERVAL)?;
+        check("max_recoveries", self.max_recoveries, &MAX_RECOVERIES)?;
         check("heartbeat_interval", self.heartbeat_interval, &HEARTBEAT_INTERVAL)?;
         check("poll_min", self.poll_min, &POLL)?;
         check("poll_max", self.poll_max, &(self.poll_min..=*POLL.end()))?;

@@ -14,23 +14,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Store;
+use crate::store::{ReapRules, Store};
 
 /// What this worker's reaper found, shared with the manager.
 pub(crate) struct Reaping {
     /// How long the fleet's marks must have been renewed without a gap
-    /// before a lapsed one counts: one liveness period.
-    min_continuity: Duration,
+    /// before a lapsed one counts (one liveness period), and how many
+    /// recoveries a job gets before it is poison.
+    rules: ReapRules,
     recovered: AtomicU64,
+    poisoned: AtomicU64,
     /// Lapsed workers are waiting for a verdict.
     undecided: AtomicBool,
 }
 
 impl Reaping {
-    pub(crate) fn new(liveness_ttl: Duration) -> Self {
+    pub(crate) fn new(liveness_ttl: Duration, max_recoveries: u32) -> Self {
         Self {
-            min_continuity: liveness_ttl,
+            rules: ReapRules {
+                min_continuity: liveness_ttl,
+                max_recoveries,
+            },
             recovered: AtomicU64::new(0),
+            poisoned: AtomicU64::new(0),
             undecided: AtomicBool::new(false),
         }
     }
@@ -40,14 +46,29 @@ impl Reaping {
         self.recovered.load(Ordering::Relaxed)
     }
 
+    /// Jobs recorded as poison so far.
+    pub(crate) fn poisoned(&self) -> u64 {
+        self.poisoned.load(Ordering::Relaxed)
+    }
+
     /// True while some lapsed worker waits for a verdict.
     pub(crate) fn undecided(&self) -> bool {
         self.undecided.load(Ordering::Relaxed)
     }
 
     pub(crate) async fn reap_once(&self, store: &dyn Store) {
-        match store.reap_dead_workers(self.min_continuity).await {
+        match store.reap_dead_workers(self.rules).await {
             Ok(report) => {
+                for job in &report.poisoned {
+                    tracing::error!(
+                        queue = %job.queue, failure_id = %job.failure_id, deaths = job.deaths,
+                        max_recoveries = self.rules.max_recoveries,
+                        "poison job: its worker died while running it alone more often than max_recoveries allows \
+                         (a crash, an OOM kill or an abort in the job); it is in the failed list with reason poison \
+                         and will not run again unless retried"
+                    );
+                }
+                self.poisoned.fetch_add(report.poisoned.len() as u64, Ordering::Relaxed);
                 if !report.dead_workers.is_empty() {
                     tracing::warn!(
                         workers = ?report.dead_workers, requeued = report.requeued,
