@@ -61,13 +61,15 @@ impl Keys {
     pub fn solo(&self, worker: &str) -> String {
         self.k(&format!("resq:solo:{worker}"))
     }
-    /// Jobs that were in flight when a worker died (sha1 of the payload ->
-    /// its deaths), and when each was last counted (to forget old ones).
-    pub fn suspects(&self) -> String {
-        self.k("resq:suspects")
+    /// A queue's suspects: jobs that were in flight when a worker died (sha1
+    /// of the payload -> its deaths), and when each was last counted (to
+    /// forget old ones). Per queue, so only a queue that holds suspects pays
+    /// for looking at its jobs when they are fetched.
+    pub fn suspects(&self, queue: &str) -> String {
+        self.k(&format!("resq:suspects:{queue}"))
     }
-    pub fn suspects_at(&self) -> String {
-        self.k("resq:suspects-at")
+    pub fn suspects_at(&self, queue: &str) -> String {
+        self.k(&format!("resq:suspects-at:{queue}"))
     }
     pub fn inflight_queues(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-queues:{worker}"))

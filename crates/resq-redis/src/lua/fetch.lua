@@ -5,20 +5,21 @@
 -- the cost in Redis is per batch, not per job.
 --
 -- Suspects (jobs that were in flight when a worker died, see recover.lua)
--- run alone: a suspect is taken only by an idle worker, as the only job of
+-- run alone: a suspect is taken only by an idle worker (no job in the
+-- in-flight hashes of the queues it fetches from), as the only job of
 -- its fetch, and while this worker holds it (the solo mark) it fetches
 -- nothing else. A later death is then the suspect's own doing. A busy worker
 -- that meets a suspect at a queue's head puts it back and skips that queue.
--- While no suspect exists this costs one EXISTS per fetch.
+-- A queue without suspects costs one EXISTS per fetch.
 --
 -- KEYS[1]  resque:pause-all-workers
 -- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
 -- KEYS[3]  resq:inflight-seq:<id>        (the token counter)
 -- KEYS[4]  resq:paused-queues             (queues paused by an operator)
 -- KEYS[5]  resq:solo:<id>                 ("<token> <sha1>" of the suspect it runs)
--- KEYS[6]  resq:suspects                  (sha1 of a payload -> its deaths)
--- KEYS[7..] pairs: resque:queue:<q>, resq:inflight:<id>:<q> (a hash token -> job)
--- ARGV[1]  max jobs; ARGV[2..] the queue name of each pair
+-- KEYS[6..] triples: resque:queue:<q>, resq:inflight:<id>:<q> (a hash
+--          token -> job), resq:suspects:<q> (sha1 of a payload -> its deaths)
+-- ARGV[1]  max jobs; ARGV[2..] the queue name of each triple
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
 -- refused; the worker shows a job once it runs.
@@ -30,14 +31,13 @@ end
 if redis.call('EXISTS', KEYS[5]) == 1 then
   return {0}
 end
-local FIRST_PAIR = 7
+local FIRST = 6
 local max = tonumber(ARGV[1])
-local suspects = redis.call('EXISTS', KEYS[6]) == 1
 local idle = nil
 local function is_idle()
   if idle == nil then
     idle = true
-    for k = FIRST_PAIR + 1, #KEYS, 2 do
+    for k = FIRST + 1, #KEYS, 3 do
       if redis.call('EXISTS', KEYS[k]) == 1 then
         idle = false
         break
@@ -49,7 +49,7 @@ end
 local out = {0}
 local n = 0
 local pair = 0
-for k = FIRST_PAIR, #KEYS - 1, 2 do
+for k = FIRST, #KEYS - 2, 3 do
   pair = pair + 1
   if n >= max then break end
   local jobs = false
@@ -57,13 +57,13 @@ for k = FIRST_PAIR, #KEYS - 1, 2 do
     jobs = redis.call('LPOP', KEYS[k], max - n)
   end
   local solo = nil
-  if jobs and suspects then
+  if jobs and redis.call('EXISTS', KEYS[k + 2]) == 1 then
     -- Keep the jobs before the first suspect (or the suspect alone, for an
     -- idle worker with nothing taken yet); the rest go back, in order.
     local keep = #jobs
     for i, job in ipairs(jobs) do
       local sha = redis.sha1hex(job)
-      if redis.call('HEXISTS', KEYS[6], sha) == 1 then
+      if redis.call('HEXISTS', KEYS[k + 2], sha) == 1 then
         keep = i - 1
         if i == 1 and n == 0 and is_idle() then
           keep = 1

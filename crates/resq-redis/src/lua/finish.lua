@@ -13,8 +13,8 @@
 --   "working" record)
 -- KEYS[9] resq:failure-index (failure_id -> record)
 -- KEYS[10] resq:solo:<id> ("<token> <sha1>" of a suspect running alone)
--- KEYS[11] resq:suspects  KEYS[12] resq:suspects-at
--- KEYS[13 .. 12+L] in-flight hashes
+-- KEYS[11 ..] triples, one per queue (list number l = 1..L): in-flight
+--   hash, resq:suspects:<q>, resq:suspects-at:<q>
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
 -- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
 -- ARGV[5..]: per job, six values: in-flight hash number (1..L), token,
@@ -36,7 +36,7 @@ local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
-    local flight = KEYS[12 + list]
+    local flight = KEYS[8 + 3 * list]
     for _, i in ipairs(entries) do
       local token = ARGV[i + 1]
       if redis.call('HDEL', flight, token, 'c' .. token) > 0 then
@@ -56,8 +56,9 @@ if solo then
   for i = 5, #ARGV, 6 do
     if present[i] and ARGV[i + 1] == solo_token then
       local sha = string.sub(solo, space + 1)
-      redis.call('HDEL', KEYS[11], sha)
-      redis.call('ZREM', KEYS[12], sha)
+      local list = tonumber(ARGV[i])
+      redis.call('HDEL', KEYS[9 + 3 * list], sha)
+      redis.call('ZREM', KEYS[10 + 3 * list], sha)
       redis.call('DEL', KEYS[10])
       break
     end

@@ -5,7 +5,7 @@
 --
 -- KEYS[1] resq:inflight:<id>:<q>  KEYS[2] failed list  KEYS[3] resq:failure-index
 -- KEYS[4] stat:processed  KEYS[5] stat:failed  KEYS[6] resq:stat:failed-trimmed
--- KEYS[7] resq:suspects  KEYS[8] resq:suspects-at  KEYS[9] resq:solo:<id>
+-- KEYS[7] resq:suspects:<q>  KEYS[8] resq:suspects-at:<q>  KEYS[9] resq:solo:<id>
 -- ARGV[1] most records the failed list keeps
 -- ARGV[2..] per job, four values: token, record, failure_id, sha1 of the job
 -- Returns the number recorded (a job already gone is skipped).

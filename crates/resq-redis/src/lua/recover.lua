@@ -7,16 +7,17 @@
 --
 -- A death is counted against each job it interrupts (unless forced: a worker
 -- leaving on its own crashed nothing), by the SHA-1 of its payload in
--- resq:suspects, with who died and when. A job counted once is a suspect:
+-- resq:suspects:<q>, with who died and when. A job counted once is a suspect:
 -- it runs alone from then on (fetch.lua), so a death while it runs alone is
 -- its own. A job put back ARGV[3] times whose lone run kills its worker once
 -- more is poison: it is not put back but returned, still in the in-flight
 -- hash, for the caller to record as failed (poison.lua). Counts older than
--- ARGV[5] ms are forgotten, a hundred per call, so the hash stays bounded.
+-- ARGV[5] ms are forgotten, a hundred per call, and both keys expire
+-- ARGV[5] ms after the last death counted, so they stay bounded.
 --
 -- KEYS[1] resq:alive:<id>  KEYS[2] resq:inflight:<id>:<q>  KEYS[3] resque:queue:<q>
 -- KEYS[4] resq:beat (since when the fleet renewed without a gap)
--- KEYS[5] resq:suspects  KEYS[6] resq:suspects-at  KEYS[7] resq:solo:<id>
+-- KEYS[5] resq:suspects:<q>  KEYS[6] resq:suspects-at:<q>  KEYS[7] resq:solo:<id>
 -- ARGV[1] "force" or ""  ARGV[2] the continuity needed (ms)
 -- ARGV[3] most recoveries of a job (max_recoveries)  ARGV[4] worker id
 -- ARGV[5] how long a count is kept (ms)
@@ -70,6 +71,8 @@ for i = 1, #flat, 2 do
       local history = cjson.encode(entry)
       redis.call('HSET', KEYS[5], sha, history)
       redis.call('ZADD', KEYS[6], now, sha)
+      redis.call('PEXPIRE', KEYS[5], ARGV[5])
+      redis.call('PEXPIRE', KEYS[6], ARGV[5])
       if flat[i] == solo_token and entry.n > max then
         keep_out = true
         poison[#poison + 1] = {flat[i], job, history, sha}

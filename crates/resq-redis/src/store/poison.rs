@@ -57,7 +57,7 @@ pub(super) fn parse_recovery(reply: Vec<Value>) -> Result<Recovered, StoreError>
     Ok(Recovered { requeued, poison })
 }
 
-/// What recover.lua keeps per job in `resq:suspects`.
+/// What recover.lua keeps per job in `resq:suspects:<q>`.
 #[derive(Deserialize, Default)]
 struct Deaths {
     #[serde(default)]
@@ -116,8 +116,8 @@ impl RedisStore {
             .key(self.keys.stat("processed"))
             .key(self.keys.stat("failed"))
             .key(self.keys.failed_trimmed())
-            .key(self.keys.suspects())
-            .key(self.keys.suspects_at())
+            .key(self.keys.suspects(queue))
+            .key(self.keys.suspects_at(queue))
             .key(self.keys.solo(worker))
             .arg(self.failed_max);
         let mut jobs = Vec::with_capacity(held.len());

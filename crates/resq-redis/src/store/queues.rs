@@ -257,10 +257,11 @@ impl JobQueues for RedisStore {
             .key(self.keys.inflight_queues(w))
             .key(self.keys.inflight_seq(w))
             .key(self.keys.paused_queues())
-            .key(self.keys.solo(w))
-            .key(self.keys.suspects());
+            .key(self.keys.solo(w));
         for q in queues {
-            inv.key(self.keys.queue(q)).key(self.keys.inflight(w, q));
+            inv.key(self.keys.queue(q))
+                .key(self.keys.inflight(w, q))
+                .key(self.keys.suspects(q));
         }
         inv.arg(max);
         for q in queues {
@@ -326,14 +327,14 @@ impl JobQueues for RedisStore {
             .key(self.keys.failed_trimmed())
             .key(self.keys.worker(w))
             .key(self.keys.failure_index())
-            .key(self.keys.solo(w))
-            .key(self.keys.suspects())
-            .key(self.keys.suspects_at());
+            .key(self.keys.solo(w));
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
             if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
-                inv.key(self.keys.inflight(w, &f.job.queue));
+                inv.key(self.keys.inflight(w, &f.job.queue))
+                    .key(self.keys.suspects(&f.job.queue))
+                    .key(self.keys.suspects_at(&f.job.queue));
             }
         }
         inv.arg(list_numbers.len()).arg(self.failed_max);
