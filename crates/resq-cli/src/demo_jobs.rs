@@ -1,7 +1,8 @@
 //! The job types `resq worker` and `resq demo` ship, for trying resq, the
 //! tests and the benchmarks: `Echo`, `Sleep`, `Fail`, `Flaky` (retries), `Spin` (busy CPU),
-//! `Alloc` (memory), `Detach` (a process in a new session) and `Noop`. Real
-//! deployments build their own binary with their jobs.
+//! `Alloc` (memory), `Detach` (a process in a new session), `Noop` and
+//! `Record` (evidence of each run, for the chaos harness). Real deployments
+//! build their own binary with their jobs.
 
 use std::time::{Duration, Instant};
 
@@ -218,6 +219,60 @@ impl Job for Noop {
     }
 }
 
+/// The file `Record` appends to (an operator's setting, never a job's
+/// argument: a job cannot choose where it writes). Not a `RESQ_*` name, so
+/// process isolation's children get it too.
+pub const RECORD_FILE_ENV: &str = "DEMO_RECORD_FILE";
+
+/// Leaves evidence of each run, for the chaos harness (`scripts/chaos`) to
+/// count jobs that ran, ran twice or never ran: appends `start <id>
+/// <attempt> <pid>` to the file `DEMO_RECORD_FILE` names when it starts,
+/// waits `ms`, then appends `done <id> <attempt> <pid>`. Each line is one
+/// `write` to a file opened with `O_APPEND`, so lines from many workers and
+/// children never interleave. Fails when the variable is not set.
+#[derive(Debug, Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// At most a minute.
+    #[serde(default)]
+    #[garde(range(max = 60_000))]
+    pub ms: u64,
+}
+
+impl Record {
+    fn append(ctx: &JobContext, what: &str) -> Result<(), JobError> {
+        use std::io::Write;
+        let path = std::env::var_os(RECORD_FILE_ENV)
+            .ok_or_else(|| JobError::msg(format!("{RECORD_FILE_ENV} is not set: Record has nowhere to write")))?;
+        let line = format!(
+            "{what} {} {} {}\n",
+            ctx.id.as_deref().unwrap_or("-"),
+            ctx.attempt,
+            std::process::id()
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| {
+                JobError::msg(format!(
+                    "cannot append to {}: {e}",
+                    std::path::Path::new(&path).display()
+                ))
+            })
+    }
+}
+
+impl Job for Record {
+    const CLASS: &'static str = "Record";
+    async fn perform(self, ctx: JobContext) -> Result<(), JobError> {
+        Self::append(&ctx, "start")?;
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Self::append(&ctx, "done")
+    }
+}
+
 /// The registry of the demo jobs.
 pub fn registry() -> Registry {
     Registry::new()
@@ -229,4 +284,5 @@ pub fn registry() -> Registry {
         .register::<Alloc>()
         .register::<Noop>()
         .register::<Detach>()
+        .register::<Record>()
 }
