@@ -65,6 +65,13 @@ impl Manager {
     pub(crate) async fn run(mut self, mut control: ControlReceiver) -> WorkerReport {
         // When set, do not fetch before this instant (empty queues, errors, pause-all).
         let mut fetch_after: Option<Instant> = None;
+        // Jobs that came back unrun (their claim failed: the store refused
+        // or was away) hold fetching back, doubling while it goes on, so a
+        // store that refuses every claim is not asked again in a tight
+        // fetch, claim, put-back loop. A producer's wake-up does not lift it.
+        let mut put_back = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut held_until: Option<Instant> = None;
+        let mut processed = self.report.processed;
         // Fetch and ack in batches: refill only once a quarter of the slots are
         // free (or nothing runs), else jobs finishing one by one would turn
         // into one round trip each way per job.
@@ -74,6 +81,12 @@ impl Manager {
             if refill || self.done.len() >= batch {
                 self.flush(&mut control).await;
             }
+            if !self.to_requeue.is_empty() {
+                held_until = Some(Instant::now() + put_back.next_delay());
+            } else if self.report.processed > processed {
+                put_back.reset();
+            }
+            processed = self.report.processed;
             self.requeue_pending().await;
             let mode = *control.borrow_and_update();
             self.list_paused(mode == Mode::Pause || self.paused_by_store).await;
@@ -84,7 +97,10 @@ impl Manager {
             if mode == Mode::Quit && self.running.is_empty() {
                 break;
             }
-            let may_fetch = mode == Mode::Run && refill && fetch_after.is_none_or(|at| Instant::now() >= at);
+            let may_fetch = mode == Mode::Run
+                && refill
+                && fetch_after.is_none_or(|at| Instant::now() >= at)
+                && held_until.is_none_or(|at| Instant::now() >= at);
             if may_fetch {
                 fetch_after = None;
                 // Anything published from here on wakes the wait below.
@@ -123,7 +139,11 @@ impl Manager {
                     }
                 }
             }
-            let wake_at = fetch_after.filter(|_| mode == Mode::Run && refill);
+            let wake_at = match (fetch_after, held_until.filter(|at| Instant::now() < *at)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+            .filter(|_| mode == Mode::Run && refill);
             tokio::select! {
                 Some(result) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.collect(result);
