@@ -306,7 +306,7 @@ impl Client {
         jobs: &[(Option<&str>, &str, &Sealed)],
         state: TrackState,
     ) -> Result<(), StoreError> {
-        let now = UnixMs::now();
+        let now = self.policy.clock().now();
         let updates: Vec<TrackUpdate> = jobs
             .iter()
             .filter_map(|(owner, class, sealed)| Some((owner.as_deref()?, class, sealed)))

@@ -55,6 +55,54 @@ impl UnixMs {
     }
 }
 
+/// Where the job pipeline (producer, worker, schedules) reads the time:
+/// this machine's clock, or that clock moved by a fixed offset. An offset
+/// lets a benchmark or a test live through a job's lifetime without
+/// waiting for it: jobs sealed and run "a week ago" have expiries, and
+/// replay marks that Redis drops, near the real now. Production code uses
+/// [`Clock::system`].
+///
+/// ```
+/// use std::time::Duration;
+/// use resq::clock::{Clock, UnixMs};
+/// let week_ago = Clock::system().moved_back(Duration::from_secs(7 * 86_400));
+/// assert!(week_ago.now() < UnixMs::now().minus(Duration::from_secs(6 * 86_400)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Clock {
+    /// Milliseconds added to the system clock (negative: the past).
+    offset_ms: i64,
+}
+
+impl Clock {
+    /// This machine's clock.
+    pub const fn system() -> Clock {
+        Clock { offset_ms: 0 }
+    }
+
+    /// This clock, `by` earlier.
+    pub fn moved_back(self, by: Duration) -> Clock {
+        let by = by.as_millis().min(i64::MAX as u128) as i64;
+        Clock {
+            offset_ms: self.offset_ms.saturating_sub(by),
+        }
+    }
+
+    /// This clock, `by` later.
+    pub fn moved_forward(self, by: Duration) -> Clock {
+        let by = by.as_millis().min(i64::MAX as u128) as i64;
+        Clock {
+            offset_ms: self.offset_ms.saturating_add(by),
+        }
+    }
+
+    /// Now, by this clock.
+    pub fn now(&self) -> UnixMs {
+        let system = UnixMs::now().0;
+        UnixMs(system.saturating_add_signed(self.offset_ms))
+    }
+}
+
 impl std::fmt::Display for UnixMs {
     /// ISO 8601 with `Z`, to the second.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::clock::UnixMs;
+use crate::clock::{Clock, UnixMs};
 use crate::envelope::{encrypt_args, sign, Envelope, SealError};
 use crate::keyring::Keyring;
 use crate::limits::{LimitError, PayloadLimits};
@@ -29,6 +29,8 @@ pub struct Policy {
     registry: Option<Registry>,
     /// Replay marks for the envelopes this policy seals (shared by clones).
     marks: Arc<MarkSource>,
+    /// What `enqueued_at` and `expires_at` are counted from.
+    clock: Clock,
 }
 
 /// Per-job choices on top of the job type's.
@@ -90,7 +92,20 @@ impl Policy {
             keyring,
             registry: None,
             marks: Arc::new(MarkSource::new()),
+            clock: Clock::system(),
         })
+    }
+
+    /// Counts jobs' times from `clock` instead of this machine's clock
+    /// (benchmarks and tests that move time; see [`Clock`]).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock jobs' times are counted from.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Also refuse classes that `registry` does not know, and arguments that
@@ -128,7 +143,7 @@ impl Policy {
                 ttl = ttl.or(info.ttl);
             }
         }
-        let now = UnixMs::now().as_secs_f64();
+        let now = self.clock.now().as_secs_f64();
         let id = uuid::Uuid::now_v7().to_string();
         let mut envelope = Envelope {
             class: class.to_string(),

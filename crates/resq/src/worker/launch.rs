@@ -77,11 +77,16 @@ pub(crate) async fn launch(
         config.heartbeat_interval,
         config.liveness_ttl,
     ));
-    let promoter = tokio::spawn(super::promoter::run(Arc::clone(&store), config.schedule_interval));
+    let promoter = tokio::spawn(super::promoter::run(
+        Arc::clone(&store),
+        config.schedule_interval,
+        config.clock,
+    ));
     let sweeper = tokio::spawn(super::sweeper::run(
         Arc::clone(&store),
         id.clone(),
         config.sweep_interval,
+        config.clock,
     ));
     let cron = cron.map(|scheduler| {
         let names: Vec<&str> = scheduler.entries().map(|(e, _)| e.name.as_str()).collect();
@@ -116,6 +121,8 @@ pub(crate) async fn launch(
             children,
             started,
             store: Arc::clone(&store),
+            clock: config.clock,
+            mark_margin: config.mark_margin,
         }),
         concurrency: config.concurrency,
         burst: config.burst,

@@ -80,6 +80,13 @@ pub struct WorkerConfig {
     /// times (running alone from the first on); one more death records it
     /// as failed with reason `poison` (see [`crate::store::ReapRules`]).
     pub max_recoveries: u32,
+    /// What expiry, retries, schedules and records are counted by: this
+    /// machine's clock unless a benchmark or test moves it (see
+    /// [`crate::clock::Clock`]).
+    pub clock: crate::clock::Clock,
+    /// How much longer than its job a replay mark is kept in the store: the
+    /// clock skew between workers and Redis it absorbs (15 minutes).
+    pub mark_margin: Duration,
 }
 
 impl WorkerConfig {
@@ -108,6 +115,8 @@ impl WorkerConfig {
             allow_unsigned: Vec::new(),
             isolation: None,
             max_recoveries: crate::store::DEFAULT_MAX_RECOVERIES,
+            clock: crate::clock::Clock::system(),
+            mark_margin: process::MARK_SKEW_MARGIN,
         }
     }
 

@@ -68,6 +68,10 @@ pub(crate) struct ProcessContext {
     pub started: tokio::sync::mpsc::UnboundedSender<(String, UnixMs)>,
     /// Where tracked jobs' progress is written (opt-in per job).
     pub store: Arc<dyn crate::store::Store>,
+    /// What expiry, retries and records are counted by.
+    pub clock: crate::clock::Clock,
+    /// How much longer than its job a replay mark is kept.
+    pub mark_margin: std::time::Duration,
 }
 
 /// A job task's result.
@@ -138,7 +142,7 @@ async fn process_in_span(job: FetchedJob, ctx: Arc<ProcessContext>) -> TaskOutpu
             "job failed"
         ),
     }
-    let now = UnixMs::now();
+    let now = ctx.clock.now();
     let mut result = result;
     let retry = match &mut result {
         Err(info) => plan_retry(&job, &ctx, &seen, info, now),
@@ -226,7 +230,7 @@ async fn track(
         id: id.to_string(),
         state,
         attempt,
-        at: UnixMs::now(),
+        at: ctx.clock.now(),
         first: None,
         error: error.map(|e| e.chars().take(500).collect()),
         keep_until: expires_at.plus(crate::client::TRACK_KEPT_AFTER_EXPIRY),
@@ -318,14 +322,14 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
         Ok(v) => v,
         Err(r) => return Ok(Err(refused(r))),
     };
-    if envelope.is_expired(UnixMs::now()) {
+    if envelope.is_expired(ctx.clock.now()) {
         return Ok(Err(refused(Rejection::new(
             Reason::Expired,
             "the job's expires_at has passed; it was not run",
         ))));
     }
     if let Verified::Signed { .. } = &verified {
-        let claim = match claim_for(&envelope, job) {
+        let claim = match claim_for(&envelope, job, ctx.mark_margin) {
             Ok(claim) => claim,
             Err(r) => return Ok(Err(refused(r))),
         };
@@ -381,7 +385,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
             Err(refusal) => return Ok(Err(refusal)),
         };
         // Past every check: it runs, and Resque's "working" record may show it.
-        let now = UnixMs::now();
+        let now = ctx.clock.now();
         seen.started = Some((std::time::Instant::now(), now));
         let _ = ctx.started.send((job.token.clone(), now));
         if let Some((id, expires_at)) = &seen.tracked {
@@ -403,7 +407,7 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     // Set when a child takes the job (it may wait for a free child).
     let started_at = std::sync::OnceLock::new();
     let started = || {
-        let now = UnixMs::now();
+        let now = ctx.clock.now();
         let _ = started_at.set((std::time::Instant::now(), now));
         let _ = ctx.started.send((job.token.clone(), now));
     };
@@ -428,9 +432,9 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
 
 /// The claim a verified, signed copy makes before it runs: its `mark`, or
 /// one derived from its signature when its producer set none. Its mark is
-/// kept until the job expires, plus a margin for clock skew between the
+/// kept until the job expires, plus `margin` for clock skew between the
 /// worker that checks the expiry and the store that drops the mark.
-fn claim_for(envelope: &Envelope, job: &FetchedJob) -> Result<Claim, Rejection> {
+fn claim_for(envelope: &Envelope, job: &FetchedJob, margin: std::time::Duration) -> Result<Claim, Rejection> {
     let Some(expires_at) = envelope.expires_at else {
         return Err(Rejection::new(
             Reason::MalformedPayload,
@@ -441,9 +445,7 @@ fn claim_for(envelope: &Envelope, job: &FetchedJob) -> Result<Claim, Rejection> 
         .map_err(|e| Rejection::new(Reason::MalformedPayload, e.to_string()))?
         .ok_or_else(|| Rejection::new(Reason::Unsigned, "the job is not signed"))?;
     // Clamped to year 9999: a store cannot keep a key for longer anyway.
-    let until = UnixMs::from_secs_f64(expires_at)
-        .plus(MARK_SKEW_MARGIN)
-        .min(UnixMs(LAST_MARK_MS));
+    let until = UnixMs::from_secs_f64(expires_at).plus(margin).min(UnixMs(LAST_MARK_MS));
     Ok(Claim {
         queue: job.queue.clone(),
         token: job.token.clone(),
@@ -455,7 +457,8 @@ fn claim_for(envelope: &Envelope, job: &FetchedJob) -> Result<Claim, Rejection> 
 /// 9999-12-31T23:59:59Z in Unix ms.
 const LAST_MARK_MS: u64 = 253_402_300_799_000;
 
-/// How much longer than its job a replay mark is kept.
+/// How much longer than its job a replay mark is kept, unless the worker's
+/// `mark_margin` says: the clock skew between workers and Redis it absorbs.
 pub(crate) const MARK_SKEW_MARGIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 const NO_CHILD_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -21,6 +21,8 @@ pub const REAP_INTERVAL: RangeInclusive<Duration> = ms(50)..=secs(600);
 /// At least one recovery: the first death is counted against every job in
 /// flight, so only a later one, while the job ran alone, is its own.
 pub const MAX_RECOVERIES: RangeInclusive<u32> = 1..=1000;
+/// A replay mark outlives its job by at least a second and at most a day.
+pub const MARK_MARGIN: RangeInclusive<Duration> = secs(1)..=secs(86_400);
 /// Ruby prunes a worker whose heartbeat is older than 300 s.
 pub const HEARTBEAT_INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(240);
 pub const POLL: RangeInclusive<Duration> = ms(1)..=secs(60);
@@ -118,6 +120,7 @@ impl WorkerConfig {
         check("liveness_ttl", self.liveness_ttl, &LIVENESS_TTL)?;
         check("reap_interval", self.reap_interval, &REAP_INTERVAL)?;
         check("max_recoveries", self.max_recoveries, &MAX_RECOVERIES)?;
+        check("mark_margin", self.mark_margin, &MARK_MARGIN)?;
         check("heartbeat_interval", self.heartbeat_interval, &HEARTBEAT_INTERVAL)?;
         check("poll_min", self.poll_min, &POLL)?;
         check("poll_max", self.poll_max, &(self.poll_min..=*POLL.end()))?;

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::UnixMs;
+use crate::clock::Clock;
 use crate::store::{Store, SweepTurn};
 use crate::worker_id::WorkerId;
 
-pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration) {
+pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration, clock: Clock) {
     // The first sweep waits one interval: a worker that just started has
     // better things to do, and many starting together do not all try at once.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -18,7 +18,7 @@ pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration
     loop {
         tick.tick().await;
         let turn = SweepTurn {
-            now: UnixMs::now(),
+            now: clock.now(),
             owner: worker.as_str(),
             every,
         };
