@@ -465,3 +465,46 @@ async fn a_suspect_put_back_by_its_worker_stays_a_suspect_and_frees_the_worker()
         .unwrap();
     assert!(history.contains("\"n\":1"), "{history}");
 }
+
+/// Calls of `command` Redis counted since the last CONFIG RESETSTAT
+/// (scripts' inner calls included).
+async fn calls(env: &Env, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_burst_of_claims_on_one_block_reads_and_moves_its_expiry_once() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 100).await;
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let jobs = fetch(&env, &w, "q", 100).await;
+    let claims: Vec<Claim> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| claim(job, &Mark::parse(&format!("CCCCCCCCCCCCCCCC.{i}")).unwrap()))
+        .collect();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    let outcomes = env.store.claim(&w, &claims).await.unwrap();
+    assert_eq!(outcomes, vec![ClaimOutcome::Claimed; 100]);
+    assert_eq!(calls(&env, "setbit").await, 100);
+    assert_eq!(
+        calls(&env, "pexpiretime").await,
+        1,
+        "once for the block, not once a claim"
+    );
+    assert_eq!(calls(&env, "pexpireat").await, 1);
+}

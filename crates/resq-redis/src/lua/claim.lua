@@ -18,6 +18,9 @@
 -- freed memory. A claim adds a few bytes (a field, at worst a 512-byte
 -- bitmap) and lets a job run whose ack frees its payload.
 local out = {}
+-- The latest keep-until per bitmap in this batch: its expiry is read and
+-- moved once per bitmap, not once per claim (a burst shares a block).
+local keep_of = {}
 for c = 1, #KEYS / 2 do
   local flight, block = KEYS[2 * c - 1], KEYS[2 * c]
   local token, bit, keep = ARGV[3 * c - 2], ARGV[3 * c - 1], tonumber(ARGV[3 * c])
@@ -27,10 +30,15 @@ for c = 1, #KEYS / 2 do
     out[c] = 1
   else
     redis.call('HSET', flight, 'c' .. token, bit .. ' ' .. block)
-    if redis.call('PEXPIRETIME', block) < keep then
-      redis.call('PEXPIREAT', block, keep)
+    if not keep_of[block] or keep_of[block] < keep then
+      keep_of[block] = keep
     end
     out[c] = 0
+  end
+end
+for block, keep in pairs(keep_of) do
+  if redis.call('PEXPIRETIME', block) < keep then
+    redis.call('PEXPIREAT', block, keep)
   end
 end
 return out
