@@ -508,3 +508,34 @@ async fn a_burst_of_claims_on_one_block_reads_and_moves_its_expiry_once() {
     );
     assert_eq!(calls(&env, "pexpireat").await, 1);
 }
+
+#[tokio::test]
+async fn a_lone_death_counts_as_alone_whatever_other_queues_the_worker_touched() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 1).await;
+    // A first death makes the job a suspect.
+    let first = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&first, 60_000)).await.unwrap();
+    fetch(&env, &first, "q", 10).await;
+    die(&env, &first).await;
+    // The next worker runs jobs of several queues (each leaves its mark in the
+    // worker's set of queues), then takes the suspect alone and dies.
+    let w = WorkerId::new("w", 2, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    for queue in ["a", "b", "c", "d", "e"] {
+        push_echoes(&env, queue, 1).await;
+        let jobs = fetch(&env, &w, queue, 10).await;
+        succeed(&env, &w, &jobs).await;
+    }
+    assert_eq!(fetch(&env, &w, "q", 10).await.len(), 1);
+    die(&env, &w).await;
+    let history: String = redis::cmd("HVALS")
+        .arg("resque:resq:suspects:q")
+        .query_async::<Vec<String>>(&mut env.conn())
+        .await
+        .unwrap()
+        .remove(0);
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    assert_eq!(history["n"], 2);
+    assert_eq!(history["deaths"][1]["alone"], true, "{history}");
+}

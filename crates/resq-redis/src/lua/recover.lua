@@ -95,8 +95,13 @@ else
     redis.call('HDEL', KEYS[2], job[3])
   end
 end
-if solo_token and redis.call('HEXISTS', KEYS[2], solo_token) == 0 then
-  redis.call('DEL', KEYS[7])
+-- The solo mark goes with its job when the job was in this hash and went
+-- back (a poison job keeps it until poison.lua records it; a job in another
+-- queue's hash is that queue's recovery's to judge).
+for _, job in ipairs(jobs) do
+  if job[3] == solo_token then
+    redis.call('DEL', KEYS[7])
+  end
 end
 local out = {#jobs}
 for _, p in ipairs(poison) do
