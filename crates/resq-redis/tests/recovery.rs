@@ -539,3 +539,38 @@ async fn a_lone_death_counts_as_alone_whatever_other_queues_the_worker_touched()
     assert_eq!(history["n"], 2);
     assert_eq!(history["deaths"][1]["alone"], true, "{history}");
 }
+
+#[tokio::test]
+async fn a_busy_worker_that_meets_a_suspect_drains_then_takes_it_alone() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 2).await;
+    let dead = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&dead, 60_000)).await.unwrap();
+    fetch(&env, &dead, "q", 10).await;
+    die(&env, &dead).await;
+
+    let b = WorkerId::new("b", 2, "q");
+    env.store.register_worker(&registration(&b, 60_000)).await.unwrap();
+    push_echoes(&env, "other", 2).await;
+    let busy = fetch(&env, &b, "other", 1).await;
+    assert_eq!(busy.len(), 1);
+    let both = ["q".to_string(), "other".to_string()];
+    let fetch_both = || async {
+        match env.store.fetch(&b, &both, 10).await.unwrap() {
+            Fetched::Jobs(jobs) => jobs,
+            Fetched::Paused => panic!("paused"),
+        }
+    };
+    assert!(fetch_both().await.is_empty(), "busy: the suspect waits, and b drains");
+    assert!(
+        fetch(&env, &b, "other", 10).await.is_empty(),
+        "draining: nothing from any queue while its job runs"
+    );
+    succeed(&env, &b, &busy).await;
+    let alone = fetch_both().await;
+    assert_eq!(messages(&alone), ["0"], "idle now: the suspect, alone");
+    assert!(fetch_both().await.is_empty(), "and nothing beside it");
+    succeed(&env, &b, &alone).await;
+    assert_eq!(messages(&fetch_both().await), ["1"], "the next suspect, alone");
+    assert_eq!(env.lrange("resque:queue:other").await.len(), 1, "nothing lost");
+}

@@ -9,14 +9,16 @@
 -- in-flight hashes of the queues it fetches from), as the only job of
 -- its fetch, and while this worker holds it (the solo mark) it fetches
 -- nothing else. A later death is then the suspect's own doing. A busy worker
--- that meets a suspect at a queue's head puts it back and skips that queue.
+-- that meets a suspect at a queue's head puts it back and drains: it
+-- fetches nothing more until its jobs are done, then takes the suspect if it
+-- is still there.
 -- A queue without suspects costs one EXISTS per fetch.
 --
 -- KEYS[1]  resque:pause-all-workers
 -- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
 -- KEYS[3]  resq:inflight-seq:<id>        (the token counter)
 -- KEYS[4]  resq:paused-queues             (queues paused by an operator)
--- KEYS[5]  resq:solo:<id>                 ("<token> <sha1>" of the suspect it runs)
+-- KEYS[5]  resq:solo:<id>                 ("<token> <sha1>" of the suspect it runs, or "drain")
 -- KEYS[6..] triples: resque:queue:<q>, resq:inflight:<id>:<q> (a hash
 --          token -> job), resq:suspects:<q> (sha1 of a payload -> its deaths)
 -- ARGV[1]  max jobs; ARGV[2..] the queue name of each triple
@@ -27,9 +29,6 @@
 -- Returns {status, pair, token, job, pair, token, job, ...}; status 1 = paused.
 if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
-end
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  return {0}
 end
 local FIRST = 6
 local max = tonumber(ARGV[1])
@@ -46,9 +45,18 @@ local function is_idle()
   end
   return idle
 end
+-- Holding a suspect: nothing else. Draining for one: nothing until idle.
+local held = redis.call('GET', KEYS[5])
+if held then
+  if held ~= 'drain' or not is_idle() then
+    return {0}
+  end
+  redis.call('DEL', KEYS[5])
+end
 local out = {0}
 local n = 0
 local pair = 0
+local drain = false
 for k = FIRST, #KEYS - 2, 3 do
   pair = pair + 1
   if n >= max then break end
@@ -74,6 +82,12 @@ for k = FIRST, #KEYS - 2, 3 do
     end
     for i = #jobs, keep + 1, -1 do
       redis.call('LPUSH', KEYS[k], jobs[i])
+    end
+    if keep < #jobs and not solo then
+      -- A suspect waits at this queue's head for an idle worker: this one
+      -- drains (fetches nothing until its jobs are done), so the suspect is
+      -- taken within a job's run time, however busy the other queues.
+      drain = true
     end
     if keep == 0 then
       jobs = false
@@ -111,6 +125,10 @@ for k = FIRST, #KEYS - 2, 3 do
       redis.call('SET', KEYS[5], tostring(last) .. ' ' .. solo)
       return out
     end
+  end
+  if drain then
+    redis.call('SET', KEYS[5], 'drain')
+    return out
   end
 end
 return out
