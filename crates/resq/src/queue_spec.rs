@@ -46,6 +46,8 @@ pub enum QueueSpecError {
     BadWeight(String),
     #[error("a weighted queue list takes only `queue:weight` entries (no plain names, globs or exclusions)")]
     MixedWeights,
+    #[error("queue {0:?} has two weights: give each queue of a weighted list one `queue:weight` entry")]
+    DuplicateWeight(String),
 }
 
 impl std::str::FromStr for QueueSpec {
@@ -64,6 +66,10 @@ impl std::str::FromStr for QueueSpec {
                     .ok_or_else(|| QueueSpecError::BadWeight(raw.chars().take(64).collect()))?;
                 crate::names::check_queue(name)
                     .map_err(|_| QueueSpecError::BadWeight(raw.chars().take(64).collect()))?;
+                // Twice would draw the queue twice per fetch (found by fuzz/).
+                if weights.iter().any(|(seen, _)| seen == name) {
+                    return Err(QueueSpecError::DuplicateWeight(name.to_string()));
+                }
                 weights.push((name.to_string(), weight));
                 continue;
             }
@@ -79,7 +85,8 @@ impl std::str::FromStr for QueueSpec {
             let is_glob = body.bytes().any(|b| matches!(b, b'*' | b'?' | b'['));
             if negated || is_glob {
                 let pattern = Pattern::new(body).map_err(|e| QueueSpecError::BadPattern {
-                    pattern: body.to_string(),
+                    // Clipped like every entry an error quotes (found by fuzz/).
+                    pattern: body.chars().take(64).collect(),
                     message: e.msg.to_string(),
                 })?;
                 if negated {
@@ -244,7 +251,16 @@ mod tests {
         assert!((5_500..6_500).contains(&first["critical"]), "{first:?}");
         assert!((2_500..3_500).contains(&first["default"]), "{first:?}");
         assert!((600..1_400).contains(&first["low"]), "{first:?}");
-        for bad in ["a:0", "a:1001", "a:x", "a*:2", "a:2,b", "a:2,!b", "a:b:c"] {
+        for bad in [
+            "a:0",
+            "a:1001",
+            "a:x",
+            "a*:2",
+            "a:2,b",
+            "a:2,!b",
+            "a:b:c",
+            "a:1,b:1,a:2",
+        ] {
             assert!(bad.parse::<QueueSpec>().is_err(), "{bad}");
         }
     }
@@ -253,6 +269,22 @@ mod tests {
     fn bad_specs_are_refused() {
         for bad in ["", ",", "!x", "a b", "[", "q;DEL"] {
             assert!(bad.parse::<QueueSpec>().is_err(), "{bad}");
+        }
+    }
+
+    /// An error quotes at most 64 characters of an entry, a bad glob too
+    /// (fuzz/: a long unclosed `[` was quoted whole).
+    #[test]
+    fn errors_quote_a_clipped_entry() {
+        let long = format!("[{}", "a".repeat(10_000));
+        for spec in [
+            long.clone(),
+            format!("x,{long}"),
+            format!("{long}:2"),
+            format!("{}~", "a".repeat(10_000)),
+        ] {
+            let shown = spec.parse::<QueueSpec>().unwrap_err().to_string();
+            assert!(shown.len() < 300, "{} bytes: {shown:.80}", shown.len());
         }
     }
 

@@ -2,7 +2,6 @@
 //! job, and which tick is due at a given time.
 
 use crate::clock::UnixMs;
-use std::str::FromStr;
 use std::time::Duration;
 
 use croner::Cron;
@@ -61,13 +60,9 @@ impl CronEntry {
         }
         // The messages name the entry and never quote the schedule or
         // the class: they come from a config file, and must not echo it.
-        let cron = Cron::from_str(expression).map_err(|e| CronError::BadExpression {
+        let cron = parse_schedule(expression).map_err(|why| CronError::BadExpression {
             name: name.to_string(),
-            why: match e {
-                croner::errors::CronError::EmptyPattern => "is empty",
-                croner::errors::CronError::IllegalCharacters(_) => "has characters no cron expression has",
-                _ => "is not a cron expression",
-            },
+            why,
         })?;
         check_class(class).map_err(|_| CronError::BadJob {
             name: name.to_string(),
@@ -119,15 +114,35 @@ impl CronEntry {
     /// The latest tick at or before `now`.
     pub fn latest_tick(&self, now: UnixMs) -> Option<UnixMs> {
         let at = self.zoned(now)?;
-        let tick = self.cron.find_previous_occurrence(&at, true).ok()?;
-        u64::try_from(tick.timestamp().as_millisecond()).ok().map(UnixMs)
+        let mut tick = self.cron.find_previous_occurrence(&at, true).ok()?;
+        // In the hour a clock falls back, croner's backward search can take
+        // the second instant of a repeated time up to a second *after* its
+        // origin (at 00:59:59.999 UTC in Berlin on 2026-10-25, `@hourly`
+        // gave 01:00 UTC; found by fuzz/). The tick before that one is the
+        // latest; twice is more than such a slack can need.
+        for _ in 0..2 {
+            if tick.timestamp() <= at.timestamp() {
+                break;
+            }
+            tick = self.cron.find_previous_occurrence(&tick, false).ok()?;
+        }
+        let tick = u64::try_from(tick.timestamp().as_millisecond()).ok().map(UnixMs)?;
+        (tick <= now).then_some(tick)
     }
 
     /// The first tick after `now`.
     pub fn next_tick(&self, now: UnixMs) -> Option<UnixMs> {
         let at = self.zoned(now)?;
-        let tick = self.cron.find_next_occurrence(&at, false).ok()?;
-        u64::try_from(tick.timestamp().as_millisecond()).ok().map(UnixMs)
+        let mut tick = self.cron.find_next_occurrence(&at, false).ok()?;
+        // The same guard as in `latest_tick`, forward.
+        for _ in 0..2 {
+            if tick.timestamp() > at.timestamp() {
+                break;
+            }
+            tick = self.cron.find_next_occurrence(&tick, false).ok()?;
+        }
+        let tick = u64::try_from(tick.timestamp().as_millisecond()).ok().map(UnixMs)?;
+        (tick > now).then_some(tick)
     }
 
     fn zoned(&self, at: UnixMs) -> Option<Zoned> {
@@ -148,6 +163,50 @@ impl CronEntry {
             return Due::TooLate { tick };
         }
         Due::Fire { tick }
+    }
+}
+
+/// A schedule in the documented forms (five fields, six with seconds
+/// first, `@daily` and friends; no year field), refused when it never falls
+/// on a date that exists.
+///
+/// A schedule such as `0 0 31 2 *` (31 February) parses, but then every
+/// search for its tick walks croner's whole range of years, forward to 5000
+/// and back to year 1: about half a second of CPU a search, and the
+/// scheduler searches every second, in every worker (found by fuzz/). The
+/// Gregorian calendar repeats every 400 years, so a schedule without a year
+/// field that has no tick in the last 401 years of croner's range has none
+/// at all; that probe walks a tenth of the range, once, when the config is
+/// read. A field that matches nothing is refused before it.
+fn parse_schedule(expression: &str) -> Result<Cron, &'static str> {
+    use croner::parser::{CronParser, Seconds, Year};
+    let parser = CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build();
+    let cron = parser.parse(expression).map_err(|e| match e {
+        croner::errors::CronError::EmptyPattern => "is empty",
+        croner::errors::CronError::IllegalCharacters(_) => "has characters no cron expression has",
+        _ => "is not a cron expression",
+    })?;
+    // A field of commas alone (`,`) parses as matching nothing; a time of
+    // day that never matches makes each search run croner's iteration
+    // limit, tens of millions of steps (found by fuzz/).
+    let p = &cron.pattern;
+    if [&p.seconds, &p.minutes, &p.hours, &p.months]
+        .iter()
+        .any(|c| c.values().is_empty())
+    {
+        return Err("has a field that matches nothing");
+    }
+    let probe = i16::try_from(croner::YEAR_UPPER_LIMIT - 401)
+        .ok()
+        .and_then(|year| jiff::civil::Date::new(year, 1, 1).ok())
+        .and_then(|day| day.at(0, 0, 0, 0).to_zoned(TimeZone::UTC).ok())
+        .ok_or("cannot be checked")?;
+    match cron.find_next_occurrence(&probe, true) {
+        Ok(_) => Ok(cron),
+        Err(_) => Err("never falls on a date that exists (such as 31 February)"),
     }
 }
 
@@ -268,6 +327,32 @@ mod tests {
         assert_eq!((first.0, second.0), (1_792_888_200_000, 1_792_978_200_000));
     }
 
+    /// In the last second before the second 02:00 of the night Berlin's
+    /// clock falls back, the latest hourly tick is the first 02:00 (00:00
+    /// UTC), not the second one (01:00 UTC), still in the future: croner
+    /// gave the future one (found by fuzz/), and the scheduler would have
+    /// fired it early.
+    #[test]
+    fn the_latest_tick_is_never_in_the_future_in_a_repeated_hour() {
+        const H: u64 = 60 * MIN;
+        let second_two = 1_792_890_000_000; // 2026-10-25 01:00 UTC = 02:00 CET
+        let hourly = entry("@hourly").with_time_zone("Europe/Berlin").unwrap();
+        for before in [1, 500, 999, 1_000, 30 * MIN] {
+            let now = ms(second_two - before);
+            assert_eq!(hourly.latest_tick(now), Some(ms(second_two - H)), "{before} ms before");
+            assert_eq!(hourly.next_tick(now), Some(ms(second_two)), "{before} ms before");
+            assert_eq!(
+                hourly.due(now, None),
+                Due::TooLate {
+                    tick: ms(second_two - H)
+                },
+                "not fired early"
+            );
+        }
+        assert_eq!(hourly.latest_tick(ms(second_two)), Some(ms(second_two)));
+        assert_eq!(hourly.next_tick(ms(second_two)), Some(ms(second_two + H)));
+    }
+
     #[test]
     fn missed_ticks_policy() {
         let every_minute = entry("* * * * *");
@@ -298,6 +383,46 @@ mod tests {
                 tick: ms(DAY + 3 * 60 * MIN)
             }
         );
+    }
+
+    /// A schedule that never falls on an existing date is refused when it
+    /// is read (each search for its tick would walk croner's whole range of
+    /// years: found by fuzz/), and so is a year field, which the documented
+    /// forms do not have; rare dates still work.
+    #[test]
+    fn schedules_that_never_fire_are_refused() {
+        for never in [
+            "0 0 31 2 *",
+            "0 0 30 2 *",
+            "0 0 31 4,6,9,11 *",
+            "0 0 31W 2 *",
+            "0 0 0 30 2 *",
+            "* * * * * ,",
+        ] {
+            let err = CronEntry::new("e", never, "Echo", vec![]).unwrap_err().to_string();
+            assert!(err.contains("never falls on a date"), "{never}: {err}");
+        }
+        for empty in [", * * * *", "0 ,, * * *", "0 0 * , *", ", * * * * *"] {
+            let err = CronEntry::new("e", empty, "Echo", vec![]).unwrap_err().to_string();
+            assert!(err.contains("a field that matches nothing"), "{empty}: {err}");
+        }
+        let err = CronEntry::new("e", "0 0 0 1 1 * 2030", "Echo", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a cron expression"), "{err}");
+        // 29 February: a tick every four years (eight across 2100).
+        let leap = entry("0 0 29 2 *");
+        assert_eq!(leap.next_tick(ms(DAY)), Some(ms(1_835_395_200_000)), "2028-02-29");
+        assert_eq!(leap.latest_tick(ms(DAY)), Some(ms(1_709_164_800_000)), "2024-02-29");
+        for rare in [
+            "0 0 * * 5#5",
+            "0 0 LW 2 *",
+            "0 12 ? * MON-FRI",
+            "@yearly",
+            "*/10 * * * * *",
+        ] {
+            assert!(CronEntry::new("e", rare, "Echo", vec![]).is_ok(), "{rare}");
+        }
     }
 
     #[test]
