@@ -50,6 +50,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub(crate) use pool::Children;
+/// The child protocol's reader, for the fuzz target (`fuzz/`) only.
+#[doc(hidden)]
+pub use protocol::fuzzing as protocol_fuzzing;
 
 use crate::registry::Registry;
 

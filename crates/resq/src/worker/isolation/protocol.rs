@@ -129,6 +129,72 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     line
 }
 
+/// The reader as the fuzz target `fuzz/fuzz_targets/protocol.rs` drives it.
+/// The protocol is crate-private; this hidden module is the one way in from
+/// outside the crate, for fuzzing and its regression tests. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    use super::{encode, read_message, ChildMessage, FrameError, RunRequest};
+
+    /// What one read of a child's answer gave.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Frame {
+        /// A message, re-encoded as the line a child would send for it.
+        Message(Vec<u8>),
+        Closed,
+        TooLong,
+        Malformed,
+        Io,
+    }
+
+    /// Reads answers from `bytes`, as the worker reads a child's stdout,
+    /// through a buffer of `capacity` bytes, until a read ends the stream
+    /// (closed, too long or I/O); a malformed line is one frame and the
+    /// next line is read after it.
+    pub fn read_all(bytes: &[u8], capacity: usize) -> Vec<Frame> {
+        let mut reader = tokio::io::BufReader::with_capacity(capacity.max(1), bytes);
+        let mut frames = Vec::new();
+        loop {
+            let frame = match ready(read_message(&mut reader)) {
+                Some(Ok(message)) => Frame::Message(encode(&message)),
+                Some(Err(FrameError::Closed)) => Frame::Closed,
+                Some(Err(FrameError::TooLong)) => Frame::TooLong,
+                Some(Err(FrameError::Malformed(_))) => Frame::Malformed,
+                // A slice never waits: `None` cannot happen, and ends the stream like I/O would.
+                Some(Err(FrameError::Io(_))) | None => Frame::Io,
+            };
+            let last = !matches!(frame, Frame::Message(_) | Frame::Malformed);
+            frames.push(frame);
+            if last {
+                return frames;
+            }
+        }
+    }
+
+    /// One line (without its newline) as the worker parses an answer: the
+    /// message re-encoded, or `None` when it is not one.
+    pub fn parse_answer(line: &[u8]) -> Option<Vec<u8>> {
+        serde_json::from_slice::<ChildMessage>(line).ok().map(|m| encode(&m))
+    }
+
+    /// One line as a child parses a request: re-encoded, or `None`.
+    pub fn parse_request(line: &[u8]) -> Option<Vec<u8>> {
+        serde_json::from_slice::<RunRequest>(line).ok().map(|r| encode(&r))
+    }
+
+    /// Polls `future` once: reads from a slice are always ready.
+    fn ready<F: Future>(future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +232,26 @@ mod tests {
         let input = vec![b'x'; MAX_LINE + 10];
         let mut reader = tokio::io::BufReader::new(&input[..]);
         assert!(matches!(read_message(&mut reader).await, Err(FrameError::TooLong)));
+    }
+
+    /// The fuzzing facade reads a stream line by line, a malformed line
+    /// being one frame, and at any buffer size the same frames.
+    #[test]
+    fn the_fuzzing_reader_reads_every_line_at_any_buffer_size() {
+        use fuzzing::{read_all, Frame};
+        let input = b"{\"type\":\"ready\",\"pid\":7}\nnot json\n{\"type\":\"done\"}\n{\"type\"";
+        for capacity in [1, 2, 7, 64, 8192] {
+            assert_eq!(
+                read_all(input, capacity),
+                [
+                    Frame::Message(b"{\"type\":\"ready\",\"pid\":7}\n".to_vec()),
+                    Frame::Malformed,
+                    Frame::Message(b"{\"type\":\"done\"}\n".to_vec()),
+                    Frame::Closed,
+                ],
+                "capacity {capacity}"
+            );
+        }
     }
 
     #[test]
