@@ -53,8 +53,10 @@ async fn the_sweeper_removes_expired_jobs_one_worker_at_a_time_and_records_them(
         every: Duration::from_secs(60),
     };
     assert_eq!(env.store.sweep_expired(&turn("worker-a")).await.unwrap(), Some(4));
-    // Another worker in the same interval does not sweep again.
+    // Another worker in the same interval does not sweep again; the one that
+    // holds the lock may (nothing left: 0 removed).
     assert_eq!(env.store.sweep_expired(&turn("worker-b")).await.unwrap(), None);
+    assert_eq!(env.store.sweep_expired(&turn("worker-a")).await.unwrap(), Some(0));
     let queue = env.lrange("resque:queue:default").await;
     assert_eq!(queue.len(), 1);
     assert!(queue[0].contains("fresh"));
@@ -97,4 +99,29 @@ async fn a_running_worker_sweeps_queues_it_does_not_work() {
     assert_eq!(env.store.expired_total().await.unwrap(), 1);
     assert!(env.lrange("resque:queue:elsewhere").await.is_empty());
     assert!(!ran("never"));
+}
+
+#[tokio::test]
+async fn the_lock_holder_sweeps_a_burst_of_expired_jobs_in_rounds_within_its_interval() {
+    let env = Env::start().await;
+    let mut pipe = redis::pipe();
+    pipe.sadd("resque:queues", "burst");
+    for i in 0..2_500 {
+        pipe.rpush(
+            "resque:queue:burst",
+            format!(r#"{{"class":"Echo","args":[{{"message":"{i}"}}],"expires_at":1}}"#),
+        );
+    }
+    pipe.query_async::<()>(&mut env.conn()).await.unwrap();
+    let turn = resq::store::SweepTurn {
+        now: UnixMs::now(),
+        owner: "worker-a",
+        every: Duration::from_secs(60),
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..4 {
+        rounds.push(env.store.sweep_expired(&turn).await.unwrap());
+    }
+    assert_eq!(rounds, [Some(1000), Some(1000), Some(500), Some(0)]);
+    assert!(env.lrange("resque:queue:burst").await.is_empty());
 }

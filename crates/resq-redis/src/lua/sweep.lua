@@ -1,7 +1,7 @@
 -- The expiry sweeper: remove jobs whose expires_at has passed from the queues
 -- and both schedules, count them, and record them in a capped list. Runs
--- only if this caller takes the sweep lock, which lasts one sweep interval,
--- so among many workers one sweeps per interval. Scans at most ARGV[4] jobs
+-- only if this caller takes (or holds) the sweep lock, which lasts one sweep
+-- interval, so among many workers one sweeps per interval. Scans at most ARGV[4] jobs
 -- per queue or schedule, from the head (the oldest), to bound its time.
 --
 -- KEYS[1] resq:sweep-lock  KEYS[2] resq:expired (list)  KEYS[3] resque:queues
@@ -11,8 +11,14 @@
 -- ARGV[6] queue key prefix  ARGV[7] now as text
 -- Returns -1 when another sweeper holds the lock, else the number removed.
 -- Queue keys are built here: this script assumes one Redis, not a cluster.
+-- The lock's holder may sweep again in its interval (its next tick can reach
+-- Redis a little before the lock lapses; a burst of expired jobs is swept
+-- in several rounds): it renews the lock.
 if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return -1
+  if redis.call('GET', KEYS[1]) ~= ARGV[2] then
+    return -1
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 local now = tonumber(ARGV[1])
 local scan = tonumber(ARGV[4])

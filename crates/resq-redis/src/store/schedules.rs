@@ -160,7 +160,7 @@ impl Schedules for RedisStore {
             .arg(turn.now.0)
             .arg(turn.owner)
             .arg(turn.every.as_millis().clamp(1, u128::from(u64::MAX)) as u64)
-            .arg(1000)
+            .arg(resq::store::SWEEP_BATCH)
             .arg(1000)
             .arg(self.keys.queue_prefix())
             .arg(resque::time::iso8601(turn.now))

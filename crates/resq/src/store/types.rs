@@ -247,6 +247,10 @@ pub struct Registration<'a> {
     pub liveness_ttl: Duration,
 }
 
+/// Most jobs one sweep looks at per queue or schedule (from the head); a
+/// sweeper that removed this many sweeps again at once.
+pub const SWEEP_BATCH: u64 = 1000;
+
 /// One caller's bid for the sweep of this interval.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepTurn<'a> {

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::store::{Store, SweepTurn};
+use crate::store::{Store, SweepTurn, SWEEP_BATCH};
+
+/// Most sweeps one tick runs while each removes a full batch.
+const MAX_ROUNDS: usize = 100;
 use crate::worker_id::WorkerId;
 
 pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration, clock: Clock) {
@@ -17,15 +20,27 @@ pub(crate) async fn run(store: Arc<dyn Store>, worker: WorkerId, every: Duration
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let turn = SweepTurn {
-            now: clock.now(),
-            owner: worker.as_str(),
-            every,
-        };
-        match store.sweep_expired(&turn).await {
-            Ok(Some(removed)) if removed > 0 => tracing::info!(removed, "swept expired jobs"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not sweep expired jobs; will retry"),
+        // A sweep that removed a full batch may have left more: sweep again
+        // (the lock's holder may), a bounded number of rounds a tick.
+        for _ in 0..MAX_ROUNDS {
+            let turn = SweepTurn {
+                now: clock.now(),
+                owner: worker.as_str(),
+                every,
+            };
+            match store.sweep_expired(&turn).await {
+                Ok(Some(removed)) if removed > 0 => {
+                    tracing::info!(removed, "swept expired jobs");
+                    if removed < SWEEP_BATCH {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sweep expired jobs; will retry");
+                    break;
+                }
+            }
         }
     }
 }
