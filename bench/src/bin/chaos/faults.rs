@@ -397,6 +397,19 @@ pub async fn skew(plan: &Plan) -> Result<Tally, Error> {
         }
     }
     cron_under_skew(plan, &mut t).await?;
+    t.notes.push(
+        "what skew does: a job's expires_at is the producer's clock plus its ttl, and each worker checks it \
+         against its own clock (so does the sweeper), so a job is refused `expired` when the worker's clock \
+         is ahead of the producer's by more than what is left of its ttl: with the default 7 days, ±5 min \
+         changes nothing; with a ttl under the skew, every job is refused (never run, recorded in the failed \
+         list). A scheduled job is due at the producer's clock and promoted by the workers' clocks: a worker \
+         5 min ahead runs it up to 5 min early. Replay marks live until expires_at + 15 min by Redis's clock, \
+         so a worker up to 15 min behind cannot accept a replayed copy after its mark is gone. Cron fires \
+         each tick once across the fleet (the store's last-fired mark) but by the fastest worker's clock: \
+         early by its skew; a faster worker joining skips the ticks between the clocks; when it leaves, \
+         the others fire nothing until their clocks pass the last fired tick"
+            .into(),
+    );
     t.detail = format!(
         "{} cases of {} jobs each through `resq enqueue` and `resq worker` under libfaketime; \
          cron: workers at -5 min and +5 min firing a every-second entry",

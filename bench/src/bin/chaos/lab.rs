@@ -478,6 +478,15 @@ impl Lab {
                 left.scheduled,
                 left.retrying
             ));
+            // What the holders said last (a fetch whose reply never came?).
+            for w in &self.workers {
+                let pid = format!(":{}:", w.child.id());
+                if left.holders.keys().any(|key| key.contains(pid.as_str())) {
+                    finish
+                        .notes
+                        .push(format!("worker {} log ends: {}", w.child.id(), tail(&w.log, 700)));
+                }
+            }
             finish.notes.extend(self.stop_workers("TERM"));
             self.spawn_worker(&["--queues", queue, "--concurrency", "8", "--burst"], None)?;
             let deadline = Instant::now() + Duration::from_secs(120);
