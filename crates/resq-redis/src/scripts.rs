@@ -5,6 +5,16 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// The first line of a script that must run at `maxmemory` (noeviction),
+/// where Redis refuses a script whose first write may grow memory: putting
+/// jobs back and renewing liveness add a few bytes and keep the fleet
+/// working, which frees memory (as `claim.lua` does).
+macro_rules! allow_oom {
+    () => {
+        "#!lua flags=allow-oom\n"
+    };
+}
+
 pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -24,15 +34,18 @@ pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
-pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+pub(crate) static RENEW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(allow_oom!(), include_str!("lua/renew.lua"))));
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        allow_oom!(),
         include_str!("lua/release_claim.lua"),
         include_str!("lua/requeue.lua")
     ))
 });
 pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        allow_oom!(),
         include_str!("lua/release_claim.lua"),
         include_str!("lua/continuity.lua"),
         include_str!("lua/recover.lua")

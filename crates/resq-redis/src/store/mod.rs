@@ -57,7 +57,13 @@ const SUSPECT_MEMORY_MS: u64 = 7 * 24 * 3600 * 1000;
 type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
 
 pub(crate) fn store_err(e: RedisError) -> StoreError {
-    let unavailable = e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal();
+    // A server loading its data (LOADING) answers again in a moment: away,
+    // not refusing.
+    let unavailable = e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.code() == Some("LOADING");
     let source = BackendError::new(e);
     if unavailable {
         StoreError::Unavailable(source)
@@ -346,5 +352,35 @@ impl RedisStore {
             -2 => Recovery::Deferred,
             _ => Recovery::Alive,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(line: &[u8]) -> RedisError {
+        match redis::parse_redis_value(line) {
+            Ok(Value::ServerError(e)) => e.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_server_loading_its_data_is_away_and_an_oom_refusal_is_a_refusal() {
+        let cases: [(&[u8], bool); 3] = [
+            (b"-LOADING Redis is loading the dataset in memory\r\n", true),
+            (b"-OOM command not allowed when used memory > 'maxmemory'.\r\n", false),
+            (b"-NOPERM this user has no permissions\r\n", false),
+        ];
+        for (line, away) in cases {
+            let e = store_err(server_error(line));
+            assert_eq!(
+                matches!(e, StoreError::Unavailable(_)),
+                away,
+                "{}: {e}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 }
