@@ -43,6 +43,13 @@ pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/requeue.lua")
     ))
 });
+pub(crate) static REQUEUE_UNHELD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        allow_oom!(),
+        include_str!("lua/release_claim.lua"),
+        include_str!("lua/requeue_unheld.lua")
+    ))
+});
 pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         allow_oom!(),

@@ -574,3 +574,46 @@ async fn a_busy_worker_that_meets_a_suspect_drains_then_takes_it_alone() {
     assert_eq!(messages(&fetch_both().await), ["1"], "the next suspect, alone");
     assert_eq!(env.lrange("resque:queue:other").await.len(), 1, "nothing lost");
 }
+
+#[tokio::test]
+async fn jobs_a_lost_fetch_reply_left_in_flight_go_back_and_the_held_ones_stay() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 4).await;
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    // The worker received the first fetch; the second's reply was lost.
+    let held = fetch(&env, &w, "q", 1).await;
+    let lost = fetch(&env, &w, "q", 2).await;
+    let mark = Mark::parse("EEEEEEEEEEEEEEEE.7").unwrap();
+    assert_eq!(
+        env.store.claim(&w, &[claim(&lost[0], &mark)]).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    let tokens: Vec<String> = held.iter().map(|j| j.token.clone()).collect();
+    assert_eq!(env.store.requeue_unheld(&w, &tokens).await.unwrap(), 2);
+    assert_eq!(
+        messages(&fetch(&env, &w, "q", 10).await),
+        ["1", "2", "3"],
+        "back at the head, in order"
+    );
+    assert_eq!(
+        env.in_flight(&w, "q").await.len(),
+        4,
+        "the held job and the three fetched again"
+    );
+    // Their claims were released with them.
+    let other = WorkerId::new("o", 2, "q");
+    env.store.register_worker(&registration(&other, 60_000)).await.unwrap();
+    assert_eq!(env.store.requeue_unheld(&w, &tokens).await.unwrap(), 3);
+    let again = fetch(&env, &other, "q", 10).await;
+    assert_eq!(
+        env.store.claim(&other, &[claim(&again[0], &mark)]).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    assert_eq!(
+        env.store.requeue_unheld(&w, &tokens).await.unwrap(),
+        0,
+        "the held job stays"
+    );
+    assert_eq!(env.in_flight(&w, "q").await.len(), 1);
+}

@@ -398,6 +398,25 @@ impl JobQueues for RedisStore {
         Ok(())
     }
 
+    async fn requeue_unheld(&self, worker: &WorkerId, held: &[String]) -> Result<u64, StoreError> {
+        let w = worker.as_str();
+        let mut conn = self.conn.clone();
+        let queues: Vec<String> = conn.smembers(self.keys.inflight_queues(w)).await.map_err(store_err)?;
+        let mut back = 0u64;
+        for q in &queues {
+            let mut inv = scripts::REQUEUE_UNHELD.prepare_invoke();
+            inv.key(self.keys.inflight(w, q))
+                .key(self.keys.queue(q))
+                .key(self.keys.solo(w));
+            for token in held {
+                inv.arg(token);
+            }
+            let n: i64 = inv.invoke_async(&mut conn).await.map_err(store_err)?;
+            back += n.max(0) as u64;
+        }
+        Ok(back)
+    }
+
     async fn set_working(&self, worker: &WorkerId, working: &Working) -> Result<(), StoreError> {
         let key = self.keys.worker(worker.as_str());
         let mut conn = self.conn.clone();

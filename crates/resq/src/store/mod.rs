@@ -84,6 +84,14 @@ pub trait JobQueues: Send + Sync {
     /// Atomic per call.
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError>;
 
+    /// Puts back, in fetch order and with their claims released, the jobs in
+    /// this worker's in-flight records that it does not hold (`held`: the
+    /// tokens it runs, has finished or will put back). A fetch whose reply
+    /// was lost (the connection dropped after the store took the jobs)
+    /// leaves such jobs, which nobody else would take back while the worker
+    /// lives. Returns how many went back.
+    async fn requeue_unheld(&self, worker: &WorkerId, held: &[String]) -> Result<u64, StoreError>;
+
     /// Sets (or clears) the worker's current-job record, which Resque's
     /// tools show: a job that runs, never one that was refused.
     async fn set_working(&self, worker: &WorkerId, working: &Working) -> Result<(), StoreError>;

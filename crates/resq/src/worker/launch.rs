@@ -143,6 +143,7 @@ pub(crate) async fn launch(
         shown: None,
         paused_listed: false,
         paused_by_store: false,
+        unsure_of_fetch: false,
     };
     let mut report = manager.run(control).await;
 

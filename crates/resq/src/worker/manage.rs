@@ -59,6 +59,9 @@ pub(crate) struct Manager {
     pub paused_listed: bool,
     /// The last fetch found `pause-all-workers` set.
     pub paused_by_store: bool,
+    /// A fetch failed: jobs may sit in this worker's in-flight records that
+    /// it never received (checked before the next fetch).
+    pub unsure_of_fetch: bool,
 }
 
 impl Manager {
@@ -101,6 +104,19 @@ impl Manager {
                 && refill
                 && fetch_after.is_none_or(|at| Instant::now() >= at)
                 && held_until.is_none_or(|at| Instant::now() >= at);
+            if may_fetch && self.unsure_of_fetch {
+                // A fetch failed: the store may have taken jobs for this
+                // worker whose reply never came. Put those back first.
+                match self.store.requeue_unheld(&self.worker, &self.held_tokens()).await {
+                    Ok(back) => {
+                        self.unsure_of_fetch = false;
+                        if back > 0 {
+                            tracing::warn!(jobs = back, "put back jobs a lost fetch reply had left in flight");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot yet check for jobs a lost fetch reply left"),
+                }
+            }
             if may_fetch {
                 fetch_after = None;
                 // Anything published from here on wakes the wait below.
@@ -136,6 +152,7 @@ impl Manager {
                         let delay = self.errors.next_delay();
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "fetch failed");
                         fetch_after = Some(Instant::now() + delay);
+                        self.unsure_of_fetch = true;
                     }
                 }
             }
@@ -168,6 +185,17 @@ impl Manager {
             }
         }
         self.report
+    }
+
+    /// Every token this worker holds: running, finished and not yet acked,
+    /// or waiting to be put back.
+    fn held_tokens(&self) -> Vec<String> {
+        self.in_flight
+            .values()
+            .map(|(_, job)| job.token.clone())
+            .chain(self.done.iter().map(|f| f.job.token.clone()))
+            .chain(self.to_requeue.iter().map(|(_, job)| job.token.clone()))
+            .collect()
     }
 
     fn spawn(&mut self, job: FetchedJob) {
