@@ -140,3 +140,40 @@ impl Report {
         }
     }
 }
+
+/// Every key of the server, grouped by `family` (which folds ids, queue
+/// names and blocks out of a key's name): per family, how many keys and
+/// their bytes by an exact `MEMORY USAGE` (SAMPLES 0). For a few thousand
+/// keys at most: it reads them one by one.
+pub async fn key_families(
+    conn: &mut redis::aio::ConnectionManager,
+    family: impl Fn(&str) -> String,
+) -> Result<std::collections::BTreeMap<String, (u64, u64)>, BenchError> {
+    let mut families: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        for key in keys {
+            let bytes: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(conn)
+                .await?;
+            let entry = families.entry(family(&key)).or_default();
+            entry.0 += 1;
+            entry.1 += bytes.unwrap_or(0);
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    Ok(families)
+}

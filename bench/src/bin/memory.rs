@@ -82,32 +82,7 @@ async fn snapshot(conn: &mut redis::aio::ConnectionManager) -> Result<Snapshot, 
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or("INFO memory has no used_memory")?;
-    let mut families: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        for key in keys {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(conn)
-                .await?;
-            let entry = families.entry(family(&key)).or_default();
-            entry.0 += 1;
-            entry.1 += bytes.unwrap_or(0);
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    let families = resq_bench::key_families(conn, family).await?;
     Ok(Snapshot { used, families })
 }
 

@@ -292,34 +292,10 @@ async fn sample(
         audit: int(conn, "XLEN", "resque:resq:api:audit").await?,
         ..Sample::default()
     };
-    // Every key by family: a few hundred keys, so SCAN and an exact
-    // MEMORY USAGE each (SAMPLES 0) cost little once a minute.
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        for key in keys {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(conn)
-                .await?;
-            let entry = s.families.entry(family(&key)).or_default();
-            entry.0 += 1;
-            entry.1 += bytes.unwrap_or(0);
-            s.keys += 1;
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    // Every key by family: a few hundred keys, so an exact MEMORY USAGE
+    // each costs little once a minute.
+    s.families = resq_bench::key_families(conn, family).await?;
+    s.keys = s.families.values().map(|(keys, _)| keys).sum();
     Ok(s)
 }
 
