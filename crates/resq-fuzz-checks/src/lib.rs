@@ -1,13 +1,37 @@
-//! What the fuzz targets share: JSON values built from the fuzzer's bytes,
-//! a fixed keyring, and small reference implementations the targets
-//! compare resq against (naive on purpose: written from the specification,
-//! not from resq's code).
+//! The properties of resq's fuzz targets, one module per target, each with
+//! one `check(data: &[u8])` that panics (an `assert!`) when a property
+//! fails. Two drivers run them:
+//!
+//! - libFuzzer, through the thin targets in `fuzz/fuzz_targets/`
+//!   (`scripts/fuzz`: long runs on purpose, coverage-guided);
+//! - `cargo test`, through `tests/corpus.rs`: every input of the seed
+//!   corpora (`fuzz/corpus/<target>/`) and a fixed number of deterministic
+//!   mutations of each, so the suite checks the properties on every run
+//!   without the instrumented build libFuzzer needs.
+//!
+//! A check never reads anything but its bytes (the `config` check writes
+//! them to a temporary file of its thread to load it), so both drivers see
+//! the same verdict for the same input, and an input one driver reports
+//! replays in the other.
+//!
+//! What the targets share lives here: JSON values built from the bytes, a
+//! fixed keyring, and small reference implementations the checks compare
+//! resq against (naive on purpose: written from the specification, not
+//! from resq's code).
 
 use std::sync::OnceLock;
 
-use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use arbitrary::{Result, Unstructured};
 use resq::keyring::Keyring;
 use serde_json::{Map, Number, Value};
+
+pub mod canonical;
+pub mod config;
+pub mod cron;
+pub mod envelope;
+pub mod limits;
+pub mod protocol;
+pub mod queue_spec;
 
 /// The largest integer RFC 8785 (I-JSON) signs exactly: 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

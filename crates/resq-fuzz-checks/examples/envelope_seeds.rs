@@ -1,8 +1,7 @@
 //! Writes the envelope target's seed corpus: real envelopes, sealed by
 //! resq with the fuzz keyring (so they verify), and a few that do not.
 //!
-//!   cargo run --manifest-path fuzz/Cargo.toml --target-dir target \
-//!       --example envelope_seeds -- fuzz/corpus/envelope
+//!   cargo run -p resq-fuzz-checks --example envelope_seeds -- fuzz/corpus/envelope
 
 use resq::envelope::{encrypt_args, sign};
 use resq::Envelope;
@@ -30,7 +29,7 @@ fn job(class: &str, queue: &str, args: serde_json::Value) -> Envelope {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).ok_or("usage: envelope_seeds <corpus dir>")?;
-    let ring = resq_fuzz::keyring();
+    let ring = resq_fuzz_checks::keyring();
     let args =
         json!([{"to": "a@example.com", "n": 9_007_199_254_740_991_u64, "s": "\"\\\n\u{1}\u{2028}😀"}, -0.5, null]);
     let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
