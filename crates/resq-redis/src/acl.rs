@@ -94,6 +94,7 @@ const WRITE: &[&str] = &[
     "pexpireat",
     "pexpiretime",
     "setbit",
+    "bitfield",
     "hset",
     "hsetnx",
     "hdel",

@@ -481,8 +481,38 @@ async fn calls(env: &Env, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+async fn reset_stats(env: &Env) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+}
+
+fn succeeded(jobs: &[&FetchedJob]) -> Vec<Finished> {
+    jobs.iter()
+        .map(|job| Finished {
+            job: (*job).clone(),
+            outcome: Outcome::Succeeded,
+        })
+        .collect()
+}
+
+async fn bit(env: &Env, key: &str, index: u16) -> i64 {
+    redis::cmd("GETBIT")
+        .arg(key)
+        .arg(index)
+        .query_async(&mut env.conn())
+        .await
+        .unwrap()
+}
+
+fn token(job: &FetchedJob) -> u64 {
+    job.token.parse().unwrap()
+}
+
 #[tokio::test]
-async fn a_burst_of_claims_on_one_block_reads_and_moves_its_expiry_once() {
+async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
     let env = Env::start().await;
     push_echoes(&env, "q", 100).await;
     let w = WorkerId::new("w", 1, "q");
@@ -493,20 +523,130 @@ async fn a_burst_of_claims_on_one_block_reads_and_moves_its_expiry_once() {
         .enumerate()
         .map(|(i, job)| claim(job, &Mark::parse(&format!("CCCCCCCCCCCCCCCC.{i}")).unwrap()))
         .collect();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
+    reset_stats(&env).await;
+    let outcomes = env.store.claim(&w, &claims).await.unwrap();
+    assert_eq!(outcomes, vec![ClaimOutcome::Claimed; 100]);
+    let counted = [
+        ("hexists", 1),
+        ("bitfield", 1),
+        ("setbit", 0),
+        ("hset", 1),
+        ("pexpiretime", 1),
+        ("pexpireat", 1),
+    ];
+    for (command, n) in counted {
+        assert_eq!(calls(&env, command).await, n, "{command} for a burst of 100 claims");
+    }
+    for i in [0, 57, 99] {
+        assert_eq!(bit(&env, "resque:resq:marks:q:CCCCCCCCCCCCCCCC", i).await, 1);
+    }
+    let fields: i64 = redis::cmd("HLEN")
+        .arg(format!("resque:resq:inflight:{w}:q"))
         .query_async(&mut env.conn())
         .await
         .unwrap();
-    let outcomes = env.store.claim(&w, &claims).await.unwrap();
-    assert_eq!(outcomes, vec![ClaimOutcome::Claimed; 100]);
-    assert_eq!(calls(&env, "setbit").await, 100);
-    assert_eq!(
-        calls(&env, "pexpiretime").await,
-        1,
-        "once for the block, not once a claim"
+    assert_eq!(fields, 200, "100 jobs and their 100 claims");
+
+    reset_stats(&env).await;
+    let report = env
+        .store
+        .finish(&w, &succeeded(&jobs.iter().collect::<Vec<_>>()), &resq::Working::Keep)
+        .await
+        .unwrap();
+    assert_eq!((report.acked, report.taken.len()), (100, 0));
+    assert_eq!(calls(&env, "hexists").await, 1);
+    assert_eq!(calls(&env, "hdel").await, 1, "one HDEL for the burst's jobs and claims");
+    assert!(env.in_flight(&w, "q").await.is_empty());
+    assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("100"));
+}
+
+#[tokio::test]
+async fn claims_and_acks_that_mix_jobs_a_reaper_took_with_later_ones_tell_them_apart() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 3).await;
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let old = fetch(&env, &w, "q", 3).await;
+    // Judged dead while it still runs: its jobs go back, its counter goes.
+    lapse(&env, &w).await;
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(report.requeued, 3);
+    // The death made them suspects, which run one at a time: not what this
+    // test is about.
+    let _: () = redis::cmd("DEL")
+        .arg("resque:resq:suspects:q")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let new = fetch(&env, &w, "q", 3).await;
+    assert_eq!(messages(&new), messages(&old), "the same jobs, fetched again");
+    assert!(
+        token(&new[0]) > token(&old[2]),
+        "{} after {}",
+        new[0].token,
+        old[2].token
     );
-    assert_eq!(calls(&env, "pexpireat").await, 1);
+
+    let block = "resque:resq:marks:q:DDDDDDDDDDDDDDDD";
+    let mark = |i: u16| Mark::parse(&format!("DDDDDDDDDDDDDDDD.{i}")).unwrap();
+    let claims = [
+        claim(&old[0], &mark(0)),
+        claim(&new[0], &mark(1)),
+        claim(&old[1], &mark(2)),
+        claim(&new[1], &mark(3)),
+    ];
+    let outcomes = env.store.claim(&w, &claims).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            ClaimOutcome::Gone,
+            ClaimOutcome::Claimed,
+            ClaimOutcome::Gone,
+            ClaimOutcome::Claimed
+        ]
+    );
+    let bits = [
+        bit(&env, block, 0).await,
+        bit(&env, block, 1).await,
+        bit(&env, block, 2).await,
+        bit(&env, block, 3).await,
+    ];
+    assert_eq!(bits, [0, 1, 0, 1], "a job that was taken sets no bit");
+
+    let report = env
+        .store
+        .finish(&w, &succeeded(&[&old[2], &new[2], &new[0]]), &resq::Working::Keep)
+        .await
+        .unwrap();
+    assert_eq!(report.acked, 2);
+    assert_eq!(report.taken, [old[2].token.clone()]);
+    assert_eq!(env.in_flight(&w, "q").await, [new[1].token.clone()]);
+}
+
+#[tokio::test]
+async fn a_workers_tokens_keep_growing_after_its_counter_was_deleted() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 4).await;
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let first = fetch(&env, &w, "q", 2).await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("resque:resq:inflight-seq:{w}"))
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    let second = fetch(&env, &w, "q", 2).await;
+    let highest = first.iter().map(token).max().unwrap();
+    assert!(
+        second.iter().all(|job| token(job) > highest),
+        "{:?} after {highest}",
+        second.iter().map(token).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

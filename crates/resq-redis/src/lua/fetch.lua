@@ -21,7 +21,11 @@
 -- KEYS[5]  resq:solo:<id>                 ("<token> <sha1>" of the suspect it runs, or "drain")
 -- KEYS[6..] triples: resque:queue:<q>, resq:inflight:<id>:<q> (a hash
 --          token -> job), resq:suspects:<q> (sha1 of a payload -> its deaths)
--- ARGV[1]  max jobs; ARGV[2..] the queue name of each triple
+-- ARGV[1]  max jobs; ARGV[2] the token floor: the highest token this worker
+--          was ever given (the counter is kept above it: a worker that was
+--          judged dead and forgotten while it still ran lost its counter, and
+--          its tokens must still only grow, see claim.lua)
+-- ARGV[3..] the queue name of each triple
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
 -- refused; the worker shows a job once it runs.
@@ -32,6 +36,7 @@ if redis.call('GET', KEYS[1]) == 'true' then
 end
 local FIRST = 6
 local max = tonumber(ARGV[1])
+local floor = tonumber(ARGV[2])
 local idle = nil
 local function is_idle()
   if idle == nil then
@@ -61,7 +66,7 @@ for k = FIRST, #KEYS - 2, 3 do
   pair = pair + 1
   if n >= max then break end
   local jobs = false
-  if redis.call('SISMEMBER', KEYS[4], ARGV[1 + pair]) == 0 then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[2 + pair]) == 0 then
     jobs = redis.call('LPOP', KEYS[k], max - n)
   end
   local solo = nil
@@ -101,6 +106,10 @@ for k = FIRST, #KEYS - 2, 3 do
   end
   if jobs then
     local last = redis.call('INCRBY', KEYS[3], #jobs)
+    if last - #jobs < floor then
+      last = floor + #jobs
+      redis.call('SET', KEYS[3], last)
+    end
     local first = last - #jobs
     local fields = {}
     for i, job in ipairs(jobs) do
@@ -119,7 +128,7 @@ for k = FIRST, #KEYS - 2, 3 do
     if #fields > 0 then
       redis.call('HSET', KEYS[k + 1], unpack(fields))
     end
-    redis.call('SADD', KEYS[2], ARGV[1 + pair])
+    redis.call('SADD', KEYS[2], ARGV[2 + pair])
     n = n + #jobs
     if solo then
       redis.call('SET', KEYS[5], tostring(last) .. ' ' .. solo)

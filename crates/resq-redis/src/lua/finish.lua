@@ -17,32 +17,56 @@
 --   hash, resq:suspects:<q>, resq:suspects-at:<q>
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
 -- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
--- ARGV[5..]: per job, six values: in-flight hash number (1..L), token,
+-- ARGV[5 .. 4+L] the lowest token of each list's jobs ("" when unknown)
+-- ARGV[5+L ..]: per job, six values: in-flight hash number (1..L), token,
 --   failure record or "", its failure_id or "", next attempt or "", its due
 --   time (unix ms)
 -- Returns {processed, trimmed, taken token, ...}.
 local lists = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
+local FIRST = 5 + lists
 local by_list = {}
-for i = 5, #ARGV, 6 do
+for i = FIRST, #ARGV, 6 do
   local list = tonumber(ARGV[i])
   by_list[list] = by_list[list] or {}
   table.insert(by_list[list], i)
 end
--- One HDEL a job, its claim field with it: it says whether the job was still
--- here and removes it in the same step, without copying its payload.
+-- When the list's lowest token is still here, every job of the list is
+-- (the reasoning is in claim.lua: only a reaper takes a held job, and it
+-- takes all at once): one HDEL removes them all, their claims with them.
+-- Otherwise one HDEL a job says whether it was still here and removes it
+-- in the same step, without copying its payload.
 local present = {}
 local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
     local flight = KEYS[8 + 3 * list]
-    for _, i in ipairs(entries) do
-      local token = ARGV[i + 1]
-      if redis.call('HDEL', flight, token, 'c' .. token) > 0 then
+    local lowest = ARGV[4 + list]
+    if lowest ~= '' and redis.call('HEXISTS', flight, lowest) == 1 then
+      local fields = {}
+      for _, i in ipairs(entries) do
+        local token = ARGV[i + 1]
+        fields[#fields + 1] = token
+        fields[#fields + 1] = 'c' .. token
         present[i] = true
-      else
-        taken[#taken + 1] = token
+        -- HDEL in slices: Lua's unpack has a stack limit.
+        if #fields >= 1000 then
+          redis.call('HDEL', flight, unpack(fields))
+          fields = {}
+        end
+      end
+      if #fields > 0 then
+        redis.call('HDEL', flight, unpack(fields))
+      end
+    else
+      for _, i in ipairs(entries) do
+        local token = ARGV[i + 1]
+        if redis.call('HDEL', flight, token, 'c' .. token) > 0 then
+          present[i] = true
+        else
+          taken[#taken + 1] = token
+        end
       end
     end
   end
@@ -53,7 +77,7 @@ local solo = redis.call('GET', KEYS[10])
 if solo then
   local space = string.find(solo, ' ', 1, true)
   local solo_token = space and string.sub(solo, 1, space - 1)
-  for i = 5, #ARGV, 6 do
+  for i = FIRST, #ARGV, 6 do
     if present[i] and ARGV[i + 1] == solo_token then
       local sha = string.sub(solo, space + 1)
       local list = tonumber(ARGV[i])
@@ -66,7 +90,7 @@ if solo then
 end
 local processed, failed = 0, 0
 local records = {}
-for i = 5, #ARGV, 6 do
+for i = FIRST, #ARGV, 6 do
   if present[i] then
     processed = processed + 1
     if ARGV[i + 2] ~= '' then

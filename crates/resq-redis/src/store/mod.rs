@@ -3,6 +3,7 @@
 //! reads are built in [`crate::resque`].
 
 mod admin;
+mod claims;
 mod poison;
 mod queues;
 mod schedules;
@@ -34,6 +35,10 @@ pub struct RedisStore {
     caps: CapsCache,
     /// Most records the failed list keeps (the oldest are trimmed).
     failed_max: u64,
+    /// The highest in-flight token each worker of this process was given,
+    /// sent with its next fetch as a floor: a worker's tokens only grow,
+    /// even after its counter was deleted (see `claim.lua`).
+    token_floors: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 /// The failed list's cap unless [`RedisStore::with_failed_max`] says.
@@ -114,6 +119,7 @@ impl RedisStore {
             wake: Default::default(),
             caps: Default::default(),
             failed_max: DEFAULT_FAILED_MAX,
+            token_floors: Default::default(),
         })
     }
 

@@ -112,6 +112,22 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// The highest token `worker` was given by this store (0 for none).
+    fn token_floor(&self, worker: &str) -> u64 {
+        // A poisoned lock only means another fetch panicked mid-update: the
+        // map holds whole values, so it is read as it is.
+        let floors = self.token_floors.lock().unwrap_or_else(|p| p.into_inner());
+        floors.get(worker).copied().unwrap_or(0)
+    }
+
+    fn raise_token_floor(&self, worker: &str, token: u64) {
+        let mut floors = self.token_floors.lock().unwrap_or_else(|p| p.into_inner());
+        let floor = floors.entry(worker.to_string()).or_insert(0);
+        *floor = (*floor).max(token);
+    }
+}
+
 /// Reads `{status, pair, token, job, ...}` from the fetch script.
 fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreError> {
     let mut items = reply.into_iter();
@@ -263,48 +279,26 @@ impl JobQueues for RedisStore {
                 .key(self.keys.inflight(w, q))
                 .key(self.keys.suspects(q));
         }
-        inv.arg(max);
+        inv.arg(max).arg(self.token_floor(w));
         for q in queues {
             inv.arg(q);
         }
         let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        parse_fetch(reply, queues)
+        let fetched = parse_fetch(reply, queues)?;
+        if let Fetched::Jobs(jobs) = &fetched {
+            let highest = jobs.iter().filter_map(|j| j.token.parse::<u64>().ok()).max();
+            if let Some(highest) = highest {
+                self.raise_token_floor(w, highest);
+            }
+        }
+        Ok(fetched)
     }
 
     async fn claim(&self, worker: &WorkerId, claims: &[Claim]) -> Result<Vec<ClaimOutcome>, StoreError> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let w = worker.as_str();
-        let mut inv = scripts::CLAIM.prepare_invoke();
-        // A burst's claims share one queue and one producer's block: each
-        // key is built once.
-        let mut flights: BTreeMap<&str, String> = BTreeMap::new();
-        let mut blocks: BTreeMap<(&str, &str), String> = BTreeMap::new();
-        for c in claims {
-            let flight = flights
-                .entry(c.queue.as_str())
-                .or_insert_with(|| self.keys.inflight(w, &c.queue));
-            inv.key(flight.as_str());
-            let block = blocks
-                .entry((c.queue.as_str(), c.mark.block.as_str()))
-                .or_insert_with(|| self.keys.marks(&c.queue, &c.mark.block));
-            inv.key(block.as_str());
-            inv.arg(&c.token).arg(c.mark.index).arg(c.until.0);
-        }
-        let codes: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        if codes.len() != claims.len() {
-            return Err(protocol("a claim reply with a wrong count"));
-        }
-        codes
-            .into_iter()
-            .map(|code| match code {
-                0 => Ok(ClaimOutcome::Claimed),
-                1 => Ok(ClaimOutcome::Replayed),
-                2 => Ok(ClaimOutcome::Gone),
-                _ => Err(protocol("a claim reply with an unknown code")),
-            })
-            .collect()
+        self.claim_groups(worker, claims).await
     }
 
     async fn finish(
@@ -343,6 +337,21 @@ impl JobQueues for RedisStore {
             Working::Clear => inv.arg("clear").arg(""),
             Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
         };
+        // Each list's lowest token: while it is in flight, all the list's
+        // jobs are (see finish.lua), and one HDEL acks them.
+        let mut by_list: Vec<Vec<&str>> = vec![Vec::new(); list_numbers.len()];
+        for f in done {
+            let list = list_numbers
+                .get(f.job.queue.as_str())
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| by_list.get_mut(i));
+            if let Some(tokens) = list {
+                tokens.push(f.job.token.as_str());
+            }
+        }
+        for tokens in by_list {
+            inv.arg(super::claims::lowest_token(tokens).unwrap_or(""));
+        }
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
             inv.arg(list).arg(&f.job.token);
