@@ -21,13 +21,18 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Mutations of each corpus input.
 const MUTATIONS: u64 = 200;
 
 /// Failures shown in full; the rest are counted.
 const SHOWN: usize = 12;
+
+/// A run that takes longer fails, as a slow input is a finding for
+/// libFuzzer (its `-timeout`): it is what a worker would spend on it. The
+/// slowest in a debug build on a loaded machine take under a second.
+const SLOW: Duration = Duration::from_secs(5);
 
 /// One `#[test]` per target (they run in parallel), each with its seed
 /// (its name hashed) and its mutations an input, and the list
@@ -92,9 +97,10 @@ fn replay(target: &str, check: fn(&[u8]), mutations: u64) {
     let seed = fnv1a(target.as_bytes());
     let mut failures = Vec::new();
     let mut runs = 0u64;
+    let mut slowest = Duration::ZERO;
     for (index, (file, input)) in corpus.iter().enumerate() {
         runs += 1;
-        if let Err(message) = run(check, input) {
+        if let Err(message) = run(check, input, &mut slowest) {
             failures.push(Failure {
                 file: file.clone(),
                 mutation: None,
@@ -114,7 +120,7 @@ fn replay(target: &str, check: fn(&[u8]), mutations: u64) {
             let mut rng = Rng::new(seed ^ fnv1a(file.as_bytes()) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mutant = mutate(input, &others, &mut rng);
             runs += 1;
-            if let Err(message) = run(check, &mutant) {
+            if let Err(message) = run(check, &mutant, &mut slowest) {
                 failures.push(Failure {
                     file: file.clone(),
                     mutation: Some(n),
@@ -127,9 +133,10 @@ fn replay(target: &str, check: fn(&[u8]), mutations: u64) {
         }
     }
     println!(
-        "{target}: {} inputs, {runs} runs ({mutations} mutations an input), {:.2} s",
+        "{target}: {} inputs, {runs} runs ({mutations} mutations an input), {:.2} s, the slowest {:.1} ms",
         corpus.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        slowest.as_secs_f64() * 1000.0
     );
     if failures.is_empty() {
         return;
@@ -194,11 +201,12 @@ thread_local! {
     static RAISED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// The check on `input`: the panic's message and place when it fails.
+/// The check on `input`: the panic's message and place when it fails, or
+/// its time when it took over [`SLOW`]; `slowest` is the longest run yet.
 /// The panic is not printed (a failing target may panic on thousands of
 /// inputs, each with a backtrace under `RUST_BACKTRACE`): the test's report
 /// says it once per input.
-fn run(check: fn(&[u8]), input: &[u8]) -> Result<(), String> {
+fn run(check: fn(&[u8]), input: &[u8], slowest: &mut Duration) -> Result<(), String> {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
@@ -211,8 +219,14 @@ fn run(check: fn(&[u8]), input: &[u8]) -> Result<(), String> {
         }));
     });
     QUIET.with(|quiet| quiet.set(true));
+    let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| check(input)));
+    let took = started.elapsed();
     QUIET.with(|quiet| quiet.set(false));
+    *slowest = took.max(*slowest);
+    if result.is_ok() && took > SLOW {
+        return Err(format!("took {took:.1?}, over the {SLOW:?} a run may take"));
+    }
     result.map_err(|payload| {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             s.to_string()
