@@ -414,9 +414,11 @@ async fn run(job: &FetchedJob, ctx: &ProcessContext, seen: &mut Seen) -> Result<
     if let Some((id, expires_at)) = &seen.tracked {
         track(ctx, id, *expires_at, TrackState::Running, seen.attempt, None).await;
     }
-    let ran = children
-        .run(&envelope.class, envelope.args, job_ctx, limit, started)
-        .await;
+    // Boxed: the child run's future is about 2 KB, and carried inline it
+    // made every job's task, in-process ones too, twice as large (3.9 KB
+    // instead of 1.8 KB): moved at each spawn, and allocated at a size
+    // the allocator serves more slowly.
+    let ran = Box::pin(children.run(&envelope.class, envelope.args, job_ctx, limit, started)).await;
     seen.started = started_at.get().copied();
     match ran {
         Ok(result) => Ok(result),
@@ -469,4 +471,23 @@ pub(crate) fn timed_out(limit: std::time::Duration, how: &str) -> FailureInfo {
         Reason::Timeout,
         format!("the job ran longer than {} ms and {how}", limit.as_millis()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, B, F: std::future::Future>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every job is a task of this size, moved at its spawn: 1,792 bytes
+    /// in the release and debug builds of rustc 1.95, 3,944 when the child
+    /// run (boxed in `run`) was carried inline.
+    #[test]
+    fn a_jobs_task_stays_small() {
+        let size = future_size(process);
+        assert!(size <= 2048, "a job's task is {size} bytes");
+    }
 }
