@@ -96,7 +96,9 @@ async fn main() -> Result<(), BenchError> {
     let resq = PathBuf::from(flag_value(&argv, "--resq").ok_or("--resq PATH is required")?)
         .canonicalize()
         .map_err(|e| format!("--resq: {e}"))?;
-    let jobs: usize = flag_value(&argv, "--jobs").and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let jobs: usize = flag_value(&argv, "--jobs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
     let concurrency = flag_value(&argv, "--concurrency").unwrap_or_else(|| "256".into());
 
     let redis = LocalRedis::start()?;
@@ -120,7 +122,12 @@ async fn main() -> Result<(), BenchError> {
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     for (name, value) in [("slowlog-log-slower-than", "0"), ("slowlog-max-len", "10000000")] {
-        let _: () = redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query_async(&mut conn).await?;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut conn)
+            .await?;
     }
     let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut conn).await?;
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await?;
@@ -128,7 +135,14 @@ async fn main() -> Result<(), BenchError> {
     let cpu_before = info_field(&cpu, "used_cpu_sys").unwrap_or(0.0) + info_field(&cpu, "used_cpu_user").unwrap_or(0.0);
 
     let status = Command::new(&resq)
-        .args(["worker", "--queues", "default", "--concurrency", &concurrency, "--burst"])
+        .args([
+            "worker",
+            "--queues",
+            "default",
+            "--concurrency",
+            &concurrency,
+            "--burst",
+        ])
         .env("RESQ_REDIS_URL", redis.url())
         .env("RESQ_KEYS_FILE", &keys)
         .env("RESQ_LOG", "warn")
@@ -143,7 +157,10 @@ async fn main() -> Result<(), BenchError> {
     let cpu_after = info_field(&cpu, "used_cpu_sys").unwrap_or(0.0) + info_field(&cpu, "used_cpu_user").unwrap_or(0.0);
     let stats = info(&mut conn, "commandstats").await?;
     let log: Vec<Value> = redis::cmd("SLOWLOG").arg("GET").arg(-1).query_async(&mut conn).await?;
-    let processed: Option<String> = redis::cmd("GET").arg("resque:stat:processed").query_async(&mut conn).await?;
+    let processed: Option<String> = redis::cmd("GET")
+        .arg("resque:stat:processed")
+        .query_async(&mut conn)
+        .await?;
     if processed.as_deref() != Some(jobs.to_string().as_str()) {
         return Err(format!("{processed:?} jobs processed, expected {jobs}").into());
     }
