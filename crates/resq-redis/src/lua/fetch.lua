@@ -30,7 +30,9 @@
 -- Resque's "working" record is not written here: a fetched job may yet be
 -- refused; the worker shows a job once it runs.
 --
--- Returns {status, pair, token, job, pair, token, job, ...}; status 1 = paused.
+-- Returns {status, pair, first token, count, job, job, ..., pair, ...}:
+-- each queue's jobs in order under tokens first, first + 1, ... (the
+-- caller spells them: no string is made here per job); status 1 = paused.
 if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
 end
@@ -111,13 +113,14 @@ for k = FIRST, #KEYS - 2, 3 do
       redis.call('SET', KEYS[3], last)
     end
     local first = last - #jobs
+    out[#out + 1] = pair
+    out[#out + 1] = first + 1
+    out[#out + 1] = #jobs
     local fields = {}
     for i, job in ipairs(jobs) do
-      local token = tostring(first + i)
-      fields[#fields + 1] = token
+      -- A number argument reaches Redis as its decimal digits.
+      fields[#fields + 1] = first + i
       fields[#fields + 1] = job
-      out[#out + 1] = pair
-      out[#out + 1] = token
       out[#out + 1] = job
       -- HSET in slices: Lua's unpack has a stack limit.
       if #fields >= 1000 then

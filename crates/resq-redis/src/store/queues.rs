@@ -128,7 +128,8 @@ impl RedisStore {
     }
 }
 
-/// Reads `{status, pair, token, job, ...}` from the fetch script.
+/// Reads `{status, pair, first token, count, job, ...}` from the fetch
+/// script: each queue's jobs under consecutive tokens.
 fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreError> {
     let mut items = reply.into_iter();
     match items.next() {
@@ -138,28 +139,34 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
     }
     let mut jobs = Vec::new();
     while let Some(pair) = items.next() {
-        let Value::Int(p) = pair else {
-            return Err(protocol("a fetch reply with a queue number that is not an integer"));
+        let (Value::Int(p), Some(Value::Int(first)), Some(Value::Int(count))) = (pair, items.next(), items.next())
+        else {
+            return Err(protocol(
+                "a fetch reply with a queue's jobs not under a number, a first token and a count",
+            ));
         };
         let queue = usize::try_from(p - 1)
             .ok()
             .and_then(|i| queues.get(i))
             .ok_or_else(|| protocol("a fetch reply with an unknown queue number"))?;
-        let token = match items.next() {
-            Some(Value::BulkString(bytes)) => {
-                String::from_utf8(bytes).map_err(|_| protocol("a fetch reply with a token that is not text"))?
-            }
-            _ => return Err(protocol("a fetch reply with a job without a token")),
+        let (Ok(first), Ok(count)) = (u64::try_from(first), u64::try_from(count)) else {
+            return Err(protocol("a fetch reply with a negative token or count"));
         };
-        let payload = match items.next() {
-            Some(Value::BulkString(bytes)) => bytes::Bytes::from(bytes),
-            _ => return Err(protocol("a fetch reply with a job that is not a string")),
-        };
-        jobs.push(FetchedJob {
-            queue: queue.clone(),
-            payload,
-            token,
-        });
+        for token in (0..count).map(|i| first.saturating_add(i)) {
+            let payload = match items.next() {
+                Some(Value::BulkString(bytes)) => bytes::Bytes::from(bytes),
+                _ => {
+                    return Err(protocol(
+                        "a fetch reply with fewer jobs than it counts, or one not a string",
+                    ))
+                }
+            };
+            jobs.push(FetchedJob {
+                queue: queue.clone(),
+                payload,
+                token: token.to_string(),
+            });
+        }
     }
     Ok(Fetched::Jobs(jobs))
 }
@@ -441,5 +448,72 @@ impl JobQueues for RedisStore {
 
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.wake.get_or_init(|| self.start_wake_listener()).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn fetch_replies_are_read_or_refused_with_a_protocol_error() {
+        let queues = ["a".to_string(), "b".to_string()];
+        let ok: &[(Vec<Value>, &[(&str, &str, &str)])] = &[
+            (vec![Value::Int(0)], &[]),
+            (
+                vec![
+                    Value::Int(0),
+                    Value::Int(1),
+                    Value::Int(7),
+                    Value::Int(2),
+                    job("x"),
+                    job("y"),
+                    Value::Int(2),
+                    Value::Int(9),
+                    Value::Int(1),
+                    job("z"),
+                ],
+                &[("a", "7", "x"), ("a", "8", "y"), ("b", "9", "z")],
+            ),
+        ];
+        for (reply, want) in ok {
+            let Ok(Fetched::Jobs(jobs)) = parse_fetch(reply.clone(), &queues) else {
+                panic!("{reply:?} not read");
+            };
+            let got: Vec<(&str, &str, &[u8])> = jobs
+                .iter()
+                .map(|j| (j.queue.as_str(), j.token.as_str(), &j.payload[..]))
+                .collect();
+            let want: Vec<(&str, &str, &[u8])> = want.iter().map(|(q, t, p)| (*q, *t, p.as_bytes())).collect();
+            assert_eq!(got, want);
+        }
+        assert!(matches!(parse_fetch(vec![Value::Int(1)], &queues), Ok(Fetched::Paused)));
+        let bad: &[Vec<Value>] = &[
+            vec![],
+            vec![Value::Int(2)],
+            vec![Value::Int(0), Value::Int(1), Value::Int(7), Value::Int(2), job("x")],
+            vec![Value::Int(0), Value::Int(3), Value::Int(7), Value::Int(1), job("x")],
+            vec![Value::Int(0), Value::Int(1), Value::Int(-7), Value::Int(1), job("x")],
+            vec![Value::Int(0), Value::Int(1), Value::Int(7), Value::Int(-1)],
+            vec![
+                Value::Int(0),
+                Value::Int(1),
+                Value::Int(7),
+                Value::Int(1),
+                Value::Int(5),
+            ],
+            vec![Value::Int(0), Value::Int(1), Value::Int(7)],
+            vec![Value::Int(0), job("1"), Value::Int(7), Value::Int(1), job("x")],
+        ];
+        for reply in bad {
+            assert!(
+                matches!(parse_fetch(reply.clone(), &queues), Err(StoreError::Protocol { .. })),
+                "{reply:?}"
+            );
+        }
     }
 }
