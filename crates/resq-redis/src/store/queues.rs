@@ -459,10 +459,13 @@ mod tests {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
+    /// A reply, and the (queue, token, payload) of each job read from it.
+    type Case = (Vec<Value>, &'static [(&'static str, &'static str, &'static str)]);
+
     #[test]
     fn fetch_replies_are_read_or_refused_with_a_protocol_error() {
         let queues = ["a".to_string(), "b".to_string()];
-        let ok: &[(Vec<Value>, &[(&str, &str, &str)])] = &[
+        let ok: &[Case] = &[
             (vec![Value::Int(0)], &[]),
             (
                 vec![
