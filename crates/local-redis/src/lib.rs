@@ -4,6 +4,8 @@
 //! configuration they need (a password, ACL users, TLS), and benchmarks use it
 //! so every figure comes from a server nobody else touches. The server keeps
 //! nothing on disk, listens on 127.0.0.1 only, and is killed when dropped.
+//! It can also run as a replica (`--replicaof` in [`Options::extra_args`])
+//! or as a sentinel ([`Options::sentinel`]), for sentinel mode's tests.
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -32,6 +34,11 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// Any other `--name value` arguments.
     pub extra_args: Vec<String>,
+    /// Run as a Redis Sentinel with this configuration (`sentinel monitor
+    /// ...` lines and the like): written to `sentinel.conf` in the server's
+    /// directory once, which the sentinel then rewrites as it learns (a
+    /// restart keeps what it learnt). `requirepass` is the sentinel's own.
+    pub sentinel: Option<String>,
 }
 
 /// Why the server could not be started.
@@ -145,7 +152,15 @@ impl LocalRedis {
     }
 
     fn spawn(&mut self, dir: &Path) -> Result<(), Error> {
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<String> = Vec::new();
+        if let Some(config) = &self.options.sentinel {
+            let path = dir.join("sentinel.conf");
+            if !path.exists() {
+                std::fs::write(&path, format!("{}\n", config.trim_end())).map_err(Error::Io)?;
+            }
+            args.extend([path.display().to_string(), "--sentinel".into()]);
+        }
+        args.extend([
             "--bind".into(),
             "127.0.0.1".into(),
             "--save".into(),
@@ -160,7 +175,7 @@ impl LocalRedis {
             "warning".into(),
             "--logfile".into(),
             dir.join("redis.log").display().to_string(),
-        ];
+        ]);
         match &self.options.tls {
             None => args.extend(["--port".into(), self.port.to_string()]),
             Some(tls) => args.extend([
@@ -293,6 +308,19 @@ mod tests {
     use super::*;
 
     /// Only when redis-server is installed (the test suite installs it).
+    #[test]
+    fn a_sentinel_watches_its_master() {
+        let Ok(master) = LocalRedis::start() else { return };
+        let sentinel = LocalRedis::start_with(Options {
+            sentinel: Some(format!("sentinel monitor m 127.0.0.1 {} 1", master.port())),
+            ..Options::default()
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(sentinel.dir().join("sentinel.conf")).unwrap();
+        assert!(text.contains("sentinel monitor m 127.0.0.1"), "{text}");
+        assert!(sentinel.owns_port());
+    }
+
     #[test]
     fn a_server_owns_its_port_and_not_another_servers() {
         let Ok(mut a) = LocalRedis::start() else { return };
