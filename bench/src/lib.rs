@@ -146,7 +146,7 @@ impl Report {
 /// their bytes by an exact `MEMORY USAGE` (SAMPLES 0). For a few thousand
 /// keys at most: it reads them one by one.
 pub async fn key_families(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut resq_redis::Connection,
     family: impl Fn(&str) -> String,
 ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, BenchError> {
     let mut families: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();

@@ -75,7 +75,7 @@ fn family(key: &str) -> String {
     }
 }
 
-async fn snapshot(conn: &mut redis::aio::ConnectionManager) -> Result<Snapshot, BenchError> {
+async fn snapshot(conn: &mut resq_redis::Connection) -> Result<Snapshot, BenchError> {
     let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
     let used = info
         .lines()
@@ -86,7 +86,7 @@ async fn snapshot(conn: &mut redis::aio::ConnectionManager) -> Result<Snapshot, 
     Ok(Snapshot { used, families })
 }
 
-async fn count_marks(conn: &mut redis::aio::ConnectionManager) -> Result<usize, BenchError> {
+async fn count_marks(conn: &mut resq_redis::Connection) -> Result<usize, BenchError> {
     let keys: Vec<String> = redis::cmd("KEYS").arg("resque:resq:marks:*").query_async(conn).await?;
     Ok(keys.len())
 }
@@ -253,7 +253,7 @@ async fn main() -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn wait_marks_gone(conn: &mut redis::aio::ConnectionManager, most: Duration) -> Result<(), BenchError> {
+async fn wait_marks_gone(conn: &mut resq_redis::Connection, most: Duration) -> Result<(), BenchError> {
     let deadline = Instant::now() + most;
     while count_marks(conn).await? > 0 {
         if Instant::now() > deadline {

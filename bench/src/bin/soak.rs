@@ -260,7 +260,7 @@ fn family(key: &str) -> String {
     parts[..take.min(parts.len())].join(":")
 }
 
-async fn int(conn: &mut redis::aio::ConnectionManager, cmd: &str, key: &str) -> Result<u64, BenchError> {
+async fn int(conn: &mut resq_redis::Connection, cmd: &str, key: &str) -> Result<u64, BenchError> {
     let v: Option<u64> = redis::cmd(cmd).arg(key).query_async(conn).await?;
     Ok(v.unwrap_or(0))
 }
@@ -273,7 +273,7 @@ fn info_field(info: &str, field: &str) -> u64 {
 }
 
 async fn sample(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut resq_redis::Connection,
     minute: f64,
     worker: u32,
     serve: u32,

@@ -34,6 +34,8 @@ const BASE: &[&str] = &[
     "client|setname",
     "time",
     "acl|whoami",
+    // Sentinel mode asks the master the sentinels name whether it is one.
+    "role",
     "eval",
     "evalsha",
     "script|load",

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Value;
 use resq::{StoreError, UnixMs};
 use serde::{Deserialize, Serialize};
@@ -137,7 +136,7 @@ const PENDING_FOR: Duration = Duration::from_secs(60);
 /// The API's state in Redis.
 #[derive(Clone)]
 pub struct ApiStore {
-    conn: ConnectionManager,
+    conn: crate::Connection,
     keys: Keys,
     audit_max: usize,
 }

@@ -1,7 +1,8 @@
 //! Connecting to Redis: `redis://` and `rediss://` URLs, an ACL user and a
 //! password that never appears in any output, TLS with a private CA and an
 //! optional client certificate, and a connection manager that reconnects with
-//! backoff when Redis goes away.
+//! backoff when Redis goes away; in sentinel mode, to the master the
+//! sentinels name (see [`crate::sentinel`] and [`crate::Connection`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +10,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, IntoConnectionInfo, TlsCertificates};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::connection::Connection;
+use crate::sentinel::{self, SentinelConfig};
 
 /// Where and how to connect. `Debug` never shows the password, and the URL is
 /// shown without its user-info part.
@@ -29,6 +33,10 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// Sentinel mode: the master is the one these sentinels name, and `url`
+    /// only lends its scheme, user-info and database (its host and port are
+    /// replaced by the master's). `None`: standalone, `url` is the server.
+    pub sentinel: Option<SentinelConfig>,
 }
 
 impl RedisConfig {
@@ -42,6 +50,7 @@ impl RedisConfig {
             client_key_file: None,
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            sentinel: None,
         }
     }
 
@@ -60,6 +69,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("ca_file", &self.ca_file)
             .field("client_cert_file", &self.client_cert_file)
             .field("client_key_file", &self.client_key_file)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }
@@ -105,6 +115,8 @@ pub enum ConnectError {
     ClientCertRefused { url: String, cert: String, reason: String },
     #[error("Redis at {url} refused the credentials of {user}: {reason}")]
     Auth { url: String, user: String, reason: String },
+    #[error("no sentinel named a master for {master} that answers as one: {reasons}")]
+    NoMaster { master: String, reasons: String },
 }
 
 /// The URL with every part that may hold a secret replaced: the user-info
@@ -209,9 +221,38 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     built.map_err(|e| bad_url(e.to_string()))
 }
 
-/// Connects and returns a manager that reconnects with exponential backoff,
-/// and the client (for dedicated connections such as pub/sub).
-pub async fn connect(config: &RedisConfig) -> Result<(ConnectionManager, redis::Client), ConnectError> {
+/// Connects and returns the connection to the master (which, in sentinel
+/// mode, follows a failover), and a client for dedicated connections such
+/// as pub/sub (in sentinel mode, to the first master:
+/// [`Connection::master_client`] has the current one).
+pub async fn connect(config: &RedisConfig) -> Result<(Connection, redis::Client), ConnectError> {
+    let Some(sentinels) = &config.sentinel else {
+        let (manager, client) = connect_direct(config).await?;
+        return Ok((Connection::direct(manager), client));
+    };
+    let unusable = || ConnectError::BadUrl {
+        reason: "sentinel mode needs a redis:// or rediss:// URL (its host and port are the master's)".into(),
+    };
+    if !sentinel::url_is_usable(&config.url) {
+        return Err(unusable());
+    }
+    let (host, port) = sentinel::find_master(config, sentinels)
+        .await
+        .map_err(|no| ConnectError::NoMaster {
+            master: sentinels.master_name.clone(),
+            reasons: no.to_string(),
+        })?;
+    let at = sentinel::master_config(config, &host, port).ok_or_else(unusable)?;
+    let (manager, client) = connect_direct(&at).await?;
+    Ok((
+        Connection::followed(config.clone(), (host, port), manager, client.clone()),
+        client,
+    ))
+}
+
+/// Connects to the server `config.url` names and returns a manager that
+/// reconnects to it with exponential backoff, and the client.
+pub(crate) async fn connect_direct(config: &RedisConfig) -> Result<(ConnectionManager, redis::Client), ConnectError> {
     let client = client(config)?;
     // One direct attempt first: a refused connection, a TLS mismatch or bad
     // credentials are reported in seconds and by name, not after the

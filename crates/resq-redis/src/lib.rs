@@ -4,13 +4,17 @@
 pub mod acl;
 pub mod api;
 pub mod connect;
+mod connection;
 pub mod facts;
 pub mod keys;
 pub mod resque;
 mod scripts;
+pub mod sentinel;
 pub mod store;
 pub mod web;
 
 pub use connect::{redact_url, ConnectError, RedisConfig};
+pub use connection::Connection;
 pub use keys::Keys;
+pub use sentinel::SentinelConfig;
 pub use store::{RedisStore, UNROUTABLE_QUEUE};

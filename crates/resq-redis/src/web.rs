@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use resq::{StoreError, UnixMs};
 use serde::{Deserialize, Serialize};
@@ -112,7 +111,7 @@ pub const COARSE_KEPT: usize = 720;
 /// The dashboard's storage.
 #[derive(Clone)]
 pub struct WebStore {
-    conn: ConnectionManager,
+    conn: crate::Connection,
     keys: Keys,
     api: ApiStore,
 }

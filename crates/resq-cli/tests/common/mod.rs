@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use local_redis::LocalRedis;
-use redis::aio::ConnectionManager;
 use resq::{Client, Job, JobContext, JobError, Keyring};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
@@ -110,7 +109,7 @@ impl Env {
         Client::new(Arc::new(self.store.clone()), keyring).expect("client")
     }
 
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> resq_redis::Connection {
         self.store.connection()
     }
 

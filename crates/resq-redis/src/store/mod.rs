@@ -13,21 +13,23 @@ pub use schedules::UNROUTABLE_QUEUE;
 
 use std::collections::BTreeMap;
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Value};
 
 use resq::clock::UnixMs;
 use resq::store::{BackendError, NewFailure, StoreError};
 
 use crate::connect::{connect, ConnectError, RedisConfig};
+use crate::connection::Connection;
 use crate::keys::Keys;
 use crate::scripts;
 
 /// The Redis store. Cheap to clone: clones share one multiplexed connection
-/// that reconnects by itself.
+/// that reconnects by itself (in sentinel mode, to the current master).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
+    /// For dedicated connections in standalone mode (in sentinel mode
+    /// `conn` has the current master's).
     client: redis::Client,
     keys: Keys,
     wake: std::sync::Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
@@ -62,13 +64,14 @@ const SUSPECT_MEMORY_MS: u64 = 7 * 24 * 3600 * 1000;
 type CapsCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>>;
 
 pub(crate) fn store_err(e: RedisError) -> StoreError {
-    // A server loading its data (LOADING) answers again in a moment: away,
-    // not refusing.
+    // A server loading its data (LOADING) answers again in a moment, and so
+    // does a master after a failover: a demoted master (READONLY) and a
+    // replica cut from its master (MASTERDOWN) are away, not refusing.
     let unavailable = e.is_io_error()
         || e.is_connection_dropped()
         || e.is_timeout()
         || e.is_connection_refusal()
-        || e.code() == Some("LOADING");
+        || matches!(e.code(), Some("LOADING" | "READONLY" | "MASTERDOWN"));
     let source = BackendError::new(e);
     if unavailable {
         StoreError::Unavailable(source)
@@ -137,21 +140,42 @@ impl RedisStore {
     }
 
     /// A handle on the connection, for tests and admin tools.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
+    }
+
+    /// In sentinel mode, the `host:port` of the master in use; `None` in
+    /// standalone mode.
+    pub fn sentinel_master(&self) -> Option<String> {
+        self.conn.master_address()
     }
 
     /// Starts (once) the task that turns messages on the wake channel into
     /// bumps of a watch value. It reconnects with backoff and bumps after each
-    /// reconnect, since jobs may have arrived while it was away.
+    /// reconnect, since jobs may have arrived while it was away. In sentinel
+    /// mode it connects to the current master, and again when the master moves.
     fn start_wake_listener(&self) -> tokio::sync::watch::Receiver<u64> {
         let (tx, rx) = tokio::sync::watch::channel(0u64);
-        let client = self.client.clone();
+        let fallback = self.client.clone();
+        let conn = self.conn.clone();
         let channel = self.keys.wake_channel();
         tokio::spawn(async move {
             use futures::StreamExt;
             let mut delay = std::time::Duration::from_millis(100);
             loop {
+                let mut moves = conn.master_moves();
+                let moved = async {
+                    match moves.as_mut() {
+                        Some(moves) => {
+                            if moves.changed().await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::pin!(moved);
+                let client = conn.master_client().unwrap_or_else(|| fallback.clone());
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => {
                         if pubsub.subscribe(&channel).await.is_ok() {
@@ -162,21 +186,32 @@ impl RedisStore {
                                 tokio::select! {
                                     message = messages.next() => match message {
                                         Some(_) => tx.send_modify(|v| *v += 1),
-                                        None => break,
+                                        None => {
+                                            conn.suspect();
+                                            break;
+                                        }
                                     },
                                     // Nobody watches any more: stop listening.
                                     _ = tx.closed() => return,
+                                    // Another master: listen there.
+                                    _ = &mut moved => {
+                                        delay = std::time::Duration::ZERO;
+                                        break;
+                                    }
                                 }
                             }
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "wake channel unavailable; workers poll meanwhile"),
+                    Err(e) => {
+                        conn.suspect();
+                        tracing::debug!(error = %e, "wake channel unavailable; workers poll meanwhile")
+                    }
                 }
                 if tx.is_closed() {
                     return;
                 }
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                delay = (delay * 2).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(5));
             }
         });
         rx
@@ -373,9 +408,15 @@ mod tests {
     }
 
     #[test]
-    fn a_server_loading_its_data_is_away_and_an_oom_refusal_is_a_refusal() {
-        let cases: [(&[u8], bool); 3] = [
+    fn a_server_loading_its_data_or_failing_over_is_away_and_an_oom_refusal_is_a_refusal() {
+        let cases: [(&[u8], bool); 6] = [
             (b"-LOADING Redis is loading the dataset in memory\r\n", true),
+            (b"-READONLY You can't write against a read only replica.\r\n", true),
+            (
+                b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+                true,
+            ),
+            (b"-ERR unknown command 'FOO'\r\n", false),
             (b"-OOM command not allowed when used memory > 'maxmemory'.\r\n", false),
             (b"-NOPERM this user has no permissions\r\n", false),
         ];

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use local_redis::LocalRedis;
-use redis::aio::ConnectionManager;
 use resq::{Client, Control, Job, JobContext, JobError, Keyring, Registry, Store, Worker, WorkerConfig, WorkerReport};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
@@ -44,7 +43,7 @@ impl Env {
         Arc::new(self.store.clone())
     }
 
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> resq_redis::Connection {
         self.store.connection()
     }
 
