@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use resq::worker::ranges::check;
 use resq::PayloadLimits;
-use resq_redis::RedisConfig;
+use resq_redis::{RedisConfig, SentinelConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -236,6 +236,12 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "client_cert_file",
             "client_key_file",
             "response_timeout_ms",
+            "mode",
+            "master_name",
+            "sentinels",
+            "sentinel_username",
+            "sentinel_password_file",
+            "sentinel_password_env",
         ],
     ),
     (
@@ -281,7 +287,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
 ];
 
 /// The values of the config's enums, which messages may quote too.
-const ENUM_WORDS: &[&str] = &["none", "process"];
+const ENUM_WORDS: &[&str] = &["none", "process", "standalone", "sentinel"];
 
 /// Every word of the config format itself.
 fn known_words() -> Vec<&'static str> {
@@ -391,6 +397,30 @@ pub struct RedisSection {
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
     pub response_timeout_ms: Option<u64>,
+    /// `standalone` (default: `url` is the server) or `sentinel` (the
+    /// sentinels name the master; see docs/operations.md, "Sentinel mode").
+    pub mode: Option<RedisMode>,
+    /// Sentinel mode: the name the sentinels monitor the master by.
+    pub master_name: Option<String>,
+    /// Sentinel mode: each sentinel's `host:port`.
+    pub sentinels: Option<Vec<String>>,
+    /// Sentinel mode: an ACL user on the sentinels.
+    pub sentinel_username: Option<String>,
+    /// Sentinel mode: a file holding the sentinels' password.
+    pub sentinel_password_file: Option<PathBuf>,
+    /// Sentinel mode: the name of an environment variable holding it.
+    pub sentinel_password_env: Option<String>,
+}
+
+/// How resq finds its Redis.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    /// One server, at `redis.url`.
+    #[default]
+    Standalone,
+    /// The master that Redis Sentinel names, followed through failovers.
+    Sentinel,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -433,6 +463,39 @@ pub enum ConfigError {
     PasswordFile { path: PathBuf, source: std::io::Error },
     #[error("redis.password_env names {var}, but that environment variable is not set")]
     PasswordEnvMissing { var: String },
+    #[error(
+        "cannot read the sentinel password file {path}: {source}\n  check redis.sentinel_password_file / \
+         RESQ_REDIS_SENTINEL_PASSWORD_FILE"
+    )]
+    SentinelPasswordFile { path: PathBuf, source: std::io::Error },
+    #[error("redis.sentinel_password_env names {var}, but that environment variable is not set")]
+    SentinelPasswordEnvMissing { var: String },
+    #[error(
+        "redis.mode is sentinel but no master name is set: set redis.master_name (RESQ_REDIS_MASTER_NAME) to the \
+         name the sentinels monitor the master by"
+    )]
+    SentinelNoMasterName,
+    #[error(
+        "redis.master_name is not a name the sentinels could know (1 to 128 letters, digits, '_', '-', '.' or ':')"
+    )]
+    BadMasterName,
+    #[error(
+        "redis.mode is sentinel but no sentinel is listed: set redis.sentinels (RESQ_REDIS_SENTINELS, \
+         comma-separated) to their host:port"
+    )]
+    SentinelNoSentinels,
+    #[error("{key} entry #{n} is not host:port (a host name or IP address, and a port from 1 to 65535)")]
+    BadSentinel { key: &'static str, n: usize },
+    #[error(
+        "in sentinel mode redis.url (RESQ_REDIS_URL) must be a redis:// or rediss:// URL: only its scheme, user \
+         and database are used, the sentinels name the host and port"
+    )]
+    SentinelUrl,
+    #[error(
+        "{key} is set, but redis.mode is standalone (the default): set redis.mode = \"sentinel\" \
+         (RESQ_REDIS_MODE=sentinel) to use the sentinels, or remove it"
+    )]
+    SentinelSettingInStandalone { key: &'static str },
     #[error("no Redis configured: set RESQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or redis.url in resq.toml")]
     NoRedis,
     #[error("the namespace is not allowed: use letters, digits, '_', '-' or '.'")]
@@ -550,6 +613,12 @@ pub const ENV_VARS: &[&str] = &[
     "RESQ_REDIS_CA_FILE",
     "RESQ_REDIS_CLIENT_CERT_FILE",
     "RESQ_REDIS_CLIENT_KEY_FILE",
+    "RESQ_REDIS_MODE",
+    "RESQ_REDIS_MASTER_NAME",
+    "RESQ_REDIS_SENTINELS",
+    "RESQ_REDIS_SENTINEL_USERNAME",
+    "RESQ_REDIS_SENTINEL_PASSWORD",
+    "RESQ_REDIS_SENTINEL_PASSWORD_FILE",
     "RESQ_QUEUES",
     "RESQ_CONCURRENCY",
     "RESQ_ISOLATION",
@@ -642,7 +711,14 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     }
 
     let redis_password_env = redis.password_env.clone();
-    let url = env.var("RESQ_REDIS_URL").or(redis.url);
+    let sentinel_password_env = redis.sentinel_password_env.clone();
+    let sentinel = sentinel(&redis, env)?;
+    let url = match (env.var("RESQ_REDIS_URL").or(redis.url), &sentinel) {
+        (Some(url), Some(_)) if !resq_redis::sentinel::url_is_usable(&url) => return Err(ConfigError::SentinelUrl),
+        // Only the scheme and database of a URL are used in sentinel mode.
+        (None, Some(s)) => Some(format!("redis://{}/0", s.master_name)),
+        (url, _) => url,
+    };
     let redis = match url {
         None => None,
         Some(url) => {
@@ -662,6 +738,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
                 c.response_timeout = Duration::from_millis(ms);
                 check("redis.response_timeout_ms", c.response_timeout, &RESPONSE_TIMEOUT)?;
             }
+            c.sentinel = sentinel;
             Some(c)
         }
     };
@@ -694,7 +771,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
             })
         }
     }
-    let secret_env = redis_password_env.into_iter().collect();
+    let secret_env = redis_password_env.into_iter().chain(sentinel_password_env).collect();
     let keys_file = env.var("RESQ_KEYS_FILE").map(PathBuf::from).or(security.keys_file);
     let unsigned: Vec<String> = match env.var("RESQ_ALLOW_UNSIGNED") {
         Some(list) => list
@@ -871,15 +948,32 @@ fn password(
     var_name: &Option<String>,
     env: &dyn Env,
 ) -> Result<Option<SecretString>, ConfigError> {
-    if let Some(p) = env.var("RESQ_REDIS_PASSWORD") {
+    secret(file, var_name, env, ["RESQ_REDIS_PASSWORD", "RESQ_REDIS_PASSWORD_FILE"]).map_err(|e| match e {
+        SecretError::File { path, source } => ConfigError::PasswordFile { path, source },
+        SecretError::EnvMissing { var } => ConfigError::PasswordEnvMissing { var },
+    })
+}
+
+/// Where a secret could not be read from.
+enum SecretError {
+    File { path: PathBuf, source: std::io::Error },
+    EnvMissing { var: String },
+}
+
+/// A secret from (in order) the variable `vars[0]`, the file the variable
+/// `vars[1]` names, `file`, or the variable named by `var_name`.
+fn secret(
+    file: &Option<PathBuf>,
+    var_name: &Option<String>,
+    env: &dyn Env,
+    vars: [&str; 2],
+) -> Result<Option<SecretString>, SecretError> {
+    if let Some(p) = env.var(vars[0]) {
         return Ok(Some(SecretString::from(p)));
     }
-    let path = env
-        .var("RESQ_REDIS_PASSWORD_FILE")
-        .map(PathBuf::from)
-        .or_else(|| file.clone());
+    let path = env.var(vars[1]).map(PathBuf::from).or_else(|| file.clone());
     if let Some(path) = path {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::PasswordFile { path, source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| SecretError::File { path, source })?;
         return Ok(Some(SecretString::from(
             text.trim_end_matches(['\n', '\r']).to_string(),
         )));
@@ -888,9 +982,103 @@ fn password(
         return env
             .var(var)
             .map(|p| Some(SecretString::from(p)))
-            .ok_or_else(|| ConfigError::PasswordEnvMissing { var: var.clone() });
+            .ok_or_else(|| SecretError::EnvMissing { var: var.clone() });
     }
     Ok(None)
+}
+
+/// Sentinel mode's settings, checked: `None` in standalone mode, where
+/// each of them is an error (a forgotten `mode` must not be silent).
+fn sentinel(redis: &RedisSection, env: &dyn Env) -> Result<Option<SentinelConfig>, ConfigError> {
+    let mode = match env.var("RESQ_REDIS_MODE").as_deref().map(str::trim) {
+        None => redis.mode.unwrap_or_default(),
+        Some("standalone") => RedisMode::Standalone,
+        Some("sentinel") => RedisMode::Sentinel,
+        Some(_) => {
+            return Err(ConfigError::BadEnv {
+                var: "RESQ_REDIS_MODE",
+                expected: "standalone or sentinel",
+            })
+        }
+    };
+    let master_name = env.var("RESQ_REDIS_MASTER_NAME").or_else(|| redis.master_name.clone());
+    let (sentinels, sentinels_key) = match env.var("RESQ_REDIS_SENTINELS") {
+        Some(list) => (
+            Some(
+                list.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+            "RESQ_REDIS_SENTINELS",
+        ),
+        None => (redis.sentinels.clone(), "redis.sentinels"),
+    };
+    let username = env
+        .var("RESQ_REDIS_SENTINEL_USERNAME")
+        .or_else(|| redis.sentinel_username.clone());
+    if mode == RedisMode::Standalone {
+        let given = [
+            (master_name.is_some(), "redis.master_name (RESQ_REDIS_MASTER_NAME)"),
+            (sentinels.is_some(), "redis.sentinels (RESQ_REDIS_SENTINELS)"),
+            (
+                username.is_some(),
+                "redis.sentinel_username (RESQ_REDIS_SENTINEL_USERNAME)",
+            ),
+            (
+                redis.sentinel_password_file.is_some() || env.var("RESQ_REDIS_SENTINEL_PASSWORD_FILE").is_some(),
+                "redis.sentinel_password_file (RESQ_REDIS_SENTINEL_PASSWORD_FILE)",
+            ),
+            (
+                env.var("RESQ_REDIS_SENTINEL_PASSWORD").is_some(),
+                "RESQ_REDIS_SENTINEL_PASSWORD",
+            ),
+            (redis.sentinel_password_env.is_some(), "redis.sentinel_password_env"),
+        ];
+        return match given.iter().find(|(set, _)| *set) {
+            Some((_, key)) => Err(ConfigError::SentinelSettingInStandalone { key }),
+            None => Ok(None),
+        };
+    }
+    let master_name = master_name.ok_or(ConfigError::SentinelNoMasterName)?;
+    let name_ok = !master_name.is_empty()
+        && master_name.len() <= 128
+        && master_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if !name_ok {
+        return Err(ConfigError::BadMasterName);
+    }
+    let sentinels = sentinels.unwrap_or_default();
+    if sentinels.is_empty() {
+        return Err(ConfigError::SentinelNoSentinels);
+    }
+    let sentinels = sentinels
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            resq_redis::sentinel::parse_address(s).ok_or(ConfigError::BadSentinel {
+                key: sentinels_key,
+                n: i + 1,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = secret(
+        &redis.sentinel_password_file,
+        &redis.sentinel_password_env,
+        env,
+        ["RESQ_REDIS_SENTINEL_PASSWORD", "RESQ_REDIS_SENTINEL_PASSWORD_FILE"],
+    )
+    .map_err(|e| match e {
+        SecretError::File { path, source } => ConfigError::SentinelPasswordFile { path, source },
+        SecretError::EnvMissing { var } => ConfigError::SentinelPasswordEnvMissing { var },
+    })?;
+    Ok(Some(SentinelConfig {
+        master_name,
+        sentinels,
+        username,
+        password,
+    }))
 }
 
 #[cfg(test)]
@@ -899,15 +1087,15 @@ mod tests {
     use secrecy::ExposeSecret;
     use std::collections::HashMap;
 
-    struct MapEnv(HashMap<&'static str, &'static str>);
+    struct MapEnv(HashMap<&'static str, String>);
     impl Env for MapEnv {
         fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|s| s.to_string())
+            self.0.get(name).cloned()
         }
     }
 
     fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
-        MapEnv(pairs.iter().copied().collect())
+        MapEnv(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
     }
 
     fn parse(text: &str, e: &MapEnv) -> Result<Settings, ConfigError> {
@@ -1043,6 +1231,235 @@ mod tests {
             let mut want: Vec<&str> = keys.to_vec();
             want.sort();
             assert_eq!(listed, want, "{table}: {message}");
+        }
+    }
+
+    #[test]
+    fn sentinel_mode_is_read_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sentinel-pw");
+        std::fs::write(&file, "s3ntinel\n").unwrap();
+        let text = format!(
+            "[redis]\nmode = \"sentinel\"\nmaster_name = \"mymaster\"\n\
+             sentinels = [\"10.0.0.1:26379\", \" [::1]:26380\"]\nsentinel_username = \"watcher\"\n\
+             sentinel_password_file = {:?}\npassword_env = \"DATA_PW\"\n",
+            file.display().to_string()
+        );
+        let s = parse(&text, &env(&[("DATA_PW", "data")])).unwrap();
+        let redis = s.redis.unwrap();
+        // No URL: the master's address comes from the sentinels, db 0.
+        assert_eq!(redis.url, "redis://mymaster/0");
+        assert_eq!(redis.password.unwrap().expose_secret(), "data");
+        let sentinel = redis.sentinel.unwrap();
+        assert_eq!(sentinel.master_name, "mymaster");
+        assert_eq!(
+            sentinel.sentinels,
+            vec![("10.0.0.1".to_string(), 26379), ("::1".to_string(), 26380)]
+        );
+        assert_eq!(sentinel.username.as_deref(), Some("watcher"));
+        assert_eq!(sentinel.password.unwrap().expose_secret(), "s3ntinel");
+
+        let s = parse(
+            "[redis]\nurl = \"rediss://app@ignored:1/3\"\nsentinel_password_env = \"S_PW\"\n",
+            &env(&[
+                ("RESQ_REDIS_MODE", "sentinel"),
+                ("RESQ_REDIS_MASTER_NAME", "other"),
+                ("RESQ_REDIS_SENTINELS", "a:1, b:2,,"),
+                ("S_PW", "from-var"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.secret_env, vec!["S_PW".to_string()]);
+        let redis = s.redis.unwrap();
+        assert_eq!(redis.url, "rediss://app@ignored:1/3");
+        let sentinel = redis.sentinel.unwrap();
+        assert_eq!(sentinel.master_name, "other");
+        assert_eq!(sentinel.sentinels, vec![("a".to_string(), 1), ("b".to_string(), 2)]);
+        assert_eq!(sentinel.password.unwrap().expose_secret(), "from-var");
+        let s = parse(
+            "",
+            &env(&[
+                ("RESQ_REDIS_MODE", "sentinel"),
+                ("RESQ_REDIS_MASTER_NAME", "m"),
+                ("RESQ_REDIS_SENTINELS", "a:1"),
+                ("RESQ_REDIS_SENTINEL_PASSWORD", "direct"),
+            ]),
+        )
+        .unwrap();
+        let sentinel = s.redis.unwrap().sentinel.unwrap();
+        assert_eq!(sentinel.password.unwrap().expose_secret(), "direct");
+
+        // Standalone stays the default, and behaves as before.
+        let s = parse("[redis]\nurl = \"redis://h:1/0\"\nmode = \"standalone\"\n", &env(&[])).unwrap();
+        assert!(s.redis.unwrap().sentinel.is_none());
+        let s = parse("[redis]\nurl = \"redis://h:1/0\"\n", &env(&[])).unwrap();
+        assert!(s.redis.unwrap().sentinel.is_none());
+    }
+
+    /// Every way sentinel settings can be wrong: each a typed error, and
+    /// none quotes the value (a marker secret stands where one may be pasted).
+    #[test]
+    fn table_of_bad_sentinel_settings() {
+        const M: &str = "Zk9xQ3Rm7bW2pL0vS8nHjT4yE1cA6dUq";
+        let sentinel = "[redis]\nmode = \"sentinel\"\n";
+        let named = "[redis]\nmode = \"sentinel\"\nmaster_name = \"mymaster\"\n";
+        let sentinel_env = || {
+            vec![
+                ("RESQ_REDIS_MODE", "sentinel".to_string()),
+                ("RESQ_REDIS_MASTER_NAME", "mymaster".to_string()),
+            ]
+        };
+        type Check = fn(&ConfigError) -> bool;
+        type Vars = Vec<(&'static str, String)>;
+        let cases: Vec<(&str, String, Vars, Check)> = vec![
+            (
+                "no master name",
+                format!("{sentinel}sentinels = [\"h:1\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelNoMasterName),
+            ),
+            ("no sentinels", named.to_string(), vec![], |e| {
+                matches!(e, ConfigError::SentinelNoSentinels)
+            }),
+            (
+                "an empty list of sentinels",
+                format!("{named}sentinels = []\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelNoSentinels),
+            ),
+            (
+                "only commas in RESQ_REDIS_SENTINELS",
+                String::new(),
+                [sentinel_env(), vec![("RESQ_REDIS_SENTINELS", " , ".to_string())]].concat(),
+                |e| matches!(e, ConfigError::SentinelNoSentinels),
+            ),
+            (
+                "a sentinel without a port",
+                format!("{named}sentinels = [\"h:1\", \"{M}\"]\n"),
+                vec![],
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::BadSentinel {
+                            key: "redis.sentinels",
+                            n: 2
+                        }
+                    )
+                },
+            ),
+            (
+                "a sentinel with a bad port, from the environment",
+                String::new(),
+                [sentinel_env(), vec![("RESQ_REDIS_SENTINELS", format!("h:1,{M}:99999"))]].concat(),
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::BadSentinel {
+                            key: "RESQ_REDIS_SENTINELS",
+                            n: 2
+                        }
+                    )
+                },
+            ),
+            (
+                "a URL with user-info in place of a sentinel",
+                format!("{named}sentinels = [\"redis://u:{M}@h:1\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::BadSentinel { n: 1, .. }),
+            ),
+            (
+                "a master name no sentinel could know",
+                format!("{sentinel}master_name = \"{M} x\"\nsentinels = [\"h:1\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::BadMasterName),
+            ),
+            (
+                "an unknown mode in the file",
+                format!("[redis]\nmode = \"{M}\"\n"),
+                vec![],
+                |e| {
+                    matches!(e, ConfigError::Parse { .. })
+                        && e.to_string().contains("expected `standalone` or `sentinel`")
+                },
+            ),
+            (
+                "an unknown mode in the environment",
+                String::new(),
+                vec![("RESQ_REDIS_MODE", M.to_string())],
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::BadEnv {
+                            var: "RESQ_REDIS_MODE",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "a unix socket URL in sentinel mode",
+                format!("{named}sentinels = [\"h:1\"]\nurl = \"redis+unix:///run/{M}.sock\"\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelUrl),
+            ),
+            (
+                "a sentinel password variable that is not set",
+                format!("{named}sentinels = [\"h:1\"]\nsentinel_password_env = \"NOT_SET\"\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelPasswordEnvMissing { .. }),
+            ),
+            (
+                "a sentinel password file that is not there",
+                format!("{named}sentinels = [\"h:1\"]\nsentinel_password_file = \"/nonexistent/pw\"\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelPasswordFile { .. }),
+            ),
+            (
+                "sentinels in standalone mode",
+                format!("[redis]\nurl = \"redis://h:1\"\nsentinels = [\"{M}:1\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelSettingInStandalone { key } if key.starts_with("redis.sentinels")),
+            ),
+            (
+                "a master name in explicit standalone mode",
+                "[redis]\nurl = \"redis://h:1\"\nmode = \"standalone\"\nmaster_name = \"m\"\n".to_string(),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelSettingInStandalone { key } if key.starts_with("redis.master_name")),
+            ),
+            (
+                "a sentinel password in standalone mode",
+                "[redis]\nurl = \"redis://h:1\"\n".to_string(),
+                vec![("RESQ_REDIS_SENTINEL_PASSWORD", M.to_string())],
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::SentinelSettingInStandalone {
+                            key: "RESQ_REDIS_SENTINEL_PASSWORD"
+                        }
+                    )
+                },
+            ),
+            (
+                "a sentinel password file in standalone mode",
+                "[redis]\nurl = \"redis://h:1\"\nsentinel_password_file = \"/run/pw\"\n".to_string(),
+                vec![],
+                |e| matches!(e, ConfigError::SentinelSettingInStandalone { .. }),
+            ),
+            (
+                "the environment switching a sentinel file back to standalone",
+                format!("{named}sentinels = [\"h:1\"]\nurl = \"redis://h:1\"\n"),
+                vec![("RESQ_REDIS_MODE", "standalone".to_string())],
+                |e| matches!(e, ConfigError::SentinelSettingInStandalone { .. }),
+            ),
+        ];
+        for (what, text, vars, check) in cases {
+            let err = parse(&text, &MapEnv(vars.into_iter().collect())).unwrap_err();
+            let message = err.to_string();
+            assert!(check(&err), "{what}: {err:?}");
+            assert!(
+                !message.contains(&M[..10]),
+                "{what}: the message quotes the value: {message}"
+            );
         }
     }
 

@@ -231,6 +231,10 @@ fn connect_hint(e: &resq_redis::ConnectError) -> &'static str {
         E::ClientCertRefused { .. } => {
             "; check RESQ_REDIS_CLIENT_CERT_FILE / redis.client_cert_file and its key (client_key_file)"
         }
+        E::NoMaster { .. } => {
+            "; check redis.sentinels (RESQ_REDIS_SENTINELS), redis.master_name (RESQ_REDIS_MASTER_NAME) and the \
+             sentinels' login (redis.sentinel_username, redis.sentinel_password_file, RESQ_REDIS_SENTINEL_PASSWORD)"
+        }
         _ => "",
     }
 }

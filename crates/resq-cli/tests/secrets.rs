@@ -168,6 +168,43 @@ fn no_broken_config_url_keys_file_or_variable_prints_its_secret() {
         url_case("the secret as the URL", m.to_string()),
         url_case("a slash in the password", format!("redis://u:{m}/x@127.0.0.1:1/0")),
         Case {
+            config: Some(format!("[redis]\nmode = \"{m}\"\n")),
+            ..case("a secret as the Redis mode")
+        },
+        Case {
+            env: vec![("RESQ_REDIS_MODE", m.to_string())],
+            ..case("a secret in RESQ_REDIS_MODE")
+        },
+        Case {
+            env: vec![
+                ("RESQ_REDIS_MODE", "sentinel".to_string()),
+                ("RESQ_REDIS_MASTER_NAME", "mymaster".to_string()),
+                ("RESQ_REDIS_SENTINELS", format!("127.0.0.1:1,{m}")),
+            ],
+            ..case("a secret as a sentinel")
+        },
+        Case {
+            config: Some(format!(
+                "[redis]\nmode = \"sentinel\"\nmaster_name = \"m\"\nsentinels = [\"127.0.0.1:1\"]\n\
+                 url = \"redis+unix:///run/r.sock?pass={m}\"\n"
+            )),
+            ..case("a unix socket URL with a password in sentinel mode")
+        },
+        Case {
+            env: vec![("RESQ_REDIS_SENTINEL_PASSWORD", m.to_string())],
+            ..case("a sentinel password in standalone mode")
+        },
+        Case {
+            env: vec![
+                ("RESQ_REDIS_MODE", "sentinel".to_string()),
+                ("RESQ_REDIS_MASTER_NAME", "mymaster".to_string()),
+                ("RESQ_REDIS_SENTINELS", "127.0.0.1:1".to_string()),
+                ("RESQ_REDIS_SENTINEL_PASSWORD", m.to_string()),
+                ("RESQ_REDIS_URL", format!("redis://:{m}@mymaster/0")),
+            ],
+            ..case("no sentinel listening, with a sentinel password and a data password")
+        },
+        Case {
             keys: Some(key_file(format!("secret = \"{good_key}\"")).replace("HS256", m)),
             ..case("a secret as the alg")
         },

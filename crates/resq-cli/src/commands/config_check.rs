@@ -70,6 +70,15 @@ pub async fn run(settings: &Settings, registry: &resq::Registry, action: ConfigA
     }
     let store = connect(settings).await?;
     store.stats().await.map_err(Failure::runtime)?;
+    if let (Some(master), Some(sentinel)) = (
+        store.sentinel_master(),
+        settings.redis.as_ref().and_then(|r| r.sentinel.as_ref()),
+    ) {
+        ok.push(format!(
+            "sentinel mode: the sentinels name {master} as the master of {} (it says it is one)",
+            sentinel.master_name
+        ));
+    }
     ok.push("Redis reachable, and this user can read resq's keys".to_string());
     for line in ok {
         println!("{line}");

@@ -27,7 +27,11 @@ pub struct DoctorArgs {
 pub async fn doctor(settings: &Settings, registry: &Registry, args: DoctorArgs) -> Result<(), Failure> {
     let store = connect(settings).await?;
     let redis = RedisFacts::read(&store).await.map_err(Failure::runtime)?;
-    let config = config_facts(settings, registry, &ApiStore::new(&store, 1)).await?;
+    let mut config = config_facts(settings, registry, &ApiStore::new(&store, 1)).await?;
+    // In sentinel mode the URL's host is not used: judge the master's address.
+    if let Some(master) = store.sentinel_master() {
+        config.redis_loopback = url_is_loopback(&format!("redis://{master}"));
+    }
     let mut findings: Vec<Finding> = redis_findings(&redis, &config);
     findings.extend(config_findings(&config));
     if let Some((rate, window)) = observed_rate(&store).await {
