@@ -7,7 +7,12 @@
 //! error (refused, dropped, timed out), `READONLY` (the server was demoted to
 //! a replica) or `MASTERDOWN` starts one background search, which asks the
 //! sentinels again (at most once every [`ROUND_GAP`]) until a master answers
-//! `ROLE` as one, then swaps in a manager for it. The command that failed
+//! `ROLE` as one, then swaps in a manager for it. A master demoted while
+//! alive (`SENTINEL FAILOVER`, a partition that heals) fails no command: it
+//! keeps taking writes until the sentinels turn it into a replica, seconds
+//! after they switched to the new master. So a search also starts at each
+//! `+switch-master` the sentinels publish for this master (one subscription,
+//! to one sentinel at a time). The command that failed
 //! returns its error unchanged: the store calls it Unavailable and the
 //! worker's own retry and backoff take it from there, on the new master.
 //! Dedicated connections (the wake-up listener's pub/sub) ask
@@ -78,7 +83,7 @@ impl Connection {
         client: redis::Client,
     ) -> Self {
         let (moves, _) = tokio::sync::watch::channel(0);
-        Connection(Route::Followed(Arc::new(Follower {
+        let follower = Arc::new(Follower {
             config,
             master: RwLock::new(Master {
                 host,
@@ -89,7 +94,9 @@ impl Connection {
             searching: AtomicBool::new(false),
             last_round: Mutex::new(None),
             moves,
-        })))
+        });
+        tokio::spawn(watch_switches(Arc::downgrade(&follower), follower.moves.subscribe()));
+        Connection(Route::Followed(follower))
     }
 
     /// The master's `host:port` in sentinel mode; `None` in standalone mode.
@@ -230,6 +237,57 @@ async fn search(follower: Weak<Follower>) {
                 }
             }
         }
+    }
+}
+
+/// Subscribes to `+switch-master` on one sentinel at a time (the next one
+/// when it goes away, with backoff) and starts a search when the sentinels
+/// switch this master. Ends with the last connection (`alive` closes).
+async fn watch_switches(follower: Weak<Follower>, mut alive: tokio::sync::watch::Receiver<u64>) {
+    use futures::StreamExt;
+    let Some((config, sentinels)) = follower
+        .upgrade()
+        .and_then(|f| Some((f.config.clone(), f.config.sentinel.clone()?)))
+    else {
+        return;
+    };
+    let mut delay = Duration::from_millis(100);
+    for (host, port) in sentinels.sentinels.iter().cycle() {
+        let subscribed = async {
+            let at = sentinel::sentinel_config(&config, &sentinels, host, *port)?;
+            let client = crate::connect::client(&at).ok()?;
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            pubsub.subscribe("+switch-master").await.ok()?;
+            Some(pubsub)
+        };
+        let timeout = config.connect_timeout + Duration::from_secs(1);
+        if let Ok(Some(mut pubsub)) = tokio::time::timeout(timeout, subscribed).await {
+            delay = Duration::from_millis(100);
+            let mut messages = pubsub.on_message();
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        let Some(message) = message else { break };
+                        // "<name> <old ip> <old port> <new ip> <new port>"
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        if payload.split(' ').next() == Some(sentinels.master_name.as_str()) {
+                            let Some(f) = follower.upgrade() else { return };
+                            tracing::debug!(switch = %payload, "the sentinels switched the master");
+                            f.suspect();
+                        }
+                    }
+                    gone = alive.changed() => if gone.is_err() { return },
+                }
+            }
+        }
+        if follower.strong_count() == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            gone = alive.changed() => if gone.is_err() { return },
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -114,7 +114,12 @@ pub(crate) fn master_config(config: &RedisConfig, host: &str, port: u16) -> Opti
 
 /// The settings to reach one sentinel: the data connection's scheme and TLS
 /// files, the sentinels' login, no database.
-fn sentinel_config(config: &RedisConfig, sentinel: &SentinelConfig, host: &str, port: u16) -> Option<RedisConfig> {
+pub(crate) fn sentinel_config(
+    config: &RedisConfig,
+    sentinel: &SentinelConfig,
+    host: &str,
+    port: u16,
+) -> Option<RedisConfig> {
     let (scheme, _) = config.url.split_once("://")?;
     let mut at = config.clone();
     at.url = format!("{scheme}://{}", address(host, port));
