@@ -1,0 +1,661 @@
+//! Sentinel mode against real servers on free loopback ports: a master, one
+//! replica and three sentinels (`down-after-milliseconds` 1000). The real
+//! `resq` binary checks its config, runs the doctor and works jobs in
+//! sentinel mode while a producer in this process enqueues signed `Record`
+//! jobs through the library, also in sentinel mode; the master is killed
+//! with SIGKILL under that load. The worker must never exit, and every job
+//! acknowledged to the producer after the failover must run (counted from
+//! the lines `Record` appends). Jobs acknowledged before the kill may be
+//! lost by Redis's asynchronous replication, and finished ones may run
+//! again: those are counted and printed, not asserted. A second test
+//! demotes a live master (`SENTINEL FAILOVER`: it turns replica and answers
+//! writes with READONLY), a third runs against a sentinel that wants a
+//! password.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{signal, stderr, stdout, wait_child};
+use local_redis::{LocalRedis, Options};
+use resq::{Client, Job, JobContext, JobError, Keyring};
+use resq_redis::{RedisConfig, RedisStore, SentinelConfig};
+use serde::{Deserialize, Serialize};
+
+const MASTER: &str = "mymaster";
+
+/// The shipped `Record` job, typed on the producer side.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    #[garde(skip)]
+    ms: u64,
+}
+impl Job for Record {
+    const CLASS: &'static str = "Record";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// One command to the server on `port`, over a connection of its own.
+async fn query<T: redis::FromRedisValue>(port: u16, password: Option<&str>, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let auth = password.map_or(String::new(), |p| format!(":{p}@"));
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/0"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut conn).await
+}
+
+/// The master's port as the sentinel on `port` names it.
+async fn named_master(port: u16, password: Option<&str>) -> Option<u16> {
+    let reply: Option<(String, String)> = query(
+        port,
+        password,
+        redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER),
+    )
+    .await
+    .ok()?;
+    reply.and_then(|(_, p)| p.parse().ok())
+}
+
+/// Waits (bounded) until `check` holds.
+async fn wait_for<F, Fut>(what: &str, bound: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A sentinel watching the master on `master_port`.
+fn sentinel(master_port: u16, quorum: u32, extra: &str, requirepass: Option<&str>) -> LocalRedis {
+    LocalRedis::start_with(Options {
+        sentinel: Some(format!(
+            "sentinel monitor {MASTER} 127.0.0.1 {master_port} {quorum}\n\
+             sentinel down-after-milliseconds {MASTER} 1000\n\
+             sentinel failover-timeout {MASTER} 2000\n{extra}"
+        )),
+        requirepass: requirepass.map(str::to_string),
+        ..Options::default()
+    })
+    .expect("a sentinel")
+}
+
+/// A directory with a keys file made the way a user makes one, and a
+/// resq.toml holding `config`.
+fn workdir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("resq.toml"), config).unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_resq"))
+        .args(["keys", "generate", "--out"])
+        .arg(dir.path().join("keys.toml"))
+        .output()
+        .expect("resq keys generate");
+    assert!(made.status.success(), "{}", stderr(&made));
+    dir
+}
+
+/// `resq` in `dir`, with only the environment given.
+fn resq(dir: &Path, vars: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resq"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RESQ_KEYS_FILE", dir.join("keys.toml"))
+        .env("RESQ_LOG", "resq=debug,resq_redis=debug,info")
+        .stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Output {
+    resq(dir, vars).args(args).output().expect("run resq")
+}
+
+/// Every job's `start` and `done` lines, by id.
+fn runs(record: &Path) -> HashMap<String, (u32, u32)> {
+    let mut by_id: HashMap<String, (u32, u32)> = HashMap::new();
+    for line in std::fs::read_to_string(record).unwrap_or_default().lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(what), Some(id)) = (parts.next(), parts.next()) else {
+            panic!("garbled record line {line:?}");
+        };
+        let entry = by_id.entry(id.to_string()).or_default();
+        match what {
+            "start" => entry.0 += 1,
+            "done" => entry.1 += 1,
+            _ => panic!("garbled record line {line:?}"),
+        }
+    }
+    by_id
+}
+
+/// A steady producer of signed `Record` jobs through the library in
+/// sentinel mode: each acknowledged id with the instant of its ack. An
+/// enqueue that fails is not retried (its job may or may not have landed:
+/// it is in neither count).
+struct Producer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, Instant)>>>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Producer {
+    fn start(client: Client, every: Duration) -> Producer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (stop2, acked2, failed2) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&failed));
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !stop2.load(Ordering::Relaxed) {
+                tick.tick().await;
+                match client.enqueue(&Record { ms: 5 }).await {
+                    Ok(id) => acked2.lock().unwrap().push((id, Instant::now())),
+                    Err(_) => {
+                        failed2.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        Producer {
+            stop,
+            acked,
+            failed,
+            task,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    async fn stop(self) -> (Vec<(String, Instant)>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        (acked, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
+}
+
+/// The library's store in sentinel mode, over `sentinels`.
+async fn sentinel_store(sentinels: &[&LocalRedis]) -> RedisStore {
+    let mut config = RedisConfig::new(format!("redis://{MASTER}/0"));
+    config.sentinel = Some(SentinelConfig {
+        master_name: MASTER.into(),
+        sentinels: sentinels.iter().map(|s| ("127.0.0.1".to_string(), s.port())).collect(),
+        username: None,
+        password: None,
+    });
+    RedisStore::connect(&config, "resque")
+        .await
+        .expect("connect in sentinel mode")
+}
+
+/// A master whose replica is in sync.
+async fn master_and_replica() -> (LocalRedis, LocalRedis) {
+    // A replica's first sync waits 5 s for more replicas by default.
+    let no_delay = || vec!["--repl-diskless-sync-delay".to_string(), "0".to_string()];
+    let master = LocalRedis::start_with(Options {
+        extra_args: no_delay(),
+        ..Options::default()
+    })
+    .expect("redis-server");
+    let mut replica_args = vec![
+        "--replicaof".to_string(),
+        "127.0.0.1".to_string(),
+        master.port().to_string(),
+    ];
+    replica_args.extend(no_delay());
+    let replica = LocalRedis::start_with(Options {
+        extra_args: replica_args,
+        ..Options::default()
+    })
+    .expect("a replica");
+    wait_for("the replica to sync", Duration::from_secs(20), || async {
+        let info: String = query(replica.port(), None, redis::cmd("INFO").arg("replication"))
+            .await
+            .unwrap_or_default();
+        info.contains("master_link_status:up")
+    })
+    .await;
+    (master, replica)
+}
+
+/// Waits until the sentinel knows `peers` other sentinels and the replica.
+async fn wait_sentinel_ready(s: &LocalRedis, peers: usize) {
+    wait_for("the sentinels to meet", Duration::from_secs(20), || async {
+        let known: Vec<redis::Value> = query(s.port(), None, redis::cmd("SENTINEL").arg("sentinels").arg(MASTER))
+            .await
+            .unwrap_or_default();
+        let replicas: Vec<redis::Value> = query(s.port(), None, redis::cmd("SENTINEL").arg("replicas").arg(MASTER))
+            .await
+            .unwrap_or_default();
+        known.len() == peers && replicas.len() == 1
+    })
+    .await;
+}
+
+fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> Child {
+    resq(dir, vars)
+        .env("DEMO_RECORD_FILE", record)
+        .args([
+            "--log-format",
+            "json",
+            "worker",
+            "--queues",
+            "default",
+            "--concurrency",
+            "4",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
+        .spawn()
+        .expect("spawn the worker")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_follows_a_failover_and_runs_every_job_acknowledged_after_it() {
+    let began = Instant::now();
+    let (mut master, replica) = master_and_replica().await;
+    let sentinels: Vec<LocalRedis> = (0..3).map(|_| sentinel(master.port(), 2, "", None)).collect();
+    // A failover needs a majority of sentinels that know each other (they
+    // meet through the master every 2 s) and the replica.
+    for s in &sentinels {
+        wait_sentinel_ready(s, 2).await;
+    }
+    let ready = began.elapsed();
+    let list = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let vars = [
+        ("RESQ_REDIS_MODE", "sentinel".to_string()),
+        ("RESQ_REDIS_MASTER_NAME", MASTER.to_string()),
+        ("RESQ_REDIS_SENTINELS", list),
+    ];
+    let dir = workdir("[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\n");
+    let dir = dir.path();
+
+    let o = run(dir, &vars, &["config", "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let named = format!(
+        "the sentinels name 127.0.0.1:{} as the master of {MASTER}",
+        master.port()
+    );
+    assert!(stdout(&o).contains(&named), "{}", stdout(&o));
+    let o = run(dir, &vars, &["doctor", "--json"]);
+    let code = o.status.code();
+    assert!(
+        code == Some(0) || code == Some(3) || code == Some(4),
+        "{code:?}: {}",
+        stderr(&o)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("doctor's JSON");
+    let codes: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    // It audited the master (a stock server: no password) and judged its
+    // loopback address, not the URL's placeholder host.
+    assert!(codes.contains(&"redis-no-password"), "{codes:?}");
+    assert!(!codes.contains(&"redis-url-plain"), "{codes:?}");
+
+    let record = dir.join("record.log");
+    let mut worker = spawn_worker(dir, &vars, &record);
+    let store = sentinel_store(&sentinels.iter().collect::<Vec<_>>()).await;
+    assert_eq!(store.sentinel_master(), Some(format!("127.0.0.1:{}", master.port())));
+    let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
+    let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
+    let producer = Producer::start(client, Duration::from_millis(10));
+
+    // Load, and jobs running, before the kill.
+    wait_for("jobs to run before the kill", Duration::from_secs(20), || async {
+        producer.acked() >= 100 && runs(&record).len() >= 50
+    })
+    .await;
+    let kill_started = Instant::now();
+    master.kill();
+    let killed = Instant::now();
+    let new_port = replica.port();
+    wait_for(
+        "the sentinels to promote the replica",
+        Duration::from_secs(30),
+        || async { named_master(sentinels[0].port(), None).await == Some(new_port) },
+    )
+    .await;
+    let failover_at = Instant::now();
+    let failover = failover_at - killed;
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker exited during the failover"
+    );
+    let before_failover = producer.acked();
+    wait_for(
+        "jobs acknowledged after the failover",
+        Duration::from_secs(30),
+        || async {
+            let acked = producer.acked.lock().unwrap();
+            acked.iter().filter(|(_, at)| *at > failover_at).count() >= 150
+        },
+    )
+    .await;
+    let first_ack_after = producer
+        .acked
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, at)| *at > killed)
+        .map(|(_, at)| *at - killed);
+    let (acked, failed_enqueues) = producer.stop().await;
+    assert_eq!(store.sentinel_master(), Some(format!("127.0.0.1:{new_port}")));
+
+    let after: Vec<&String> = acked
+        .iter()
+        .filter(|(_, at)| *at > failover_at)
+        .map(|(id, _)| id)
+        .collect();
+    let before: Vec<&String> = acked
+        .iter()
+        .filter(|(_, at)| *at <= kill_started)
+        .map(|(id, _)| id)
+        .collect();
+    let between = acked.len() - after.len() - before.len();
+    wait_for(
+        "every job acknowledged after the failover to run",
+        Duration::from_secs(30),
+        || async {
+            let done = runs(&record);
+            after.iter().all(|id| done.get(*id).is_some_and(|r| r.1 > 0))
+        },
+    )
+    .await;
+    // Jobs the old master had handed out but the new one still holds in
+    // flight come back through the reaper (liveness 900 ms): a moment more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker exited after the failover"
+    );
+    let done = runs(&record);
+    let lost = |ids: &[&String]| ids.iter().filter(|id| done.get(**id).is_none_or(|r| r.1 == 0)).count();
+    let twice = |ids: &[&String]| ids.iter().filter(|id| done.get(**id).is_some_and(|r| r.0 > 1)).count();
+    let (lost_before, lost_after) = (lost(&before), lost(&after));
+    let (twice_before, twice_after) = (twice(&before), twice(&after));
+    let log = log_of(dir);
+    println!(
+        "sentinel failover: servers ready in {ready:.1?}; the sentinels promoted the replica {failover:.2?} after \
+         SIGKILL of the master; first ack after the kill {first_ack_after:.2?}; acknowledged {} jobs: {} before the \
+         kill (lost {lost_before}, ran more than once {twice_before}), {between} between the kill and the promotion, \
+         {} after it (lost {lost_after}, ran more than once {twice_after}); {failed_enqueues} enqueues failed \
+         (Unavailable, not retried); acked by the promotion: {before_failover}; the worker logged {} failed fetches \
+         and {} moves; test time {:.1?}",
+        acked.len(),
+        before.len(),
+        after.len(),
+        log.matches("fetch failed").count(),
+        log.matches("the Redis master moved").count(),
+        began.elapsed(),
+    );
+    // What the worker warned about, by message.
+    let mut warnings: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
+            let message = entry["fields"]["message"].as_str().unwrap_or("?");
+            *warnings.entry(message.to_string()).or_default() += 1;
+        }
+    }
+    println!("  the worker's warnings: {warnings:?}");
+    assert_eq!(lost_after, 0, "jobs acknowledged after the failover never ran");
+    assert!(
+        log.contains("the Redis master moved: following it"),
+        "the worker did not say it followed the master"
+    );
+
+    // A new process finds the new master.
+    let o = run(dir, &vars, &["config", "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("the sentinels name 127.0.0.1:{new_port} as the master")),
+        "{}",
+        stdout(&o)
+    );
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_child(&mut worker).success(), "{}", log_of(dir));
+}
+
+/// A master demoted while alive: the sentinel turns it into a replica (it
+/// answers writes with READONLY, after dropping its clients), and the
+/// worker and the producer follow the promoted one; the worker's wake-up
+/// listener too (idle polls are 10 s apart here, so a job that runs within
+/// 2 s was woken by its publish on the new master).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demoted_master_is_left_for_the_promoted_one_wake_ups_included() {
+    let began = Instant::now();
+    let (master, replica) = master_and_replica().await;
+    // A promotion slower than failover-timeout is abandoned: give it room.
+    let s = sentinel(
+        master.port(),
+        1,
+        &format!("sentinel failover-timeout {MASTER} 10000\n"),
+        None,
+    );
+    wait_sentinel_ready(&s, 0).await;
+    let vars = [
+        ("RESQ_REDIS_MODE", "sentinel".to_string()),
+        ("RESQ_REDIS_MASTER_NAME", MASTER.to_string()),
+        ("RESQ_REDIS_SENTINELS", format!("127.0.0.1:{}", s.port())),
+    ];
+    let dir = workdir("[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 10000\n");
+    let dir = dir.path();
+    let record = dir.join("record.log");
+    let mut worker = spawn_worker(dir, &vars, &record);
+    let store = sentinel_store(&[&s]).await;
+    let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
+    let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
+    // Enqueues until one is acknowledged (each failure is Unavailable).
+    let enqueue = || async {
+        for _ in 0..200 {
+            match client.enqueue(&Record { ms: 0 }).await {
+                Ok(id) => return id,
+                Err(resq::EnqueueError::Store(resq::store::StoreError::Unavailable(_))) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("a refusal, not an outage: {e}"),
+            }
+        }
+        panic!("no enqueue acknowledged in 10 s");
+    };
+    let ran = |id: String| {
+        let record = record.clone();
+        async move {
+            wait_for("the job to run", Duration::from_secs(20), || async {
+                runs(&record).get(&id).is_some_and(|r| r.1 > 0)
+            })
+            .await;
+        }
+    };
+    // Once the worker idles, a job runs at its publish, not at the next poll.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = enqueue().await;
+    ran(id).await;
+
+    let demoted_at = Instant::now();
+    let _: String = query(s.port(), None, redis::cmd("SENTINEL").arg("failover").arg(MASTER))
+        .await
+        .expect("SENTINEL FAILOVER");
+    wait_for("the promotion", Duration::from_secs(20), || async {
+        named_master(s.port(), None).await == Some(replica.port())
+    })
+    .await;
+    let promoted = demoted_at.elapsed();
+    // The old master lives on and still takes writes (the sentinels turn it
+    // into a replica seconds later): no command of ours fails. Both
+    // processes leave it at the sentinels' +switch-master.
+    let write: redis::RedisResult<()> = query(master.port(), None, redis::cmd("SET").arg("k").arg("v")).await;
+    let new_master = format!("127.0.0.1:{}", replica.port());
+    wait_for("the producer to follow", Duration::from_secs(5), || async {
+        store.sentinel_master().as_ref() == Some(&new_master)
+    })
+    .await;
+    let producer_followed = demoted_at.elapsed();
+    wait_for("the worker to follow", Duration::from_secs(5), || async {
+        log_of(dir).contains("the Redis master moved: following it")
+    })
+    .await;
+    let worker_followed = demoted_at.elapsed();
+    let id = enqueue().await;
+    ran(id).await;
+    // Idle again: the next job is woken on the new master.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = enqueue().await;
+    let enqueued = Instant::now();
+    ran(id).await;
+    let woken = enqueued.elapsed();
+    println!(
+        "demotion: promoted {promoted:.2?} after SENTINEL FAILOVER (the old master then took a write: {}); the \
+         producer followed by {producer_followed:.2?}, the worker by {worker_followed:.2?}; a job enqueued after \
+         ran in {woken:.2?} (idle polls 10 s apart); test time {:.1?}",
+        write.is_ok(),
+        began.elapsed()
+    );
+    assert!(
+        woken < Duration::from_secs(2),
+        "the wake-up listener did not follow: {woken:?}"
+    );
+    assert!(worker.try_wait().unwrap().is_none(), "the worker exited");
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_child(&mut worker).success(), "{}", log_of(dir));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sentinel_login_is_used_and_a_wrong_one_is_refused_without_quoting_it() {
+    let data_pw = "data-Zk9xQ3Rm7bW2pL0v";
+    let sentinel_pw = "sentinel-S8nHjT4yE1cA6dUq";
+    let wrong_pw = "wrong-Qm4rT8vB2nX6pL1s";
+    let master = LocalRedis::start_with(Options {
+        requirepass: Some(data_pw.into()),
+        ..Options::default()
+    })
+    .expect("redis-server");
+    let s = sentinel(
+        master.port(),
+        1,
+        &format!("sentinel auth-pass {MASTER} {data_pw}\n"),
+        Some(sentinel_pw),
+    );
+    wait_for(
+        "the sentinel to answer with its password",
+        Duration::from_secs(20),
+        || async { named_master(s.port(), Some(sentinel_pw)).await == Some(master.port()) },
+    )
+    .await;
+    assert!(
+        named_master(s.port(), None).await.is_none(),
+        "the sentinel answers without its password"
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| -> PathBuf {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        path
+    };
+    let (data_file, sentinel_file) = (write("data", data_pw), write("sentinel", sentinel_pw));
+    let config = format!(
+        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER}\"\nsentinels = [\"127.0.0.1:{}\"]\n\
+         password_file = {:?}\nsentinel_password_file = {:?}\n",
+        s.port(),
+        data_file.display().to_string(),
+        sentinel_file.display().to_string(),
+    );
+    let dir = workdir(&config);
+    let dir = dir.path();
+    let no_secret = |o: &Output| {
+        let all = format!("{}{}", stdout(o), stderr(o));
+        for secret in [data_pw, sentinel_pw, wrong_pw] {
+            assert!(!all.contains(secret), "a password was printed:\n{all}");
+        }
+        all
+    };
+
+    let o = run(dir, &[], &["config", "check"]);
+    no_secret(&o);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = run(
+        dir,
+        &[],
+        &["enqueue", "Echo", "--args", r#"{"message":"through the sentinel"}"#],
+    );
+    no_secret(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(dir, &[], &["worker", "--burst", "--queues", "default"]);
+    no_secret(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("echo [default]: through the sentinel"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A wrong sentinel password, and none: refused by the sentinel, said so.
+    let o = run(
+        dir,
+        &[("RESQ_REDIS_SENTINEL_PASSWORD", wrong_pw.to_string())],
+        &["config", "check"],
+    );
+    let all = no_secret(&o);
+    assert!(!o.status.success(), "{all}");
+    assert!(all.contains("refused the sentinel login"), "{all}");
+    assert!(
+        all.contains("redis.sentinel_password_file"),
+        "the hint names the setting: {all}"
+    );
+    std::fs::write(
+        dir.join("resq.toml"),
+        config.replace(
+            &format!("sentinel_password_file = {:?}\n", sentinel_file.display().to_string()),
+            "",
+        ),
+    )
+    .unwrap();
+    let o = run(dir, &[], &["config", "check"]);
+    let all = no_secret(&o);
+    assert!(
+        !o.status.success() && all.contains("refused the sentinel login"),
+        "{all}"
+    );
+    // The right sentinel login and a wrong data password: the master refuses.
+    let o = run(
+        dir,
+        &[
+            ("RESQ_REDIS_SENTINEL_PASSWORD", sentinel_pw.to_string()),
+            ("RESQ_REDIS_PASSWORD", wrong_pw.to_string()),
+        ],
+        &["config", "check"],
+    );
+    let all = no_secret(&o);
+    assert!(!o.status.success() && all.contains("refused the master login"), "{all}");
+}
