@@ -23,8 +23,12 @@ use crate::failure::FailureInfo;
 use crate::job::JobContext;
 use crate::worker::process::timed_out;
 
-/// How long a new child has to say it is ready.
-const READY_WITHIN: Duration = Duration::from_secs(10);
+/// How long a new child has to say it is ready. A binary that is not a
+/// resq child mostly exits or says something else at once (found at once);
+/// this bound is for one that stays silent, and it is wall time: on a
+/// machine whose cores are all taken a sound child waited more than 10 s
+/// for one (the chaos harness, load average 20), and its worker exited.
+const READY_WITHIN: Duration = Duration::from_secs(60);
 /// How long a dead child's pipes may take to close.
 const REAP_WITHIN: Duration = Duration::from_secs(2);
 /// Stderr lines kept for a post-mortem (a backtrace can follow the line
