@@ -3,6 +3,23 @@
 
 use std::time::{Duration, Instant};
 
+/// The shipped no-op job (`resq worker` runs it), typed on the producer
+/// side: `pad` makes a payload of a given size.
+#[derive(serde::Serialize, serde::Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Noop {
+    #[serde(default)]
+    #[garde(length(max = 1_048_576))]
+    pub pad: String,
+}
+
+impl resq::Job for Noop {
+    const CLASS: &'static str = "Noop";
+    async fn perform(self, _: resq::JobContext) -> Result<(), resq::JobError> {
+        Ok(())
+    }
+}
+
 /// What stops a benchmark: it prints the error and exits non-zero.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 

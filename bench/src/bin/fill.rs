@@ -4,24 +4,9 @@
 
 use std::sync::Arc;
 
-use resq::{Client, EnqueueOptions, Job, JobContext, JobError, Keyring};
-use resq_bench::BenchError;
+use resq::{Client, EnqueueOptions, Keyring};
+use resq_bench::{BenchError, Noop};
 use resq_redis::{RedisConfig, RedisStore};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Noop {
-    #[serde(default)]
-    #[garde(length(max = 1_048_576))]
-    pad: String,
-}
-impl Job for Noop {
-    const CLASS: &'static str = "Noop";
-    async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BenchError> {

@@ -19,25 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use local_redis::LocalRedis;
-use resq::{Client, Job, JobContext, JobError, Keyring};
-use resq_bench::{watch, write_keys, BenchError, Figure, TempDirGuard};
+use resq::{Client, Keyring};
+use resq_bench::{watch, write_keys, BenchError, Figure, Noop, TempDirGuard};
 use resq_redis::{RedisConfig, RedisStore};
-use serde::{Deserialize, Serialize};
-
-/// The shipped no-op job, typed on the producer side.
-#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Noop {
-    #[serde(default)]
-    #[garde(length(max = 1_048_576))]
-    pad: String,
-}
-impl Job for Noop {
-    const CLASS: &'static str = "Noop";
-    async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
 
 struct Args {
     resq: PathBuf,

@@ -17,24 +17,9 @@ use std::sync::Arc;
 
 use local_redis::LocalRedis;
 use redis::Value;
-use resq::{Client, Job, JobContext, JobError, Keyring};
-use resq_bench::{flag_value, write_keys, BenchError, TempDirGuard};
+use resq::{Client, Keyring};
+use resq_bench::{flag_value, write_keys, BenchError, Noop, TempDirGuard};
 use resq_redis::{RedisConfig, RedisStore};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Noop {
-    #[serde(default)]
-    #[garde(length(max = 1_048_576))]
-    pad: String,
-}
-impl Job for Noop {
-    const CLASS: &'static str = "Noop";
-    async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
 
 /// A script's name from the first key it is given (the scripts' key
 /// layouts are in `crates/resq-redis/src/lua/`).

@@ -16,24 +16,9 @@ use std::time::{Duration, Instant};
 
 use local_redis::LocalRedis;
 use resq::{Client, Control, Job, JobContext, JobError, JobQueues, Keyring, Registry, Store, Worker, WorkerConfig};
-use resq_bench::{vm_hwm_kib, write_keys, BenchError, Figure, TempDirGuard};
+use resq_bench::{vm_hwm_kib, write_keys, BenchError, Figure, Noop, TempDirGuard};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
-
-/// The shipped no-op job, typed on the producer side.
-#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Noop {
-    #[serde(default)]
-    #[garde(length(max = 1_048_576))]
-    pad: String,
-}
-impl Job for Noop {
-    const CLASS: &'static str = "Noop";
-    async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
 
 /// Records when it started, for the latency run (in-process worker).
 #[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
