@@ -37,18 +37,18 @@ fn check_value(value: &Value) {
         }
         Ok(bytes) => {
             assert!(!has_unsafe_integer(value), "an unsafe integer was written");
-            let text = std::str::from_utf8(&bytes).expect("canonical JSON is UTF-8");
+            let text = std::str::from_utf8(&bytes).expect("canonical JSON is UTF-8"); // ok: a property check; a panic is the finding
             assert_eq!(
                 Some(text),
                 reference_jcs(value).as_deref(),
                 "differs from the reference"
             );
-            let back: Value = serde_json::from_slice(&bytes).expect("canonical JSON parses");
+            let back: Value = serde_json::from_slice(&bytes).expect("canonical JSON parses"); // ok: a property check; a panic is the finding
             assert!(same_json(&back, value), "parses to other data: {text}");
             // A fixed point in JCS's data model, where every number is a
             // double: an integral double past 2^53 is written as digits,
             // which read as doubles give the same double back.
-            let again = to_vec(&as_doubles(&back)).expect("doubles have a canonical form");
+            let again = to_vec(&as_doubles(&back)).expect("doubles have a canonical form"); // ok: a property check; a panic is the finding
             assert_eq!(again, bytes, "not a fixed point");
             // resq itself reads such digits as an integer and refuses it
             // (by design: integers past 2^53 are not signed); nothing else

@@ -140,10 +140,10 @@ impl Case {
 
     fn check(self, ring: &Keyring, u: &mut Unstructured<'_>) {
         let Case { job, kid, encrypt } = self;
-        let key = ring.get(kid).expect("the fuzz keyring has every signing kid");
+        let key = ring.get(kid).expect("the fuzz keyring has every signing kid"); // ok: a property check; a panic is the finding
         let mut sealed = job.clone();
         if encrypt {
-            let enc = ring.encrypter().expect("the fuzz keyring encrypts");
+            let enc = ring.encrypter().expect("the fuzz keyring encrypts"); // ok: a property check; a panic is the finding
             match encrypt_args(&mut sealed, enc) {
                 Err(SealError::MissingBinding) => {
                     assert!(
@@ -178,7 +178,7 @@ impl Case {
                 "signed what it must not"
             ),
         }
-        let bytes = sealed.to_bytes().expect("a sealed envelope serializes");
+        let bytes = sealed.to_bytes().expect("a sealed envelope serializes"); // ok: a property check; a panic is the finding
         if bytes.len() > PayloadLimits::default().max_bytes {
             return;
         }
@@ -213,7 +213,8 @@ impl Case {
                 if encrypt {
                     e.args.clear();
                 }
-                signing_message(kid, &e).expect("an opened job has a canonical form")
+                let message = signing_message(kid, &e);
+                message.expect("an opened job has a canonical form") // ok: a property check; a panic is the finding
             };
             assert_eq!(
                 signed(&opened),

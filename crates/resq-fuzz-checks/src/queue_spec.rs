@@ -45,7 +45,7 @@ pub fn check(data: &[u8]) {
         }
     }
 
-    let again: QueueSpec = spec.as_str().parse().expect("a spec's normal form parses");
+    let again: QueueSpec = spec.as_str().parse().expect("a spec's normal form parses"); // ok: a property check; a panic is the finding
     assert_eq!(again.as_str(), spec.as_str());
     assert_eq!(again.is_weighted(), spec.is_weighted());
     assert_eq!(again.is_dynamic(), spec.is_dynamic());
