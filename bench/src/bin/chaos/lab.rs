@@ -937,6 +937,7 @@ pub fn refusal_kind(e: &StoreError) -> String {
         StoreError::QueueFull { .. } => "QueueFull".into(),
         StoreError::Protocol { what } => format!("Protocol({what})"),
         StoreError::Unavailable(_) => "Unavailable".into(),
+        StoreError::NotReplicated { wanted, got } => format!("NotReplicated({got} of {wanted})"),
     }
 }
 

@@ -58,4 +58,24 @@ pub enum StoreError {
         "queue {queue} is full ({length} of {cap} jobs waiting): nothing was enqueued; try later or raise the cap"
     )]
     QueueFull { queue: String, cap: u64, length: u64 },
+    /// The write is done on the master, but fewer replicas than asked for
+    /// (`wanted`, the Redis store's `redis.wait_replicas`) confirmed they
+    /// hold it within the wait's timeout (`got` did). It stays done unless
+    /// the master fails before a replica receives it: then a failover may
+    /// promote a replica without it, and it is lost. Nothing is undone, so
+    /// the caller must not take this for a refusal.
+    ///
+    /// For an enqueue: the job is queued now. A producer that needs the
+    /// job to survive a failover may enqueue it again; the retry is a new
+    /// job (a new id, a new replay mark), so if both copies survive it runs
+    /// twice, as after any enqueue whose answer was lost (`Unavailable`).
+    /// Only a byte-identical copy of one signed envelope is refused by its
+    /// replay mark (`replayed`) once one copy ran. For an ack or a requeue:
+    /// sending it again cannot add a replica (it was applied once; a second
+    /// ack finds the job gone), so a worker takes it as done and logs it.
+    #[error(
+        "the write is done on the Redis master, but only {got} of the {wanted} replica(s) asked for confirmed it \
+         in time: it may be lost if the master fails before a replica has it"
+    )]
+    NotReplicated { wanted: u32, got: u32 },
 }
