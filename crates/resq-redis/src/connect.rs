@@ -37,6 +37,36 @@ pub struct RedisConfig {
     /// only lends its scheme, user-info and database (its host and port are
     /// replaced by the master's). `None`: standalone, `url` is the server.
     pub sentinel: Option<SentinelConfig>,
+    /// Durable acknowledgements (`redis.wait_replicas`): the store sends
+    /// `WAIT` after each write it acknowledges to someone. `None`: off, the
+    /// acknowledgement is the master's alone (Redis replicates later).
+    pub wait: Option<WaitReplicas>,
+}
+
+/// `WAIT <replicas> <timeout>` after each write that is acknowledged to
+/// someone: an enqueue (to its producer), an ack and a requeue (to the
+/// worker, which then forgets the job). The write returns only once that
+/// many replicas confirmed they hold it, or with
+/// [`resq::StoreError::NotReplicated`] when fewer did within `timeout`, so a
+/// job acknowledged to its producer is on a replica when a failover promotes
+/// one. It narrows Redis's asynchronous replication, it does not make Redis
+/// consistent: see docs/operations.md, "Durable acknowledgements".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitReplicas {
+    /// How many replicas must hold the write (at least 1).
+    pub replicas: u32,
+    /// How long the master waits for them: `WAIT`'s own timeout, which must
+    /// be shorter than the connection's response timeout (a reply that
+    /// times out on the client would leave the write's fate unknown).
+    /// Never zero (`WAIT n 0` blocks until the replicas answer, however long).
+    pub timeout: Duration,
+}
+
+impl WaitReplicas {
+    /// `WAIT`'s timeout argument in milliseconds (at least 1: 0 means forever).
+    pub(crate) fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis().clamp(1, u128::from(u64::MAX)) as u64
+    }
 }
 
 impl RedisConfig {
@@ -51,6 +81,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             sentinel: None,
+            wait: None,
         }
     }
 
@@ -70,6 +101,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("client_cert_file", &self.client_cert_file)
             .field("client_key_file", &self.client_key_file)
             .field("sentinel", &self.sentinel)
+            .field("wait", &self.wait)
             .finish()
     }
 }

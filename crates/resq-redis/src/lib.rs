@@ -13,7 +13,7 @@ pub mod sentinel;
 pub mod store;
 pub mod web;
 
-pub use connect::{redact_url, ConnectError, RedisConfig};
+pub use connect::{redact_url, ConnectError, RedisConfig, WaitReplicas};
 pub use connection::Connection;
 pub use keys::Keys;
 pub use sentinel::SentinelConfig;

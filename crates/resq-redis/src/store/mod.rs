@@ -41,6 +41,23 @@ pub struct RedisStore {
     /// sent with its next fetch as a floor: a worker's tokens only grow,
     /// even after its counter was deleted (see `claim.lua`).
     token_floors: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// With `redis.wait_replicas`: the connection the acknowledged writes
+    /// go through, each followed by `WAIT` (see [`RedisStore::durable`]).
+    durable: Option<Durable>,
+}
+
+/// A connection of its own for the writes that end in `WAIT`. `WAIT`
+/// blocks the connection it is sent on (Redis reads nothing more from that
+/// client until the replicas answer or the timeout passes), and the store's
+/// main connection is shared by every task of the process: liveness
+/// renewals, fetches and heartbeats queued behind a `WAIT` would wait with
+/// it (up to `wait_timeout_ms` each while a replica is away). So the
+/// acknowledged writes, and only they, share this second connection (in
+/// sentinel mode it follows the master on its own).
+#[derive(Clone)]
+struct Durable {
+    conn: Connection,
+    wait: crate::connect::WaitReplicas,
 }
 
 /// The failed list's cap unless [`RedisStore::with_failed_max`] says.
@@ -80,6 +97,37 @@ pub(crate) fn store_err(e: RedisError) -> StoreError {
     }
 }
 
+/// Appends `WAIT <replicas> <timeout>` to a pipeline.
+pub(crate) fn add_wait(pipe: &mut redis::Pipeline, wait: crate::connect::WaitReplicas) {
+    pipe.cmd("WAIT").arg(wait.replicas).arg(wait.timeout_ms());
+}
+
+/// Reads `WAIT`'s reply: the number of replicas that confirmed the write,
+/// which must be at least the number asked for. A `WAIT` the server
+/// refused (an ACL user without `+wait`: `resq acl` grants it, `resq doctor`
+/// checks it) confirmed nothing, and is logged with the refusal, since the
+/// write before it was made all the same.
+pub(crate) fn replicated(
+    reply: redis::RedisResult<Value>,
+    wait: crate::connect::WaitReplicas,
+) -> Result<(), StoreError> {
+    let got = match reply {
+        Ok(Value::Int(n)) => u32::try_from(n.max(0)).unwrap_or(u32::MAX),
+        Ok(_) => return Err(protocol("a WAIT reply that is not a number")),
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis refused WAIT: the write is not confirmed on any replica");
+            0
+        }
+    };
+    if got < wait.replicas {
+        return Err(StoreError::NotReplicated {
+            wanted: wait.replicas,
+            got,
+        });
+    }
+    Ok(())
+}
+
 /// A script's answer this version does not understand.
 pub(crate) fn protocol(what: &'static str) -> StoreError {
     StoreError::Protocol { what }
@@ -115,6 +163,13 @@ impl RedisStore {
     /// ```
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Self, ConnectError> {
         let (conn, client) = connect(config).await?;
+        let durable = match config.wait {
+            Some(wait) if wait.replicas > 0 => Some(Durable {
+                conn: connect(config).await?.0,
+                wait,
+            }),
+            _ => None,
+        };
         Ok(Self {
             conn,
             client,
@@ -123,7 +178,65 @@ impl RedisStore {
             caps: Default::default(),
             failed_max: DEFAULT_FAILED_MAX,
             token_floors: Default::default(),
+            durable,
         })
+    }
+
+    /// How many replicas each acknowledged write waits for, and how long:
+    /// `None` when it waits for none (`redis.wait_replicas = 0`).
+    pub fn wait_replicas(&self) -> Option<crate::connect::WaitReplicas> {
+        self.durable.as_ref().map(|d| d.wait)
+    }
+
+    /// The connection an acknowledged write goes through, and the `WAIT`
+    /// to send after it in the same pipeline (`None`: no wait, the main
+    /// connection).
+    fn durable(&self) -> (Connection, Option<crate::connect::WaitReplicas>) {
+        match &self.durable {
+            Some(d) => (d.conn.clone(), Some(d.wait)),
+            None => (self.conn.clone(), None),
+        }
+    }
+
+    /// Runs a script whose success is acknowledged to someone (an enqueue,
+    /// an ack, a requeue): with `redis.wait_replicas`, the script and a
+    /// `WAIT` in one pipeline (one round trip) on the durable connection,
+    /// else the script alone. A script the server does not hold yet
+    /// (`NOSCRIPT`: a restarted or new master) is loaded and the pipeline
+    /// sent again; the first `WAIT` then covered nothing of ours and is
+    /// ignored. The script's own error comes first: a write that was not
+    /// made has nothing to wait for.
+    pub(crate) async fn invoke_acknowledged<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let (mut conn, Some(wait)) = self.durable() else {
+            return invocation.invoke_async(&mut self.conn.clone()).await.map_err(store_err);
+        };
+        let mut loaded = false;
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(invocation);
+            add_wait(&mut pipe, wait);
+            let replies: Vec<redis::RedisResult<Value>> =
+                pipe.ignore_errors().query_async(&mut conn).await.map_err(store_err)?;
+            let mut replies = replies.into_iter();
+            let (Some(script), Some(waited)) = (replies.next(), replies.next()) else {
+                return Err(protocol("a script and WAIT pipeline without two replies"));
+            };
+            match script {
+                Err(e) if !loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    invocation.load_async(&mut conn).await.map_err(store_err)?;
+                    loaded = true;
+                }
+                Err(e) => return Err(store_err(e)),
+                Ok(value) => {
+                    let value = redis::from_redis_value(value).map_err(|e| store_err(e.into()))?;
+                    replicated(waited, wait)?;
+                    return Ok(value);
+                }
+            }
+        }
     }
 
     /// Keeps at most `max` records in the failed list (at least 1): each ack

@@ -21,8 +21,10 @@ use crate::scripts;
 impl RedisStore {
     /// One SADD and RPUSH per queue (in a MULTI/EXEC transaction when
     /// there are several queues: all or nothing, a batch included), then
-    /// the wake-up outside it, all in one round trip.
+    /// the wake-up outside it, and with `redis.wait_replicas` a `WAIT`
+    /// (one for the whole call), all in one round trip.
     pub(super) async fn enqueue_plain(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        let (mut conn, wait) = self.durable();
         let mut pipe = redis::pipe();
         // One queue: its one RPUSH is atomic by itself (the SADD before it
         // is idempotent), so the transaction is only for several queues.
@@ -41,11 +43,21 @@ impl RedisStore {
         // channel rights still enqueues (workers then find the job at their
         // next poll).
         pipe.publish(self.keys.wake_channel(), "");
-        let replies: Vec<redis::RedisResult<redis::Value>> = pipe
-            .ignore_errors()
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        if let Some(wait) = wait {
+            super::add_wait(&mut pipe, wait);
+        }
+        let mut replies: Vec<redis::RedisResult<redis::Value>> =
+            pipe.ignore_errors().query_async(&mut conn).await.map_err(store_err)?;
+        // WAIT's reply is the last; it is read once the pushes are known to
+        // have been made.
+        let waited = match wait {
+            Some(_) => Some(
+                replies
+                    .pop()
+                    .ok_or_else(|| protocol("an enqueue pipeline without WAIT's reply"))?,
+            ),
+            None => None,
+        };
         // The pushes (or MULTI, one QUEUED a command and EXEC: a command
         // refused while queued, out of memory or no permission, aborts the
         // EXEC), then PUBLISH, whose error is ignored.
@@ -63,7 +75,10 @@ impl RedisStore {
                 _ => {}
             }
         }
-        Ok(())
+        match (waited, wait) {
+            (Some(waited), Some(wait)) => super::replicated(waited, wait),
+            _ => Ok(()),
+        }
     }
 
     /// Caps checked and every job pushed in one script: all or nothing.
@@ -78,7 +93,7 @@ impl RedisStore {
                 inv.arg(*p);
             }
         }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let reply: Vec<Value> = self.invoke_acknowledged(&inv).await?;
         match reply.as_slice() {
             [Value::Int(0)] => Ok(()),
             [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
@@ -91,12 +106,16 @@ impl RedisStore {
     /// Runs a script that guards a one-job push with a mark of its own
     /// (`mark_key`, and two arguments about it) and the queue's cap. The
     /// scripts share their keys and arguments after the first ones.
+    /// `acknowledged`: the push is answered to a producer, so it waits for
+    /// `redis.wait_replicas` (a cron tick is answered to no one: a tick a
+    /// failover loses goes with its mark, and fires again).
     pub(super) async fn guarded_push(
         &self,
         script: &redis::Script,
         mark_key: String,
         (first, second): (impl redis::ToRedisArgs, impl redis::ToRedisArgs),
         job: &Sealed,
+        acknowledged: bool,
     ) -> Result<Vec<Value>, StoreError> {
         let mut inv = script.prepare_invoke();
         inv.key(mark_key)
@@ -108,7 +127,11 @@ impl RedisStore {
             .arg(job.queue())
             .arg(job.payload())
             .arg(self.keys.wake_channel());
-        inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)
+        if acknowledged {
+            self.invoke_acknowledged(&inv).await
+        } else {
+            inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)
+        }
     }
 }
 
@@ -198,6 +221,7 @@ impl JobQueues for RedisStore {
                 self.keys.unique(unique.class, unique.key),
                 (unique.job_id, window_ms),
                 job,
+                true,
             )
             .await?;
         match reply.as_slice() {
@@ -372,7 +396,7 @@ impl JobQueues for RedisStore {
                 Outcome::Retry { next, due } => inv.arg("").arg("").arg(next.payload()).arg(due.0),
             };
         }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let reply: Vec<Value> = self.invoke_acknowledged(&inv).await?;
         let bad = || protocol("an ack reply it does not know");
         let mut items = reply.into_iter();
         let (Some(Value::Int(acked)), Some(Value::Int(trimmed))) = (items.next(), items.next()) else {
@@ -408,9 +432,7 @@ impl JobQueues for RedisStore {
             }
             inv.arg(n).arg(&job.token);
         }
-        inv.invoke_async::<i64>(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
+        self.invoke_acknowledged::<i64>(&inv).await?;
         Ok(())
     }
 

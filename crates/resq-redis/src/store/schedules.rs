@@ -31,11 +31,25 @@ impl RedisStore {
 #[async_trait]
 impl Schedules for RedisStore {
     async fn schedule(&self, job: &Sealed, at: UnixMs) -> Result<(), StoreError> {
-        self.conn
-            .clone()
-            .zadd::<_, _, _, ()>(self.keys.schedule(), job.payload(), at.0)
-            .await
-            .map_err(store_err)
+        let (mut conn, wait) = self.durable();
+        let Some(wait) = wait else {
+            return conn
+                .zadd::<_, _, _, ()>(self.keys.schedule(), job.payload(), at.0)
+                .await
+                .map_err(store_err);
+        };
+        // The producer's acknowledgement: ZADD and WAIT in one round trip.
+        let mut pipe = redis::pipe();
+        pipe.zadd(self.keys.schedule(), job.payload(), at.0);
+        super::add_wait(&mut pipe, wait);
+        let replies: Vec<redis::RedisResult<Value>> =
+            pipe.ignore_errors().query_async(&mut conn).await.map_err(store_err)?;
+        let mut replies = replies.into_iter();
+        let (Some(added), Some(waited)) = (replies.next(), replies.next()) else {
+            return Err(protocol("a schedule pipeline without two replies"));
+        };
+        added.map_err(store_err)?;
+        super::replicated(waited, wait)
     }
 
     async fn promote_due(&self, now: UnixMs, limit: usize) -> Result<Promoted, StoreError> {
@@ -197,7 +211,7 @@ impl Schedules for RedisStore {
 
     async fn fire_cron(&self, name: &str, tick: UnixMs, job: &Sealed) -> Result<CronFired, StoreError> {
         let reply = self
-            .guarded_push(&scripts::CRON_FIRE, self.keys.cron_last(), (name, tick.0), job)
+            .guarded_push(&scripts::CRON_FIRE, self.keys.cron_last(), (name, tick.0), job, false)
             .await?;
         match reply.as_slice() {
             [Value::Int(0), Value::Int(previous)] => Ok(CronFired::Fired {
