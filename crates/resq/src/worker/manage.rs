@@ -19,7 +19,9 @@ use super::WorkerReport;
 use crate::clock::UnixMs;
 use crate::failure::FailureInfo;
 use crate::reason::Reason;
-use crate::store::{Fetched, FetchedJob, Finished, KeepPayload, NewFailure, Outcome, Store, Working, WorkingRecord};
+use crate::store::{
+    Fetched, FetchedJob, Finished, KeepPayload, NewFailure, Outcome, Store, StoreError, Working, WorkingRecord,
+};
 use crate::worker_id::WorkerId;
 
 pub(crate) struct Manager {
@@ -272,6 +274,16 @@ impl Manager {
                     self.done.clear();
                     self.errors.reset();
                 }
+                // The ack is made on the master; only its copy on replicas
+                // is short. Sending it again adds no replica (the jobs are
+                // gone from the in-flight records: they would come back as
+                // "taken"), so it counts as done. A failover before a
+                // replica has it brings the jobs back: they run again.
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    tracing::warn!(error = %e, jobs = self.done.len(), "ack not yet on the replicas");
+                    self.done.clear();
+                    self.errors.reset();
+                }
                 Err(e) => {
                     if *control.borrow() == Mode::Stop {
                         tracing::error!(error = %e, jobs = self.done.len(), "could not ack before stopping; the jobs stay in flight for recovery");
@@ -296,6 +308,12 @@ impl Manager {
         let jobs: Vec<FetchedJob> = self.to_requeue.iter().map(|(_, job)| job.clone()).collect();
         match self.store.requeue(&self.worker, &jobs).await {
             Ok(()) => {
+                self.report.requeued += jobs.len() as u64;
+                self.to_requeue.clear();
+            }
+            // Made on the master, as an ack above: sending it again adds no replica.
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "requeue not yet on the replicas");
                 self.report.requeued += jobs.len() as u64;
                 self.to_requeue.clear();
             }
