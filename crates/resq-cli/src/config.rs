@@ -242,6 +242,8 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "sentinel_username",
             "sentinel_password_file",
             "sentinel_password_env",
+            "wait_replicas",
+            "wait_timeout_ms",
         ],
     ),
     (
@@ -302,6 +304,14 @@ fn known_words() -> Vec<&'static str> {
 pub const DEFAULT_FAILURES_MAX: u64 = 100_000;
 const FAILURES_MAX: std::ops::RangeInclusive<u64> = 1..=10_000_000;
 const RESPONSE_TIMEOUT: std::ops::RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(600);
+/// Replicas an acknowledged write waits for: a master with more than 16
+/// replicas to wait for is not a deployment this was tried on.
+const WAIT_REPLICAS: std::ops::RangeInclusive<u32> = 0..=16;
+/// How long the master waits for them, per write. Never 0 (`WAIT n 0`
+/// blocks until they answer, however long), at most a minute.
+const WAIT_TIMEOUT: std::ops::RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(60);
+/// `redis.wait_timeout_ms` unless set.
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 1000;
 
 /// One `[[cron]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +420,11 @@ pub struct RedisSection {
     pub sentinel_password_file: Option<PathBuf>,
     /// Sentinel mode: the name of an environment variable holding it.
     pub sentinel_password_env: Option<String>,
+    /// Durable acknowledgements: enqueues, acks and requeues return once
+    /// this many replicas hold the write (`WAIT`); 0 (the default) is off.
+    pub wait_replicas: Option<u32>,
+    /// How long each of those writes waits for them (default 1000 ms).
+    pub wait_timeout_ms: Option<u64>,
 }
 
 /// How resq finds its Redis.
@@ -496,6 +511,18 @@ pub enum ConfigError {
          (RESQ_REDIS_MODE=sentinel) to use the sentinels, or remove it"
     )]
     SentinelSettingInStandalone { key: &'static str },
+    #[error(
+        "redis.wait_timeout_ms (RESQ_REDIS_WAIT_TIMEOUT_MS) is {wait_ms} ms, not shorter than \
+         redis.response_timeout_ms ({response_ms} ms): a write waiting for its replicas would time out on the \
+         client first, its outcome unknown. Shorten the wait or lengthen the response timeout"
+    )]
+    WaitOutlastsResponse { wait_ms: u64, response_ms: u64 },
+    #[error(
+        "redis.wait_timeout_ms (RESQ_REDIS_WAIT_TIMEOUT_MS) is set, but redis.wait_replicas is not: no write \
+         waits for replicas. Set redis.wait_replicas (RESQ_REDIS_WAIT_REPLICAS) to how many replicas must hold \
+         each acknowledged write, or remove the timeout"
+    )]
+    WaitTimeoutWithoutReplicas,
     #[error("no Redis configured: set RESQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or redis.url in resq.toml")]
     NoRedis,
     #[error("the namespace is not allowed: use letters, digits, '_', '-' or '.'")]
@@ -619,6 +646,8 @@ pub const ENV_VARS: &[&str] = &[
     "RESQ_REDIS_SENTINEL_USERNAME",
     "RESQ_REDIS_SENTINEL_PASSWORD",
     "RESQ_REDIS_SENTINEL_PASSWORD_FILE",
+    "RESQ_REDIS_WAIT_REPLICAS",
+    "RESQ_REDIS_WAIT_TIMEOUT_MS",
     "RESQ_QUEUES",
     "RESQ_CONCURRENCY",
     "RESQ_ISOLATION",
@@ -713,6 +742,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     let redis_password_env = redis.password_env.clone();
     let sentinel_password_env = redis.sentinel_password_env.clone();
     let sentinel = sentinel(&redis, env)?;
+    let wait = wait_replicas(&redis, env)?;
     let url = match (env.var("RESQ_REDIS_URL").or(redis.url), &sentinel) {
         (Some(url), Some(_)) if !resq_redis::sentinel::url_is_usable(&url) => return Err(ConfigError::SentinelUrl),
         // Only the scheme and database of a URL are used in sentinel mode.
@@ -739,6 +769,15 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
                 check("redis.response_timeout_ms", c.response_timeout, &RESPONSE_TIMEOUT)?;
             }
             c.sentinel = sentinel;
+            if let Some(w) = wait {
+                if w.timeout >= c.response_timeout {
+                    return Err(ConfigError::WaitOutlastsResponse {
+                        wait_ms: w.timeout.as_millis() as u64,
+                        response_ms: c.response_timeout.as_millis() as u64,
+                    });
+                }
+            }
+            c.wait = wait;
             Some(c)
         }
     };
@@ -985,6 +1024,43 @@ fn secret(
             .ok_or_else(|| SecretError::EnvMissing { var: var.clone() });
     }
     Ok(None)
+}
+
+/// `redis.wait_replicas` and `redis.wait_timeout_ms`, the environment's over
+/// the file's, checked: `None` when no write waits (0 replicas, the default).
+fn wait_replicas(redis: &RedisSection, env: &dyn Env) -> Result<Option<resq_redis::WaitReplicas>, ConfigError> {
+    let replicas = match parse_env(env, "RESQ_REDIS_WAIT_REPLICAS", "a whole number from 0 to 16")? {
+        Some(n) => Some(n),
+        None => redis.wait_replicas,
+    };
+    let timeout_ms = match parse_env(
+        env,
+        "RESQ_REDIS_WAIT_TIMEOUT_MS",
+        "a whole number of milliseconds such as 1000",
+    )? {
+        Some(ms) => Some(ms),
+        None => redis.wait_timeout_ms,
+    };
+    // A timeout with no replicas named is a forgotten setting; an explicit
+    // 0 is a choice (turning waiting off for a while).
+    let Some(replicas) = replicas else {
+        return match timeout_ms {
+            Some(_) => Err(ConfigError::WaitTimeoutWithoutReplicas),
+            None => Ok(None),
+        };
+    };
+    check(
+        "redis.wait_replicas (RESQ_REDIS_WAIT_REPLICAS)",
+        replicas,
+        &WAIT_REPLICAS,
+    )?;
+    let timeout = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS));
+    check(
+        "redis.wait_timeout_ms (RESQ_REDIS_WAIT_TIMEOUT_MS)",
+        timeout,
+        &WAIT_TIMEOUT,
+    )?;
+    Ok((replicas > 0).then_some(resq_redis::WaitReplicas { replicas, timeout }))
 }
 
 /// Sentinel mode's settings, checked: `None` in standalone mode, where
@@ -1460,6 +1536,138 @@ mod tests {
                 !message.contains(&M[..10]),
                 "{what}: the message quotes the value: {message}"
             );
+        }
+    }
+
+    /// `redis.wait_replicas` and its timeout, from the file and the
+    /// environment, in both modes; off unless set.
+    #[test]
+    fn wait_replicas_is_read_from_the_file_and_the_environment() {
+        let wait =
+            |text: &str, vars: &[(&'static str, &'static str)]| parse(text, &env(vars)).unwrap().redis.unwrap().wait;
+        let url = "[redis]\nurl = \"redis://h:1/0\"\n";
+        assert_eq!(wait(url, &[]), None);
+        let w = wait(&format!("{url}wait_replicas = 1\n"), &[]).unwrap();
+        assert_eq!(
+            (w.replicas, w.timeout),
+            (1, Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS))
+        );
+        let w = wait(&format!("{url}wait_replicas = 2\nwait_timeout_ms = 250\n"), &[]).unwrap();
+        assert_eq!((w.replicas, w.timeout), (2, Duration::from_millis(250)));
+        let w = wait(
+            &format!("{url}wait_replicas = 2\n"),
+            &[("RESQ_REDIS_WAIT_REPLICAS", "3"), ("RESQ_REDIS_WAIT_TIMEOUT_MS", "40")],
+        )
+        .unwrap();
+        assert_eq!((w.replicas, w.timeout), (3, Duration::from_millis(40)));
+        // An explicit 0 turns it off, a file's timeout included.
+        assert_eq!(
+            wait(
+                &format!("{url}wait_replicas = 2\nwait_timeout_ms = 250\n"),
+                &[("RESQ_REDIS_WAIT_REPLICAS", "0")]
+            ),
+            None
+        );
+        // Sentinel mode too.
+        let w = wait(
+            "",
+            &[
+                ("RESQ_REDIS_MODE", "sentinel"),
+                ("RESQ_REDIS_MASTER_NAME", "m"),
+                ("RESQ_REDIS_SENTINELS", "a:1"),
+                ("RESQ_REDIS_WAIT_REPLICAS", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(w.replicas, 1);
+        // A longer response timeout makes room for a longer wait.
+        let w = wait(
+            &format!("{url}response_timeout_ms = 60000\nwait_replicas = 1\nwait_timeout_ms = 30000\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(w.timeout, Duration::from_secs(30));
+    }
+
+    /// Every way the wait settings can be wrong: each a typed error that
+    /// names the setting, none quoting a line of the file.
+    #[test]
+    fn table_of_bad_wait_settings() {
+        type Check = fn(&ConfigError) -> bool;
+        type Vars = Vec<(&'static str, &'static str)>;
+        let url = "[redis]\nurl = \"redis://h:1/0\"\n";
+        let cases: Vec<(&str, String, Vars, Check)> = vec![
+            (
+                "17 replicas",
+                format!("{url}wait_replicas = 17\n"),
+                vec![],
+                |e| matches!(e, ConfigError::OutOfRange(r) if r.setting.starts_with("redis.wait_replicas")),
+            ),
+            (
+                "a negative count in the file",
+                format!("{url}wait_replicas = -1\n"),
+                vec![],
+                // Where, and not the value: "line 3, column 17: invalid value: integer `(…)`".
+                |e| matches!(e, ConfigError::Parse { problem, .. } if problem.line == 3 && !problem.message.contains("-1")),
+            ),
+            (
+                "a count that is not a number in the environment",
+                url.to_string(),
+                vec![("RESQ_REDIS_WAIT_REPLICAS", "all")],
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::BadEnv {
+                            var: "RESQ_REDIS_WAIT_REPLICAS",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "a timeout of 0 (WAIT would block for ever)",
+                format!("{url}wait_replicas = 1\nwait_timeout_ms = 0\n"),
+                vec![],
+                |e| matches!(e, ConfigError::OutOfRange(r) if r.setting.starts_with("redis.wait_timeout_ms")),
+            ),
+            (
+                "a timeout over a minute",
+                format!("{url}wait_replicas = 1\nwait_timeout_ms = 60001\nresponse_timeout_ms = 600000\n"),
+                vec![],
+                |e| matches!(e, ConfigError::OutOfRange(r) if r.setting.starts_with("redis.wait_timeout_ms")),
+            ),
+            (
+                "a timeout not shorter than the response timeout",
+                format!("{url}wait_replicas = 1\nwait_timeout_ms = 2000\nresponse_timeout_ms = 2000\n"),
+                vec![],
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::WaitOutlastsResponse {
+                            wait_ms: 2000,
+                            response_ms: 2000
+                        }
+                    )
+                },
+            ),
+            (
+                "a timeout from the environment with no replicas",
+                url.to_string(),
+                vec![("RESQ_REDIS_WAIT_TIMEOUT_MS", "500")],
+                |e| matches!(e, ConfigError::WaitTimeoutWithoutReplicas),
+            ),
+            (
+                "a timeout in the file with no replicas",
+                format!("{url}wait_timeout_ms = 500\n"),
+                vec![],
+                |e| matches!(e, ConfigError::WaitTimeoutWithoutReplicas),
+            ),
+        ];
+        for (what, text, vars, check) in cases {
+            let err = parse(&text, &env(&vars)).unwrap_err();
+            assert!(check(&err), "{what}: {err:?}");
+            let message = err.to_string();
+            assert!(!message.contains("redis://h:1/0"), "{what}: quotes the file: {message}");
         }
     }
 

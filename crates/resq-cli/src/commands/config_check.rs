@@ -80,6 +80,14 @@ pub async fn run(settings: &Settings, registry: &resq::Registry, action: ConfigA
         ));
     }
     ok.push("Redis reachable, and this user can read resq's keys".to_string());
+    if let Some(wait) = store.wait_replicas() {
+        // Whether there are enough replicas is the doctor's to judge.
+        ok.push(format!(
+            "enqueues, acks and requeues wait for {} replica(s), up to {} ms each (resq doctor counts them)",
+            wait.replicas,
+            wait.timeout.as_millis()
+        ));
+    }
     for line in ok {
         println!("{line}");
     }
