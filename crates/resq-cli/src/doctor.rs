@@ -91,6 +91,8 @@ pub struct ConfigFacts {
     pub isolation_off: bool,
     /// Registered job types with no timeout of their own.
     pub classes_without_timeout: Vec<String>,
+    /// `redis.wait_replicas` (0: off).
+    pub wait_replicas: u32,
 }
 
 fn is_loopback_bind(addr: &str) -> bool {
@@ -286,6 +288,56 @@ pub fn redis_findings(r: &RedisFacts, c: &ConfigFacts) -> Vec<Finding> {
             "compare the user's rules with `resq acl --role worker`",
         ));
     }
+    out.extend(replica_findings(r, c));
+    out
+}
+
+/// Replicas against `redis.wait_replicas`: too few makes every acknowledged
+/// write fail after its wait; replicas without it are worth knowing of.
+fn replica_findings(r: &RedisFacts, c: &ConfigFacts) -> Vec<Finding> {
+    use Severity::*;
+    let mut out = Vec::new();
+    let want = c.wait_replicas;
+    if want > 0 && r.may_wait == Some(false) {
+        let me = r.user.clone().unwrap_or_else(|| "default".into());
+        out.push(finding(
+            "redis-wait-refused",
+            High,
+            format!("redis.wait_replicas is {want} but user {me} may not run WAIT"),
+            "no write is confirmed on any replica: every enqueue, ack and requeue is made on the master and \
+             then reported NotReplicated (the API answers 503 not_replicated)",
+            "add +wait to the user's ACL rule (`resq acl` prints rules that have it)",
+        ));
+    }
+    match r.replicas_online {
+        Some(online) if want > 0 && online < want => out.push(finding(
+            "redis-too-few-replicas",
+            High,
+            format!("redis.wait_replicas is {want} but the master has {online} replica(s) in sync"),
+            "every enqueue, ack and requeue waits redis.wait_timeout_ms for replicas that are not there, then \
+             is reported NotReplicated: made on the master, not confirmed (producers get errors, the API 503 \
+             not_replicated, workers slow down)",
+            "attach replicas (replicaof <master> <port>) until enough are online, or lower redis.wait_replicas \
+             (RESQ_REDIS_WAIT_REPLICAS)",
+        )),
+        Some(online) if want > 0 => out.push(finding(
+            "redis-replicas",
+            Info,
+            format!("{online} replica(s) in sync; each enqueue, ack and requeue waits for {want}"),
+            "a job acknowledged to its producer is on a replica before the answer",
+            "nothing to do",
+        )),
+        Some(online) if online > 0 => out.push(finding(
+            "redis-replicated-without-wait",
+            Info,
+            format!("{online} replica(s) in sync, and redis.wait_replicas is 0"),
+            "Redis replicates asynchronously: a failover can lose jobs acknowledged just before it, and run \
+             again jobs acked just before it",
+            "set redis.wait_replicas = 1 (RESQ_REDIS_WAIT_REPLICAS=1) for acknowledgements that survive a \
+             failover, at the cost in docs/operations.md",
+        )),
+        _ => {}
+    }
     out
 }
 
@@ -456,6 +508,8 @@ mod tests {
                 },
             ]),
             dangerous: resq_redis::facts::DANGEROUS.iter().map(|c| (*c, Some(false))).collect(),
+            replicas_online: Some(0),
+            may_wait: Some(true),
         };
         let config = ConfigFacts {
             redis_loopback: true,
@@ -617,6 +671,44 @@ mod tests {
                 },
                 "no-isolation-no-timeout",
                 Severity::Medium,
+            ),
+            (|_, c| c.wait_replicas = 1, "redis-too-few-replicas", Severity::High),
+            (
+                |r, c| {
+                    c.wait_replicas = 2;
+                    r.replicas_online = Some(1);
+                },
+                "redis-too-few-replicas",
+                Severity::High,
+            ),
+            (
+                |r, c| {
+                    c.wait_replicas = 1;
+                    r.replicas_online = Some(1);
+                },
+                "none",
+                Severity::Info,
+            ),
+            (
+                |r, c| {
+                    c.wait_replicas = 1;
+                    r.replicas_online = Some(1);
+                    r.may_wait = Some(false);
+                },
+                "redis-wait-refused",
+                Severity::High,
+            ),
+            // Replicas and no wait: worth knowing, not above info.
+            (|r, _| r.replicas_online = Some(2), "none", Severity::Info),
+            // Unknown (INFO or DRYRUN refused): not judged.
+            (
+                |r, c| {
+                    c.wait_replicas = 1;
+                    r.replicas_online = None;
+                    r.may_wait = None;
+                },
+                "none",
+                Severity::Info,
             ),
         ];
         for (change, code, severity) in table {

@@ -46,6 +46,12 @@ pub struct RedisFacts {
     /// For each dangerous command: may resq's user run it? (`ACL DRYRUN`;
     /// `None` when that could not be asked.)
     pub dangerous: Vec<(&'static str, Option<bool>)>,
+    /// `INFO replication`: the replicas connected and in sync (`state=online`),
+    /// the ones a `WAIT` can count.
+    pub replicas_online: Option<u32>,
+    /// May resq's user run `WAIT` (`redis.wait_replicas`)? (`ACL DRYRUN`;
+    /// `None` when that could not be asked.)
+    pub may_wait: Option<bool>,
 }
 
 const CONFIG_KEYS: &[&str] = &[
@@ -81,6 +87,7 @@ impl RedisFacts {
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
             maxmemory_policy: field("maxmemory_policy"),
             aof_enabled: field("aof_enabled").map(|v| v == "1"),
+            replicas_online: field("connected_slaves").map(|_| online_replicas(&info)),
             ..RedisFacts::default()
         };
         facts.user = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await.ok();
@@ -112,40 +119,55 @@ impl RedisFacts {
             .ok()
             .map(|lines| lines.iter().filter_map(|l| parse_acl_line(l)).collect());
         for command in DANGEROUS {
+            // Arguments that make each a complete command.
+            let args: &[&str] = match *command {
+                "CONFIG" => &["SET", "save", ""],
+                "KEYS" => &["*"],
+                "DEBUG" => &["SLEEP", "0"],
+                "MODULE" => &["LOAD", "/x.so"],
+                _ => &[],
+            };
             let allowed = match &facts.user {
-                Some(user) => {
-                    let mut dry = redis::cmd("ACL");
-                    dry.arg("DRYRUN").arg(user).arg(*command);
-                    // Arguments that make each a complete command.
-                    match *command {
-                        "CONFIG" => {
-                            dry.arg("SET").arg("save").arg("");
-                        }
-                        "KEYS" => {
-                            dry.arg("*");
-                        }
-                        "DEBUG" => {
-                            dry.arg("SLEEP").arg("0");
-                        }
-                        "MODULE" => {
-                            dry.arg("LOAD").arg("/x.so");
-                        }
-                        _ => {}
-                    }
-                    match dry.query_async::<Value>(&mut conn).await {
-                        Ok(Value::Okay) => Some(true),
-                        Ok(Value::SimpleString(s)) if s == "OK" => Some(true),
-                        // DRYRUN answers a refusal as a string, not an error.
-                        Ok(_) => Some(false),
-                        Err(_) => None,
-                    }
-                }
+                Some(user) => dry_run(&mut conn, user, &[&[*command], args].concat()).await,
                 None => None,
             };
             facts.dangerous.push((command, allowed));
         }
+        if let Some(user) = &facts.user {
+            facts.may_wait = dry_run(&mut conn, user, &["WAIT", "0", "0"]).await;
+        }
         Ok(facts)
     }
+}
+
+/// `ACL DRYRUN user <command...>`: may the user run it? `None` when the
+/// question itself is refused.
+async fn dry_run(conn: &mut crate::Connection, user: &str, command: &[&str]) -> Option<bool> {
+    let mut dry = redis::cmd("ACL");
+    dry.arg("DRYRUN").arg(user).arg(command);
+    match dry.query_async::<Value>(conn).await {
+        Ok(Value::Okay) => Some(true),
+        Ok(Value::SimpleString(s)) if s == "OK" => Some(true),
+        // DRYRUN answers a refusal as a string, not an error.
+        Ok(_) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// The replicas `INFO replication` lists as in sync: its `slave<n>:` lines
+/// with `state=online` (one still loading the master's snapshot is listed,
+/// but acknowledges nothing yet).
+pub fn online_replicas(info: &str) -> u32 {
+    let online = info.lines().filter(|line| {
+        let Some((name, fields)) = line.split_once(':') else {
+            return false;
+        };
+        let numbered = name
+            .strip_prefix("slave")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        numbered && fields.trim().split(',').any(|f| f == "state=online")
+    });
+    u32::try_from(online.count()).unwrap_or(u32::MAX)
 }
 
 /// `7.0.15` as (7, 0, 15).
@@ -191,5 +213,16 @@ mod tests {
             Some((false, false))
         );
         assert_eq!(parse_acl_line("garbage"), None);
+    }
+
+    #[test]
+    fn replicas_in_sync_are_counted() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:3\r\n\
+                    slave0:ip=127.0.0.1,port=7001,state=online,offset=10,lag=0\r\n\
+                    slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+                    slave2:ip=127.0.0.1,port=7003,state=online,offset=10,lag=1\r\n\
+                    slaveof:nothing\r\nmaster_repl_offset:10\r\n";
+        assert_eq!(online_replicas(info), 2);
+        assert_eq!(online_replicas("role:master\r\nconnected_slaves:0\r\n"), 0);
     }
 }

@@ -110,6 +110,7 @@ async fn config_facts(settings: &Settings, registry: &Registry, api: &ApiStore) 
         redis_loopback: url_is_loopback(&redis.url),
         redis_tls: redis.url.starts_with("rediss://"),
         allow_unsigned: settings.allow_unsigned.iter().map(|p| p.as_str().to_string()).collect(),
+        wait_replicas: redis.wait.map_or(0, |w| w.replicas),
         ..ConfigFacts::default()
     };
     match &settings.keys_file {
