@@ -62,6 +62,12 @@ const PRODUCER: &[&str] = &[
     "publish",
 ];
 
+/// Durable acknowledgements (`redis.wait_replicas`): `WAIT` after each
+/// enqueue, ack and requeue. Keyless, and it only blocks the caller's own
+/// connection, so any role that writes jobs may have it; the read-only web
+/// user writes none.
+const DURABLE: &[&str] = &["wait"];
+
 /// What reading issues.
 const READ: &[&str] = &[
     "get",
@@ -135,6 +141,7 @@ pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
     match role {
         AclRole::Producer => {
             words.extend(plus(PRODUCER));
+            words.extend(plus(DURABLE));
             // Queues (push and their length for caps), the queue set, caps
             // (read), unique keys, the schedule and tracking records: not
             // the failed list, not in-flight records, not workers.
@@ -150,6 +157,7 @@ pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
         AclRole::Worker => {
             words.extend(plus(READ));
             words.extend(plus(WRITE));
+            words.extend(plus(DURABLE));
             words.push("+subscribe".into());
             words.push(format!("~{ns}:*"));
         }
@@ -157,6 +165,7 @@ pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
             words.extend(plus(READ));
             words.extend(plus(WRITE));
             words.extend(plus(WEB_OWN));
+            words.extend(plus(DURABLE));
             words.push(format!("~{ns}:*"));
         }
         AclRole::WebReadOnly => {
@@ -238,6 +247,17 @@ mod tests {
                 assert!(w.contains("~app:"), "{role:?}: {w}");
             }
             assert!(words.iter().any(|w| w == "&app:resq:wake"));
+        }
+    }
+
+    /// Every role that writes jobs may wait for replicas
+    /// (`redis.wait_replicas`); the read-only web user writes none.
+    #[test]
+    fn the_roles_that_write_jobs_may_wait_for_replicas() {
+        for role in AclRole::ALL {
+            let words = rule(role, "resque");
+            let may_wait = words.iter().any(|w| w == "+wait");
+            assert_eq!(may_wait, role != AclRole::WebReadOnly, "{role:?}");
         }
     }
 
