@@ -84,11 +84,16 @@ impl Once<'_> {
     }
 
     /// The enqueue failed: a definite refusal gives the key back; a store
-    /// that did not answer may have stored the jobs, so the key stays
-    /// taken (its short pending lifetime ends it) and the answer says so.
+    /// that did not answer may have stored the jobs, and one that stored
+    /// them without its replicas' confirmation (`redis.wait_replicas`) did,
+    /// so then the key stays taken (its short pending lifetime ends it) and
+    /// the answer says so.
     pub(crate) async fn failed(&self, e: EnqueueError) -> Problem {
         let unknown = matches!(e, EnqueueError::Store(StoreError::Unavailable(_)));
-        if let (Some(key), false) = (&self.key, unknown) {
+        // Stored on the master, not confirmed on its replicas: the jobs
+        // exist, so the key is not given back either.
+        let stored = matches!(e, EnqueueError::Store(StoreError::NotReplicated { .. }));
+        if let (Some(key), false) = (&self.key, unknown || stored) {
             let _ = self.state.store.idempotency_abort(self.token, key).await;
         }
         if unknown {

@@ -22,7 +22,7 @@ pub struct Problem {
     /// `malformed_json`, `invalid_request`, `unsupported_media_type`,
     /// `payload_too_large`, `rate_limited`, `throttled`, `queue_full`,
     /// `redis_memory`, `idempotency_conflict`, `idempotency_in_progress`,
-    /// `unavailable`, `not_found`, `request_timeout`, `internal`.
+    /// `unavailable`, `not_replicated`, `not_found`, `request_timeout`, `internal`.
     pub reason: &'static str,
     /// Field paths that failed their rules (invalid arguments).
     #[serde(skip_serializing_if = "Vec::is_empty")]

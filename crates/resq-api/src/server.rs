@@ -987,8 +987,34 @@ fn store_refusal(e: StoreError) -> Problem {
             clip(&e.to_string(), 300),
             Duration::from_secs(5),
         ),
+        StoreError::NotReplicated { wanted, got } => not_replicated(wanted, got),
         other => unavailable(other),
     }
+}
+
+/// `redis.wait_replicas`: the jobs were stored on the master, but fewer
+/// replicas than asked confirmed them in time. Not a refusal (the jobs are
+/// queued and run unless the master fails before a replica has them), and
+/// not a success either: the client asked, through the server's settings,
+/// for writes that survive a failover. A retry stores a second copy, which
+/// may then run twice; the Idempotency-Key stays held as for a write whose
+/// answer was lost, so a retry with it waits for the key's hold to end.
+pub(crate) fn not_replicated(wanted: u32, got: u32) -> Problem {
+    tracing::warn!(
+        wanted,
+        got,
+        "API enqueue stored on the master but not confirmed by its replicas"
+    );
+    Problem::retry_after(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_replicated",
+        format!(
+            "the job store's master stored the job(s), but only {got} of the {wanted} replica(s) it waits for \
+             confirmed them in time: they run unless the master fails before a replica has them. A retry stores \
+             another copy, which may then run twice (an Idempotency-Key sent is held for a minute)"
+        ),
+        Duration::from_secs(60),
+    )
 }
 
 /// The store did not answer the write: it may or may not have run.
