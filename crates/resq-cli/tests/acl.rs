@@ -121,6 +121,19 @@ async fn a_producer_enqueues_and_can_do_nothing_else() {
         &["enqueue", "Echo", "--args", r#"{"message":"later"}"#, "--in", "1h"],
     );
     assert_eq!(env.llen("resque:queue:default").await, 1);
+    // WAIT (redis.wait_replicas) is the producer's: with no replica the
+    // job is stored and reported not confirmed, never refused for want of
+    // permission.
+    let o = as_user(&env, &user, PW)
+        .env("RESQ_REDIS_WAIT_REPLICAS", "1")
+        .env("RESQ_REDIS_WAIT_TIMEOUT_MS", "50")
+        .args(["enqueue", "Echo", "--args", r#"{"message":"waits"}"#])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("0 of the 1 replica"), "{err}");
+    assert!(!err.contains("NOPERM"), "{err}");
+    assert_eq!(env.llen("resque:queue:default").await, 2);
     // A failure record to protect.
     let _: () = redis::cmd("RPUSH")
         .arg("resque:failed")
@@ -306,7 +319,8 @@ async fn resq_serve_works_as_web_and_a_read_only_web_user_cannot_push() {
     }
     let mut c = connect_as(&env, &read_only, PW).await;
     for args in [
-        &["RPUSH", "resque:queue:default", "x"][..],
+        &["WAIT", "0", "0"][..],
+        &["RPUSH", "resque:queue:default", "x"],
         &["LPOP", "resque:queue:default"],
         &["DEL", "resque:failed"],
         &["FLUSHALL"],

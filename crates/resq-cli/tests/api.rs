@@ -697,6 +697,31 @@ async fn redis_over_its_memory_watermark_answers_503_until_it_drains() {
     assert!(accepted, "accepted again below the watermark");
 }
 
+/// `redis.wait_replicas = 1` and no replica: each enqueue is stored on the
+/// master, then answered 503 `not_replicated` (not a refusal: the job is
+/// queued), and an Idempotency-Key sent with it stays held.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enqueue_no_replica_confirmed_is_503_not_replicated_and_stays_stored() {
+    let env = Env::start().await;
+    env.append_config("[redis]\nwait_replicas = 1\nwait_timeout_ms = 100\n");
+    let (_, secret) = echo_token(&env);
+    let server = serve(&env);
+    let a = server.addr.as_str();
+    let body = r#"{"class":"Echo","args":{"message":"x"}}"#;
+    let r = post_json(a, JOBS, &secret, &[], body);
+    r.problem(503, "not_replicated");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.text().contains("0 of the 1 replica"), "{}", r.text());
+    assert_eq!(queued(&env, "default").await, 1, "stored on the master");
+    let keyed = [("Idempotency-Key", "order-1")];
+    post_json(a, JOBS, &secret, &keyed, body).problem(503, "not_replicated");
+    post_json(a, JOBS, &secret, &keyed, body).problem(409, "idempotency_in_progress");
+    assert_eq!(queued(&env, "default").await, 2);
+    let bulk = r#"{"jobs":[{"class":"Echo","args":{"message":"a"}},{"class":"Echo","args":{"message":"b"}}]}"#;
+    post_json(a, BULK, &secret, &[], bulk).problem(503, "not_replicated");
+    assert_eq!(queued(&env, "default").await, 4);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_surge_above_a_tokens_baseline_throttles_it_and_raises_an_alert() {
     let env = Env::start().await;
