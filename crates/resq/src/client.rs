@@ -15,14 +15,17 @@ use crate::store::{Store, StoreError, TrackFirst, TrackState, TrackUpdate};
 /// How long a tracked job's record outlives the job's expiry.
 pub const TRACK_KEPT_AFTER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
-/// Why an enqueue failed. Nothing was stored.
+/// Why an enqueue failed. Nothing was stored, but in two cases of
+/// [`EnqueueError::Store`]: `Unavailable` (the store's answer was lost: the
+/// job may have been stored) and `NotReplicated` (the job was stored, on
+/// the master only, as far as anyone knows: see [`StoreError::NotReplicated`]).
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Args(#[from] ArgsError),
-    #[error("could not store the job: {0}")]
+    #[error("{}", store_failure(.0))]
     Store(#[from] StoreError),
     #[error(
         "a {class} job with unique key {key:?} was enqueued within its window (job {existing}); nothing was stored"
@@ -42,6 +45,16 @@ pub enum EnqueueError {
     },
     #[error("job {index} of the batch is scheduled or unique: a batch holds jobs to run now, each without a key")]
     NotForBatch { index: usize },
+}
+
+/// A store's failure in an enqueue's words: a job stored on the master
+/// but not confirmed on its replicas was stored, and must not read as if
+/// it was not.
+fn store_failure(e: &StoreError) -> String {
+    match e {
+        StoreError::NotReplicated { .. } => format!("the job was stored, not confirmed: {e}"),
+        other => format!("could not store the job: {other}"),
+    }
 }
 
 /// A job by class name and raw `args`, for the CLI and for bridges from
