@@ -149,6 +149,11 @@ pub enum ConnectError {
     Auth { url: String, user: String, reason: String },
     #[error("no sentinel named a master for {master} that answers as one: {reasons}")]
     NoMaster { master: String, reasons: String },
+    #[error(
+        "the replicas' wait ({wait_ms} ms) is not shorter than the response timeout ({response_ms} ms): a write \
+         waiting for its replicas would time out on the client first, its outcome unknown"
+    )]
+    WaitOutlastsResponse { wait_ms: u64, response_ms: u64 },
 }
 
 /// The URL with every part that may hold a secret replaced: the user-info

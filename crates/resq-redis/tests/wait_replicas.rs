@@ -278,6 +278,38 @@ async fn without_a_replica_writes_are_made_but_not_acknowledged_and_with_one_eac
     assert_eq!(processed, 3 + 50 + 5, "each ack counted once");
 }
 
+/// A wait the client would time out before is refused at connect.
+#[tokio::test]
+async fn a_wait_not_shorter_than_the_response_timeout_is_refused() {
+    let master = master();
+    let mut config = RedisConfig::new(master.url());
+    config.response_timeout = Duration::from_millis(500);
+    config.wait = Some(WaitReplicas {
+        replicas: 1,
+        timeout: Duration::from_millis(500),
+    });
+    let Err(e) = RedisStore::connect(&config, "resque").await else {
+        panic!("connected");
+    };
+    assert!(
+        matches!(
+            e,
+            resq_redis::ConnectError::WaitOutlastsResponse {
+                wait_ms: 500,
+                response_ms: 500
+            }
+        ),
+        "{e}"
+    );
+    // No replica to wait for: no wait, nothing to refuse.
+    config.wait = Some(WaitReplicas {
+        replicas: 0,
+        timeout: Duration::from_millis(500),
+    });
+    let store = RedisStore::connect(&config, "resque").await.unwrap();
+    assert_eq!(store.wait_replicas(), None);
+}
+
 /// A worker whose every ack and requeue is made on the master but not
 /// confirmed (its replica gone) takes them as done: the burst ends, every
 /// job ran once, nothing is left in flight.

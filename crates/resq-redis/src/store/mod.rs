@@ -154,6 +154,9 @@ fn opt_u64(v: Option<String>) -> u64 {
 
 impl RedisStore {
     /// Connects to Redis and uses `namespace` (Resque's is `resque`).
+    /// With `config.wait` (and at least one replica to wait for), a second
+    /// connection for the acknowledged writes; a wait not shorter than the
+    /// response timeout is refused.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), resq_redis::ConnectError> {
@@ -162,13 +165,22 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Self, ConnectError> {
+        let durable_wait = config.wait.filter(|w| w.replicas > 0);
+        if let Some(wait) = durable_wait {
+            if wait.timeout >= config.response_timeout {
+                return Err(ConnectError::WaitOutlastsResponse {
+                    wait_ms: wait.timeout_ms(),
+                    response_ms: config.response_timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+                });
+            }
+        }
         let (conn, client) = connect(config).await?;
-        let durable = match config.wait {
-            Some(wait) if wait.replicas > 0 => Some(Durable {
+        let durable = match durable_wait {
+            Some(wait) => Some(Durable {
                 conn: connect(config).await?.0,
                 wait,
             }),
-            _ => None,
+            None => None,
         };
         Ok(Self {
             conn,
