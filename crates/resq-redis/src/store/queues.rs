@@ -436,6 +436,9 @@ impl JobQueues for RedisStore {
         Ok(())
     }
 
+    /// Not waited for (`redis.wait_replicas`): a repair, retried by the
+    /// worker before each fetch while it fails, so a `NotReplicated` here
+    /// would hold a worker in a loop of waits while a replica is away.
     async fn requeue_unheld(&self, worker: &WorkerId, held: &[String]) -> Result<u64, StoreError> {
         let w = worker.as_str();
         let mut conn = self.conn.clone();
