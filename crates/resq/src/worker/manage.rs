@@ -403,6 +403,10 @@ impl Manager {
         let working = self.working_update();
         match self.store.finish(&self.worker, &self.done, &working).await {
             Ok(report) => note_finish(&report),
+            // Made on the master, as in `flush`: nothing is left to recover.
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                tracing::warn!(error = %e, jobs = self.done.len(), "ack at stop not yet on the replicas")
+            }
             Err(e) => tracing::error!(error = %e, "could not ack finished jobs at stop; they will be recovered"),
         }
         self.done.clear();
@@ -411,6 +415,10 @@ impl Manager {
             let jobs: Vec<FetchedJob> = self.to_requeue.drain(..).map(|(_, job)| job).collect();
             match self.store.requeue(&self.worker, &jobs).await {
                 Ok(()) => self.report.requeued += jobs.len() as u64,
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    tracing::warn!(error = %e, jobs = jobs.len(), "requeue at stop not yet on the replicas");
+                    self.report.requeued += jobs.len() as u64;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "could not requeue at stop; unregister or the reaper will")
                 }
