@@ -20,6 +20,7 @@ use common::*;
 use local_redis::{LocalRedis, Options};
 use resq::store::{Fetched, FetchedJob, Finished, JobQueues, Outcome, StoreError, WorkerRegistry};
 use resq::{Client, Control, EnqueueError, Keyring, Worker, WorkerId};
+use resq_redis::store::DURABLE_CONNECTIONS;
 use resq_redis::{RedisConfig, RedisStore, WaitReplicas};
 
 /// How long each acknowledged write waits for its replica here.
@@ -276,6 +277,36 @@ async fn without_a_replica_writes_are_made_but_not_acknowledged_and_with_one_eac
         .await
         .unwrap();
     assert_eq!(processed, 3 + 50 + 5, "each ack counted once");
+}
+
+/// A process's acknowledged writes take its durable connections in turn,
+/// so that many `WAIT`s can be out at once (on one connection each write
+/// waited for the `WAIT`s of every write before it): after twice that many
+/// enqueues at once, that many distinct clients of the master last ran
+/// `WAIT`.
+#[tokio::test(flavor = "multi_thread")]
+async fn waited_writes_take_the_durable_connections_in_turn() {
+    let master = master();
+    let _replica = replica_of(&master).await;
+    let client = Client::new(Arc::new(durable_store(&master).await), Arc::new(Keyring::ephemeral())).unwrap();
+    let enqueues = (0..2 * DURABLE_CONNECTIONS).map(|i| {
+        let client = &client;
+        async move { client.enqueue(&Echo { message: i.to_string() }).await }
+    });
+    for enqueued in futures::future::join_all(enqueues).await {
+        enqueued.unwrap();
+    }
+    assert_eq!(
+        llen(&master, "resque:queue:default").await,
+        2 * DURABLE_CONNECTIONS as u64
+    );
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut raw(&master).await)
+        .await
+        .unwrap();
+    let waited_last = clients.lines().filter(|l| l.contains(" cmd=wait ")).count();
+    assert_eq!(waited_last, DURABLE_CONNECTIONS, "{clients}");
 }
 
 /// A wait the client would time out before is refused at connect.
