@@ -113,40 +113,16 @@ pub fn vm_hwm_kib(pid: u32) -> u64 {
 pub fn watch(child: &mut std::process::Child, mut done: impl FnMut() -> bool) -> Result<u64, BenchError> {
     let mut peak = 0u64;
     loop {
-        if let Some(at_exit) = reap_peak_kib(child.id())? {
-            return Ok(peak.max(at_exit));
+        if child.try_wait()?.is_some() {
+            return Ok(peak);
         }
         peak = peak.max(vm_hwm_kib(child.id()));
         if done() {
             let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
-            loop {
-                if let Some(at_exit) = reap_peak_kib(child.id())? {
-                    return Ok(peak.max(at_exit));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            child.wait()?;
+            return Ok(peak);
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Reaps `pid` if it has exited and returns its peak resident set in KiB
-/// as the kernel counted it to the end (`ru_maxrss` of `wait4`); `None`
-/// while it runs. Sampling `VmHWM` alone misses what a process touches in
-/// its last moments (its exit path maps code of its own: 0.3-0.4 MB for a
-/// resq worker), so a peak read that way was low. The process is reaped
-/// here: do not `wait` on its `Child` afterwards.
-pub fn reap_peak_kib(pid: u32) -> Result<Option<u64>, BenchError> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| "a pid out of range")?;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child's; status and usage are valid for writes.
-    let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-    match reaped {
-        0 => Ok(None),
-        r if r == pid => Ok(Some(u64::try_from(usage.ru_maxrss).unwrap_or(0))),
-        _ => Err(std::io::Error::last_os_error().into()),
     }
 }
 

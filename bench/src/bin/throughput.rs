@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use local_redis::LocalRedis;
 use resq::{Client, Control, Job, JobContext, JobError, JobQueues, Keyring, Registry, Store, Worker, WorkerConfig};
-use resq_bench::{reap_peak_kib, vm_hwm_kib, write_keys, BenchError, Figure, Noop, TempDirGuard};
+use resq_bench::{vm_hwm_kib, write_keys, BenchError, Figure, Noop, TempDirGuard};
 use resq_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 
@@ -159,7 +159,7 @@ impl Bench {
     ) -> Result<(f64, u64), BenchError> {
         let start = Instant::now();
         let concurrency = self.concurrency();
-        let children: Vec<std::process::Child> = (0..workers)
+        let mut children: Vec<std::process::Child> = (0..workers)
             .map(|_| {
                 let mut cmd = Command::new(&self.args.resq);
                 cmd.args(["worker", "--queues", spec, "--concurrency", &concurrency, "--burst"]);
@@ -182,22 +182,12 @@ impl Bench {
             })
             .collect::<Result<_, _>>()?;
         let mut peak_kib = 0u64;
-        let mut exited: Vec<u32> = Vec::new();
         loop {
             let mut running = false;
-            for child in &children {
-                if exited.contains(&child.id()) {
-                    continue;
-                }
-                match reap_peak_kib(child.id())? {
-                    Some(at_exit) => {
-                        exited.push(child.id());
-                        peak_kib = peak_kib.max(at_exit);
-                    }
-                    None => {
-                        running = true;
-                        peak_kib = peak_kib.max(vm_hwm_kib(child.id()));
-                    }
+            for child in children.iter_mut() {
+                if child.try_wait().ok().flatten().is_none() {
+                    running = true;
+                    peak_kib = peak_kib.max(vm_hwm_kib(child.id()));
                 }
             }
             if !running {
