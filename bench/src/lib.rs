@@ -126,6 +126,24 @@ pub fn watch(child: &mut std::process::Child, mut done: impl FnMut() -> bool) ->
     }
 }
 
+/// A benchmark's `main`: runs `bench` on a Tokio runtime and turns its
+/// error into a message and a failing exit status.
+pub fn run_main<F>(bench: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), BenchError>>,
+{
+    let result = tokio::runtime::Runtime::new()
+        .map_err(BenchError::from)
+        .and_then(|runtime| runtime.block_on(bench));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The value after `flag` on the command line (`--jobs 1000`).
 pub fn flag_value(argv: &[String], flag: &str) -> Option<String> {
     argv.iter()

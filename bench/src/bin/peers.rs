@@ -216,17 +216,7 @@ fn rate_from(command: &mut Command) -> Result<f64, BenchError> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = parse_args();
-    let result = tokio::runtime::Runtime::new()
-        .map_err(BenchError::from)
-        .and_then(|runtime| runtime.block_on(run(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    resq_bench::run_main(run(parse_args()))
 }
 
 fn version(program: &str, args: &[&str]) -> String {

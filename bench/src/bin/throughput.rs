@@ -209,17 +209,7 @@ async fn processed(store: &RedisStore) -> u64 {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = parse_args();
-    let result = tokio::runtime::Runtime::new()
-        .map_err(BenchError::from)
-        .and_then(|runtime| runtime.block_on(run(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    resq_bench::run_main(run(parse_args()))
 }
 
 /// The run stops here when the store lost or double-counted jobs.

@@ -282,15 +282,5 @@ async fn run(args: Args) -> Result<(), BenchError> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = parse_args();
-    let result = tokio::runtime::Runtime::new()
-        .map_err(BenchError::from)
-        .and_then(|runtime| runtime.block_on(run(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    resq_bench::run_main(run(parse_args()))
 }
