@@ -677,6 +677,109 @@ async fn the_sentinel_login_is_used_and_a_wrong_one_is_refused_without_quoting_i
     assert!(!o.status.success() && all.contains("refused the master login"), "{all}");
 }
 
+/// One command to the sentinel on `port` as the ACL user `user`.
+async fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    user: &str,
+    password: &str,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://{user}:{password}@127.0.0.1:{port}/0"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut conn).await
+}
+
+/// `resq acl --role sentinel` prints the rule for the sentinels' user:
+/// applied on a sentinel as printed, resq checks its config, enqueues and
+/// works through the sentinel logged in as that user, and the user cannot
+/// fail the master over, reconfigure it, or listen to other announcements.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sentinel_acl_rule_is_enough_for_resq_and_no_more() {
+    let master = LocalRedis::start().expect("redis-server");
+    let s = sentinel(master.port(), 1, "", None);
+    wait_for("the sentinel to name the master", Duration::from_secs(20), || async {
+        named_master(s.port(), None).await == Some(master.port())
+    })
+    .await;
+    let dir = workdir("");
+    let dir = dir.path();
+    let printed = run(dir, &[], &["acl", "--role", "sentinel"]);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    let text = stdout(&printed);
+    let setuser = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ACL SETUSER "))
+        .unwrap_or_else(|| panic!("no rule printed: {text}"));
+    let password = text
+        .lines()
+        .find_map(|l| l.split("(shown once; Redis keeps only its SHA-256): ").nth(1))
+        .unwrap_or_else(|| panic!("no password printed: {text}"))
+        .trim()
+        .to_string();
+    let words: Vec<&str> = setuser.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"resq-sentinel"), "{setuser}");
+    let mut apply = redis::cmd("ACL");
+    apply.arg("SETUSER").arg(&words);
+    let _: () = query(s.port(), None, &apply)
+        .await
+        .expect("the sentinel takes the rule as printed");
+
+    let secret = dir.join("sentinel-password");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    let config = format!(
+        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER}\"\nsentinels = [\"127.0.0.1:{}\"]\n\
+         sentinel_username = \"resq-sentinel\"\nsentinel_password_file = {:?}\n",
+        s.port(),
+        secret.display().to_string(),
+    );
+    std::fs::write(dir.join("resq.toml"), config).unwrap();
+    let o = run(dir, &[], &["config", "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = run(
+        dir,
+        &[],
+        &["enqueue", "Echo", "--args", r#"{"message":"as the sentinel user"}"#],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(dir, &[], &["worker", "--burst", "--queues", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("echo [default]: as the sentinel user"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains(&password) && !stderr(&o).contains(&password));
+
+    // What the user may not do: each refused by the sentinel's ACL.
+    let named: Option<(String, String)> = query_as(
+        s.port(),
+        "resq-sentinel",
+        &password,
+        redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER),
+    )
+    .await
+    .expect("the user asks for the master");
+    assert_eq!(named.map(|(_, port)| port), Some(master.port().to_string()));
+    for forbidden in [
+        redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER).clone(),
+        redis::cmd("SENTINEL")
+            .arg("SET")
+            .arg(MASTER)
+            .arg("down-after-milliseconds")
+            .arg(5000)
+            .clone(),
+        redis::cmd("SENTINEL").arg("MASTERS").clone(),
+        redis::cmd("PUBLISH").arg("+switch-master").arg("forged").clone(),
+    ] {
+        let refused = query_as::<redis::Value>(s.port(), "resq-sentinel", &password, &forbidden).await;
+        let e = refused.expect_err("refused");
+        assert!(
+            e.to_string().contains("NOPERM") || e.to_string().contains("permission"),
+            "{e}"
+        );
+    }
+}
+
 /// How the replica is kept from a window of the master's writes before
 /// the master dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,11 @@ pub enum AclRole {
     /// The operator's CLI (`resq failed clear`, `resq user add`, ...):
     /// everything resq does in its namespace, nothing server-wide.
     Admin,
+    /// The user every resq process logs in to the sentinels with, in
+    /// Sentinel mode (`redis.sentinel_username`): it asks for the master's
+    /// address and listens for `+switch-master`, nothing else. A rule for
+    /// the sentinels, not for the data servers.
+    Sentinel,
 }
 
 /// Every role: connect, authenticate, run scripts, read the clock.
@@ -128,10 +133,29 @@ fn plus(commands: &[&str]) -> Vec<String> {
     commands.iter().map(|c| format!("+{c}")).collect()
 }
 
+/// What resq sends a sentinel: its login, the master's address, the
+/// failover announcements (see `sentinel.rs` and `connection.rs`). Not
+/// `SENTINEL FAILOVER`, `SET`, `RESET`, `REMOVE` or `MONITOR`: a leaked
+/// login cannot move or reconfigure the master.
+const SENTINEL: &[&str] = &[
+    "ping",
+    "hello",
+    "auth",
+    "client|setname",
+    "sentinel|get-master-addr-by-name",
+    "subscribe",
+];
+
 /// The rule's words after `ACL SETUSER <name> reset on <password>`: the
-/// channel, the commands and the keys of `role` in `namespace`.
+/// channel, the commands and the keys of `role` in `namespace` (for
+/// [`AclRole::Sentinel`], the sentinels' one channel and commands; no key).
 pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
     let ns = namespace;
+    if role == AclRole::Sentinel {
+        let mut words = vec!["resetchannels".to_string(), "&+switch-master".into(), "-@all".into()];
+        words.extend(plus(SENTINEL));
+        return words;
+    }
     let mut words = vec![
         "resetchannels".to_string(),
         format!("&{ns}:resq:wake"),
@@ -176,6 +200,7 @@ pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
             words.push(format!("~{ns}:resq:web:*"));
             words.push(format!("~{ns}:resq:api:*"));
         }
+        AclRole::Sentinel => {}
     }
     dedup(words)
 }
@@ -201,6 +226,7 @@ impl AclRole {
             "web" => Some(AclRole::Web),
             "web-read-only" => Some(AclRole::WebReadOnly),
             "admin" => Some(AclRole::Admin),
+            "sentinel" => Some(AclRole::Sentinel),
             _ => None,
         }
     }
@@ -212,6 +238,7 @@ impl AclRole {
             AclRole::Web => "web",
             AclRole::WebReadOnly => "web-read-only",
             AclRole::Admin => "admin",
+            AclRole::Sentinel => "sentinel",
         }
     }
 }
@@ -219,6 +246,25 @@ impl AclRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sentinel_role_asks_for_the_master_and_listens_nothing_more() {
+        let words = rule(AclRole::Sentinel, "app");
+        assert!(words.iter().any(|w| w == "+sentinel|get-master-addr-by-name"));
+        assert!(words.iter().any(|w| w == "&+switch-master"));
+        assert!(!words.iter().any(|w| w.contains('~')), "no key: {words:?}");
+        for bad in [
+            "+sentinel",
+            "+sentinel|failover",
+            "+sentinel|set",
+            "+@all",
+            "+acl",
+            "+publish",
+        ] {
+            assert!(!words.iter().any(|w| w == bad), "{bad}");
+        }
+        assert_eq!(AclRole::parse("sentinel"), Some(AclRole::Sentinel));
+    }
 
     #[test]
     fn no_role_gets_a_server_wide_command_or_another_namespace() {

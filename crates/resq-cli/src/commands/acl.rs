@@ -13,7 +13,8 @@ use crate::Failure;
 
 #[derive(Args)]
 pub struct AclArgs {
-    /// producer, worker, web, web-read-only or admin.
+    /// producer, worker, web, web-read-only or admin; or sentinel, for the
+    /// user resq logs in to the sentinels with (Sentinel mode).
     #[arg(long)]
     role: String,
     /// The ACL user's name (default resq-ROLE).
@@ -29,7 +30,7 @@ pub struct AclArgs {
 
 pub fn acl(settings: &Settings, args: AclArgs) -> Result<(), Failure> {
     let role = AclRole::parse(&args.role)
-        .ok_or_else(|| Failure::usage("--role is producer, worker, web, web-read-only or admin"))?;
+        .ok_or_else(|| Failure::usage("--role is producer, worker, web, web-read-only, admin or sentinel"))?;
     let user = args.user.unwrap_or_else(|| format!("resq-{}", role.name()));
     let namespace = args.namespace.unwrap_or_else(|| settings.namespace.clone());
     let plain =
@@ -58,15 +59,23 @@ pub fn acl(settings: &Settings, args: AclArgs) -> Result<(), Failure> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    println!(
-        "# resq acl: role {}, namespace {namespace}. As a Redis administrator, run this, then ACL SAVE (or add it to the aclfile):",
-        role.name()
-    );
+    if role == AclRole::Sentinel {
+        println!("# resq acl: role sentinel. On every sentinel, as its administrator, run this, then ACL SAVE (or add it to the sentinel's aclfile):");
+    } else {
+        println!(
+            "# resq acl: role {}, namespace {namespace}. As a Redis administrator, run this, then ACL SAVE (or add it to the aclfile):",
+            role.name()
+        );
+    }
     println!(
         "ACL SETUSER {user} reset on #{hash} {}",
         rule(role, &namespace).join(" ")
     );
-    println!("# resq then logs in with RESQ_REDIS_USERNAME={user} and the password in RESQ_REDIS_PASSWORD_FILE.");
+    if role == AclRole::Sentinel {
+        println!("# resq then logs in to the sentinels with RESQ_REDIS_SENTINEL_USERNAME={user} and the password in RESQ_REDIS_SENTINEL_PASSWORD_FILE.");
+    } else {
+        println!("# resq then logs in with RESQ_REDIS_USERNAME={user} and the password in RESQ_REDIS_PASSWORD_FILE.");
+    }
     if shown {
         println!("# password (shown once; Redis keeps only its SHA-256): {password}");
     }
