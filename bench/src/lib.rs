@@ -126,6 +126,16 @@ pub fn watch(child: &mut std::process::Child, mut done: impl FnMut() -> bool) ->
     }
 }
 
+/// What `redis-server --version` prints (empty if it cannot be run), for
+/// a report's header.
+pub fn redis_version() -> String {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 /// A benchmark's `main`: runs `bench` on a Tokio runtime and turns its
 /// error into a message and a failing exit status.
 pub fn run_main<F>(bench: F) -> std::process::ExitCode

@@ -188,11 +188,7 @@ fn print_tally(t: &Tally, since: Instant) {
 
 fn render(tallies: &[Tally], args: &Args, secs: u64) -> String {
     let mut s = String::new();
-    let redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let redis = resq_bench::redis_version();
     s.push_str("# resq under faults (`scripts/chaos`)\n\n");
     s.push_str(&format!(
         "`scripts/chaos{}{}` (seed {}), {} s in all; {} cores; {redis}.\n\n",

@@ -552,11 +552,7 @@ async fn run(args: Args) -> Result<bool, BenchError> {
         .await?
         .connection();
 
-    let version = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let version = resq_bench::redis_version();
     let header = Header {
         date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: machine(),

@@ -254,11 +254,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
         bench.args.jobs
     };
     let runs = bench.args.runs.max(1);
-    let version = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let version = resq_bench::redis_version();
     let mut report = resq_bench::Report::default();
     report.line(format!(
         "# resq throughput ({n} no-op jobs, {runs} runs each: median [min..max])\n"

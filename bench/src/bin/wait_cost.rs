@@ -222,11 +222,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
         keyring: Arc::new(Keyring::ephemeral()),
     };
     let runs = bench.args.runs;
-    let version = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let version = resq_bench::redis_version();
     let mut report = resq_bench::Report::default();
     report.line(format!(
         "# what redis.wait_replicas costs ({} no-op jobs, {runs} runs each, interleaved: median [min..max])\n",
