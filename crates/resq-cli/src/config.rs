@@ -1543,50 +1543,64 @@ mod tests {
     /// environment, in both modes; off unless set.
     #[test]
     fn wait_replicas_is_read_from_the_file_and_the_environment() {
-        let wait =
-            |text: &str, vars: &[(&'static str, &'static str)]| parse(text, &env(vars)).unwrap().redis.unwrap().wait;
+        // A parse error stays an error here, so it cannot pass for "off".
+        let wait = |text: &str, vars: &[(&'static str, &'static str)]| {
+            parse(text, &env(vars))
+                .map(|s| s.redis.and_then(|r| r.wait))
+                .map_err(|e| e.to_string())
+        };
+        let waits = |replicas: u32, ms: u64| {
+            Ok(Some(resq_redis::WaitReplicas {
+                replicas,
+                timeout: Duration::from_millis(ms),
+            }))
+        };
         let url = "[redis]\nurl = \"redis://h:1/0\"\n";
-        assert_eq!(wait(url, &[]), None);
-        let w = wait(&format!("{url}wait_replicas = 1\n"), &[]).unwrap();
+        assert_eq!(wait(url, &[]), Ok(None));
         assert_eq!(
-            (w.replicas, w.timeout),
-            (1, Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS))
+            wait(&format!("{url}wait_replicas = 1\n"), &[]),
+            waits(1, DEFAULT_WAIT_TIMEOUT_MS)
         );
-        let w = wait(&format!("{url}wait_replicas = 2\nwait_timeout_ms = 250\n"), &[]).unwrap();
-        assert_eq!((w.replicas, w.timeout), (2, Duration::from_millis(250)));
-        let w = wait(
-            &format!("{url}wait_replicas = 2\n"),
-            &[("RESQ_REDIS_WAIT_REPLICAS", "3"), ("RESQ_REDIS_WAIT_TIMEOUT_MS", "40")],
-        )
-        .unwrap();
-        assert_eq!((w.replicas, w.timeout), (3, Duration::from_millis(40)));
+        assert_eq!(
+            wait(&format!("{url}wait_replicas = 2\nwait_timeout_ms = 250\n"), &[]),
+            waits(2, 250)
+        );
+        assert_eq!(
+            wait(
+                &format!("{url}wait_replicas = 2\n"),
+                &[("RESQ_REDIS_WAIT_REPLICAS", "3"), ("RESQ_REDIS_WAIT_TIMEOUT_MS", "40")],
+            ),
+            waits(3, 40)
+        );
         // An explicit 0 turns it off, a file's timeout included.
         assert_eq!(
             wait(
                 &format!("{url}wait_replicas = 2\nwait_timeout_ms = 250\n"),
                 &[("RESQ_REDIS_WAIT_REPLICAS", "0")]
             ),
-            None
+            Ok(None)
         );
         // Sentinel mode too.
-        let w = wait(
-            "",
-            &[
-                ("RESQ_REDIS_MODE", "sentinel"),
-                ("RESQ_REDIS_MASTER_NAME", "m"),
-                ("RESQ_REDIS_SENTINELS", "a:1"),
-                ("RESQ_REDIS_WAIT_REPLICAS", "1"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(w.replicas, 1);
+        assert_eq!(
+            wait(
+                "",
+                &[
+                    ("RESQ_REDIS_MODE", "sentinel"),
+                    ("RESQ_REDIS_MASTER_NAME", "m"),
+                    ("RESQ_REDIS_SENTINELS", "a:1"),
+                    ("RESQ_REDIS_WAIT_REPLICAS", "1"),
+                ],
+            ),
+            waits(1, DEFAULT_WAIT_TIMEOUT_MS)
+        );
         // A longer response timeout makes room for a longer wait.
-        let w = wait(
-            &format!("{url}response_timeout_ms = 60000\nwait_replicas = 1\nwait_timeout_ms = 30000\n"),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(w.timeout, Duration::from_secs(30));
+        assert_eq!(
+            wait(
+                &format!("{url}response_timeout_ms = 60000\nwait_replicas = 1\nwait_timeout_ms = 30000\n"),
+                &[],
+            ),
+            waits(1, 30_000)
+        );
     }
 
     /// Every way the wait settings can be wrong: each a typed error that
