@@ -98,6 +98,20 @@ fn sentinel(master_port: u16, quorum: u32, extra: &str, requirepass: Option<&str
     .expect("a sentinel")
 }
 
+/// The environment that puts resq in sentinel mode with `sentinels`.
+fn sentinel_mode(sentinels: &[LocalRedis]) -> [(&'static str, String); 3] {
+    let list = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        ("RESQ_REDIS_MODE", "sentinel".to_string()),
+        ("RESQ_REDIS_MASTER_NAME", MASTER.to_string()),
+        ("RESQ_REDIS_SENTINELS", list),
+    ]
+}
+
 /// A directory with a keys file made the way a user makes one, and a
 /// resq.toml holding `config`.
 fn workdir(config: &str) -> tempfile::TempDir {
@@ -299,16 +313,7 @@ async fn a_worker_follows_a_failover_and_runs_every_job_acknowledged_after_it() 
         wait_sentinel_ready(s, 2).await;
     }
     let ready = began.elapsed();
-    let list = sentinels
-        .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let vars = [
-        ("RESQ_REDIS_MODE", "sentinel".to_string()),
-        ("RESQ_REDIS_MASTER_NAME", MASTER.to_string()),
-        ("RESQ_REDIS_SENTINELS", list),
-    ];
+    let vars = sentinel_mode(&sentinels);
     let dir = workdir("[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\n");
     let dir = dir.path();
 
@@ -857,16 +862,7 @@ async fn failover_under_load(wait: bool, cut: Cut, jobs: usize, producers: usize
     for s in &sentinels {
         wait_sentinel_ready(s, 2).await;
     }
-    let list = sentinels
-        .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let vars = [
-        ("RESQ_REDIS_MODE", "sentinel".to_string()),
-        ("RESQ_REDIS_MASTER_NAME", MASTER.to_string()),
-        ("RESQ_REDIS_SENTINELS", list),
-    ];
+    let vars = sentinel_mode(&sentinels);
     let wait_config = if wait { "[redis]\nwait_replicas = 1\n" } else { "" };
     let dir = workdir(&format!(
         "[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\nconcurrency = 8\n{wait_config}"
