@@ -7,6 +7,10 @@
 //! It can also run as a replica (`--replicaof` in [`Options::extra_args`])
 //! or as a sentinel ([`Options::sentinel`]), for sentinel mode's tests.
 
+mod cluster;
+
+pub use cluster::LocalCluster;
+
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -39,6 +43,10 @@ pub struct Options {
     /// directory once, which the sentinel then rewrites as it learns (a
     /// restart keeps what it learnt). `requirepass` is the sentinel's own.
     pub sentinel: Option<String>,
+    /// Run as a Redis Cluster node (`cluster-enabled yes`); its port is
+    /// drawn so the cluster bus port (+10000) is free too. [`LocalCluster`]
+    /// starts several and joins them.
+    pub cluster: bool,
 }
 
 /// Why the server could not be started.
@@ -83,17 +91,32 @@ pub struct LocalRedis {
 /// within a restart is caught by [`LocalRedis::owns_port`].
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
 
-fn free_port() -> io::Result<u16> {
+/// A cluster node's ports: its own, and its bus port 10000 above it, both
+/// below the ephemeral range.
+const CLUSTER_PORTS: std::ops::Range<u16> = 20_000..22_700;
+
+/// What Redis adds to a cluster node's port for its cluster bus.
+const BUS_OFFSET: u16 = 10_000;
+
+fn free_port(cluster: bool) -> io::Result<u16> {
     use std::hash::{BuildHasher, Hasher};
+    let range = if cluster { CLUSTER_PORTS } else { PORTS };
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
     for attempt in 0u64..200 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(attempt);
         h.write_u32(std::process::id());
-        let span = u64::from(PORTS.end - PORTS.start);
-        let port = PORTS.start + (h.finish() % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let span = u64::from(range.end - range.start);
+        let port = range.start + (h.finish() % span) as u16;
+        if free(port) && (!cluster || free(port + BUS_OFFSET)) {
             return Ok(port);
         }
+    }
+    if cluster {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free port pair for a cluster node",
+        ));
     }
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
@@ -133,7 +156,7 @@ impl LocalRedis {
     pub fn start_with(options: Options) -> Result<Self, Error> {
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port().map_err(Error::Io)?;
+            let port = free_port(options.cluster).map_err(Error::Io)?;
             let dir = tempfile::tempdir().map_err(Error::Io)?;
             let mut server = LocalRedis {
                 child: None,
@@ -195,6 +218,29 @@ impl LocalRedis {
         }
         if let Some(pass) = &self.options.requirepass {
             args.extend(["--requirepass".into(), pass.clone()]);
+        }
+        if self.options.cluster {
+            args.extend([
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                dir.join("nodes.conf").display().to_string(),
+                // Seconds, not the default 15, before a master that stopped
+                // answering is failed over: tests kill masters on purpose.
+                "--cluster-node-timeout".into(),
+                "2000".into(),
+            ]);
+            if self.options.tls.is_some() {
+                args.extend([
+                    "--tls-cluster".into(),
+                    "yes".into(),
+                    "--tls-replication".into(),
+                    "yes".into(),
+                ]);
+            }
+            if let Some(pass) = &self.options.requirepass {
+                args.extend(["--masterauth".into(), pass.clone()]);
+            }
         }
         if !self.options.acl_users.is_empty() {
             let acl = dir.join("users.acl");

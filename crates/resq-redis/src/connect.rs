@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, IntoConnectionInfo, TlsCertificates};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::cluster::{connect_cluster, ClusterConfig};
 use crate::connection::Connection;
 use crate::sentinel::{self, SentinelConfig};
 
@@ -37,6 +38,10 @@ pub struct RedisConfig {
     /// only lends its scheme, user-info and database (its host and port are
     /// replaced by the master's). `None`: standalone, `url` is the server.
     pub sentinel: Option<SentinelConfig>,
+    /// Cluster mode: the cluster these nodes belong to, and `url` only lends
+    /// its scheme and user-info (each node's host and port replace its
+    /// own). `None` (and no sentinels): standalone.
+    pub cluster: Option<ClusterConfig>,
     /// Durable acknowledgements (`redis.wait_replicas`): the store sends
     /// `WAIT` after each write it acknowledges to someone. `None`: off, the
     /// acknowledgement is the master's alone (Redis replicates later).
@@ -81,6 +86,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             sentinel: None,
+            cluster: None,
             wait: None,
         }
     }
@@ -101,6 +107,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("client_cert_file", &self.client_cert_file)
             .field("client_key_file", &self.client_key_file)
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .field("wait", &self.wait)
             .finish()
     }
@@ -239,23 +246,32 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
     }
     info = info.set_redis_settings(settings);
 
-    let wants_custom_tls =
-        config.ca_file.is_some() || config.client_cert_file.is_some() || config.client_key_file.is_some();
-    let built = if wants_custom_tls {
-        let client_tls = match (&config.client_cert_file, &config.client_key_file) {
-            (Some(cert), Some(key)) => Some(ClientTlsConfig {
-                client_cert: read("client certificate", cert)?,
-                client_key: read("client key", key)?,
-            }),
-            (None, None) => None,
-            _ => return Err(ConnectError::HalfClientCert),
-        };
-        let root_cert = config.ca_file.as_ref().map(|p| read("CA file", p)).transpose()?;
-        redis::Client::build_with_tls(info, TlsCertificates { client_tls, root_cert })
-    } else {
-        redis::Client::open(info)
+    let built = match tls_certificates(config)? {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates),
+        None => redis::Client::open(info),
     };
     built.map_err(|e| bad_url(e.to_string()))
+}
+
+/// The private CA and client certificate the configuration names, read;
+/// `None` when it names neither (TLS, if `rediss://`, then trusts the web's
+/// roots).
+pub(crate) fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>, ConnectError> {
+    let wants_custom_tls =
+        config.ca_file.is_some() || config.client_cert_file.is_some() || config.client_key_file.is_some();
+    if !wants_custom_tls {
+        return Ok(None);
+    }
+    let client_tls = match (&config.client_cert_file, &config.client_key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("client certificate", cert)?,
+            client_key: read("client key", key)?,
+        }),
+        (None, None) => None,
+        _ => return Err(ConnectError::HalfClientCert),
+    };
+    let root_cert = config.ca_file.as_ref().map(|p| read("CA file", p)).transpose()?;
+    Ok(Some(TlsCertificates { client_tls, root_cert }))
 }
 
 /// Connects and returns the connection to the master (which, in sentinel
@@ -263,6 +279,10 @@ pub fn client(config: &RedisConfig) -> Result<redis::Client, ConnectError> {
 /// as pub/sub (in sentinel mode, to the first master:
 /// [`Connection::master_client`] has the current one).
 pub async fn connect(config: &RedisConfig) -> Result<(Connection, redis::Client), ConnectError> {
+    if let Some(cluster) = &config.cluster {
+        let (connection, seed) = connect_cluster(config, cluster).await?;
+        return Ok((Connection::clustered(connection), seed));
+    }
     let Some(sentinels) = &config.sentinel else {
         let (manager, client) = connect_direct(config).await?;
         return Ok((Connection::direct(manager), client));

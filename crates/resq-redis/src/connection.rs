@@ -43,6 +43,9 @@ enum Route {
     Direct(ConnectionManager),
     /// Sentinel mode.
     Followed(Arc<Follower>),
+    /// Cluster mode: redis-rs routes each command to its slot's master and
+    /// follows the cluster's changes by itself.
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 /// The master in sentinel mode, and the search for a new one.
@@ -76,6 +79,16 @@ impl Connection {
         Connection(Route::Direct(manager))
     }
 
+    pub(crate) fn clustered(connection: redis::cluster_async::ClusterConnection) -> Self {
+        Connection(Route::Cluster(connection))
+    }
+
+    /// True in cluster mode, where one script or transaction reaches one
+    /// slot only.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Route::Cluster(_))
+    }
+
     pub(crate) fn followed(
         config: RedisConfig,
         (host, port): (String, u16),
@@ -102,7 +115,7 @@ impl Connection {
     /// The master's `host:port` in sentinel mode; `None` in standalone mode.
     pub fn master_address(&self) -> Option<String> {
         match &self.0 {
-            Route::Direct(_) => None,
+            Route::Direct(_) | Route::Cluster(_) => None,
             Route::Followed(f) => {
                 let m = f.current();
                 Some(address(&m.host, m.port))
@@ -115,7 +128,7 @@ impl Connection {
     /// reaches the one server).
     pub fn master_client(&self) -> Option<redis::Client> {
         match &self.0 {
-            Route::Direct(_) => None,
+            Route::Direct(_) | Route::Cluster(_) => None,
             Route::Followed(f) => Some(f.current().client),
         }
     }
@@ -124,7 +137,7 @@ impl Connection {
     /// master; `None` in standalone mode.
     pub fn master_moves(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         match &self.0 {
-            Route::Direct(_) => None,
+            Route::Direct(_) | Route::Cluster(_) => None,
             Route::Followed(f) => Some(f.moves.subscribe()),
         }
     }
@@ -315,6 +328,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
             Route::Direct(manager) => manager.req_packed_command(cmd),
+            Route::Cluster(cluster) => cluster.req_packed_command(cmd),
             Route::Followed(f) => {
                 let f = Arc::clone(f);
                 Box::pin(async move {
@@ -335,6 +349,7 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
             Route::Direct(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Route::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
             Route::Followed(f) => {
                 let f = Arc::clone(f);
                 Box::pin(async move {
@@ -350,6 +365,7 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         match &self.0 {
             Route::Direct(manager) => manager.get_db(),
+            Route::Cluster(cluster) => cluster.get_db(),
             Route::Followed(f) => f.manager().get_db(),
         }
     }

@@ -1,10 +1,37 @@
 //! The keyspace: Resque's keys under its namespace, plus resq's own under
 //! `<ns>resq:`. Every key name is built here and nowhere else.
+//!
+//! In cluster mode one script may touch one slot only, so the keyspace is
+//! split in slots by hash tag (the part of a key between its first `{` and
+//! the next `}` picks the slot):
+//!
+//! - **a queue's own keyspace**, `{<ns>:<queue>}:...`: the queue, the
+//!   in-flight hashes of its jobs, its replay marks, suspects, schedule and
+//!   retries, failures, stats, cap and pause flag. It has the shape of the
+//!   standalone keyspace (the same scripts run in it unchanged), holding
+//!   that one queue's part of each key: every job's path, from enqueue to
+//!   ack, stays in its queue's slot, so the work divides over the masters
+//!   as the queues do.
+//! - **the fleet's keyspace**, `{<ns>}:...`: what no queue owns (the
+//!   workers' registry and liveness, the list of queues, the fleet-wide
+//!   pause, the HTTP API's and the dashboard's keys): per worker or per
+//!   request, not per job.
+//!
+//! A fleet key named in a queue's keyspace (its pause-all flag, its
+//! liveness marks) is never written there: the store reads the fleet's own
+//! before it runs the queue's script. Resque's key names carry no hash tag,
+//! so Ruby Resque cannot share a cluster with resq; standalone mode keeps
+//! Resque's names byte for byte.
+
+use std::borrow::Cow;
 
 /// Key names under one namespace prefix (`resque:` by default).
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// In cluster mode, the namespace (the fleet's keyspace has `prefix`
+    /// `{<ns>}:`, a queue's `{<ns>:<queue>}:`).
+    cluster: Option<String>,
 }
 
 impl Keys {
@@ -12,6 +39,32 @@ impl Keys {
     pub fn new(namespace: &str) -> Self {
         Self {
             prefix: format!("{namespace}:"),
+            cluster: None,
+        }
+    }
+
+    /// The fleet's keyspace in cluster mode (see the module's doc).
+    pub fn cluster(namespace: &str) -> Self {
+        Self {
+            prefix: format!("{{{namespace}}}:"),
+            cluster: Some(namespace.to_string()),
+        }
+    }
+
+    /// True in cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The keyspace that holds `queue`'s keys: this one in standalone mode,
+    /// the queue's own in cluster mode (all in one slot).
+    pub fn for_queue(&self, queue: &str) -> Cow<'_, Keys> {
+        match &self.cluster {
+            None => Cow::Borrowed(self),
+            Some(namespace) => Cow::Owned(Keys {
+                prefix: format!("{{{namespace}:{queue}}}:"),
+                cluster: Some(namespace.clone()),
+            }),
         }
     }
 
@@ -251,5 +304,75 @@ mod tests {
         for (got, want) in table {
             assert_eq!(got, want);
         }
+    }
+
+    /// The slot Redis Cluster gives a key (redis-rs's own reckoning).
+    fn slot(key: &str) -> redis::cluster_routing::Slot {
+        redis::cluster_routing::Slot::for_key(key)
+    }
+
+    #[test]
+    fn in_cluster_mode_a_queues_keys_share_one_slot_and_queues_spread() {
+        let fleet = Keys::cluster("resque");
+        let w = "host:42:a,b";
+        for queue in ["mail", "a.b-c_d", "x"] {
+            let k = fleet.for_queue(queue);
+            let keys = [
+                k.queue(queue),
+                k.queues(),
+                k.queue_caps(),
+                k.paused_queues(),
+                k.pause_all(),
+                k.inflight(w, queue),
+                k.inflight_seq(w),
+                k.inflight_queues(w),
+                k.solo(w),
+                k.suspects(queue),
+                k.suspects_at(queue),
+                k.marks(queue, "block"),
+                k.failed(),
+                k.failure_index(),
+                k.failed_trimmed(),
+                k.stat("processed"),
+                k.worker_stat("failed", w),
+                k.worker(w),
+                k.retry(),
+                k.schedule(),
+                k.unique("Class", "key"),
+                k.cron_last(),
+                k.sweep_lock(),
+                k.expired(),
+                k.expired_count(),
+            ];
+            let first = slot(&keys[0]);
+            for key in &keys {
+                assert_eq!(slot(key), first, "{key} is not in {}'s slot", keys[0]);
+                assert!(key.starts_with(&format!("{{resque:{queue}}}:")), "{key}");
+            }
+        }
+        let fleet_keys = [
+            fleet.workers(),
+            fleet.resq_workers(),
+            fleet.alive(w),
+            fleet.beat(),
+            fleet.heartbeats(),
+            fleet.worker(w),
+            fleet.worker_started(w),
+            fleet.inflight_queues(w),
+            fleet.paused_workers(),
+            fleet.pause_all(),
+            fleet.queues(),
+        ];
+        for key in &fleet_keys {
+            assert_eq!(slot(key), slot(&fleet_keys[0]), "{key}");
+        }
+        // Queues land on different slots (a few names, not all on one).
+        let slots: std::collections::HashSet<_> = (0..20)
+            .map(|i| slot(&fleet.for_queue(&format!("q{i}")).queue("x")))
+            .collect();
+        assert!(slots.len() > 15, "{slots:?}");
+        // Standalone: for_queue changes nothing.
+        let plain = Keys::new("resque");
+        assert_eq!(plain.for_queue("mail").queue("mail"), "resque:queue:mail");
     }
 }

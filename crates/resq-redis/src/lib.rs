@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod api;
+pub mod cluster;
 pub mod connect;
 mod connection;
 pub mod facts;
@@ -13,6 +14,7 @@ pub mod sentinel;
 pub mod store;
 pub mod web;
 
+pub use cluster::ClusterConfig;
 pub use connect::{redact_url, ConnectError, RedisConfig, WaitReplicas};
 pub use connection::Connection;
 pub use keys::Keys;

@@ -1,0 +1,145 @@
+//! A private Redis Cluster: several [`LocalRedis`] nodes with
+//! `cluster-enabled yes`, joined by `redis-cli --cluster create` (each master
+//! given its replicas), ready once every node reports `cluster_state:ok` and
+//! knows every other node.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Error, LocalRedis, Options};
+
+/// A running cluster; every node is killed on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    nodes: Vec<LocalRedis>,
+    options: Options,
+}
+
+impl LocalCluster {
+    /// Starts `masters` masters with `replicas` replicas each (Redis needs
+    /// at least 3 masters), all configured by `options` (`cluster` is set).
+    pub fn start(masters: usize, replicas: usize, options: Options) -> Result<Self, Error> {
+        let options = Options {
+            cluster: true,
+            ..options
+        };
+        let nodes = (0..masters * (1 + replicas))
+            .map(|_| LocalRedis::start_with(options.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = LocalCluster { nodes, options };
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+        args.extend([
+            "--cluster-replicas".into(),
+            replicas.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        let out = cluster.cli(&args)?;
+        if !out.status.success() {
+            return Err(Error::NotReady(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.is_ready() {
+            if Instant::now() > deadline {
+                return Err(Error::NotReady(
+                    "the cluster did not reach cluster_state:ok within 30 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(cluster)
+    }
+
+    /// Runs `redis-cli` with the connection options (password, TLS) the
+    /// nodes need, then `args`.
+    fn cli(&self, args: &[String]) -> Result<std::process::Output, Error> {
+        let mut cmd = Command::new("redis-cli");
+        if let Some(tls) = &self.options.tls {
+            cmd.args(["--tls", "--cacert"]).arg(&tls.ca);
+            if tls.require_client_cert {
+                cmd.arg("--cert").arg(&tls.cert).arg("--key").arg(&tls.key);
+            }
+        }
+        if let Some(pass) = &self.options.requirepass {
+            cmd.env("REDISCLI_AUTH", pass);
+        }
+        cmd.args(args).stdin(Stdio::null()).output().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotInstalled
+            } else {
+                Error::Io(e)
+            }
+        })
+    }
+
+    /// Asks node `port` one command and returns its answer as text.
+    pub fn ask(&self, port: u16, command: &[&str]) -> Result<String, Error> {
+        let mut args = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+        args.extend(command.iter().map(|s| s.to_string()));
+        let out = self.cli(&args)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every running node says `cluster_state:ok` and knows all the others.
+    pub fn is_ready(&self) -> bool {
+        let running: Vec<&LocalRedis> = self.nodes.iter().filter(|n| n.pid().is_some()).collect();
+        running.iter().all(|n| {
+            let info = self.ask(n.port(), &["CLUSTER", "INFO"]).unwrap_or_default();
+            info.contains("cluster_state:ok")
+                && info
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("cluster_known_nodes:"))
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .is_some_and(|k| k >= self.nodes.len())
+        })
+    }
+
+    /// The nodes, in the order they were started.
+    pub fn nodes(&self) -> &[LocalRedis] {
+        &self.nodes
+    }
+
+    /// Node `i`, to kill or restart it.
+    pub fn node_mut(&mut self, i: usize) -> Option<&mut LocalRedis> {
+        self.nodes.get_mut(i)
+    }
+
+    /// The ports of the nodes that are masters now (by `ROLE`).
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(LocalRedis::port)
+            .filter(|&p| self.ask(p, &["ROLE"]).unwrap_or_default().starts_with("master"))
+            .collect()
+    }
+
+    /// Seed addresses for a client: `127.0.0.1:<port>` of every node.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only when redis-server is installed (the test suite installs it).
+    #[test]
+    fn three_masters_with_a_replica_each_form_a_cluster() {
+        if LocalRedis::start().is_err() {
+            return;
+        }
+        let cluster = LocalCluster::start(3, 1, Options::default()).unwrap();
+        assert_eq!(cluster.nodes().len(), 6);
+        assert!(cluster.is_ready());
+        assert_eq!(cluster.master_ports().len(), 3);
+        for node in cluster.nodes() {
+            assert!(node.owns_port());
+        }
+    }
+}
