@@ -32,6 +32,8 @@ pub struct Keys {
     /// In cluster mode, the namespace (the fleet's keyspace has `prefix`
     /// `{<ns>}:`, a queue's `{<ns>:<queue>}:`).
     cluster: Option<String>,
+    /// A queue's own keyspace (cluster mode): that queue.
+    queue: Option<String>,
 }
 
 impl Keys {
@@ -40,6 +42,7 @@ impl Keys {
         Self {
             prefix: format!("{namespace}:"),
             cluster: None,
+            queue: None,
         }
     }
 
@@ -48,6 +51,7 @@ impl Keys {
         Self {
             prefix: format!("{{{namespace}}}:"),
             cluster: Some(namespace.to_string()),
+            queue: None,
         }
     }
 
@@ -64,8 +68,15 @@ impl Keys {
             Some(namespace) => Cow::Owned(Keys {
                 prefix: format!("{{{namespace}:{queue}}}:"),
                 cluster: Some(namespace.clone()),
+                queue: Some(queue.to_string()),
             }),
         }
+    }
+
+    /// The queue whose own keyspace this is (cluster mode); `None` for the
+    /// fleet's and in standalone mode.
+    pub fn own_queue(&self) -> Option<&str> {
+        self.queue.as_deref()
     }
 
     fn k(&self, rest: &str) -> String {

@@ -50,6 +50,12 @@ pub(crate) static REQUEUE_UNHELD: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/requeue_unheld.lua")
     ))
 });
+pub(crate) static JUDGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/continuity.lua"),
+        include_str!("lua/judge.lua")
+    ))
+});
 pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         allow_oom!(),
@@ -98,6 +104,17 @@ pub(crate) static FAILED_REMOVE: LazyLock<Script> =
 pub(crate) static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/push_one.lua"),
+        include_str!("lua/cron_mark.lua"),
         include_str!("lua/cron_fire.lua")
+    ))
+});
+/// Cluster mode's first half of a tick: the mark alone, in the fleet's
+/// slot (the push follows in the queue's). Returns as `cron_fire.lua`.
+pub(crate) static CRON_MARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/cron_mark.lua"),
+        "local marked, previous = cron_mark(KEYS[1], ARGV[1], ARGV[2])\n",
+        "if marked then return {0, previous} end\n",
+        "return {1, previous}\n"
     ))
 });

@@ -9,11 +9,10 @@
 -- ARGV[5] wake channel
 -- Returns {0, previous tick or -1} fired, {1, last tick} already fired,
 -- {2, queue, cap, length} queue full.
-local previous = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-if tonumber(ARGV[2]) <= previous then
+local marked, previous = cron_mark(KEYS[1], ARGV[1], ARGV[2])
+if not marked then
   return {1, previous}
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local full = push_one(KEYS[2], KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5])
 if full then
   return {2, full[1], full[2], full[3]}

@@ -25,14 +25,18 @@
 --          was ever given (the counter is kept above it: a worker that was
 --          judged dead and forgotten while it still ran lost its counter, and
 --          its tokens must still only grow, see claim.lua)
--- ARGV[3..] the queue name of each triple
+-- ARGV[3]  "1" when the worker holds jobs in in-flight hashes this call
+--          does not name (cluster mode: one queue a call), else "0"
+-- ARGV[4..] the queue name of each triple
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
 -- refused; the worker shows a job once it runs.
 --
 -- Returns {status, pair, first token, count, job, job, ..., pair, ...}:
 -- each queue's jobs in order under tokens first, first + 1, ... (the
--- caller spells them: no string is made here per job); status 1 = paused.
+-- caller spells them: no string is made here per job); status 1 = paused,
+-- 2 = this worker now runs a suspect alone or drains for one: the caller
+-- fetches nothing more (cluster mode, where it goes on to other queues).
 if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
 end
@@ -42,11 +46,11 @@ local floor = tonumber(ARGV[2])
 local idle = nil
 local function is_idle()
   if idle == nil then
-    idle = true
+    idle = ARGV[3] ~= '1'
     for k = FIRST + 1, #KEYS, 3 do
+      if not idle then break end
       if redis.call('EXISTS', KEYS[k]) == 1 then
         idle = false
-        break
       end
     end
   end
@@ -68,7 +72,7 @@ for k = FIRST, #KEYS - 2, 3 do
   pair = pair + 1
   if n >= max then break end
   local jobs = false
-  if redis.call('SISMEMBER', KEYS[4], ARGV[2 + pair]) == 0 then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[3 + pair]) == 0 then
     jobs = redis.call('LPOP', KEYS[k], max - n)
   end
   local solo = nil
@@ -131,15 +135,17 @@ for k = FIRST, #KEYS - 2, 3 do
     if #fields > 0 then
       redis.call('HSET', KEYS[k + 1], unpack(fields))
     end
-    redis.call('SADD', KEYS[2], ARGV[2 + pair])
+    redis.call('SADD', KEYS[2], ARGV[3 + pair])
     n = n + #jobs
     if solo then
       redis.call('SET', KEYS[5], tostring(last) .. ' ' .. solo)
+      out[1] = 2
       return out
     end
   end
   if drain then
     redis.call('SET', KEYS[5], 'drain')
+    out[1] = 2
     return out
   end
 end

@@ -9,6 +9,8 @@
 -- KEYS[4] resq:queue-caps
 -- ARGV[1] now (unix ms)  ARGV[2] most jobs to move (and at most four times as many looked at)
 -- ARGV[3] queue key prefix ("resque:queue:")  ARGV[4] wake channel
+-- ARGV[5] "" or, in cluster mode, the one queue this keyspace holds: a job
+--   naming another is unroutable here (its key would be in another slot)
 -- Returns {moved, held, unroutable member, ...}.
 -- Queue keys are built here from the payload's queue: this script assumes
 -- one Redis, not a cluster.
@@ -42,7 +44,8 @@ for k = 1, 2 do
       scanned = scanned + 1
       local ok, envelope = pcall(cjson.decode, job)
       local queue = ok and type(envelope) == 'table' and envelope['queue'] or nil
-      if type(queue) == 'string' and string.match(queue, '^[%w_%.%-]+$') and #queue <= 128 then
+      if type(queue) == 'string' and string.match(queue, '^[%w_%.%-]+$') and #queue <= 128
+          and (ARGV[5] == '' or queue == ARGV[5]) then
         if has_room(queue) then
           redis.call('ZREM', KEYS[k], job)
           redis.call('SADD', KEYS[3], queue)

@@ -18,12 +18,14 @@
 -- KEYS[1] resq:alive:<id>  KEYS[2] resq:inflight:<id>:<q>  KEYS[3] resque:queue:<q>
 -- KEYS[4] resq:beat (since when the fleet renewed without a gap)
 -- KEYS[5] resq:suspects:<q>  KEYS[6] resq:suspects-at:<q>  KEYS[7] resq:solo:<id>
--- ARGV[1] "force" or ""  ARGV[2] the continuity needed (ms)
+-- ARGV[1] "force", "judged" (cluster mode: the caller found the liveness
+--   mark gone and the beat continuous, in the fleet's slot) or ""
+-- ARGV[2] the continuity needed (ms)
 -- ARGV[3] most recoveries of a job (max_recoveries)  ARGV[4] worker id
 -- ARGV[5] how long a count is kept (ms)
 -- Returns {-1} alive, {-2} not judged yet, else
 -- {requeued, token, job, history, sha1, ...} with the poison jobs.
-if ARGV[1] ~= 'force' then
+if ARGV[1] == '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     return {-1}
   end

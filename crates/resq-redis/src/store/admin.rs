@@ -10,24 +10,62 @@ use resq::mark::Mark;
 use resq::store::{AdminStore, FailureRecord, StoreError, StoreStats, WorkerRecord};
 
 use super::{opt_u64, protocol, queue_full, store_err, RedisStore};
+use crate::keys::Keys;
 use crate::resque;
 use crate::scripts;
 
+impl RedisStore {
+    /// Each keyspace's failed list and its length, in order.
+    async fn failed_lengths(&self) -> Result<Vec<(Keys, u64)>, StoreError> {
+        let keyspaces = self.keyspaces().await?;
+        let lengths = futures::future::try_join_all(keyspaces.iter().map(|keys| {
+            let key = keys.failed();
+            let mut conn = self.conn.clone();
+            async move { conn.llen::<_, u64>(key).await.map_err(store_err) }
+        }))
+        .await?;
+        Ok(keyspaces.into_iter().zip(lengths).collect())
+    }
+
+    /// Where a failure record may be: its queue's keyspace first (cluster
+    /// mode), then every other.
+    async fn failure_homes(&self, record: &FailureRecord) -> Result<Vec<Keys>, StoreError> {
+        if !self.keys.is_cluster() {
+            return Ok(vec![self.keys.clone()]);
+        }
+        let mut homes = Vec::new();
+        if let Some(queue) = &record.queue {
+            homes.push(self.keys.for_queue(queue).into_owned());
+        }
+        homes.extend(self.keyspaces().await?);
+        Ok(homes)
+    }
+}
+
 #[async_trait]
 impl AdminStore for RedisStore {
+    /// In cluster mode, the sums of every queue's counts.
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let (p, f, t): (Option<String>, Option<String>, Option<String>) = redis::pipe()
-            .get(self.keys.stat("processed"))
-            .get(self.keys.stat("failed"))
-            .get(self.keys.failed_trimmed())
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        Ok(StoreStats {
-            processed: opt_u64(p),
-            failed: opt_u64(f),
-            failed_trimmed: opt_u64(t),
-        })
+        let each = self.keyspaces().await?.into_iter().map(|keys| {
+            let mut conn = self.conn.clone();
+            async move {
+                let (p, f, t): (Option<String>, Option<String>, Option<String>) = redis::pipe()
+                    .get(keys.stat("processed"))
+                    .get(keys.stat("failed"))
+                    .get(keys.failed_trimmed())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(store_err)?;
+                Ok::<_, StoreError>((opt_u64(p), opt_u64(f), opt_u64(t)))
+            }
+        });
+        let mut stats = StoreStats::default();
+        for (p, f, t) in futures::future::try_join_all(each).await? {
+            stats.processed += p;
+            stats.failed += f;
+            stats.failed_trimmed += t;
+        }
+        Ok(stats)
     }
 
     async fn queue_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -41,6 +79,15 @@ impl AdminStore for RedisStore {
             return Ok(Vec::new()); // Redis refuses an empty pipeline
         }
         names.sort();
+        if self.keys.is_cluster() {
+            let sizes = futures::future::try_join_all(names.iter().map(|q| {
+                let key = self.keys.for_queue(q).queue(q);
+                let mut conn = self.conn.clone();
+                async move { conn.llen::<_, u64>(key).await.map_err(store_err) }
+            }))
+            .await?;
+            return Ok(names.into_iter().zip(sizes).collect());
+        }
         let mut pipe = redis::pipe();
         for q in &names {
             pipe.llen(self.keys.queue(q));
@@ -88,14 +135,19 @@ impl AdminStore for RedisStore {
         for (id, row) in ids.iter().zip(values.chunks(7)) {
             let (started, heartbeat, working, processed, failed, resq, paused): Row =
                 redis::from_redis_value(Value::Array(row.to_vec())).map_err(|_| protocol("a worker record"))?;
+            let (processed, failed) = if self.keys.is_cluster() {
+                self.worker_counts(id).await?
+            } else {
+                (opt_u64(processed), opt_u64(failed))
+            };
             out.push(WorkerRecord {
                 id: id.clone(),
                 started: started.as_deref().and_then(resque::time::parse),
                 heartbeat: heartbeat.as_deref().and_then(resque::time::parse),
                 busy: working.is_some(),
                 working: working.as_deref().and_then(resque::working::parse),
-                processed: opt_u64(processed),
-                failed: opt_u64(failed),
+                processed,
+                failed,
                 resq,
                 paused,
             });
@@ -119,7 +171,7 @@ impl AdminStore for RedisStore {
             let fields: Vec<(String, Vec<u8>)> = self
                 .conn
                 .clone()
-                .hgetall(self.keys.inflight(worker, &queue))
+                .hgetall(self.keys.for_queue(&queue).inflight(worker, &queue))
                 .await
                 .map_err(store_err)?;
             for (field, job) in fields {
@@ -150,7 +202,7 @@ impl AdminStore for RedisStore {
             let fields: Vec<String> = self
                 .conn
                 .clone()
-                .hkeys(self.keys.inflight(worker, &queue))
+                .hkeys(self.keys.for_queue(&queue).inflight(worker, &queue))
                 .await
                 .map_err(store_err)?;
             count += fields.iter().filter(|f| f.parse::<u64>().is_ok()).count() as u64;
@@ -159,48 +211,75 @@ impl AdminStore for RedisStore {
     }
 
     async fn queue_range(&self, queue: &str, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.list_page(self.keys.queue(queue), start, count).await
+        self.list_page(self.keys.for_queue(queue).queue(queue), start, count)
+            .await
     }
 
     async fn queue_remove(&self, queue: &str, job: &[u8]) -> Result<bool, StoreError> {
         let n: i64 = self
             .conn
             .clone()
-            .lrem(self.keys.queue(queue), 1, job)
+            .lrem(self.keys.for_queue(queue).queue(queue), 1, job)
             .await
             .map_err(store_err)?;
         Ok(n > 0)
     }
 
     async fn failed_len(&self) -> Result<u64, StoreError> {
-        self.conn.clone().llen(self.keys.failed()).await.map_err(store_err)
+        Ok(self.failed_lengths().await?.iter().map(|(_, n)| n).sum())
     }
 
+    /// In cluster mode, the queues' failed lists one after the other (by
+    /// queue name), each oldest first.
     async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<FailureRecord>, StoreError> {
-        let raw = self.list_page(self.keys.failed(), start, count).await?;
-        Ok(raw.iter().map(|bytes| resque::failure::parse(bytes)).collect())
+        let mut out = Vec::new();
+        let (mut skip, mut left) = (start, count);
+        for (keys, len) in self.failed_lengths().await? {
+            if left == 0 {
+                break;
+            }
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let raw = self.list_page(keys.failed(), skip, left.min(len - skip)).await?;
+            left -= raw.len() as u64;
+            skip = 0;
+            out.extend(raw.iter().map(|bytes| resque::failure::parse(bytes)));
+        }
+        Ok(out)
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailureRecord>, StoreError> {
-        let bytes: Option<Vec<u8>> = self
-            .conn
-            .clone()
-            .hget(self.keys.failure_index(), id)
-            .await
-            .map_err(store_err)?;
-        Ok(bytes.map(|b| resque::failure::parse(&b)))
+        for keys in self.keyspaces().await? {
+            let bytes: Option<Vec<u8>> = self
+                .conn
+                .clone()
+                .hget(keys.failure_index(), id)
+                .await
+                .map_err(store_err)?;
+            if let Some(b) = bytes {
+                return Ok(Some(resque::failure::parse(&b)));
+            }
+        }
+        Ok(None)
     }
 
     async fn failed_remove(&self, record: &FailureRecord) -> Result<bool, StoreError> {
-        let n: i64 = scripts::FAILED_REMOVE
-            .key(self.keys.failed())
-            .key(self.keys.failure_index())
-            .arg(&record.stored.0)
-            .arg(record.id.as_deref().unwrap_or(""))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        Ok(n == 1)
+        for keys in self.failure_homes(record).await? {
+            let n: i64 = scripts::FAILED_REMOVE
+                .key(keys.failed())
+                .key(keys.failure_index())
+                .arg(&record.stored.0)
+                .arg(record.id.as_deref().unwrap_or(""))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(store_err)?;
+            if n == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn failed_requeue(
@@ -213,23 +292,34 @@ impl AdminStore for RedisStore {
             .payload
             .as_deref()
             .ok_or(protocol("a failure record that keeps no payload cannot be requeued"))?;
+        let keys = self.keys.for_queue(queue);
+        if keys.is_cluster() {
+            // The record and the queue must share a slot: a failure is
+            // retried on the queue it failed on (the record's own).
+            if record.queue.as_deref().is_some_and(|own| own != queue) {
+                return Err(StoreError::Refused(resq::store::BackendError::message(
+                    "in cluster mode a failure is retried on the queue it failed on",
+                )));
+            }
+            self.register_queues([queue]).await?;
+        }
         let (marks, bit) = match release {
-            Some(mark) => (self.keys.marks(queue, &mark.block), i64::from(mark.index)),
-            None => (self.keys.marks(queue, "-"), -1),
+            Some(mark) => (keys.marks(queue, &mark.block), i64::from(mark.index)),
+            None => (keys.marks(queue, "-"), -1),
         };
         let reply: Vec<Value> = scripts::FAILED_REQUEUE
-            .key(self.keys.failed())
-            .key(self.keys.queues())
-            .key(self.keys.queue(queue))
+            .key(keys.failed())
+            .key(keys.queues())
+            .key(keys.queue(queue))
             .key(marks)
-            .key(self.keys.failure_index())
-            .key(self.keys.queue_caps())
+            .key(keys.failure_index())
+            .key(keys.queue_caps())
             .arg(&record.stored.0)
             .arg(queue)
             .arg(payload)
             .arg(bit)
             .arg(record.id.as_deref().unwrap_or(""))
-            .arg(self.keys.wake_channel())
+            .arg(keys.wake_channel())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_err)?;
@@ -244,27 +334,43 @@ impl AdminStore for RedisStore {
     }
 
     async fn failed_clear(&self) -> Result<u64, StoreError> {
-        let (n,): (u64,) = redis::pipe()
-            .atomic()
-            .llen(self.keys.failed())
-            .del(self.keys.failed())
-            .ignore()
-            .del(self.keys.failure_index())
-            .ignore()
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_err)?;
-        Ok(n)
+        let mut total = 0;
+        for keys in self.keyspaces().await? {
+            let (n,): (u64,) = redis::pipe()
+                .atomic()
+                .llen(keys.failed())
+                .del(keys.failed())
+                .ignore()
+                .del(keys.failure_index())
+                .ignore()
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(store_err)?;
+            total += n;
+        }
+        Ok(total)
     }
 
+    /// In cluster mode the flag the workers read is in the queue's own
+    /// keyspace (their fetch reads it in the queue's slot); the fleet's list
+    /// names the paused queues for the dashboard. Written there first, so a
+    /// queue listed as paused is paused.
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        if paused {
-            conn.sadd::<_, _, ()>(self.keys.paused_queues(), queue).await
-        } else {
-            conn.srem::<_, _, ()>(self.keys.paused_queues(), queue).await
+        let own = self.keys.for_queue(queue);
+        let mut lists = vec![own.paused_queues()];
+        if own.is_cluster() {
+            lists.push(self.keys.paused_queues());
         }
-        .map_err(store_err)
+        for list in lists {
+            if paused {
+                conn.sadd::<_, _, ()>(list, queue).await
+            } else {
+                conn.srem::<_, _, ()>(list, queue).await
+            }
+            .map_err(store_err)?;
+        }
+        Ok(())
     }
 
     async fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
@@ -278,17 +384,20 @@ impl AdminStore for RedisStore {
         Ok(q)
     }
 
+    /// In cluster mode, as a pause: the cap the scripts read is in the
+    /// queue's keyspace, the fleet's hash lists the capped queues.
     async fn set_queue_cap(&self, queue: &str, cap: Option<u64>) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        match cap {
-            Some(cap) => conn
-                .hset::<_, _, _, ()>(self.keys.queue_caps(), queue, cap)
-                .await
-                .map_err(store_err)?,
-            None => conn
-                .hdel::<_, _, ()>(self.keys.queue_caps(), queue)
-                .await
-                .map_err(store_err)?,
+        let own = self.keys.for_queue(queue);
+        let mut hashes = vec![own.queue_caps()];
+        if own.is_cluster() {
+            hashes.push(self.keys.queue_caps());
+        }
+        for hash in hashes {
+            match cap {
+                Some(cap) => conn.hset::<_, _, _, ()>(hash, queue, cap).await.map_err(store_err)?,
+                None => conn.hdel::<_, _, ()>(hash, queue).await.map_err(store_err)?,
+            }
         }
         // This process sees its own change at once; others within a second.
         if let Ok(mut cache) = self.caps.lock() {

@@ -61,8 +61,8 @@ pub(super) fn lowest_token<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Opt
 }
 
 impl RedisStore {
-    /// Claims the marks of `claims` in one script call; the outcomes come
-    /// back in the order of `claims`.
+    /// Claims the marks of `claims` in one script call (in cluster mode,
+    /// claims of one queue); the outcomes come back in the order of `claims`.
     pub(super) async fn claim_groups(
         &self,
         worker: &WorkerId,
@@ -73,8 +73,9 @@ impl RedisStore {
         let mut inv = scripts::CLAIM.prepare_invoke();
         inv.arg(groups.len());
         for g in &groups {
-            let block_key = self.keys.marks(&g.queue, &g.block);
-            inv.key(self.keys.inflight(w, &g.queue)).key(&block_key);
+            let keys = self.keys.for_queue(&g.queue);
+            let block_key = keys.marks(&g.queue, &g.block);
+            inv.key(keys.inflight(w, &g.queue)).key(&block_key);
             let keep = g
                 .members
                 .iter()

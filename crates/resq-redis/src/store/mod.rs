@@ -41,6 +41,9 @@ pub struct RedisStore {
     /// sent with its next fetch as a floor: a worker's tokens only grow,
     /// even after its counter was deleted (see `claim.lua`).
     token_floors: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// In cluster mode, the queues this process added to the fleet's list
+    /// of queues, and when (see [`RedisStore::register_queues`]).
+    registered: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// With `redis.wait_replicas`: the connection the acknowledged writes
     /// go through, each followed by `WAIT` (see [`RedisStore::durable`]).
     durable: Option<Durable>,
@@ -69,6 +72,10 @@ struct Durable {
 /// How many connections a process's acknowledged writes are spread over:
 /// as many `WAIT`s can be out at once.
 pub const DURABLE_CONNECTIONS: usize = 8;
+
+/// How often one process adds a queue it enqueues to again to the fleet's
+/// list of queues, in cluster mode.
+const REGISTER_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The failed list's cap unless [`RedisStore::with_failed_max`] says.
 pub const DEFAULT_FAILED_MAX: u64 = 100_000;
@@ -152,6 +159,21 @@ fn queue_full(queue: &[u8], cap: i64, length: i64) -> StoreError {
     }
 }
 
+/// The places of `items` grouped by queue, each queue where it first comes:
+/// in cluster mode, an operation over jobs of several queues is one call
+/// per queue (one slot each).
+fn places_by_queue<T>(items: &[T], queue: impl Fn(&T) -> &str) -> Vec<(&str, Vec<usize>)> {
+    let mut out: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let q = queue(item);
+        match out.iter_mut().find(|(name, _)| *name == q) {
+            Some((_, places)) => places.push(i),
+            None => out.push((q, vec![i])),
+        }
+    }
+    out
+}
+
 /// `start..start+count` as the inclusive range LRANGE and ZRANGE take.
 fn index_range(start: u64, count: u64) -> (isize, isize) {
     let clamp = |n: u64| n.min(isize::MAX as u64) as isize;
@@ -199,11 +221,15 @@ impl RedisStore {
         Ok(Self {
             conn,
             client,
-            keys: Keys::new(namespace),
+            keys: match config.cluster {
+                Some(_) => Keys::cluster(namespace),
+                None => Keys::new(namespace),
+            },
             wake: Default::default(),
             caps: Default::default(),
             failed_max: DEFAULT_FAILED_MAX,
             token_floors: Default::default(),
+            registered: Default::default(),
             durable,
         })
     }
@@ -389,6 +415,88 @@ impl RedisStore {
         Ok(had == 1)
     }
 
+    /// Cluster mode: adds `queues` to the fleet's list of queues (the
+    /// queue's own keyspace has its own, which only names it), at most once
+    /// every [`REGISTER_EVERY`] a queue from one process, so the fleet's
+    /// slot sees a command per queue now and then, not one per enqueue. A
+    /// queue an operator removed while jobs still came is listed again
+    /// within that time.
+    pub(super) async fn register_queues<'a>(
+        &self,
+        queues: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        let due: Vec<&str> = {
+            let registered = self.registered.lock().unwrap_or_else(|p| p.into_inner());
+            queues
+                .into_iter()
+                .filter(|q| registered.get(*q).is_none_or(|at| at.elapsed() >= REGISTER_EVERY))
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.conn
+            .clone()
+            .sadd::<_, _, ()>(self.keys.queues(), &due)
+            .await
+            .map_err(store_err)?;
+        let mut registered = self.registered.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        for q in due {
+            registered.insert(q.to_string(), now);
+        }
+        Ok(())
+    }
+
+    /// Every keyspace that holds part of a fleet-wide count or list (stats,
+    /// failures, schedules, expired jobs): the one keyspace in standalone
+    /// mode; in cluster mode each listed queue's, and the keyspace of the
+    /// failures of jobs that named no queue.
+    pub(super) async fn keyspaces(&self) -> Result<Vec<Keys>, StoreError> {
+        if !self.keys.is_cluster() {
+            return Ok(vec![self.keys.clone()]);
+        }
+        let mut queues: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.queues())
+            .await
+            .map_err(store_err)?;
+        queues.push(UNROUTABLE_QUEUE.to_string());
+        queues.sort();
+        queues.dedup();
+        Ok(queues.iter().map(|q| self.keys.for_queue(q).into_owned()).collect())
+    }
+
+    /// Cluster mode: a worker's processed and failed counts, the sums of its
+    /// counts in the queues it fetched from.
+    pub(super) async fn worker_counts(&self, worker: &str) -> Result<(u64, u64), StoreError> {
+        let queues: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.inflight_queues(worker))
+            .await
+            .map_err(store_err)?;
+        let each = queues.iter().map(|q| {
+            let keys = self.keys.for_queue(q);
+            let mut pipe = redis::pipe();
+            pipe.get(keys.worker_stat("processed", worker))
+                .get(keys.worker_stat("failed", worker));
+            let mut conn = self.conn.clone();
+            async move {
+                pipe.query_async::<(Option<String>, Option<String>)>(&mut conn)
+                    .await
+                    .map_err(store_err)
+            }
+        });
+        let mut sums = (0, 0);
+        for (p, f) in futures::future::try_join_all(each).await? {
+            sums.0 += opt_u64(p);
+            sums.1 += opt_u64(f);
+        }
+        Ok(sums)
+    }
+
     /// The capped queues, re-read at most once a second: a new cap takes
     /// effect within a second, and uncapped queues keep the cheap path.
     async fn capped_queues(&self) -> Result<std::collections::HashSet<String>, StoreError> {
@@ -449,11 +557,13 @@ impl RedisStore {
     /// scheduled job that names no usable queue), appends them and keeps
     /// the failed list at its cap.
     async fn record_failures(&self, failures: &[(&[u8], &NewFailure, &str)]) -> Result<u64, StoreError> {
+        // In cluster mode, the keyspace of jobs that named no usable queue.
+        let keys = self.keys.for_queue(UNROUTABLE_QUEUE);
         let mut inv = scripts::RECORD_FAILURES.prepare_invoke();
-        inv.key(self.keys.failed())
-            .key(self.keys.stat("failed"))
-            .key(self.keys.failed_trimmed())
-            .key(self.keys.failure_index())
+        inv.key(keys.failed())
+            .key(keys.stat("failed"))
+            .key(keys.failed_trimmed())
+            .key(keys.failure_index())
             .arg(self.failed_max);
         for (payload, failure, queue) in failures {
             let id = uuid::Uuid::new_v4().to_string();
@@ -482,18 +592,38 @@ impl RedisStore {
             .smembers(self.keys.inflight_queues(worker))
             .await
             .map_err(store_err)?;
-        let mode = if force { "force" } else { "" };
+        let mut mode = if force { "force" } else { "" };
+        if self.keys.is_cluster() && !force {
+            // The liveness mark and the fleet's beat are in the fleet's
+            // slot, the in-flight hashes in their queues': the worker is
+            // judged there first. A worker that renews between the judgement
+            // and the recovery finds its jobs taken back (a claim or an ack
+            // says so): they may run twice, never not at all.
+            let verdict: i64 = scripts::JUDGE
+                .key(self.keys.alive(worker))
+                .key(self.keys.beat())
+                .arg(min_continuity_ms)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(store_err)?;
+            match verdict {
+                -1 => return Ok(Recovery::Alive),
+                -2 => return Ok(Recovery::Deferred),
+                _ => mode = "judged",
+            }
+        }
         let mut requeued = 0u64;
         let mut poisoned = Vec::new();
         for q in &queues {
+            let keys = self.keys.for_queue(q);
             let reply: Vec<Value> = scripts::RECOVER
-                .key(self.keys.alive(worker))
-                .key(self.keys.inflight(worker, q))
-                .key(self.keys.queue(q))
-                .key(self.keys.beat())
-                .key(self.keys.suspects(q))
-                .key(self.keys.suspects_at(q))
-                .key(self.keys.solo(worker))
+                .key(keys.alive(worker))
+                .key(keys.inflight(worker, q))
+                .key(keys.queue(q))
+                .key(keys.beat())
+                .key(keys.suspects(q))
+                .key(keys.suspects_at(q))
+                .key(keys.solo(worker))
                 .arg(mode)
                 .arg(min_continuity_ms)
                 .arg(rules.max_recoveries)
@@ -527,11 +657,26 @@ impl RedisStore {
             .key(self.keys.paused_workers())
             .key(self.keys.solo(worker))
             .arg(worker)
-            .arg(mode)
+            .arg(if force { "force" } else { "" })
             .arg(min_continuity_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(store_err)?;
+        if forgotten == 1 && self.keys.is_cluster() {
+            // Its counts, token counters and suspect marks in each queue's
+            // keyspace (forget_worker.lua removed the fleet's).
+            for q in &queues {
+                let keys = self.keys.for_queue(q);
+                conn.del::<_, ()>(&[
+                    keys.worker_stat("processed", worker),
+                    keys.worker_stat("failed", worker),
+                    keys.inflight_seq(worker),
+                    keys.solo(worker),
+                ])
+                .await
+                .map_err(store_err)?;
+            }
+        }
         Ok(match forgotten {
             1 => Recovery::Recovered(requeued, poisoned),
             -2 => Recovery::Deferred,

@@ -110,15 +110,16 @@ impl RedisStore {
     ) -> Result<Vec<PoisonedJob>, StoreError> {
         let now = self.server_time().await?;
         let mut inv = scripts::POISON.prepare_invoke();
-        inv.key(self.keys.inflight(worker, queue))
-            .key(self.keys.failed())
-            .key(self.keys.failure_index())
-            .key(self.keys.stat("processed"))
-            .key(self.keys.stat("failed"))
-            .key(self.keys.failed_trimmed())
-            .key(self.keys.suspects(queue))
-            .key(self.keys.suspects_at(queue))
-            .key(self.keys.solo(worker))
+        let keys = self.keys.for_queue(queue);
+        inv.key(keys.inflight(worker, queue))
+            .key(keys.failed())
+            .key(keys.failure_index())
+            .key(keys.stat("processed"))
+            .key(keys.stat("failed"))
+            .key(keys.failed_trimmed())
+            .key(keys.suspects(queue))
+            .key(keys.suspects_at(queue))
+            .key(keys.solo(worker))
             .arg(self.failed_max);
         let mut jobs = Vec::with_capacity(held.len());
         for job in held {

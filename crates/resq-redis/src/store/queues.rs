@@ -15,6 +15,7 @@ use resq::store::{TrackRecord, TrackState, TrackUpdate};
 use resq::{UnixMs, WorkerId};
 
 use super::{protocol, queue_full, store_err, RedisStore};
+use crate::keys::Keys;
 use crate::resque;
 use crate::scripts;
 
@@ -24,6 +25,21 @@ impl RedisStore {
     /// the wake-up outside it, and with `redis.wait_replicas` a `WAIT`
     /// (one for the whole call), all in one round trip.
     pub(super) async fn enqueue_plain(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        if self.keys.is_cluster() {
+            self.register_queues(by_queue.keys().copied()).await?;
+            let each = by_queue.iter().map(|(queue, payloads)| async move {
+                self.enqueue_plain_in(&self.keys.for_queue(queue), &[(*queue, payloads)])
+                    .await
+            });
+            futures::future::try_join_all(each).await?;
+            return Ok(());
+        }
+        let all: Vec<(&str, &Vec<&[u8]>)> = by_queue.iter().map(|(q, p)| (*q, p)).collect();
+        self.enqueue_plain_in(&self.keys, &all).await
+    }
+
+    /// [`Self::enqueue_plain`] in one keyspace (in cluster mode, one queue's).
+    async fn enqueue_plain_in(&self, keys: &Keys, by_queue: &[(&str, &Vec<&[u8]>)]) -> Result<(), StoreError> {
         let (mut conn, wait) = self.durable();
         let mut pipe = redis::pipe();
         // One queue: its one RPUSH is atomic by itself (the SADD before it
@@ -33,8 +49,8 @@ impl RedisStore {
             pipe.cmd("MULTI");
         }
         for (queue, payloads) in by_queue {
-            pipe.sadd(self.keys.queues(), *queue);
-            pipe.rpush(self.keys.queue(queue), payloads);
+            pipe.sadd(keys.queues(), *queue);
+            pipe.rpush(keys.queue(queue), *payloads);
         }
         if transaction {
             pipe.cmd("EXEC");
@@ -42,7 +58,7 @@ impl RedisStore {
         // Best effort, and outside the transaction: an ACL user without
         // channel rights still enqueues (workers then find the job at their
         // next poll).
-        pipe.publish(self.keys.wake_channel(), "");
+        pipe.publish(keys.wake_channel(), "");
         if let Some(wait) = wait {
             super::add_wait(&mut pipe, wait);
         }
@@ -82,14 +98,29 @@ impl RedisStore {
     }
 
     /// Caps checked and every job pushed in one script: all or nothing.
+    /// In cluster mode, one script a queue: all or nothing per queue.
     async fn enqueue_checked(&self, by_queue: &BTreeMap<&str, Vec<&[u8]>>) -> Result<(), StoreError> {
+        if self.keys.is_cluster() {
+            self.register_queues(by_queue.keys().copied()).await?;
+            let each = by_queue.iter().map(|(queue, payloads)| async move {
+                self.enqueue_checked_in(&self.keys.for_queue(queue), &[(*queue, payloads)])
+                    .await
+            });
+            futures::future::try_join_all(each).await?;
+            return Ok(());
+        }
+        let all: Vec<(&str, &Vec<&[u8]>)> = by_queue.iter().map(|(q, p)| (*q, p)).collect();
+        self.enqueue_checked_in(&self.keys, &all).await
+    }
+
+    async fn enqueue_checked_in(&self, keys: &Keys, by_queue: &[(&str, &Vec<&[u8]>)]) -> Result<(), StoreError> {
         let mut inv = scripts::ENQUEUE.prepare_invoke();
-        inv.key(self.keys.queues()).key(self.keys.queue_caps());
-        inv.arg(self.keys.wake_channel());
+        inv.key(keys.queues()).key(keys.queue_caps());
+        inv.arg(keys.wake_channel());
         for (queue, payloads) in by_queue {
-            inv.key(self.keys.queue(queue));
+            inv.key(keys.queue(queue));
             inv.arg(*queue).arg(payloads.len());
-            for p in payloads {
+            for p in payloads.iter() {
                 inv.arg(*p);
             }
         }
@@ -105,7 +136,8 @@ impl RedisStore {
 
     /// Runs a script that guards a one-job push with a mark of its own
     /// (`mark_key`, and two arguments about it) and the queue's cap. The
-    /// scripts share their keys and arguments after the first ones.
+    /// scripts share their keys and arguments after the first ones; the mark
+    /// must be in the job's queue's keyspace (its slot, in cluster mode).
     /// `acknowledged`: the push is answered to a producer, so it waits for
     /// `redis.wait_replicas` (a cron tick is answered to no one: a tick a
     /// failover loses goes with its mark, and fires again).
@@ -117,16 +149,20 @@ impl RedisStore {
         job: &Sealed,
         acknowledged: bool,
     ) -> Result<Vec<Value>, StoreError> {
+        let keys = self.keys.for_queue(job.queue());
+        if keys.is_cluster() {
+            self.register_queues([job.queue()]).await?;
+        }
         let mut inv = script.prepare_invoke();
         inv.key(mark_key)
-            .key(self.keys.queues())
-            .key(self.keys.queue(job.queue()))
-            .key(self.keys.queue_caps())
+            .key(keys.queues())
+            .key(keys.queue(job.queue()))
+            .key(keys.queue_caps())
             .arg(first)
             .arg(second)
             .arg(job.queue())
             .arg(job.payload())
-            .arg(self.keys.wake_channel());
+            .arg(keys.wake_channel());
         if acknowledged {
             self.invoke_acknowledged(&inv).await
         } else {
@@ -136,6 +172,216 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// Runs the fetch script over `queues`, all in `keys`' keyspace;
+    /// `busy_elsewhere`: the worker holds jobs of queues not in the call.
+    /// Also returns true when the worker must fetch nothing more now (it
+    /// took a suspect to run alone, or drains for one).
+    async fn fetch_in(
+        &self,
+        keys: &Keys,
+        worker: &WorkerId,
+        queues: &[String],
+        max: usize,
+        busy_elsewhere: bool,
+    ) -> Result<(Fetched, bool), StoreError> {
+        let w = worker.as_str();
+        let mut inv = scripts::FETCH.prepare_invoke();
+        inv.key(keys.pause_all())
+            .key(keys.inflight_queues(w))
+            .key(keys.inflight_seq(w))
+            .key(keys.paused_queues())
+            .key(keys.solo(w));
+        for q in queues {
+            inv.key(keys.queue(q)).key(keys.inflight(w, q)).key(keys.suspects(q));
+        }
+        inv.arg(max)
+            .arg(self.token_floor(w))
+            .arg(if busy_elsewhere { "1" } else { "0" });
+        for q in queues {
+            inv.arg(q);
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let (fetched, stop) = parse_fetch(reply, queues)?;
+        if let Fetched::Jobs(jobs) = &fetched {
+            let highest = jobs.iter().filter_map(|j| j.token.parse::<u64>().ok()).max();
+            if let Some(highest) = highest {
+                self.raise_token_floor(w, highest);
+            }
+        }
+        Ok((fetched, stop))
+    }
+
+    /// Cluster mode's fetch: the fleet-wide pause is read, and the queues
+    /// are added to the worker's list of queues it may hold jobs of (which
+    /// a reaper reads), in the fleet's slot; then each queue's in-flight
+    /// hash and suspect mark (the worker runs a suspect alone, whichever
+    /// queue it came from); then the fetch script runs queue by queue in
+    /// the order given (strict or weighted, as the worker laid it out)
+    /// until `max` jobs are taken. Not atomic across queues, and need not
+    /// be: only this worker writes its own in-flight hashes and marks.
+    async fn fetch_cluster(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError> {
+        let w = worker.as_str();
+        let mut conn = self.conn.clone();
+        let (paused,): (Option<String>,) = redis::pipe()
+            .get(self.keys.pause_all())
+            .sadd(self.keys.inflight_queues(w), queues)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(store_err)?;
+        if paused.as_deref() == Some("true") {
+            return Ok(Fetched::Paused);
+        }
+        let states = futures::future::try_join_all(queues.iter().map(|q| {
+            let keys = self.keys.for_queue(q);
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.get(keys.solo(w)).exists(keys.inflight(w, q));
+            async move {
+                pipe.query_async::<(Option<String>, bool)>(&mut conn)
+                    .await
+                    .map_err(store_err)
+            }
+        }))
+        .await?;
+        let busy = states.iter().any(|(_, held)| *held);
+        let running_alone = states
+            .iter()
+            .any(|(solo, _)| solo.as_deref().is_some_and(|s| s != "drain"));
+        let draining = states.iter().any(|(solo, _)| solo.as_deref() == Some("drain"));
+        if running_alone || (draining && busy) {
+            return Ok(Fetched::Jobs(Vec::new()));
+        }
+        let mut taken = Vec::new();
+        for (i, q) in queues.iter().enumerate() {
+            let room = max.saturating_sub(taken.len());
+            if room == 0 {
+                break;
+            }
+            let elsewhere = !taken.is_empty() || states.iter().enumerate().any(|(j, (_, held))| j != i && *held);
+            let (fetched, stop) = self
+                .fetch_in(
+                    &self.keys.for_queue(q),
+                    worker,
+                    std::slice::from_ref(q),
+                    room,
+                    elsewhere,
+                )
+                .await?;
+            match fetched {
+                Fetched::Paused => return Ok(Fetched::Paused),
+                Fetched::Jobs(jobs) => taken.extend(jobs),
+            }
+            if stop {
+                break;
+            }
+        }
+        Ok(Fetched::Jobs(taken))
+    }
+
+    /// Acks `done` in one script, all in `keys`' keyspace (in cluster
+    /// mode, jobs of one queue, and `working` is written by the caller, in
+    /// the fleet's slot).
+    async fn finish_in(
+        &self,
+        keys: &Keys,
+        worker: &WorkerId,
+        done: &[&Finished],
+        working: &Working,
+    ) -> Result<FinishReport, StoreError> {
+        let w = worker.as_str();
+        let mut inv = scripts::FINISH.prepare_invoke();
+        inv.key(keys.stat("processed"))
+            .key(keys.stat("failed"))
+            .key(keys.worker_stat("processed", w))
+            .key(keys.worker_stat("failed", w))
+            .key(keys.failed())
+            .key(keys.retry())
+            .key(keys.failed_trimmed())
+            .key(keys.worker(w))
+            .key(keys.failure_index())
+            .key(keys.solo(w));
+        let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in done {
+            let next = list_numbers.len() + 1;
+            if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
+                inv.key(keys.inflight(w, &f.job.queue))
+                    .key(keys.suspects(&f.job.queue))
+                    .key(keys.suspects_at(&f.job.queue));
+            }
+        }
+        inv.arg(list_numbers.len()).arg(self.failed_max);
+        match working {
+            Working::Keep => inv.arg("keep").arg(""),
+            Working::Clear => inv.arg("clear").arg(""),
+            Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
+        };
+        // Each list's lowest token: while it is in flight, all the list's
+        // jobs are (see finish.lua), and one HDEL acks them.
+        let mut by_list: Vec<Vec<&str>> = vec![Vec::new(); list_numbers.len()];
+        for f in done {
+            let list = list_numbers
+                .get(f.job.queue.as_str())
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| by_list.get_mut(i));
+            if let Some(tokens) = list {
+                tokens.push(f.job.token.as_str());
+            }
+        }
+        for tokens in by_list {
+            inv.arg(super::claims::lowest_token(tokens).unwrap_or(""));
+        }
+        for f in done {
+            let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
+            inv.arg(list).arg(&f.job.token);
+            match &f.outcome {
+                Outcome::Succeeded => inv.arg("").arg("").arg("").arg(0),
+                Outcome::Failed(failure) => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let record = resque::failure::build(&f.job.payload, failure, w, &f.job.queue, &id);
+                    inv.arg(record).arg(id).arg("").arg(0)
+                }
+                Outcome::Retry { next, due } => inv.arg("").arg("").arg(next.payload()).arg(due.0),
+            };
+        }
+        let reply: Vec<Value> = self.invoke_acknowledged(&inv).await?;
+        let bad = || protocol("an ack reply it does not know");
+        let mut items = reply.into_iter();
+        let (Some(Value::Int(acked)), Some(Value::Int(trimmed))) = (items.next(), items.next()) else {
+            return Err(bad());
+        };
+        let taken = items
+            .map(|v| match v {
+                Value::BulkString(token) => String::from_utf8(token).map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FinishReport {
+            acked: acked.max(0) as u64,
+            taken,
+            trimmed: trimmed.max(0) as u64,
+        })
+    }
+
+    /// Puts `jobs` back in one script, all in `keys`' keyspace (in cluster
+    /// mode, jobs of one queue).
+    async fn requeue_in(&self, keys: &Keys, worker: &WorkerId, jobs: &[&FetchedJob]) -> Result<(), StoreError> {
+        let w = worker.as_str();
+        let mut inv = scripts::REQUEUE.prepare_invoke();
+        inv.key(keys.solo(w));
+        let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        for job in jobs {
+            let next = pair_numbers.len() + 1;
+            let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
+            if n == next {
+                inv.key(keys.inflight(w, &job.queue)).key(keys.queue(&job.queue));
+            }
+            inv.arg(n).arg(&job.token);
+        }
+        self.invoke_acknowledged::<i64>(&inv).await?;
+        Ok(())
+    }
+
     /// The highest token `worker` was given by this store (0 for none).
     fn token_floor(&self, worker: &str) -> u64 {
         // A poisoned lock only means another fetch panicked mid-update: the
@@ -152,14 +398,16 @@ impl RedisStore {
 }
 
 /// Reads `{status, pair, first token, count, job, ...}` from the fetch
-/// script: each queue's jobs under consecutive tokens.
-fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreError> {
+/// script: each queue's jobs under consecutive tokens, and whether the
+/// worker must fetch nothing more now (status 2).
+fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<(Fetched, bool), StoreError> {
     let mut items = reply.into_iter();
-    match items.next() {
-        Some(Value::Int(1)) => return Ok(Fetched::Paused),
-        Some(Value::Int(0)) => {}
+    let stop = match items.next() {
+        Some(Value::Int(1)) => return Ok((Fetched::Paused, true)),
+        Some(Value::Int(0)) => false,
+        Some(Value::Int(2)) => true,
         _ => return Err(protocol("a fetch reply without a status")),
-    }
+    };
     let mut jobs = Vec::new();
     while let Some(pair) = items.next() {
         let (Value::Int(p), Some(Value::Int(first)), Some(Value::Int(count))) = (pair, items.next(), items.next())
@@ -191,7 +439,7 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<Fetched, StoreErr
             });
         }
     }
-    Ok(Fetched::Jobs(jobs))
+    Ok((Fetched::Jobs(jobs), stop))
 }
 
 #[async_trait]
@@ -218,7 +466,7 @@ impl JobQueues for RedisStore {
         let reply = self
             .guarded_push(
                 &scripts::ENQUEUE_UNIQUE,
-                self.keys.unique(unique.class, unique.key),
+                self.keys.for_queue(job.queue()).unique(unique.class, unique.key),
                 (unique.job_id, window_ms),
                 job,
                 true,
@@ -298,30 +546,10 @@ impl JobQueues for RedisStore {
     }
 
     async fn fetch(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError> {
-        let w = worker.as_str();
-        let mut inv = scripts::FETCH.prepare_invoke();
-        inv.key(self.keys.pause_all())
-            .key(self.keys.inflight_queues(w))
-            .key(self.keys.inflight_seq(w))
-            .key(self.keys.paused_queues())
-            .key(self.keys.solo(w));
-        for q in queues {
-            inv.key(self.keys.queue(q))
-                .key(self.keys.inflight(w, q))
-                .key(self.keys.suspects(q));
+        if self.keys.is_cluster() {
+            return self.fetch_cluster(worker, queues, max).await;
         }
-        inv.arg(max).arg(self.token_floor(w));
-        for q in queues {
-            inv.arg(q);
-        }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        let fetched = parse_fetch(reply, queues)?;
-        if let Fetched::Jobs(jobs) = &fetched {
-            let highest = jobs.iter().filter_map(|j| j.token.parse::<u64>().ok()).max();
-            if let Some(highest) = highest {
-                self.raise_token_floor(w, highest);
-            }
-        }
+        let (fetched, _) = self.fetch_in(&self.keys, worker, queues, max, false).await?;
         Ok(fetched)
     }
 
@@ -329,7 +557,20 @@ impl JobQueues for RedisStore {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        self.claim_groups(worker, claims).await
+        if !self.keys.is_cluster() {
+            return self.claim_groups(worker, claims).await;
+        }
+        let mut outcomes = vec![ClaimOutcome::Gone; claims.len()];
+        for (_, places) in super::places_by_queue(claims, |c| c.queue.as_str()) {
+            let mine: Vec<Claim> = places.iter().filter_map(|&i| claims.get(i).cloned()).collect();
+            let got = self.claim_groups(worker, &mine).await?;
+            for (&i, outcome) in places.iter().zip(got) {
+                if let Some(slot) = outcomes.get_mut(i) {
+                    *slot = outcome;
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn finish(
@@ -341,98 +582,36 @@ impl JobQueues for RedisStore {
         if done.is_empty() {
             return Ok(FinishReport::default());
         }
-        let w = worker.as_str();
-        let mut inv = scripts::FINISH.prepare_invoke();
-        inv.key(self.keys.stat("processed"))
-            .key(self.keys.stat("failed"))
-            .key(self.keys.worker_stat("processed", w))
-            .key(self.keys.worker_stat("failed", w))
-            .key(self.keys.failed())
-            .key(self.keys.retry())
-            .key(self.keys.failed_trimmed())
-            .key(self.keys.worker(w))
-            .key(self.keys.failure_index())
-            .key(self.keys.solo(w));
-        let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
-        for f in done {
-            let next = list_numbers.len() + 1;
-            if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
-                inv.key(self.keys.inflight(w, &f.job.queue))
-                    .key(self.keys.suspects(&f.job.queue))
-                    .key(self.keys.suspects_at(&f.job.queue));
-            }
+        if !self.keys.is_cluster() {
+            let all: Vec<&Finished> = done.iter().collect();
+            return self.finish_in(&self.keys, worker, &all, working).await;
         }
-        inv.arg(list_numbers.len()).arg(self.failed_max);
-        match working {
-            Working::Keep => inv.arg("keep").arg(""),
-            Working::Clear => inv.arg("clear").arg(""),
-            Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
-        };
-        // Each list's lowest token: while it is in flight, all the list's
-        // jobs are (see finish.lua), and one HDEL acks them.
-        let mut by_list: Vec<Vec<&str>> = vec![Vec::new(); list_numbers.len()];
-        for f in done {
-            let list = list_numbers
-                .get(f.job.queue.as_str())
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|i| by_list.get_mut(i));
-            if let Some(tokens) = list {
-                tokens.push(f.job.token.as_str());
-            }
+        let mut report = FinishReport::default();
+        for (queue, places) in super::places_by_queue(done, |f| f.job.queue.as_str()) {
+            let mine: Vec<&Finished> = places.iter().filter_map(|&i| done.get(i)).collect();
+            let got = self
+                .finish_in(&self.keys.for_queue(queue), worker, &mine, &Working::Keep)
+                .await?;
+            report.acked += got.acked;
+            report.trimmed += got.trimmed;
+            report.taken.extend(got.taken);
         }
-        for tokens in by_list {
-            inv.arg(super::claims::lowest_token(tokens).unwrap_or(""));
-        }
-        for f in done {
-            let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
-            inv.arg(list).arg(&f.job.token);
-            match &f.outcome {
-                Outcome::Succeeded => inv.arg("").arg("").arg("").arg(0),
-                Outcome::Failed(failure) => {
-                    let id = uuid::Uuid::new_v4().to_string();
-                    let record = resque::failure::build(&f.job.payload, failure, w, &f.job.queue, &id);
-                    inv.arg(record).arg(id).arg("").arg(0)
-                }
-                Outcome::Retry { next, due } => inv.arg("").arg("").arg(next.payload()).arg(due.0),
-            };
-        }
-        let reply: Vec<Value> = self.invoke_acknowledged(&inv).await?;
-        let bad = || protocol("an ack reply it does not know");
-        let mut items = reply.into_iter();
-        let (Some(Value::Int(acked)), Some(Value::Int(trimmed))) = (items.next(), items.next()) else {
-            return Err(bad());
-        };
-        let taken = items
-            .map(|v| match v {
-                Value::BulkString(token) => String::from_utf8(token).map_err(|_| bad()),
-                _ => Err(bad()),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(FinishReport {
-            acked: acked.max(0) as u64,
-            taken,
-            trimmed: trimmed.max(0) as u64,
-        })
+        self.set_working(worker, working).await?;
+        Ok(report)
     }
 
     async fn requeue(&self, worker: &WorkerId, jobs: &[FetchedJob]) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let w = worker.as_str();
-        let mut inv = scripts::REQUEUE.prepare_invoke();
-        inv.key(self.keys.solo(w));
-        let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
-        for job in jobs {
-            let next = pair_numbers.len() + 1;
-            let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
-            if n == next {
-                inv.key(self.keys.inflight(w, &job.queue))
-                    .key(self.keys.queue(&job.queue));
-            }
-            inv.arg(n).arg(&job.token);
+        if !self.keys.is_cluster() {
+            let all: Vec<&FetchedJob> = jobs.iter().collect();
+            return self.requeue_in(&self.keys, worker, &all).await;
         }
-        self.invoke_acknowledged::<i64>(&inv).await?;
+        for (queue, places) in super::places_by_queue(jobs, |j| j.queue.as_str()) {
+            let mine: Vec<&FetchedJob> = places.iter().filter_map(|&i| jobs.get(i)).collect();
+            self.requeue_in(&self.keys.for_queue(queue), worker, &mine).await?;
+        }
         Ok(())
     }
 
@@ -445,10 +624,9 @@ impl JobQueues for RedisStore {
         let queues: Vec<String> = conn.smembers(self.keys.inflight_queues(w)).await.map_err(store_err)?;
         let mut back = 0u64;
         for q in &queues {
+            let keys = self.keys.for_queue(q);
             let mut inv = scripts::REQUEUE_UNHELD.prepare_invoke();
-            inv.key(self.keys.inflight(w, q))
-                .key(self.keys.queue(q))
-                .key(self.keys.solo(w));
+            inv.key(keys.inflight(w, q)).key(keys.queue(q)).key(keys.solo(w));
             for token in held {
                 inv.arg(token);
             }
@@ -509,7 +687,7 @@ mod tests {
             ),
         ];
         for (reply, want) in ok {
-            let Ok(Fetched::Jobs(jobs)) = parse_fetch(reply.clone(), &queues) else {
+            let Ok((Fetched::Jobs(jobs), false)) = parse_fetch(reply.clone(), &queues) else {
                 panic!("{reply:?} not read");
             };
             let got: Vec<(&str, &str, &[u8])> = jobs
@@ -519,10 +697,17 @@ mod tests {
             let want: Vec<(&str, &str, &[u8])> = want.iter().map(|(q, t, p)| (*q, *t, p.as_bytes())).collect();
             assert_eq!(got, want);
         }
-        assert!(matches!(parse_fetch(vec![Value::Int(1)], &queues), Ok(Fetched::Paused)));
+        assert!(matches!(
+            parse_fetch(vec![Value::Int(1)], &queues),
+            Ok((Fetched::Paused, true))
+        ));
+        assert!(matches!(
+            parse_fetch(vec![Value::Int(2), Value::Int(1), Value::Int(7), Value::Int(1), job("x")], &queues),
+            Ok((Fetched::Jobs(jobs), true)) if jobs.len() == 1
+        ));
         let bad: &[Vec<Value>] = &[
             vec![],
-            vec![Value::Int(2)],
+            vec![Value::Int(3)],
             vec![Value::Int(0), Value::Int(1), Value::Int(7), Value::Int(2), job("x")],
             vec![Value::Int(0), Value::Int(3), Value::Int(7), Value::Int(1), job("x")],
             vec![Value::Int(0), Value::Int(1), Value::Int(-7), Value::Int(1), job("x")],
