@@ -1,5 +1,6 @@
 //! [`Connection`]: the store's multiplexed connection to the Redis master,
-//! which in sentinel mode follows the master through a failover.
+//! which in sentinel mode follows the master through a failover; in cluster
+//! mode, redis-rs's cluster connection (each command to its slot's master).
 //!
 //! In standalone mode it is redis-rs's `ConnectionManager` and nothing more:
 //! each command goes straight to it. In sentinel mode it holds a manager for

@@ -215,8 +215,13 @@ impl Keys {
     }
     /// A tracked job's record (opt-in per job): a hash kept until a day
     /// after the job's expiry.
+    /// In cluster mode in a slot of its own (by the job's id), so tracked
+    /// jobs spread over the masters instead of all reaching the fleet's.
     pub fn track(&self, id: &str) -> String {
-        self.k(&format!("resq:track:{id}"))
+        match &self.cluster {
+            Some(namespace) => format!("{{{namespace}:track:{id}}}"),
+            None => self.k(&format!("resq:track:{id}")),
+        }
     }
     /// The HTTP API's tokens: a hash, token id -> record (hashes of the
     /// secrets, never the secrets).
@@ -381,6 +386,9 @@ mod tests {
         let slots: std::collections::HashSet<_> = (0..20)
             .map(|i| slot(&fleet.for_queue(&format!("q{i}")).queue("x")))
             .collect();
+        assert!(slots.len() > 15, "{slots:?}");
+        // Tracked jobs spread too.
+        let slots: std::collections::HashSet<_> = (0..20).map(|i| slot(&fleet.track(&format!("id-{i}")))).collect();
         assert!(slots.len() > 15, "{slots:?}");
         // Standalone: for_queue changes nothing.
         let plain = Keys::new("resque");

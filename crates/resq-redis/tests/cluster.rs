@@ -3,7 +3,8 @@
 //! masters and a job's whole path stays on its queue's master.
 
 use local_redis::{LocalCluster, Options};
-use resq::store::{AdminStore, JobQueues};
+use resq::store::{AdminStore, JobQueues, TrackState, TrackUpdate};
+use resq::UnixMs;
 use resq_redis::{ClusterConfig, RedisConfig, RedisStore};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,5 +54,29 @@ async fn queues_spread_over_the_masters_and_each_keeps_its_keys_on_one() {
         for b in queues_on.iter().skip(i + 1) {
             assert!(a.is_disjoint(b), "a queue's keys on two masters: {queues_on:?}");
         }
+    }
+
+    // Tracked jobs' records, each in a slot of its own, are written in one
+    // call and read back.
+    let far = UnixMs(u64::MAX / 2);
+    let updates: Vec<TrackUpdate> = (0..8)
+        .map(|i| TrackUpdate {
+            id: format!("job-{i}"),
+            state: TrackState::Running,
+            attempt: i,
+            at: UnixMs(1),
+            first: None,
+            error: None,
+            keep_until: far,
+        })
+        .collect();
+    store.track(&updates).await.expect("track");
+    for i in 0..8u32 {
+        let record = store
+            .tracked(&format!("job-{i}"))
+            .await
+            .expect("read")
+            .expect("a record");
+        assert_eq!(record.attempt, i);
     }
 }

@@ -492,8 +492,15 @@ impl JobQueues for RedisStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        // One pipeline in standalone mode; in cluster mode one a record
+        // (each is in a slot of its own), sent together.
+        let cluster = self.keys.is_cluster();
+        let mut pipes = vec![redis::pipe()];
         for u in updates {
+            if cluster && !pipes.iter().all(|p| p.is_empty()) {
+                pipes.push(redis::pipe());
+            }
+            let Some(pipe) = pipes.last_mut() else { break };
             let key = self.keys.track(&u.id);
             let mut fields: Vec<(&str, String)> = vec![
                 ("state", u.state.as_str().to_string()),
@@ -517,7 +524,12 @@ impl JobQueues for RedisStore {
             pipe.add_command(hset).ignore();
             pipe.cmd("PEXPIREAT").arg(&key).arg(u.keep_until.0).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(store_err)
+        let sent = pipes.iter().map(|pipe| {
+            let mut conn = self.conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await.map_err(store_err) }
+        });
+        futures::future::try_join_all(sent).await?;
+        Ok(())
     }
 
     async fn tracked(&self, id: &str) -> Result<Option<TrackRecord>, StoreError> {
