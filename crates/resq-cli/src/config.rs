@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use resq::worker::ranges::check;
 use resq::PayloadLimits;
-use resq_redis::{RedisConfig, SentinelConfig};
+use resq_redis::{ClusterConfig, RedisConfig, SentinelConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -242,6 +242,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
             "sentinel_username",
             "sentinel_password_file",
             "sentinel_password_env",
+            "nodes",
             "wait_replicas",
             "wait_timeout_ms",
         ],
@@ -289,7 +290,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
 ];
 
 /// The values of the config's enums, which messages may quote too.
-const ENUM_WORDS: &[&str] = &["none", "process", "standalone", "sentinel"];
+const ENUM_WORDS: &[&str] = &["none", "process", "standalone", "sentinel", "cluster"];
 
 /// Every word of the config format itself.
 fn known_words() -> Vec<&'static str> {
@@ -407,8 +408,9 @@ pub struct RedisSection {
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
     pub response_timeout_ms: Option<u64>,
-    /// `standalone` (default: `url` is the server) or `sentinel` (the
-    /// sentinels name the master; see docs/operations.md, "Sentinel mode").
+    /// `standalone` (default: `url` is the server), `sentinel` (the
+    /// sentinels name the master; see docs/operations.md, "Sentinel mode")
+    /// or `cluster` (Redis Cluster, from `nodes`; "Cluster mode").
     pub mode: Option<RedisMode>,
     /// Sentinel mode: the name the sentinels monitor the master by.
     pub master_name: Option<String>,
@@ -420,6 +422,8 @@ pub struct RedisSection {
     pub sentinel_password_file: Option<PathBuf>,
     /// Sentinel mode: the name of an environment variable holding it.
     pub sentinel_password_env: Option<String>,
+    /// Cluster mode: some of the cluster's nodes, `host:port` each.
+    pub nodes: Option<Vec<String>>,
     /// Durable acknowledgements: enqueues, acks and requeues return once
     /// this many replicas hold the write (`WAIT`); 0 (the default) is off.
     pub wait_replicas: Option<u32>,
@@ -436,6 +440,18 @@ pub enum RedisMode {
     Standalone,
     /// The master that Redis Sentinel names, followed through failovers.
     Sentinel,
+    /// Redis Cluster: each queue's keys on the master of its slot.
+    Cluster,
+}
+
+impl RedisMode {
+    fn name(self) -> &'static str {
+        match self {
+            RedisMode::Standalone => "standalone",
+            RedisMode::Sentinel => "sentinel",
+            RedisMode::Cluster => "cluster",
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,6 +527,27 @@ pub enum ConfigError {
          (RESQ_REDIS_MODE=sentinel) to use the sentinels, or remove it"
     )]
     SentinelSettingInStandalone { key: &'static str },
+    #[error(
+        "{key} is set, but redis.mode is {mode}: it belongs to {wanted} mode (set redis.mode = \"{wanted}\", \
+         RESQ_REDIS_MODE={wanted}), or remove it"
+    )]
+    SettingOfAnotherMode {
+        key: &'static str,
+        mode: &'static str,
+        wanted: &'static str,
+    },
+    #[error(
+        "redis.mode is cluster but no node is listed: set redis.nodes (RESQ_REDIS_NODES, comma-separated) to \
+         the host:port of some of the cluster's nodes"
+    )]
+    ClusterNoNodes,
+    #[error("{key} entry #{n} is not host:port (a host name or IP address, and a port from 1 to 65535)")]
+    BadNode { key: &'static str, n: usize },
+    #[error(
+        "in cluster mode redis.url (RESQ_REDIS_URL) must be a redis:// or rediss:// URL with no database but 0: \
+         only its scheme and user are used, each node's host and port replace its own"
+    )]
+    ClusterUrl,
     #[error(
         "redis.wait_timeout_ms (RESQ_REDIS_WAIT_TIMEOUT_MS) is {wait_ms} ms, not shorter than \
          redis.response_timeout_ms ({response_ms} ms): a write waiting for its replicas would time out on the \
@@ -742,12 +779,19 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
     let redis_password_env = redis.password_env.clone();
     let sentinel_password_env = redis.sentinel_password_env.clone();
     let sentinel = sentinel(&redis, env)?;
+    let cluster = cluster(&redis, env)?;
     let wait = wait_replicas(&redis, env)?;
-    let url = match (env.var("RESQ_REDIS_URL").or(redis.url), &sentinel) {
-        (Some(url), Some(_)) if !resq_redis::sentinel::url_is_usable(&url) => return Err(ConfigError::SentinelUrl),
+    let url = match (env.var("RESQ_REDIS_URL").or(redis.url), &sentinel, &cluster) {
+        (Some(url), Some(_), _) if !resq_redis::sentinel::url_is_usable(&url) => return Err(ConfigError::SentinelUrl),
         // Only the scheme and database of a URL are used in sentinel mode.
-        (None, Some(s)) => Some(format!("redis://{}/0", s.master_name)),
-        (url, _) => url,
+        (None, Some(s), _) => Some(format!("redis://{}/0", s.master_name)),
+        (Some(url), _, Some(_)) if !resq_redis::cluster::url_is_usable(&url) => return Err(ConfigError::ClusterUrl),
+        // Only the scheme and user of a URL are used in cluster mode.
+        (None, _, Some(c)) => c
+            .nodes
+            .first()
+            .map(|(host, port)| format!("redis://{}", resq_redis::sentinel::address(host, *port))),
+        (url, _, _) => url,
     };
     let redis = match url {
         None => None,
@@ -769,6 +813,7 @@ fn resolve(file: FileConfig, source: Option<PathBuf>, env: &dyn Env) -> Result<S
                 check("redis.response_timeout_ms", c.response_timeout, &RESPONSE_TIMEOUT)?;
             }
             c.sentinel = sentinel;
+            c.cluster = cluster;
             if let Some(w) = wait {
                 if w.timeout >= c.response_timeout {
                     return Err(ConfigError::WaitOutlastsResponse {
@@ -1063,20 +1108,63 @@ fn wait_replicas(redis: &RedisSection, env: &dyn Env) -> Result<Option<resq_redi
     Ok((replicas > 0).then_some(resq_redis::WaitReplicas { replicas, timeout }))
 }
 
-/// Sentinel mode's settings, checked: `None` in standalone mode, where
-/// each of them is an error (a forgotten `mode` must not be silent).
-fn sentinel(redis: &RedisSection, env: &dyn Env) -> Result<Option<SentinelConfig>, ConfigError> {
-    let mode = match env.var("RESQ_REDIS_MODE").as_deref().map(str::trim) {
-        None => redis.mode.unwrap_or_default(),
-        Some("standalone") => RedisMode::Standalone,
-        Some("sentinel") => RedisMode::Sentinel,
-        Some(_) => {
-            return Err(ConfigError::BadEnv {
-                var: "RESQ_REDIS_MODE",
-                expected: "standalone or sentinel",
-            })
-        }
+/// `redis.mode`, or `RESQ_REDIS_MODE` over it.
+fn redis_mode(redis: &RedisSection, env: &dyn Env) -> Result<RedisMode, ConfigError> {
+    match env.var("RESQ_REDIS_MODE").as_deref().map(str::trim) {
+        None => Ok(redis.mode.unwrap_or_default()),
+        Some("standalone") => Ok(RedisMode::Standalone),
+        Some("sentinel") => Ok(RedisMode::Sentinel),
+        Some("cluster") => Ok(RedisMode::Cluster),
+        Some(_) => Err(ConfigError::BadEnv {
+            var: "RESQ_REDIS_MODE",
+            expected: "standalone, sentinel or cluster",
+        }),
+    }
+}
+
+/// Cluster mode's seed nodes, checked: `None` in another mode, where
+/// `redis.nodes` is an error.
+fn cluster(redis: &RedisSection, env: &dyn Env) -> Result<Option<ClusterConfig>, ConfigError> {
+    let mode = redis_mode(redis, env)?;
+    let (nodes, key) = match env.var("RESQ_REDIS_NODES") {
+        Some(list) => (
+            Some(
+                list.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>(),
+            ),
+            "RESQ_REDIS_NODES",
+        ),
+        None => (redis.nodes.clone(), "redis.nodes"),
     };
+    if mode != RedisMode::Cluster {
+        return match nodes {
+            Some(_) => Err(ConfigError::SettingOfAnotherMode {
+                key: "redis.nodes (RESQ_REDIS_NODES)",
+                mode: mode.name(),
+                wanted: "cluster",
+            }),
+            None => Ok(None),
+        };
+    }
+    let nodes = nodes.unwrap_or_default();
+    if nodes.is_empty() {
+        return Err(ConfigError::ClusterNoNodes);
+    }
+    let nodes = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| resq_redis::sentinel::parse_address(s).ok_or(ConfigError::BadNode { key, n: i + 1 }))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ClusterConfig { nodes }))
+}
+
+/// Sentinel mode's settings, checked: `None` in standalone and cluster
+/// modes, where each of them is an error (a forgotten `mode` must not be
+/// silent).
+fn sentinel(redis: &RedisSection, env: &dyn Env) -> Result<Option<SentinelConfig>, ConfigError> {
+    let mode = redis_mode(redis, env)?;
     let master_name = env.var("RESQ_REDIS_MASTER_NAME").or_else(|| redis.master_name.clone());
     let (sentinels, sentinels_key) = match env.var("RESQ_REDIS_SENTINELS") {
         Some(list) => (
@@ -1113,6 +1201,28 @@ fn sentinel(redis: &RedisSection, env: &dyn Env) -> Result<Option<SentinelConfig
         ];
         return match given.iter().find(|(set, _)| *set) {
             Some((_, key)) => Err(ConfigError::SentinelSettingInStandalone { key }),
+            None => Ok(None),
+        };
+    }
+    if mode == RedisMode::Cluster {
+        let given = [
+            (master_name.is_some(), "redis.master_name (RESQ_REDIS_MASTER_NAME)"),
+            (sentinels.is_some(), "redis.sentinels (RESQ_REDIS_SENTINELS)"),
+            (username.is_some(), "redis.sentinel_username (RESQ_REDIS_SENTINEL_USERNAME)"),
+            (
+                redis.sentinel_password_file.is_some()
+                    || redis.sentinel_password_env.is_some()
+                    || env.var("RESQ_REDIS_SENTINEL_PASSWORD_FILE").is_some()
+                    || env.var("RESQ_REDIS_SENTINEL_PASSWORD").is_some(),
+                "the sentinels' password",
+            ),
+        ];
+        return match given.iter().find(|(set, _)| *set) {
+            Some((_, key)) => Err(ConfigError::SettingOfAnotherMode {
+                key,
+                mode: "cluster",
+                wanted: "sentinel",
+            }),
             None => Ok(None),
         };
     }
@@ -1372,6 +1482,111 @@ mod tests {
         assert!(s.redis.unwrap().sentinel.is_none());
     }
 
+    #[test]
+    fn cluster_mode_is_read_from_the_file_and_the_environment() {
+        let s = parse(
+            "[redis]\nmode = \"cluster\"\nnodes = [\"10.0.0.1:7000\", \" [::1]:7001\"]\nusername = \"w\"\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let redis = s.redis.unwrap();
+        // No URL: the first node's address stands in, plain TCP, db 0.
+        assert_eq!(redis.url, "redis://10.0.0.1:7000");
+        assert_eq!(redis.username.as_deref(), Some("w"));
+        assert_eq!(
+            redis.cluster.unwrap().nodes,
+            vec![("10.0.0.1".to_string(), 7000), ("::1".to_string(), 7001)]
+        );
+        assert!(redis.sentinel.is_none());
+        let s = parse(
+            "[redis]\nurl = \"rediss://app@ignored:1\"\n",
+            &env(&[("RESQ_REDIS_MODE", "cluster"), ("RESQ_REDIS_NODES", "a:1, b:2,,")]),
+        )
+        .unwrap();
+        let redis = s.redis.unwrap();
+        assert_eq!(redis.url, "rediss://app@ignored:1");
+        assert_eq!(
+            redis.cluster.unwrap().nodes,
+            vec![("a".to_string(), 1), ("b".to_string(), 2)]
+        );
+    }
+
+    /// Every way cluster settings can be wrong: each a typed error that does
+    /// not quote the value.
+    #[test]
+    fn table_of_bad_cluster_settings() {
+        const M: &str = "MARKER-s3cr3t-value";
+        type Case = (&'static str, String, Vec<(&'static str, String)>, fn(&ConfigError) -> bool);
+        let cluster = "[redis]\nmode = \"cluster\"\n";
+        let cases: Vec<Case> = vec![
+            ("no node", cluster.to_string(), vec![], |e| matches!(e, ConfigError::ClusterNoNodes)),
+            (
+                "an empty node list in the environment",
+                cluster.to_string(),
+                vec![("RESQ_REDIS_NODES", " , ".to_string())],
+                |e| matches!(e, ConfigError::ClusterNoNodes),
+            ),
+            (
+                "a node that is not host:port",
+                format!("{cluster}nodes = [\"h:1\", \"{M}\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::BadNode { key: "redis.nodes", n: 2 }),
+            ),
+            (
+                "a URL with user-info in place of a node",
+                "[redis]\nmode = \"cluster\"\n".to_string(),
+                vec![("RESQ_REDIS_NODES", format!("redis://u:{M}@h:1"))],
+                |e| matches!(e, ConfigError::BadNode { key: "RESQ_REDIS_NODES", n: 1 }),
+            ),
+            (
+                "a database but 0",
+                format!("{cluster}nodes = [\"h:1\"]\nurl = \"redis://u:{M}@h:1/2\"\n"),
+                vec![],
+                |e| matches!(e, ConfigError::ClusterUrl),
+            ),
+            (
+                "a unix socket URL",
+                format!("{cluster}nodes = [\"h:1\"]\nurl = \"redis+unix:///run/{M}.sock\"\n"),
+                vec![],
+                |e| matches!(e, ConfigError::ClusterUrl),
+            ),
+            (
+                "nodes in standalone mode",
+                format!("[redis]\nurl = \"redis://h:1\"\nnodes = [\"{M}:1\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "cluster", mode: "standalone", .. }),
+            ),
+            (
+                "nodes in sentinel mode",
+                "[redis]\nmode = \"sentinel\"\nmaster_name = \"m\"\nsentinels = [\"h:1\"]\nnodes = [\"h:2\"]\n"
+                    .to_string(),
+                vec![],
+                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "cluster", mode: "sentinel", .. }),
+            ),
+            (
+                "sentinels in cluster mode",
+                format!("{cluster}nodes = [\"h:1\"]\nsentinels = [\"{M}:1\"]\n"),
+                vec![],
+                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "sentinel", mode: "cluster", .. }),
+            ),
+            (
+                "a sentinel password in cluster mode",
+                format!("{cluster}nodes = [\"h:1\"]\n"),
+                vec![("RESQ_REDIS_SENTINEL_PASSWORD", M.to_string())],
+                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "sentinel", .. }),
+            ),
+        ];
+        for (what, text, vars, check) in cases {
+            let err = parse(&text, &MapEnv(vars.into_iter().collect())).unwrap_err();
+            let message = err.to_string();
+            assert!(check(&err), "{what}: {err:?}");
+            assert!(
+                !message.contains(&M[..10]),
+                "{what}: the message quotes the value: {message}"
+            );
+        }
+    }
+
     /// Every way sentinel settings can be wrong: each a typed error, and
     /// none quotes the value (a marker secret stands where one may be pasted).
     #[test]
@@ -1455,7 +1670,7 @@ mod tests {
                 vec![],
                 |e| {
                     matches!(e, ConfigError::Parse { .. })
-                        && e.to_string().contains("expected `standalone` or `sentinel`")
+                        && e.to_string().contains("expected one of `standalone`, `sentinel`, `cluster`")
                 },
             ),
             (

@@ -16,16 +16,37 @@ pub struct ClusterConfig {
     pub nodes: Vec<(String, u16)>,
 }
 
+/// True for a URL cluster mode can use as its template: `redis://` or
+/// `rediss://` (or Valkey's), with no database but 0 (a cluster has only
+/// database 0).
+///
+/// ```
+/// use resq_redis::cluster::url_is_usable;
+/// assert!(url_is_usable("rediss://user@any:1"));
+/// assert!(url_is_usable("redis://h:1/0"));
+/// assert!(!url_is_usable("redis://h:1/3"));
+/// assert!(!url_is_usable("redis+unix:///run/redis.sock"));
+/// ```
+pub fn url_is_usable(url: &str) -> bool {
+    let Some(at) = crate::sentinel::url_at(url, "h", 1) else {
+        return false;
+    };
+    match client(&RedisConfig::new(at)) {
+        Ok(c) => c.get_connection_info().redis_settings().db() == 0,
+        Err(_) => false,
+    }
+}
+
 /// Connects to the cluster. Each seed is tried first as a standalone server
 /// (a `PING`), so a refused connection, a TLS mismatch or bad credentials are
 /// named as in standalone mode; the first that answers stands for the
 /// cluster in the error of a layout that cannot be read. Returns the
-/// connection and a client for that seed (the wake-up listener's pub/sub:
-/// Redis Cluster carries a `PUBLISH` to every node).
+/// connection, a client for that seed, and one for each seed (that one
+/// first) for dedicated connections.
 pub(crate) async fn connect_cluster(
     config: &RedisConfig,
     cluster: &ClusterConfig,
-) -> Result<(ClusterConnection, redis::Client), ConnectError> {
+) -> Result<(ClusterConnection, redis::Client, Vec<redis::Client>), ConnectError> {
     let unusable = || ConnectError::BadUrl {
         reason: "cluster mode needs a redis:// or rediss:// URL without a database (its host and port are \
                  replaced by each node's)"
@@ -79,5 +100,7 @@ pub(crate) async fn connect_cluster(
             url,
             reason: format!("the cluster's layout could not be read: {e}"),
         })?;
-    Ok((connection, seed_client))
+    let mut clients = vec![seed_client.clone()];
+    clients.extend(seeds.iter().filter_map(|seed| client(seed).ok()));
+    Ok((connection, seed_client, clients))
 }

@@ -280,8 +280,8 @@ pub(crate) fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertifi
 /// [`Connection::master_client`] has the current one).
 pub async fn connect(config: &RedisConfig) -> Result<(Connection, redis::Client), ConnectError> {
     if let Some(cluster) = &config.cluster {
-        let (connection, seed) = connect_cluster(config, cluster).await?;
-        return Ok((Connection::clustered(connection), seed));
+        let (connection, seed, seeds) = connect_cluster(config, cluster).await?;
+        return Ok((Connection::clustered(connection, seeds), seed));
     }
     let Some(sentinels) = &config.sentinel else {
         let (manager, client) = connect_direct(config).await?;

@@ -46,7 +46,16 @@ enum Route {
     Followed(Arc<Follower>),
     /// Cluster mode: redis-rs routes each command to its slot's master and
     /// follows the cluster's changes by itself.
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(redis::cluster_async::ClusterConnection, Arc<Seeds>),
+}
+
+/// Cluster mode: a client for each seed node, handed out in turn to
+/// dedicated connections (the wake-up listener's pub/sub: Redis Cluster
+/// carries a `PUBLISH` to every node, so any node will do, and the next
+/// one when it goes away).
+pub(crate) struct Seeds {
+    clients: Vec<redis::Client>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 /// The master in sentinel mode, and the search for a new one.
@@ -80,14 +89,18 @@ impl Connection {
         Connection(Route::Direct(manager))
     }
 
-    pub(crate) fn clustered(connection: redis::cluster_async::ClusterConnection) -> Self {
-        Connection(Route::Cluster(connection))
+    pub(crate) fn clustered(connection: redis::cluster_async::ClusterConnection, seeds: Vec<redis::Client>) -> Self {
+        let seeds = Seeds {
+            clients: seeds,
+            next: Default::default(),
+        };
+        Connection(Route::Cluster(connection, Arc::new(seeds)))
     }
 
     /// True in cluster mode, where one script or transaction reaches one
     /// slot only.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.0, Route::Cluster(_))
+        matches!(self.0, Route::Cluster(..))
     }
 
     pub(crate) fn followed(
@@ -116,7 +129,7 @@ impl Connection {
     /// The master's `host:port` in sentinel mode; `None` in standalone mode.
     pub fn master_address(&self) -> Option<String> {
         match &self.0 {
-            Route::Direct(_) | Route::Cluster(_) => None,
+            Route::Direct(_) | Route::Cluster(..) => None,
             Route::Followed(f) => {
                 let m = f.current();
                 Some(address(&m.host, m.port))
@@ -125,11 +138,15 @@ impl Connection {
     }
 
     /// A client for the current master, for dedicated connections, in
-    /// sentinel mode; `None` in standalone mode (the store's own client
-    /// reaches the one server).
+    /// sentinel mode; in cluster mode the next seed node's, in turn; `None`
+    /// in standalone mode (the store's own client reaches the one server).
     pub fn master_client(&self) -> Option<redis::Client> {
         match &self.0 {
-            Route::Direct(_) | Route::Cluster(_) => None,
+            Route::Direct(_) => None,
+            Route::Cluster(_, seeds) => {
+                let turn = seeds.next.fetch_add(1, Ordering::Relaxed);
+                seeds.clients.get(turn % seeds.clients.len().max(1)).cloned()
+            }
             Route::Followed(f) => Some(f.current().client),
         }
     }
@@ -138,7 +155,7 @@ impl Connection {
     /// master; `None` in standalone mode.
     pub fn master_moves(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         match &self.0 {
-            Route::Direct(_) | Route::Cluster(_) => None,
+            Route::Direct(_) | Route::Cluster(..) => None,
             Route::Followed(f) => Some(f.moves.subscribe()),
         }
     }
@@ -329,7 +346,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
             Route::Direct(manager) => manager.req_packed_command(cmd),
-            Route::Cluster(cluster) => cluster.req_packed_command(cmd),
+            Route::Cluster(cluster, _) => cluster.req_packed_command(cmd),
             Route::Followed(f) => {
                 let f = Arc::clone(f);
                 Box::pin(async move {
@@ -350,7 +367,7 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
             Route::Direct(manager) => manager.req_packed_commands(pipeline, offset, count),
-            Route::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+            Route::Cluster(cluster, _) => cluster.req_packed_commands(pipeline, offset, count),
             Route::Followed(f) => {
                 let f = Arc::clone(f);
                 Box::pin(async move {
@@ -366,7 +383,7 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         match &self.0 {
             Route::Direct(manager) => manager.get_db(),
-            Route::Cluster(cluster) => cluster.get_db(),
+            Route::Cluster(cluster, _) => cluster.get_db(),
             Route::Followed(f) => f.manager().get_db(),
         }
     }

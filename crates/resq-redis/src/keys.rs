@@ -142,6 +142,12 @@ impl Keys {
     pub fn wake_channel(&self) -> String {
         self.k("resq:wake")
     }
+    /// The pattern of every queue's wake channel in cluster mode (a push
+    /// publishes on its queue's, in the queue's slot); `None` in
+    /// standalone mode, where there is one channel.
+    pub fn wake_pattern(&self) -> Option<String> {
+        self.cluster.as_ref().map(|namespace| format!("{{{namespace}:*}}:resq:wake"))
+    }
     /// One block of replay marks on one queue: a bitmap, one bit per
     /// signed job attempt, kept until the latest expiry of those jobs.
     pub fn marks(&self, queue: &str, block: &str) -> String {

@@ -19,12 +19,27 @@ async fn queues_spread_over_the_masters_and_each_keeps_its_keys_on_one() {
             .collect(),
     });
     let store = RedisStore::connect(&config, "spread").await.expect("connect");
+    // Idle workers hear of a push on any queue: each queue publishes on
+    // its own channel, in its own slot, and the listener hears them all.
+    let mut wake = store.wakeups().expect("a wake-up listener");
+    tokio::time::timeout(std::time::Duration::from_secs(10), wake.changed())
+        .await
+        .expect("the listener subscribes")
+        .expect("listening");
+    let seen = *wake.borrow_and_update();
     let queues: Vec<String> = (0..12).map(|i| format!("q{i}")).collect();
     let jobs: Vec<(String, Vec<u8>)> = queues
         .iter()
         .flat_map(|q| (0..3).map(move |n| (q.clone(), format!("job {n} of {q}").into_bytes())))
         .collect();
     store.push_unchecked(&jobs).await.expect("enqueue");
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while *wake.borrow_and_update() == seen {
+            wake.changed().await.expect("listening");
+        }
+    })
+    .await
+    .expect("a push wakes the listener");
     let mut listed = store.queues().await.expect("queues");
     listed.sort();
     let mut want = queues.clone();

@@ -323,12 +323,15 @@ impl RedisStore {
     /// Starts (once) the task that turns messages on the wake channel into
     /// bumps of a watch value. It reconnects with backoff and bumps after each
     /// reconnect, since jobs may have arrived while it was away. In sentinel
-    /// mode it connects to the current master, and again when the master moves.
+    /// mode it connects to the current master, and again when the master
+    /// moves; in cluster mode to a seed node (the next when one goes away),
+    /// listening to every queue's channel.
     fn start_wake_listener(&self) -> tokio::sync::watch::Receiver<u64> {
         let (tx, rx) = tokio::sync::watch::channel(0u64);
         let fallback = self.client.clone();
         let conn = self.conn.clone();
         let channel = self.keys.wake_channel();
+        let pattern = self.keys.wake_pattern();
         tokio::spawn(async move {
             use futures::StreamExt;
             let mut delay = std::time::Duration::from_millis(100);
@@ -348,7 +351,11 @@ impl RedisStore {
                 let client = conn.master_client().unwrap_or_else(|| fallback.clone());
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => {
-                        if pubsub.subscribe(&channel).await.is_ok() {
+                        let subscribed = match &pattern {
+                            Some(pattern) => pubsub.psubscribe(pattern).await,
+                            None => pubsub.subscribe(&channel).await,
+                        };
+                        if subscribed.is_ok() {
                             delay = std::time::Duration::from_millis(100);
                             tx.send_modify(|v| *v += 1);
                             let mut messages = pubsub.on_message();
