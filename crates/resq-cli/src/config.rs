@@ -1208,7 +1208,10 @@ fn sentinel(redis: &RedisSection, env: &dyn Env) -> Result<Option<SentinelConfig
         let given = [
             (master_name.is_some(), "redis.master_name (RESQ_REDIS_MASTER_NAME)"),
             (sentinels.is_some(), "redis.sentinels (RESQ_REDIS_SENTINELS)"),
-            (username.is_some(), "redis.sentinel_username (RESQ_REDIS_SENTINEL_USERNAME)"),
+            (
+                username.is_some(),
+                "redis.sentinel_username (RESQ_REDIS_SENTINEL_USERNAME)",
+            ),
             (
                 redis.sentinel_password_file.is_some()
                     || redis.sentinel_password_env.is_some()
@@ -1516,10 +1519,17 @@ mod tests {
     #[test]
     fn table_of_bad_cluster_settings() {
         const M: &str = "MARKER-s3cr3t-value";
-        type Case = (&'static str, String, Vec<(&'static str, String)>, fn(&ConfigError) -> bool);
+        type Case = (
+            &'static str,
+            String,
+            Vec<(&'static str, String)>,
+            fn(&ConfigError) -> bool,
+        );
         let cluster = "[redis]\nmode = \"cluster\"\n";
         let cases: Vec<Case> = vec![
-            ("no node", cluster.to_string(), vec![], |e| matches!(e, ConfigError::ClusterNoNodes)),
+            ("no node", cluster.to_string(), vec![], |e| {
+                matches!(e, ConfigError::ClusterNoNodes)
+            }),
             (
                 "an empty node list in the environment",
                 cluster.to_string(),
@@ -1530,13 +1540,29 @@ mod tests {
                 "a node that is not host:port",
                 format!("{cluster}nodes = [\"h:1\", \"{M}\"]\n"),
                 vec![],
-                |e| matches!(e, ConfigError::BadNode { key: "redis.nodes", n: 2 }),
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::BadNode {
+                            key: "redis.nodes",
+                            n: 2
+                        }
+                    )
+                },
             ),
             (
                 "a URL with user-info in place of a node",
                 "[redis]\nmode = \"cluster\"\n".to_string(),
                 vec![("RESQ_REDIS_NODES", format!("redis://u:{M}@h:1"))],
-                |e| matches!(e, ConfigError::BadNode { key: "RESQ_REDIS_NODES", n: 1 }),
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::BadNode {
+                            key: "RESQ_REDIS_NODES",
+                            n: 1
+                        }
+                    )
+                },
             ),
             (
                 "a database but 0",
@@ -1554,20 +1580,47 @@ mod tests {
                 "nodes in standalone mode",
                 format!("[redis]\nurl = \"redis://h:1\"\nnodes = [\"{M}:1\"]\n"),
                 vec![],
-                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "cluster", mode: "standalone", .. }),
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::SettingOfAnotherMode {
+                            wanted: "cluster",
+                            mode: "standalone",
+                            ..
+                        }
+                    )
+                },
             ),
             (
                 "nodes in sentinel mode",
                 "[redis]\nmode = \"sentinel\"\nmaster_name = \"m\"\nsentinels = [\"h:1\"]\nnodes = [\"h:2\"]\n"
                     .to_string(),
                 vec![],
-                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "cluster", mode: "sentinel", .. }),
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::SettingOfAnotherMode {
+                            wanted: "cluster",
+                            mode: "sentinel",
+                            ..
+                        }
+                    )
+                },
             ),
             (
                 "sentinels in cluster mode",
                 format!("{cluster}nodes = [\"h:1\"]\nsentinels = [\"{M}:1\"]\n"),
                 vec![],
-                |e| matches!(e, ConfigError::SettingOfAnotherMode { wanted: "sentinel", mode: "cluster", .. }),
+                |e| {
+                    matches!(
+                        e,
+                        ConfigError::SettingOfAnotherMode {
+                            wanted: "sentinel",
+                            mode: "cluster",
+                            ..
+                        }
+                    )
+                },
             ),
             (
                 "a sentinel password in cluster mode",
@@ -1670,7 +1723,8 @@ mod tests {
                 vec![],
                 |e| {
                     matches!(e, ConfigError::Parse { .. })
-                        && e.to_string().contains("expected one of `standalone`, `sentinel`, `cluster`")
+                        && e.to_string()
+                            .contains("expected one of `standalone`, `sentinel`, `cluster`")
                 },
             ),
             (

@@ -146,7 +146,9 @@ impl Keys {
     /// publishes on its queue's, in the queue's slot); `None` in
     /// standalone mode, where there is one channel.
     pub fn wake_pattern(&self) -> Option<String> {
-        self.cluster.as_ref().map(|namespace| format!("{{{namespace}:*}}:resq:wake"))
+        self.cluster
+            .as_ref()
+            .map(|namespace| format!("{{{namespace}:*}}:resq:wake"))
     }
     /// One block of replay marks on one queue: a bitmap, one bit per
     /// signed job attempt, kept until the latest expiry of those jobs.

@@ -226,12 +226,19 @@ impl AdminStore for RedisStore {
     }
 
     async fn failed_len(&self) -> Result<u64, StoreError> {
+        if !self.keys.is_cluster() {
+            return self.conn.clone().llen(self.keys.failed()).await.map_err(store_err);
+        }
         Ok(self.failed_lengths().await?.iter().map(|(_, n)| n).sum())
     }
 
     /// In cluster mode, the queues' failed lists one after the other (by
     /// queue name), each oldest first.
     async fn failed_range(&self, start: u64, count: u64) -> Result<Vec<FailureRecord>, StoreError> {
+        if !self.keys.is_cluster() {
+            let raw = self.list_page(self.keys.failed(), start, count).await?;
+            return Ok(raw.iter().map(|bytes| resque::failure::parse(bytes)).collect());
+        }
         let mut out = Vec::new();
         let (mut skip, mut left) = (start, count);
         for (keys, len) in self.failed_lengths().await? {

@@ -40,6 +40,33 @@ impl RedisStore {
         Ok(keyspaces.into_iter().zip(lengths).collect())
     }
 
+    /// Jobs `start..start+count` of one keyspace's schedule `which`.
+    async fn schedule_page(
+        &self,
+        keys: &Keys,
+        which: Schedule,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<ScheduledJob>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (first, last) = index_range(start, count);
+        let items: Vec<(Vec<u8>, f64)> = self
+            .conn
+            .clone()
+            .zrange_withscores(schedule_key(keys, which), first, last)
+            .await
+            .map_err(store_err)?;
+        Ok(items
+            .into_iter()
+            .map(|(payload, at)| ScheduledJob {
+                due: UnixMs(if at.is_finite() && at > 0.0 { at as u64 } else { 0 }),
+                payload,
+            })
+            .collect())
+    }
+
     /// Promotes due jobs of one keyspace's schedules.
     async fn promote_in(&self, keys: &Keys, now: UnixMs, limit: usize) -> Result<Promoted, StoreError> {
         // In cluster mode a job moves only to the queue whose keyspace holds
@@ -150,6 +177,9 @@ impl Schedules for RedisStore {
 
     /// In cluster mode, the queues' schedules one after the other.
     async fn schedule_range(&self, which: Schedule, start: u64, count: u64) -> Result<Vec<ScheduledJob>, StoreError> {
+        if !self.keys.is_cluster() {
+            return self.schedule_page(&self.keys, which, start, count).await;
+        }
         let mut out = Vec::new();
         let (mut skip, mut left) = (start, count);
         for (keys, len) in self.schedule_lengths(which).await? {
@@ -160,24 +190,23 @@ impl Schedules for RedisStore {
                 skip -= len;
                 continue;
             }
-            let (first, last) = index_range(skip, left.min(len - skip));
-            let items: Vec<(Vec<u8>, f64)> = self
-                .conn
-                .clone()
-                .zrange_withscores(schedule_key(&keys, which), first, last)
-                .await
-                .map_err(store_err)?;
-            left = left.saturating_sub(items.len() as u64);
+            let page = self.schedule_page(&keys, which, skip, left.min(len - skip)).await?;
+            left = left.saturating_sub(page.len() as u64);
             skip = 0;
-            out.extend(items.into_iter().map(|(payload, at)| ScheduledJob {
-                due: UnixMs(if at.is_finite() && at > 0.0 { at as u64 } else { 0 }),
-                payload,
-            }));
+            out.extend(page);
         }
         Ok(out)
     }
 
     async fn schedule_len(&self, which: Schedule) -> Result<u64, StoreError> {
+        if !self.keys.is_cluster() {
+            return self
+                .conn
+                .clone()
+                .zcard(schedule_key(&self.keys, which))
+                .await
+                .map_err(store_err);
+        }
         Ok(self.schedule_lengths(which).await?.iter().map(|(_, n)| n).sum())
     }
 
@@ -252,6 +281,10 @@ impl Schedules for RedisStore {
 
     /// In cluster mode, the queues' lists one after the other.
     async fn expired_range(&self, start: u64, count: u64) -> Result<Vec<ExpiredRecord>, StoreError> {
+        if !self.keys.is_cluster() {
+            let raw = self.list_page(self.keys.expired(), start, count).await?;
+            return Ok(raw.iter().map(|bytes| resque::expired::parse(bytes)).collect());
+        }
         let mut out = Vec::new();
         let (mut skip, mut left) = (start, count);
         for keys in self.keyspaces().await? {

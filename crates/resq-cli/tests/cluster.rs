@@ -1,0 +1,426 @@
+//! Cluster mode against a real Redis Cluster on free loopback ports (three
+//! masters with a replica each, `cluster-node-timeout` 2 s). The real `resq`
+//! binary checks its config, runs the doctor and works signed `Record` jobs
+//! of several queues, spread over the masters, while a producer in this
+//! process enqueues them through the library, also in cluster mode.
+//!
+//! A master is killed with SIGKILL under load and its replica takes over:
+//! with `redis.wait_replicas = 1` on the producer and the worker, every job
+//! acknowledged to the producer completes (counted from the lines `Record`
+//! appends; duplicates counted, losses not allowed). Without it, the jobs
+//! lost are counted by an ignored test, run on purpose, for the figures in
+//! docs/operations.md.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{signal, stderr, stdout, wait_child};
+use local_redis::{LocalCluster, Options};
+use resq::{Client, Job, JobContext, JobError, Keyring};
+use resq_redis::{ClusterConfig, RedisConfig, RedisStore, WaitReplicas};
+use serde::{Deserialize, Serialize};
+
+/// The shipped `Record` job, typed on the producer side.
+#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    #[garde(skip)]
+    ms: u64,
+}
+impl Job for Record {
+    const CLASS: &'static str = "Record";
+    async fn perform(self, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// The queues the tests spread their jobs over.
+const QUEUES: [&str; 6] = ["q0", "q1", "q2", "q3", "q4", "q5"];
+
+/// A cluster of three masters with a replica each.
+fn cluster() -> LocalCluster {
+    LocalCluster::start(3, 1, Options::default()).expect("start a cluster")
+}
+
+/// The environment that puts resq in cluster mode over `cluster`.
+fn cluster_mode(cluster: &LocalCluster) -> [(&'static str, String); 2] {
+    [
+        ("RESQ_REDIS_MODE", "cluster".to_string()),
+        ("RESQ_REDIS_NODES", cluster.seeds().join(",")),
+    ]
+}
+
+/// The library's store in cluster mode, its acknowledged writes waiting
+/// for replicas as `wait` says.
+async fn cluster_store(cluster: &LocalCluster, wait: Option<WaitReplicas>) -> RedisStore {
+    let mut config = RedisConfig::new(cluster.nodes()[0].url());
+    config.wait = wait;
+    config.cluster = Some(ClusterConfig {
+        nodes: cluster
+            .nodes()
+            .iter()
+            .map(|n| ("127.0.0.1".to_string(), n.port()))
+            .collect(),
+    });
+    RedisStore::connect(&config, "resque")
+        .await
+        .expect("connect in cluster mode")
+}
+
+/// A directory with a keys file made the way a user makes one, and a
+/// resq.toml holding `config`.
+fn workdir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("resq.toml"), config).unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_resq"))
+        .args(["keys", "generate", "--out"])
+        .arg(dir.path().join("keys.toml"))
+        .output()
+        .expect("resq keys generate");
+    assert!(made.status.success(), "{}", stderr(&made));
+    dir
+}
+
+/// `resq` in `dir`, with only the environment given.
+fn resq(dir: &Path, vars: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resq"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RESQ_KEYS_FILE", dir.join("keys.toml"))
+        .env("RESQ_LOG", "resq=debug,resq_redis=debug,info")
+        .stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Output {
+    resq(dir, vars).args(args).output().expect("run resq")
+}
+
+fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> Child {
+    resq(dir, vars)
+        .env("DEMO_RECORD_FILE", record)
+        .args([
+            "--log-format",
+            "json",
+            "worker",
+            "--queues",
+            &QUEUES.join(","),
+            "--concurrency",
+            "8",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
+        .spawn()
+        .expect("spawn the worker")
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
+}
+
+/// Every job's `start` and `done` lines, by id.
+fn runs(record: &Path) -> HashMap<String, (u32, u32)> {
+    let mut by_id: HashMap<String, (u32, u32)> = HashMap::new();
+    for line in std::fs::read_to_string(record).unwrap_or_default().lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(what), Some(id)) = (parts.next(), parts.next()) else {
+            panic!("garbled record line {line:?}");
+        };
+        let entry = by_id.entry(id.to_string()).or_default();
+        match what {
+            "start" => entry.0 += 1,
+            "done" => entry.1 += 1,
+            _ => panic!("garbled record line {line:?}"),
+        }
+    }
+    by_id
+}
+
+/// Waits (bounded) until `check` holds.
+async fn wait_for<F, Fut>(what: &str, bound: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_works_jobs_of_queues_spread_over_the_masters() {
+    let cluster = cluster();
+    let vars = cluster_mode(&cluster);
+    let dir = workdir("[worker]\npoll_max_ms = 200\n");
+    let dir = dir.path();
+
+    let o = run(dir, &vars, &["config", "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = run(
+        dir,
+        &vars,
+        &["enqueue", "Record", "--queue", "q0", "--args", "{\"ms\":0}"],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+
+    let store = cluster_store(&cluster, None).await;
+    let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
+    let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(
+            client
+                .enqueue_to(QUEUES[i % QUEUES.len()], &Record { ms: 0 })
+                .await
+                .expect("enqueue"),
+        );
+    }
+    let record = dir.join("record.log");
+    let mut worker = spawn_worker(dir, &vars, &record);
+    wait_for("every job to run", Duration::from_secs(60), || async {
+        let done = runs(&record);
+        done.len() == ids.len() + 1 && done.values().all(|r| r.1 > 0)
+    })
+    .await;
+    let done = runs(&record);
+    assert!(ids.iter().all(|id| done.get(id).is_some_and(|r| r.1 == 1)));
+
+    // The counts add up over the queues' keyspaces.
+    let o = run(dir, &vars, &["stats"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("301"), "{}", stdout(&o));
+    let o = run(dir, &vars, &["queues"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    for q in QUEUES {
+        assert!(stdout(&o).contains(q), "{}", stdout(&o));
+    }
+    // Every master ran a share of the work.
+    for port in cluster.master_ports() {
+        let stats = cluster.ask(port, &["INFO", "commandstats"]).expect("INFO");
+        assert!(
+            stats.contains("cmdstat_evalsha"),
+            "master {port} ran no script: {stats}"
+        );
+    }
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_child(&mut worker).success(), "{}", log_of(dir));
+}
+
+/// What a failover under load came to.
+struct Tally {
+    acked: usize,
+    lost: usize,
+    twice: usize,
+    failed: std::collections::BTreeMap<String, u64>,
+    failover: Duration,
+}
+
+/// A cluster, a `resq worker` in cluster mode over six queues, four
+/// producer tasks enqueueing `Record` jobs through the library until `jobs`
+/// are acknowledged; halfway, the master of `q0`'s slot dies by SIGKILL and
+/// its replica takes over; the dead node is restarted and rejoins as the new
+/// master's replica. With `wait`, the worker and the producers set
+/// `redis.wait_replicas = 1`. Returns once every acknowledged job
+/// completed, or once nothing is queued and the record stopped growing.
+async fn failover_under_load(wait: bool, jobs: usize) -> Tally {
+    let mut cluster = cluster();
+    let vars = cluster_mode(&cluster);
+    let wait_config = if wait { "[redis]\nwait_replicas = 1\n" } else { "" };
+    let dir = workdir(&format!(
+        "[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 50\n{wait_config}"
+    ));
+    let dir = dir.path();
+    let record = dir.join("record.log");
+    let mut worker = spawn_worker(dir, &vars, &record);
+    let store = cluster_store(
+        &cluster,
+        wait.then_some(WaitReplicas {
+            replicas: 1,
+            timeout: Duration::from_millis(1000),
+        }),
+    )
+    .await;
+    let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
+    let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (client, acked, failed) = (client.clone(), Arc::clone(&acked), Arc::clone(&failed));
+            tokio::spawn(async move {
+                let mut n = t;
+                while acked.lock().unwrap().len() < jobs {
+                    n += 1;
+                    match client.enqueue_to(QUEUES[n % QUEUES.len()], &Record { ms: 0 }).await {
+                        Ok(id) => acked.lock().unwrap().push(id),
+                        Err(e) => {
+                            let kind = match &e {
+                                resq::EnqueueError::Store(resq::StoreError::Unavailable(_)) => "Unavailable".into(),
+                                resq::EnqueueError::Store(resq::StoreError::NotReplicated { .. }) => {
+                                    "NotReplicated".into()
+                                }
+                                other => other.to_string(),
+                            };
+                            *failed.lock().unwrap().entry(kind).or_default() += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let count = || acked.lock().unwrap().len();
+    wait_for(
+        "half the jobs acknowledged, and jobs running",
+        Duration::from_secs(60),
+        || async { count() >= jobs / 2 && runs(&record).len() >= 50 },
+    )
+    .await;
+
+    // The master of q0's slot dies.
+    let key = store.keys().for_queue("q0").queue("q0");
+    let victim_port = cluster
+        .master_ports()
+        .into_iter()
+        .find(|p| serves(&cluster, *p, &key))
+        .expect("the master of q0's slot");
+    let victim = cluster
+        .nodes()
+        .iter()
+        .position(|n| n.port() == victim_port)
+        .expect("a node of ours");
+    cluster.node_mut(victim).expect("the victim").kill();
+    let killed = Instant::now();
+    wait_for("a replica to take over", Duration::from_secs(30), || async {
+        cluster.is_ready() && cluster.master_ports().len() == 3
+    })
+    .await;
+    let failover = killed.elapsed();
+    // The promoted replica has no replica of its own: with wait_replicas
+    // = 1 nothing of its slots is acknowledged until one joins (each write
+    // waits, then is reported NotReplicated). The dead node comes back, as
+    // an orchestrator would bring it, and rejoins as the new master's
+    // replica (it keeps its cluster identity in its nodes.conf).
+    cluster
+        .node_mut(victim)
+        .expect("the victim")
+        .restart()
+        .expect("the dead master restarts");
+    wait_for(
+        "the dead master to rejoin as a replica",
+        Duration::from_secs(30),
+        || async {
+            cluster.is_ready()
+                && cluster
+                    .ask(victim_port, &["ROLE"])
+                    .is_ok_and(|role| role.starts_with("slave") && role.contains("connected"))
+        },
+    )
+    .await;
+    for task in tasks {
+        if tokio::time::timeout(Duration::from_secs(90), task).await.is_err() {
+            panic!(
+                "the producers did not get {jobs} jobs acknowledged after the failover: {} were, {:?} refused",
+                count(),
+                failed.lock().unwrap()
+            );
+        }
+    }
+    let acked = acked.lock().unwrap().clone();
+    let failed = failed.lock().unwrap().clone();
+    let all_done = |done: &HashMap<String, (u32, u32)>| acked.iter().all(|id| done.get(id).is_some_and(|r| r.1 > 0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since: Option<(Instant, u32)> = None;
+    loop {
+        let done = runs(&record);
+        if all_done(&done) || Instant::now() > deadline {
+            break;
+        }
+        let lines = done.values().map(|r| r.0 + r.1).sum::<u32>();
+        match quiet_since {
+            Some((at, seen)) if seen == lines => {
+                if at.elapsed() >= Duration::from_secs(5) {
+                    break;
+                }
+            }
+            _ => quiet_since = Some((Instant::now(), lines)),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker exited: {}",
+        log_of(dir)
+    );
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_child(&mut worker).success(), "{}", log_of(dir));
+    let done = runs(&record);
+    Tally {
+        acked: acked.len(),
+        lost: acked.iter().filter(|id| done.get(*id).is_none_or(|r| r.1 == 0)).count(),
+        twice: acked.iter().filter(|id| done.get(*id).is_some_and(|r| r.0 > 1)).count(),
+        failed,
+        failover,
+    }
+}
+
+/// True when the master on `port` serves `key`'s slot: it answers `EXISTS`
+/// about it instead of redirecting (`MOVED`).
+fn serves(cluster: &LocalCluster, port: u16, key: &str) -> bool {
+    cluster
+        .ask(port, &["EXISTS", key])
+        .is_ok_and(|answer| !answer.contains("MOVED"))
+}
+
+fn describe(what: &str, t: &Tally) -> String {
+    format!(
+        "{what}: {} jobs acknowledged, {} lost, {} ran more than once; enqueues not acknowledged: {:?}; \
+         a replica took over {:.2?} after the kill",
+        t.acked, t.lost, t.twice, t.failed, t.failover
+    )
+}
+
+/// `redis.wait_replicas = 1` on the producers and the worker: a master
+/// killed under load loses no acknowledged job (duplicates are counted,
+/// and allowed).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_wait_replicas_every_acknowledged_job_survives_a_masters_death() {
+    let t = failover_under_load(true, 2000).await;
+    println!(
+        "{}",
+        describe("cluster, wait_replicas = 1, a master SIGKILLed under load", &t)
+    );
+    assert!(t.acked >= 2000);
+    assert_eq!(t.lost, 0, "acknowledged jobs were lost with wait_replicas = 1");
+}
+
+/// The same without `wait_replicas`, on purpose (`cargo test -p resq-cli
+/// --test cluster -- --ignored --nocapture`): how many acknowledged jobs
+/// Redis's asynchronous replication loses when a master dies, as a figure
+/// (`RESQ_TEST_RUNS` runs, default 3), printed not asserted.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run it on purpose"]
+async fn without_wait_replicas_a_masters_death_loses_acknowledged_jobs_measured() {
+    let runs: usize = std::env::var("RESQ_TEST_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    for run in 1..=runs {
+        let t = failover_under_load(false, 2000).await;
+        println!("{}", describe(&format!("cluster, no wait, run {run}"), &t));
+        let t = failover_under_load(true, 2000).await;
+        println!("{}", describe(&format!("cluster, wait_replicas = 1, run {run}"), &t));
+    }
+}
