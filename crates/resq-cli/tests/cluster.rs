@@ -424,3 +424,91 @@ async fn without_wait_replicas_a_masters_death_loses_acknowledged_jobs_measured(
         println!("{}", describe(&format!("cluster, wait_replicas = 1, run {run}"), &t));
     }
 }
+
+const ADMIN_PASSWORD: &str = "administrator-password-for-tests";
+const ROLE_PASSWORD: &str = "role-password-0123456789";
+
+/// Runs `resq acl --role ROLE` in cluster mode with the role's password on
+/// stdin and applies the printed rule to every node as the administrator;
+/// returns the user name.
+fn apply_role(cluster: &LocalCluster, dir: &Path, vars: &[(&str, String)], role: &str) -> String {
+    use std::io::Write;
+    let mut child = resq(dir, vars)
+        .args(["acl", "--role", role, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{ROLE_PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("On every node of the cluster"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("ACL SETUSER ")).expect("a rule");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for node in cluster.nodes() {
+        let answer = cluster.ask(node.port(), &words).expect("ACL SETUSER");
+        assert_eq!(answer.trim(), "OK", "{line}: {answer}");
+    }
+    words[2].to_string()
+}
+
+/// `resq acl` in cluster mode: the rules, applied to every node, let the
+/// producer enqueue and the worker run jobs on queues spread over the
+/// masters (the layout read with `CLUSTER SLOTS`, each queue's wake-up
+/// channel heard), and refuse the producer what it must not do.
+#[tokio::test(flavor = "multi_thread")]
+async fn acl_rules_for_cluster_mode_are_enough_for_each_role_and_no_more() {
+    let cluster = LocalCluster::start(
+        3,
+        1,
+        Options {
+            requirepass: Some(ADMIN_PASSWORD.into()),
+            ..Options::default()
+        },
+    )
+    .expect("start a cluster");
+    let mut vars = cluster_mode(&cluster).to_vec();
+    let dir = workdir("[worker]\npoll_max_ms = 60000\n");
+    let dir = dir.path();
+    let admin = [vars.clone(), vec![("RESQ_REDIS_PASSWORD", ADMIN_PASSWORD.to_string())]].concat();
+    let producer = apply_role(&cluster, dir, &admin, "producer");
+    let worker = apply_role(&cluster, dir, &admin, "worker");
+    vars.push(("RESQ_REDIS_PASSWORD", ROLE_PASSWORD.to_string()));
+    let as_producer = [vars.clone(), vec![("RESQ_REDIS_USERNAME", producer.clone())]].concat();
+    let as_worker = [vars.clone(), vec![("RESQ_REDIS_USERNAME", worker)]].concat();
+
+    let record = dir.join("record.log");
+    // A long poll: jobs are taken at once only if the wake-up is heard.
+    let mut child = spawn_worker(dir, &as_worker, &record);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for q in QUEUES {
+        let o = run(dir, &as_producer, &["enqueue", "Record", "--queue", q, "--args", "{\"ms\":0}"]);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    }
+    wait_for("every job to run", Duration::from_secs(30), || async {
+        let done = runs(&record);
+        done.len() == QUEUES.len() && done.values().all(|r| r.1 > 0)
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "{}", log_of(dir));
+    signal(&child, libc::SIGTERM);
+    assert!(wait_child(&mut child).success(), "{}", log_of(dir));
+
+    // The producer may not pop, read the failed list or flush.
+    let port = cluster.nodes()[0].port();
+    for args in [
+        vec!["LPOP", "{resque:q0}:queue:q0"],
+        vec!["LRANGE", "{resque:q0}:failed", "0", "-1"],
+        vec!["FLUSHALL"],
+        vec!["CLUSTER", "RESET"],
+    ] {
+        let mut words = vec!["--user", producer.as_str(), "--pass", ROLE_PASSWORD, "--no-auth-warning"];
+        words.extend(args.iter().copied());
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &port.to_string()]).args(&words);
+        let answer = String::from_utf8_lossy(&cmd.output().expect("redis-cli").stdout).into_owned();
+        assert!(answer.contains("NOPERM"), "{args:?}: {answer}");
+    }
+}

@@ -146,22 +146,52 @@ const SENTINEL: &[&str] = &[
     "subscribe",
 ];
 
+/// In cluster mode, what redis-rs's cluster client sends besides: the
+/// layout (`CLUSTER SLOTS`), and `ASKING` before a command a slot being
+/// moved redirects.
+const CLUSTER: &[&str] = &["cluster|slots", "asking"];
+
+/// Which keyspace the rule is for (see [`crate::keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Standalone and sentinel modes: `<ns>:...`.
+    Standalone,
+    /// Cluster mode: the fleet's keys `{<ns>}:...`, each queue's
+    /// `{<ns>:<queue>}:...`, tracked jobs' `{<ns>:track:<id>}`.
+    Cluster,
+}
+
 /// The rule's words after `ACL SETUSER <name> reset on <password>`: the
-/// channel, the commands and the keys of `role` in `namespace` (for
-/// [`AclRole::Sentinel`], the sentinels' one channel and commands; no key).
-pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
+/// channel, the commands and the keys of `role` in `namespace`, laid out as
+/// `layout` says (for [`AclRole::Sentinel`], the sentinels' one channel and
+/// commands; no key). In cluster mode the same rule goes to every node
+/// (each keeps its own users).
+pub fn rule(role: AclRole, namespace: &str, layout: Layout) -> Vec<String> {
     let ns = namespace;
     if role == AclRole::Sentinel {
         let mut words = vec!["resetchannels".to_string(), "&+switch-master".into(), "-@all".into()];
         words.extend(plus(SENTINEL));
         return words;
     }
-    let mut words = vec![
-        "resetchannels".to_string(),
-        format!("&{ns}:resq:wake"),
-        "-@all".to_string(),
-    ];
+    let cluster = layout == Layout::Cluster;
+    // The fleet's keys, and every queue's (with the tracked jobs' records).
+    let (fleet, queues) = if cluster {
+        (format!("{{{ns}}}:"), format!("{{{ns}:*"))
+    } else {
+        (format!("{ns}:"), format!("{ns}:"))
+    };
+    // In cluster mode each queue has its wake channel; the worker listens
+    // to them all with PSUBSCRIBE, whose pattern an ACL compares literally.
+    let channel = if cluster {
+        format!("&{{{ns}:*}}:resq:wake")
+    } else {
+        format!("&{ns}:resq:wake")
+    };
+    let mut words = vec!["resetchannels".to_string(), channel, "-@all".to_string()];
     words.extend(plus(BASE));
+    if cluster {
+        words.extend(plus(CLUSTER));
+    }
     match role {
         AclRole::Producer => {
             words.extend(plus(PRODUCER));
@@ -169,36 +199,52 @@ pub fn rule(role: AclRole, namespace: &str) -> Vec<String> {
             // Queues (push and their length for caps), the queue set, caps
             // (read), unique keys, the schedule and tracking records: not
             // the failed list, not in-flight records, not workers.
-            words.extend([
-                format!("~{ns}:queue:*"),
-                format!("~{ns}:queues"),
-                format!("%R~{ns}:resq:queue-caps"),
-                format!("~{ns}:resq:unique:*"),
-                format!("%W~{ns}:resq:schedule"),
-                format!("%W~{ns}:resq:track:*"),
-            ]);
+            if cluster {
+                words.extend([
+                    format!("~{queues}}}:queue:*"),
+                    format!("~{queues}}}:queues"),
+                    format!("~{fleet}queues"),
+                    format!("%R~{queues}}}:resq:queue-caps"),
+                    format!("%R~{fleet}resq:queue-caps"),
+                    format!("~{queues}}}:resq:unique:*"),
+                    format!("%W~{queues}}}:resq:schedule"),
+                    format!("%W~{{{ns}:track:*}}"),
+                ]);
+            } else {
+                words.extend([
+                    format!("~{ns}:queue:*"),
+                    format!("~{ns}:queues"),
+                    format!("%R~{ns}:resq:queue-caps"),
+                    format!("~{ns}:resq:unique:*"),
+                    format!("%W~{ns}:resq:schedule"),
+                    format!("%W~{ns}:resq:track:*"),
+                ]);
+            }
         }
         AclRole::Worker => {
             words.extend(plus(READ));
             words.extend(plus(WRITE));
             words.extend(plus(DURABLE));
-            words.push("+subscribe".into());
-            words.push(format!("~{ns}:*"));
+            words.push(if cluster { "+psubscribe" } else { "+subscribe" }.into());
+            words.push(format!("~{fleet}*"));
+            words.push(format!("~{queues}*"));
         }
         AclRole::Web | AclRole::Admin => {
             words.extend(plus(READ));
             words.extend(plus(WRITE));
             words.extend(plus(WEB_OWN));
             words.extend(plus(DURABLE));
-            words.push(format!("~{ns}:*"));
+            words.push(format!("~{fleet}*"));
+            words.push(format!("~{queues}*"));
         }
         AclRole::WebReadOnly => {
             words.extend(plus(READ));
             words.extend(plus(WEB_OWN));
             // Read everything; write only what the server keeps for itself.
-            words.push(format!("%R~{ns}:*"));
-            words.push(format!("~{ns}:resq:web:*"));
-            words.push(format!("~{ns}:resq:api:*"));
+            words.push(format!("%R~{fleet}*"));
+            words.push(format!("%R~{queues}*"));
+            words.push(format!("~{fleet}resq:web:*"));
+            words.push(format!("~{fleet}resq:api:*"));
         }
         AclRole::Sentinel => {}
     }
@@ -249,7 +295,7 @@ mod tests {
 
     #[test]
     fn the_sentinel_role_asks_for_the_master_and_listens_nothing_more() {
-        let words = rule(AclRole::Sentinel, "app");
+        let words = rule(AclRole::Sentinel, "app", Layout::Standalone);
         assert!(words.iter().any(|w| w == "+sentinel|get-master-addr-by-name"));
         assert!(words.iter().any(|w| w == "&+switch-master"));
         assert!(!words.iter().any(|w| w.contains('~')), "no key: {words:?}");
@@ -275,7 +321,7 @@ mod tests {
             AclRole::WebReadOnly,
             AclRole::Admin,
         ] {
-            let words = rule(role, "app");
+            let words = rule(role, "app", Layout::Standalone);
             for bad in [
                 "+flushall",
                 "+flushdb",
@@ -301,7 +347,7 @@ mod tests {
     #[test]
     fn the_roles_that_write_jobs_may_wait_for_replicas() {
         for role in AclRole::ALL {
-            let words = rule(role, "resque");
+            let words = rule(role, "resque", Layout::Standalone);
             let may_wait = words.iter().any(|w| w == "+wait");
             assert_eq!(may_wait, role != AclRole::WebReadOnly, "{role:?}");
         }
@@ -309,9 +355,42 @@ mod tests {
 
     #[test]
     fn a_producer_cannot_pop_delete_or_read_jobs() {
-        let words = rule(AclRole::Producer, "resque");
-        for bad in ["+lpop", "+del", "+lrange", "+lrem", "~resque:*", "~resque:failed"] {
-            assert!(!words.iter().any(|w| w == bad), "{bad}");
+        for layout in [Layout::Standalone, Layout::Cluster] {
+            let words = rule(AclRole::Producer, "resque", layout);
+            for bad in [
+                "+lpop",
+                "+del",
+                "+lrange",
+                "+lrem",
+                "~resque:*",
+                "~resque:failed",
+                "~{resque}:*",
+                "~{resque:*",
+            ] {
+                assert!(!words.iter().any(|w| w == bad), "{layout:?}: {bad}");
+            }
         }
+    }
+
+    /// In cluster mode each role's keys are the fleet's and the queues' of
+    /// its namespace, and nothing else: not another namespace's (a glob
+    /// over `{app` alone would take `{apple}`'s).
+    #[test]
+    fn cluster_rules_keep_to_the_namespace_and_may_ask_for_the_layout() {
+        for role in AclRole::ALL {
+            let words = rule(role, "app", Layout::Cluster);
+            assert!(words.iter().any(|w| w == "+cluster|slots"), "{role:?}");
+            assert!(words.iter().any(|w| w == "&{app:*}:resq:wake"), "{role:?}");
+            for w in words.iter().filter(|w| w.contains('~')) {
+                let pattern = w.split_once('~').map_or("", |(_, p)| p);
+                assert!(
+                    pattern.starts_with("{app}:") || pattern.starts_with("{app:"),
+                    "{role:?}: {w}"
+                );
+            }
+            assert!(!words.iter().any(|w| w == "+cluster" || w.starts_with("+cluster|set")), "{role:?}");
+        }
+        let worker = rule(AclRole::Worker, "app", Layout::Cluster);
+        assert!(worker.iter().any(|w| w == "+psubscribe"));
     }
 }

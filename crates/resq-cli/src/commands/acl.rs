@@ -5,7 +5,7 @@
 use std::io::BufRead;
 
 use clap::Args;
-use resq_redis::acl::{rule, AclRole};
+use resq_redis::acl::{rule, AclRole, Layout};
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
@@ -59,8 +59,15 @@ pub fn acl(settings: &Settings, args: AclArgs) -> Result<(), Failure> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let cluster = settings.redis.as_ref().is_some_and(|r| r.cluster.is_some());
+    let layout = if cluster { Layout::Cluster } else { Layout::Standalone };
     if role == AclRole::Sentinel {
         println!("# resq acl: role sentinel. On every sentinel, as its administrator, run this, then ACL SAVE (or add it to the sentinel's aclfile):");
+    } else if cluster {
+        println!(
+            "# resq acl: role {}, namespace {namespace}, cluster mode. On every node of the cluster (each keeps its own users), as a Redis administrator, run this, then ACL SAVE (or add it to each aclfile):",
+            role.name()
+        );
     } else {
         println!(
             "# resq acl: role {}, namespace {namespace}. As a Redis administrator, run this, then ACL SAVE (or add it to the aclfile):",
@@ -69,7 +76,7 @@ pub fn acl(settings: &Settings, args: AclArgs) -> Result<(), Failure> {
     }
     println!(
         "ACL SETUSER {user} reset on #{hash} {}",
-        rule(role, &namespace).join(" ")
+        rule(role, &namespace, layout).join(" ")
     );
     if role == AclRole::Sentinel {
         println!("# resq then logs in to the sentinels with RESQ_REDIS_SENTINEL_USERNAME={user} and the password in RESQ_REDIS_SENTINEL_PASSWORD_FILE.");
