@@ -13,6 +13,8 @@ use crate::{Error, LocalRedis, Options};
 pub struct LocalCluster {
     nodes: Vec<LocalRedis>,
     options: Options,
+    /// Replicas each master was given.
+    replicas: usize,
 }
 
 impl LocalCluster {
@@ -26,7 +28,11 @@ impl LocalCluster {
         let nodes = (0..masters * (1 + replicas))
             .map(|_| LocalRedis::start_with(options.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let cluster = LocalCluster { nodes, options };
+        let cluster = LocalCluster {
+            nodes,
+            options,
+            replicas,
+        };
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
         args.extend([
@@ -84,10 +90,12 @@ impl LocalCluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Every running node says `cluster_state:ok` and knows all the others.
+    /// Every running node says `cluster_state:ok` and knows all the
+    /// others, and every master has its replicas in sync (as many as it was
+    /// given, or as run).
     pub fn is_ready(&self) -> bool {
         let running: Vec<&LocalRedis> = self.nodes.iter().filter(|n| n.pid().is_some()).collect();
-        running.iter().all(|n| {
+        let agreed = running.iter().all(|n| {
             let info = self.ask(n.port(), &["CLUSTER", "INFO"]).unwrap_or_default();
             info.contains("cluster_state:ok")
                 && info
@@ -95,7 +103,16 @@ impl LocalCluster {
                     .find_map(|l| l.trim().strip_prefix("cluster_known_nodes:"))
                     .and_then(|k| k.parse::<usize>().ok())
                     .is_some_and(|k| k >= self.nodes.len())
-        })
+        });
+        let masters = self.master_ports();
+        let want = self
+            .replicas
+            .min(running.len().saturating_sub(masters.len()) / masters.len().max(1));
+        agreed
+            && masters.iter().all(|&port| {
+                let info = self.ask(port, &["INFO", "replication"]).unwrap_or_default();
+                info.lines().filter(|l| l.contains("state=online")).count() >= want
+            })
     }
 
     /// The nodes, in the order they were started.

@@ -3,7 +3,7 @@
 //! each finding with its severity, what it means for resq's jobs, and the
 //! exact fix. Kept apart from the reading so every rule has a table test.
 
-use resq_redis::facts::RedisFacts;
+use resq_redis::facts::{ClusterFacts, RedisFacts, CLUSTER_SLOTS};
 use serde::Serialize;
 
 /// How bad a finding is; the exit code follows the worst.
@@ -294,6 +294,74 @@ pub fn redis_findings(r: &RedisFacts, c: &ConfigFacts) -> Vec<Finding> {
 
 /// Replicas against `redis.wait_replicas`: too few makes every acknowledged
 /// write fail after its wait; replicas without it are worth knowing of.
+/// The findings about a Redis Cluster: its state, its slots, a replica for
+/// each master, then each master's own findings (its address first in
+/// their titles).
+pub fn cluster_findings(cluster: &ClusterFacts, c: &ConfigFacts) -> Vec<Finding> {
+    use Severity::*;
+    let mut out = Vec::new();
+    if cluster.state_ok == Some(false) {
+        out.push(finding(
+            "redis-cluster-down",
+            Critical,
+            "CLUSTER INFO says cluster_state:fail".into(),
+            "the cluster refuses commands while some slots have no master: the queues there neither take nor \
+             give jobs, and every worker's fetch of them fails",
+            "bring the failed masters back or let their replicas take over (CLUSTER NODES shows which); \
+             cluster-require-full-coverage no keeps the other slots serving meanwhile",
+        ));
+    }
+    if cluster.slots_served < CLUSTER_SLOTS {
+        out.push(finding(
+            "redis-cluster-slots-unserved",
+            High,
+            format!("{} of {CLUSTER_SLOTS} slots have a master", cluster.slots_served),
+            "a queue whose slot has no master cannot be written or read",
+            "assign the missing slots (redis-cli --cluster fix)",
+        ));
+    }
+    out.push(finding(
+        "redis-cluster",
+        Info,
+        format!(
+            "Redis Cluster: {} master(s) serving {} slots; each queue's keys are on one master",
+            cluster.masters.len(),
+            cluster.slots_served
+        ),
+        "the queues spread over the masters by their names' slots",
+        "nothing to do",
+    ));
+    for master in &cluster.masters {
+        let replicas = master.facts.as_ref().ok().and_then(|f| f.replicas_online);
+        if replicas == Some(0) {
+            out.push(finding(
+                "redis-cluster-master-without-replica",
+                Medium,
+                format!("master {} has no replica", master.address),
+                "no replica can take over when it dies: its queues are down until it is back, and what it \
+                 held since its last save is lost",
+                "give it a replica (redis-cli --cluster add-node <new> <any node> --cluster-slave \
+                 --cluster-master-id <its id>)",
+            ));
+        }
+        match &master.facts {
+            Ok(facts) => out.extend(redis_findings(facts, c).into_iter().map(|mut f| {
+                f.title = format!("master {}: {}", master.address, f.title);
+                f
+            })),
+            Err(why) => out.push(finding(
+                "redis-cluster-master-unreadable",
+                High,
+                format!("master {} could not be read: {why}", master.address),
+                "its settings (eviction, persistence, replicas) cannot be checked, and resq may not reach it",
+                "check that resq's host reaches every node's address as the cluster announces it, with the same \
+                 login and TLS files",
+            )),
+        }
+    }
+    out
+}
+
 fn replica_findings(r: &RedisFacts, c: &ConfigFacts) -> Vec<Finding> {
     use Severity::*;
     let mut out = Vec::new();
@@ -517,6 +585,98 @@ mod tests {
             ..ConfigFacts::default()
         };
         (redis, config)
+    }
+
+    /// A healthy cluster of well-configured masters has nothing above
+    /// info; each fault of the cluster is one finding of its own, and a
+    /// master's own fault is named with its address.
+    #[test]
+    fn cluster_findings_judge_the_cluster_and_each_master() {
+        use resq_redis::facts::ClusterMaster;
+        let (redis, config) = well_configured();
+        let master = |port: u16, replicas: u32| ClusterMaster {
+            address: format!("127.0.0.1:{port}"),
+            facts: Ok(RedisFacts {
+                replicas_online: Some(replicas),
+                ..redis.clone()
+            }),
+        };
+        let healthy = ClusterFacts {
+            state_ok: Some(true),
+            slots_served: CLUSTER_SLOTS,
+            masters: vec![master(7000, 1), master(7001, 1), master(7002, 1)],
+        };
+        let above = |f: &[Finding]| -> Vec<&'static str> {
+            f.iter()
+                .filter(|f| f.severity > Severity::Info)
+                .map(|f| f.code)
+                .collect()
+        };
+        let found = cluster_findings(&healthy, &config);
+        assert!(above(&found).is_empty(), "{found:?}");
+        assert!(found.iter().any(|f| f.code == "redis-cluster"));
+
+        let mut evicting = redis.clone();
+        evicting.maxmemory_policy = Some("allkeys-lru".into());
+        let cases: Vec<(&str, ClusterFacts, Vec<&str>)> = vec![
+            (
+                "down",
+                ClusterFacts {
+                    state_ok: Some(false),
+                    ..healthy.clone()
+                },
+                vec!["redis-cluster-down"],
+            ),
+            (
+                "slots unserved",
+                ClusterFacts {
+                    slots_served: 10_000,
+                    ..healthy.clone()
+                },
+                vec!["redis-cluster-slots-unserved"],
+            ),
+            (
+                "a master without a replica",
+                ClusterFacts {
+                    masters: vec![master(7000, 1), master(7001, 0)],
+                    ..healthy.clone()
+                },
+                vec!["redis-cluster-master-without-replica"],
+            ),
+            (
+                "a master that cannot be read",
+                ClusterFacts {
+                    masters: vec![ClusterMaster {
+                        facts: Err("refused".into()),
+                        ..master(7000, 1)
+                    }],
+                    ..healthy.clone()
+                },
+                vec!["redis-cluster-master-unreadable"],
+            ),
+        ];
+        for (what, cluster, want) in cases {
+            assert_eq!(above(&cluster_findings(&cluster, &config)), want, "{what}");
+        }
+        let one_evicts = ClusterFacts {
+            masters: vec![
+                master(7000, 1),
+                ClusterMaster {
+                    facts: Ok(RedisFacts {
+                        replicas_online: Some(1),
+                        ..evicting
+                    }),
+                    ..master(7001, 1)
+                },
+            ],
+            ..healthy
+        };
+        let found = cluster_findings(&one_evicts, &config);
+        let named: Vec<&Finding> = found.iter().filter(|f| f.severity > Severity::Info).collect();
+        assert!(
+            !named.is_empty() && named.iter().all(|f| f.title.starts_with("master 127.0.0.1:7001: ")),
+            "{found:?}"
+        );
     }
 
     fn codes(r: &RedisFacts, c: &ConfigFacts) -> Vec<(&'static str, Severity)> {

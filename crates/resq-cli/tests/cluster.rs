@@ -167,6 +167,21 @@ async fn the_binary_works_jobs_of_queues_spread_over_the_masters() {
 
     let o = run(dir, &vars, &["config", "check"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // The doctor judges the cluster and each of its masters.
+    let o = run(dir, &vars, &["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    let findings = report["findings"].as_array().expect("findings");
+    let code = |c: &str| findings.iter().any(|f| f["code"] == c);
+    assert!(code("redis-cluster"), "{report}");
+    assert!(
+        !code("redis-cluster-down") && !code("redis-cluster-master-without-replica"),
+        "{report}"
+    );
+    let masters: std::collections::BTreeSet<&str> = findings
+        .iter()
+        .filter_map(|f| f["title"].as_str()?.strip_prefix("master ")?.split(": ").next())
+        .collect();
+    assert_eq!(masters.len(), 3, "{report}");
     let o = run(
         dir,
         &vars,
@@ -484,7 +499,11 @@ async fn acl_rules_for_cluster_mode_are_enough_for_each_role_and_no_more() {
     let mut child = spawn_worker(dir, &as_worker, &record);
     tokio::time::sleep(Duration::from_secs(1)).await;
     for q in QUEUES {
-        let o = run(dir, &as_producer, &["enqueue", "Record", "--queue", q, "--args", "{\"ms\":0}"]);
+        let o = run(
+            dir,
+            &as_producer,
+            &["enqueue", "Record", "--queue", q, "--args", "{\"ms\":0}"],
+        );
         assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     }
     wait_for("every job to run", Duration::from_secs(30), || async {
@@ -504,7 +523,13 @@ async fn acl_rules_for_cluster_mode_are_enough_for_each_role_and_no_more() {
         vec!["FLUSHALL"],
         vec!["CLUSTER", "RESET"],
     ] {
-        let mut words = vec!["--user", producer.as_str(), "--pass", ROLE_PASSWORD, "--no-auth-warning"];
+        let mut words = vec![
+            "--user",
+            producer.as_str(),
+            "--pass",
+            ROLE_PASSWORD,
+            "--no-auth-warning",
+        ];
         words.extend(args.iter().copied());
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-p", &port.to_string()]).args(&words);

@@ -148,8 +148,8 @@ const SENTINEL: &[&str] = &[
 
 /// In cluster mode, what redis-rs's cluster client sends besides: the
 /// layout (`CLUSTER SLOTS`), and `ASKING` before a command a slot being
-/// moved redirects.
-const CLUSTER: &[&str] = &["cluster|slots", "asking"];
+/// moved redirects; and the cluster's state, for `resq doctor`.
+const CLUSTER: &[&str] = &["cluster|slots", "cluster|info", "asking"];
 
 /// Which keyspace the rule is for (see [`crate::keys`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,7 +388,10 @@ mod tests {
                     "{role:?}: {w}"
                 );
             }
-            assert!(!words.iter().any(|w| w == "+cluster" || w.starts_with("+cluster|set")), "{role:?}");
+            assert!(
+                !words.iter().any(|w| w == "+cluster" || w.starts_with("+cluster|set")),
+                "{role:?}"
+            );
         }
         let worker = rule(AclRole::Worker, "app", Layout::Cluster);
         assert!(worker.iter().any(|w| w == "+psubscribe"));

@@ -140,6 +140,108 @@ impl RedisFacts {
     }
 }
 
+/// What `resq doctor` reads of a Redis Cluster: its state, the slots its
+/// masters serve, and each master's own facts (its settings decide whether
+/// the jobs of its queues survive).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts {
+    /// `CLUSTER INFO`'s `cluster_state` is `ok` (`None`: not readable).
+    pub state_ok: Option<bool>,
+    /// How many of the 16,384 slots a master serves.
+    pub slots_served: u32,
+    pub masters: Vec<ClusterMaster>,
+}
+
+/// One master of the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterMaster {
+    /// `host:port`, as the cluster names it.
+    pub address: String,
+    /// What it says of itself with resq's user, read over a connection of
+    /// its own; `None` when that failed (the reason).
+    pub facts: Result<RedisFacts, String>,
+}
+
+/// Every slot of a cluster.
+pub const CLUSTER_SLOTS: u32 = 16_384;
+
+impl ClusterFacts {
+    /// Reads the layout through the store's cluster connection, then each
+    /// master's facts over a connection of its own made from `config` (its
+    /// login and TLS files).
+    pub async fn read(store: &RedisStore, config: &crate::RedisConfig) -> Result<ClusterFacts, StoreError> {
+        let mut conn = store.connection();
+        let info: Option<String> = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await.ok();
+        let slots: Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .map_err(store_err)?;
+        let (slots_served, layout) = parse_cluster_slots(&slots);
+        let mut masters = Vec::with_capacity(layout.len());
+        for (host, port) in layout {
+            let address = crate::sentinel::address(&host, port);
+            let facts = match crate::sentinel::master_config(config, &host, port) {
+                None => Err("the Redis URL's scheme is not usable".to_string()),
+                Some(mut at) => {
+                    at.cluster = None;
+                    at.wait = None;
+                    match RedisStore::connect(&at, "resque").await {
+                        Ok(direct) => RedisFacts::read(&direct).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            masters.push(ClusterMaster { address, facts });
+        }
+        Ok(ClusterFacts {
+            state_ok: info.map(|i| i.lines().any(|l| l.trim() == "cluster_state:ok")),
+            slots_served,
+            masters,
+        })
+    }
+}
+
+/// `CLUSTER SLOTS`' answer: how many slots are served, and each master
+/// (host, port). Its replicas are not read here: Redis 7 leaves out of it a
+/// replica whose replication offset is still 0 (a master nobody wrote to
+/// yet); each master's `INFO replication` says ([`RedisFacts`]). Entries
+/// that are not `[start, end, [host, port, ...], ...]` are left out.
+pub fn parse_cluster_slots(reply: &Value) -> (u32, std::collections::BTreeSet<(String, u16)>) {
+    let mut served = 0u32;
+    let mut masters = std::collections::BTreeSet::new();
+    let Value::Array(ranges) = reply else {
+        return (0, masters);
+    };
+    let node = |v: &Value| -> Option<(String, u16)> {
+        let Value::Array(fields) = v else { return None };
+        let host = match fields.first()? {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+            Value::SimpleString(s) => s.clone(),
+            _ => return None,
+        };
+        let port = match fields.get(1)? {
+            Value::Int(p) => u16::try_from(*p).ok()?,
+            _ => return None,
+        };
+        Some((host, port))
+    };
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(master)) =
+            (parts.first(), parts.get(1), parts.get(2))
+        else {
+            continue;
+        };
+        let Some(master) = node(master) else { continue };
+        if end >= start {
+            served = served.saturating_add(u32::try_from(end - start + 1).unwrap_or(0));
+        }
+        masters.insert(master);
+    }
+    (served, masters)
+}
+
 /// `ACL DRYRUN user <command...>`: may the user run it? `None` when the
 /// question itself is refused.
 async fn dry_run(conn: &mut crate::Connection, user: &str, command: &[&str]) -> Option<bool> {
@@ -213,6 +315,36 @@ mod tests {
             Some((false, false))
         );
         assert_eq!(parse_acl_line("garbage"), None);
+    }
+
+    #[test]
+    fn a_cluster_layout_is_read_and_garbage_left_out() {
+        let node = |port: i64| {
+            Value::Array(vec![
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let reply = Value::Array(vec![
+            Value::Array(vec![Value::Int(0), Value::Int(5460), node(7000), node(7003)]),
+            Value::Array(vec![Value::Int(5461), Value::Int(10922), node(7001)]),
+            Value::Array(vec![
+                Value::Int(10923),
+                Value::Int(16383),
+                node(7002),
+                node(7004),
+                node(7005),
+            ]),
+            Value::Array(vec![Value::Int(1), Value::Int(0), node(7000)]),
+            Value::Array(vec![Value::Int(0)]),
+            Value::Int(3),
+        ]);
+        let (served, masters) = parse_cluster_slots(&reply);
+        assert_eq!(served, CLUSTER_SLOTS);
+        let got: Vec<u16> = masters.iter().map(|(_, p)| *p).collect();
+        assert_eq!(got, vec![7000, 7001, 7002]);
+        assert_eq!(parse_cluster_slots(&Value::Nil).0, 0);
     }
 
     #[test]

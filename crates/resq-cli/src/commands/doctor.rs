@@ -9,11 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use clap::Args;
 use resq::Registry;
 use resq_redis::api::ApiStore;
-use resq_redis::facts::RedisFacts;
+use resq_redis::facts::{ClusterFacts, RedisFacts};
 use serde_json::json;
 
 use crate::config::{IsolationMode, Settings};
-use crate::doctor::{config_findings, redis_findings, ConfigFacts, Finding, Severity};
+use crate::doctor::{cluster_findings, config_findings, redis_findings, ConfigFacts, Finding, Severity};
 use crate::output::safe;
 use crate::{connect, Failure};
 
@@ -26,16 +26,32 @@ pub struct DoctorArgs {
 
 pub async fn doctor(settings: &Settings, registry: &Registry, args: DoctorArgs) -> Result<(), Failure> {
     let store = connect(settings).await?;
-    let redis = RedisFacts::read(&store).await.map_err(Failure::runtime)?;
     let mut config = config_facts(settings, registry, &ApiStore::new(&store, 1)).await?;
     // In sentinel mode the URL's host is not used: judge the master's address.
     if let Some(master) = store.sentinel_master() {
         config.redis_loopback = url_is_loopback(&format!("redis://{master}"));
     }
-    let mut findings: Vec<Finding> = redis_findings(&redis, &config);
+    let redis_config = settings.redis().map_err(Failure::usage)?;
+    let (mut findings, maxmemory): (Vec<Finding>, Option<u64>) = if redis_config.cluster.is_some() {
+        // In cluster mode each master is judged (the seeds' addresses are
+        // the URL's hosts: judged as they are listed).
+        let cluster = ClusterFacts::read(&store, &redis_config)
+            .await
+            .map_err(Failure::runtime)?;
+        // The marks spread over the masters: their memory adds up.
+        let maxmemory = cluster
+            .masters
+            .iter()
+            .map(|m| m.facts.as_ref().ok().and_then(|f| f.maxmemory).filter(|&b| b > 0))
+            .sum::<Option<u64>>();
+        (cluster_findings(&cluster, &config), maxmemory)
+    } else {
+        let redis = RedisFacts::read(&store).await.map_err(Failure::runtime)?;
+        (redis_findings(&redis, &config), redis.maxmemory)
+    };
     findings.extend(config_findings(&config));
     if let Some((rate, window)) = observed_rate(&store).await {
-        findings.push(crate::doctor::marks_projection(rate, window, redis.maxmemory));
+        findings.push(crate::doctor::marks_projection(rate, window, maxmemory));
     }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let worst = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);
