@@ -35,7 +35,7 @@ pub async fn doctor(settings: &Settings, registry: &Registry, args: DoctorArgs) 
     let (mut findings, maxmemory): (Vec<Finding>, Option<u64>) = if redis_config.cluster.is_some() {
         // In cluster mode each master is judged (the seeds' addresses are
         // the URL's hosts: judged as they are listed).
-        let cluster = ClusterFacts::read(&store, &redis_config)
+        let cluster = ClusterFacts::read(&store, redis_config)
             .await
             .map_err(Failure::runtime)?;
         // The marks spread over the masters: their memory adds up.
