@@ -18,9 +18,14 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts `masters` masters with `replicas` replicas each (Redis needs
-    /// at least 3 masters), all configured by `options` (`cluster` is set).
+    /// Starts `masters` masters with `replicas` replicas each, all
+    /// configured by `options` (`cluster` is set). Three masters or more
+    /// are joined by `redis-cli --cluster create`; fewer (which it refuses,
+    /// and benchmarks use) by hand: the slots split evenly, the nodes meet.
     pub fn start(masters: usize, replicas: usize, options: Options) -> Result<Self, Error> {
+        if masters == 0 {
+            return Err(Error::NotReady("a cluster needs a master".into()));
+        }
         let options = Options {
             cluster: true,
             ..options
@@ -33,20 +38,24 @@ impl LocalCluster {
             options,
             replicas,
         };
-        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-        args.extend(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
-        args.extend([
-            "--cluster-replicas".into(),
-            replicas.to_string(),
-            "--cluster-yes".into(),
-        ]);
-        let out = cluster.cli(&args)?;
-        if !out.status.success() {
-            return Err(Error::NotReady(format!(
-                "redis-cli --cluster create failed: {}{}",
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        if masters >= 3 {
+            let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+            args.extend(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+            args.extend([
+                "--cluster-replicas".into(),
+                replicas.to_string(),
+                "--cluster-yes".into(),
+            ]);
+            let out = cluster.cli(&args)?;
+            if !out.status.success() {
+                return Err(Error::NotReady(format!(
+                    "redis-cli --cluster create failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        } else {
+            cluster.join_by_hand(masters)?;
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.is_ready() {
@@ -58,6 +67,56 @@ impl LocalCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(cluster)
+    }
+
+    /// Gives the first `masters` nodes the slots in even ranges, has every
+    /// node meet the first, and makes each other node a replica of a master
+    /// in turn.
+    fn join_by_hand(&self, masters: usize) -> Result<(), Error> {
+        const SLOTS: usize = 16_384;
+        let expect_ok = |port: u16, command: &[&str]| -> Result<(), Error> {
+            let answer = self.ask(port, command)?;
+            if answer.trim() == "OK" {
+                Ok(())
+            } else {
+                Err(Error::NotReady(format!("{command:?} on {port}: {}", answer.trim())))
+            }
+        };
+        for (i, node) in self.nodes.iter().take(masters).enumerate() {
+            let (first, last) = (i * SLOTS / masters, (i + 1) * SLOTS / masters - 1);
+            expect_ok(
+                node.port(),
+                &["CLUSTER", "ADDSLOTSRANGE", &first.to_string(), &last.to_string()],
+            )?;
+        }
+        let Some(first) = self.nodes.first() else {
+            return Ok(());
+        };
+        for node in self.nodes.iter().skip(1) {
+            expect_ok(
+                node.port(),
+                &["CLUSTER", "MEET", "127.0.0.1", &first.port().to_string()],
+            )?;
+        }
+        let ids = self
+            .nodes
+            .iter()
+            .take(masters)
+            .map(|n| self.ask(n.port(), &["CLUSTER", "MYID"]).map(|id| id.trim().to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, node) in self.nodes.iter().enumerate().skip(masters) {
+            let master = &ids[i % masters];
+            // A node must know its master before it can replicate it.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !self.ask(node.port(), &["CLUSTER", "NODES"])?.contains(master.as_str()) {
+                if Instant::now() > deadline {
+                    return Err(Error::NotReady("a node never learnt of its master".into()));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            expect_ok(node.port(), &["CLUSTER", "REPLICATE", master])?;
+        }
+        Ok(())
     }
 
     /// Runs `redis-cli` with the connection options (password, TLS) the
@@ -146,6 +205,18 @@ mod tests {
     use super::*;
 
     /// Only when redis-server is installed (the test suite installs it).
+    #[test]
+    fn one_or_two_masters_form_a_cluster_by_hand() {
+        if LocalRedis::start().is_err() {
+            return;
+        }
+        for (masters, replicas) in [(1, 0), (2, 1)] {
+            let cluster = LocalCluster::start(masters, replicas, Options::default()).unwrap();
+            assert_eq!(cluster.nodes().len(), masters * (1 + replicas));
+            assert_eq!(cluster.master_ports().len(), masters);
+        }
+    }
+
     #[test]
     fn three_masters_with_a_replica_each_form_a_cluster() {
         if LocalRedis::start().is_err() {

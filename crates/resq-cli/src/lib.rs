@@ -191,8 +191,11 @@ impl Failure {
 }
 
 fn init_logs(format: LogFormat, default_level: &str) {
+    // redis-rs's cluster client logs a warning for each node it fails to
+    // reach, hundreds a second while a cluster is down: by default only its
+    // errors show (resq logs the outage itself, once, and its end).
     let filter = tracing_subscriber::EnvFilter::try_from_env("RESQ_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},redis=error")));
     // Colour only for a person at a terminal (and never with NO_COLOR).
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

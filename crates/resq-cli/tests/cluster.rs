@@ -105,7 +105,33 @@ fn run(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Output {
     resq(dir, vars).args(args).output().expect("run resq")
 }
 
-fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> Child {
+/// A worker process, killed if the test ends before it stopped it (a
+/// failed assertion must not leave it running against a dead cluster).
+struct WorkerProcess(Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for WorkerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WorkerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> WorkerProcess {
     resq(dir, vars)
         .env("DEMO_RECORD_FILE", record)
         .args([
@@ -120,6 +146,7 @@ fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
         .spawn()
+        .map(WorkerProcess)
         .expect("spawn the worker")
 }
 
