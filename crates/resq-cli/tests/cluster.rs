@@ -272,11 +272,22 @@ struct Tally {
 /// producer tasks enqueueing `Record` jobs through the library until `jobs`
 /// are acknowledged; halfway, the master of `q0`'s slot dies by SIGKILL and
 /// its replica takes over; the dead node is restarted and rejoins as the new
-/// master's replica. With `wait`, the worker and the producers set
-/// `redis.wait_replicas = 1`. Returns once every acknowledged job
-/// completed, or once nothing is queued and the record stopped growing.
-async fn failover_under_load(wait: bool, jobs: usize) -> Tally {
-    let mut cluster = cluster();
+/// master's replica. With `cut`, the replication link is cut 300 ms before
+/// the kill (the replica frozen by `DEBUG SLEEP` so it cannot reconnect,
+/// the master's link dropped by `CLIENT KILL TYPE replica`): what the master
+/// acknowledged in that window is on no replica. With `wait`, the worker
+/// and the producers set `redis.wait_replicas = 1`. Returns once every
+/// acknowledged job completed, or once the record stopped growing.
+async fn failover_under_load(wait: bool, cut: bool, jobs: usize) -> Tally {
+    let mut cluster = LocalCluster::start(
+        3,
+        1,
+        Options {
+            extra_args: vec!["--enable-debug-command".into(), "local".into()],
+            ..Options::default()
+        },
+    )
+    .expect("start a cluster");
     let vars = cluster_mode(&cluster);
     let wait_config = if wait { "[redis]\nwait_replicas = 1\n" } else { "" };
     let dir = workdir(&format!(
@@ -343,7 +354,39 @@ async fn failover_under_load(wait: bool, jobs: usize) -> Tally {
         .iter()
         .position(|n| n.port() == victim_port)
         .expect("a node of ours");
-    cluster.node_mut(victim).expect("the victim").kill();
+    if cut {
+        let replica = cluster
+            .nodes()
+            .iter()
+            .map(|n| n.port())
+            .find(|p| {
+                let role = cluster.ask(*p, &["ROLE"]).unwrap_or_default();
+                let mut lines = role.lines();
+                lines.next() == Some("slave") && lines.nth(1) == Some(victim_port.to_string().as_str())
+            })
+            .expect("the victim's replica");
+        let seeds = cluster.seeds();
+        let frozen = std::thread::spawn(move || {
+            std::process::Command::new("redis-cli")
+                .args(["-p", &replica.to_string(), "DEBUG", "SLEEP", "0.8"])
+                .output()
+        });
+        // The sleep has begun once the replica answers nothing.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let dropped = cluster
+            .ask(victim_port, &["CLIENT", "KILL", "TYPE", "replica"])
+            .expect("CLIENT KILL");
+        assert_eq!(
+            dropped.trim(),
+            "1",
+            "the master had one replica link to cut ({seeds:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.node_mut(victim).expect("the victim").kill();
+        let _ = frozen.join();
+    } else {
+        cluster.node_mut(victim).expect("the victim").kill();
+    }
     let killed = Instant::now();
     wait_for("a replica to take over", Duration::from_secs(30), || async {
         cluster.is_ready() && cluster.master_ports().len() == 3
@@ -435,14 +478,14 @@ fn describe(what: &str, t: &Tally) -> String {
 }
 
 /// `redis.wait_replicas = 1` on the producers and the worker: a master
-/// killed under load loses no acknowledged job (duplicates are counted,
-/// and allowed).
+/// killed under load, its replication link cut 300 ms before, loses no
+/// acknowledged job (duplicates are counted, and allowed).
 #[tokio::test(flavor = "multi_thread")]
 async fn with_wait_replicas_every_acknowledged_job_survives_a_masters_death() {
-    let t = failover_under_load(true, 2000).await;
+    let t = failover_under_load(true, true, 2000).await;
     println!(
         "{}",
-        describe("cluster, wait_replicas = 1, a master SIGKILLed under load", &t)
+        describe("cluster, wait_replicas = 1, link cut 300 ms before the kill", &t)
     );
     assert!(t.acked >= 2000);
     assert_eq!(t.lost, 0, "acknowledged jobs were lost with wait_replicas = 1");
@@ -459,11 +502,16 @@ async fn without_wait_replicas_a_masters_death_loses_acknowledged_jobs_measured(
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
-    for run in 1..=runs {
-        let t = failover_under_load(false, 2000).await;
-        println!("{}", describe(&format!("cluster, no wait, run {run}"), &t));
-        let t = failover_under_load(true, 2000).await;
-        println!("{}", describe(&format!("cluster, wait_replicas = 1, run {run}"), &t));
+    for (what, wait, cut) in [
+        ("no wait, link cut 300 ms before the kill", false, true),
+        ("wait_replicas = 1, link cut 300 ms before the kill", true, true),
+        ("no wait, SIGKILL under load, replica in sync", false, false),
+        ("wait_replicas = 1, SIGKILL under load, replica in sync", true, false),
+    ] {
+        for run in 1..=runs {
+            let t = failover_under_load(wait, cut, 2000).await;
+            println!("{}", describe(&format!("cluster, {what}, run {run}"), &t));
+        }
     }
 }
 
