@@ -2,14 +2,19 @@
 //! each queue's keys live in its own slot, so queues spread over the
 //! masters and a job's whole path stays on its queue's master.
 
+use std::time::Duration;
+
 use local_redis::{LocalCluster, Options};
-use resq::store::{AdminStore, JobQueues, TrackState, TrackUpdate};
-use resq::UnixMs;
+
+use resq::store::{
+    AdminStore, Fetched, FetchedJob, Finished, JobQueues, Outcome, ReapRules, Registration, TrackState, TrackUpdate,
+    WorkerRegistry,
+};
+use resq::{UnixMs, WorkerId};
 use resq_redis::{ClusterConfig, RedisConfig, RedisStore};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn queues_spread_over_the_masters_and_each_keeps_its_keys_on_one() {
-    let cluster = LocalCluster::start(3, 1, Options::default()).expect("start a cluster");
+/// A store in cluster mode on `cluster`, in `namespace`.
+async fn cluster_store(cluster: &LocalCluster, namespace: &str) -> RedisStore {
     let mut config = RedisConfig::new(cluster.nodes()[0].url());
     config.cluster = Some(ClusterConfig {
         nodes: cluster
@@ -18,7 +23,13 @@ async fn queues_spread_over_the_masters_and_each_keeps_its_keys_on_one() {
             .map(|n| ("127.0.0.1".to_string(), n.port()))
             .collect(),
     });
-    let store = RedisStore::connect(&config, "spread").await.expect("connect");
+    RedisStore::connect(&config, namespace).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queues_spread_over_the_masters_and_each_keeps_its_keys_on_one() {
+    let cluster = LocalCluster::start(3, 1, Options::default()).expect("start a cluster");
+    let store = cluster_store(&cluster, "spread").await;
     // Idle workers hear of a push on any queue: each queue publishes on
     // its own channel, in its own slot, and the listener hears them all.
     let mut wake = store.wakeups().expect("a wake-up listener");
@@ -94,4 +105,102 @@ async fn queues_spread_over_the_masters_and_each_keeps_its_keys_on_one() {
             .expect("a record");
         assert_eq!(record.attempt, i);
     }
+}
+
+async fn fetch(store: &RedisStore, worker: &WorkerId, queues: &[&str]) -> Vec<FetchedJob> {
+    let queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
+    match store.fetch(worker, &queues, 10).await.expect("fetch") {
+        Fetched::Jobs(jobs) => jobs,
+        Fetched::Paused => panic!("paused"),
+    }
+}
+
+async fn succeed(store: &RedisStore, worker: &WorkerId, jobs: &[FetchedJob]) {
+    let done: Vec<Finished> = jobs
+        .iter()
+        .map(|job| Finished {
+            job: job.clone(),
+            outcome: Outcome::Succeeded,
+        })
+        .collect();
+    let report = store.finish(worker, &done, &resq::Working::Keep).await.expect("ack");
+    assert_eq!(report.acked, jobs.len() as u64);
+}
+
+fn registration(worker: &WorkerId) -> Registration<'_> {
+    Registration {
+        worker,
+        started: UnixMs::now(),
+        liveness_ttl: Duration::from_secs(60),
+    }
+}
+
+/// A suspect runs alone whichever queue the worker's other jobs came from,
+/// though each queue's keys are in a slot of their own: a worker holding a
+/// job of `r` meets a suspect at the head of `q` and takes nothing (it
+/// drains); once idle it takes the suspect, alone; while it runs it, it
+/// takes nothing from `r` either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspect_runs_alone_across_queues_in_different_slots() {
+    let cluster = LocalCluster::start(3, 0, Options::default()).expect("start a cluster");
+    let store = cluster_store(&cluster, "alone").await;
+    let keys = store.keys();
+    assert_ne!(
+        redis::cluster_routing::Slot::for_key(keys.for_queue("q").queue("q")),
+        redis::cluster_routing::Slot::for_key(keys.for_queue("r").queue("r")),
+    );
+    let job = |queue: &str, n: u32| {
+        (
+            queue.to_string(),
+            format!("{{\"class\":\"Echo\",\"args\":[{n}]}}").into_bytes(),
+        )
+    };
+    store
+        .push_unchecked(&[job("q", 0), job("r", 1), job("r", 2)])
+        .await
+        .expect("push");
+
+    // A worker takes q's job and dies with it: the job is a suspect.
+    let dead = WorkerId::new("dead", 1, "q");
+    store.register_worker(&registration(&dead)).await.expect("register");
+    assert_eq!(fetch(&store, &dead, &["q"]).await.len(), 1);
+    let _: () = redis::cmd("DEL")
+        .arg(keys.alive(dead.as_str()))
+        .query_async(&mut store.connection())
+        .await
+        .expect("DEL");
+    let rules = ReapRules {
+        min_continuity: Duration::ZERO,
+        max_recoveries: 3,
+    };
+    let report = store.reap_dead_workers(rules).await.expect("reap");
+    assert_eq!(report.requeued, 1, "{report:?}");
+
+    // A busy worker (a job of r in flight) meets the suspect: nothing.
+    let w = WorkerId::new("w", 2, "q,r");
+    store.register_worker(&registration(&w)).await.expect("register");
+    let held = fetch(&store, &w, &["r"]).await;
+    assert_eq!(held.len(), 2);
+    store.push_unchecked(&[job("r", 3)]).await.expect("push");
+    assert!(
+        fetch(&store, &w, &["q", "r"]).await.is_empty(),
+        "a busy worker leaves a suspect, and drains"
+    );
+    assert!(
+        fetch(&store, &w, &["r"]).await.is_empty(),
+        "draining: nothing from r either"
+    );
+    // Idle, it takes the suspect, alone, and nothing else while it runs it.
+    succeed(&store, &w, &held).await;
+    let alone = fetch(&store, &w, &["r", "q"]).await;
+    assert_eq!(alone.len(), 1);
+    assert_eq!(alone[0].queue, "q", "the suspect, alone");
+    assert!(
+        fetch(&store, &w, &["r"]).await.is_empty(),
+        "nothing else while it runs a suspect"
+    );
+    // Back from it: a suspect no more, and r's next job comes.
+    succeed(&store, &w, &alone).await;
+    let next = fetch(&store, &w, &["r"]).await;
+    assert_eq!(next.len(), 1);
 }

@@ -26,7 +26,11 @@
 --          judged dead and forgotten while it still ran lost its counter, and
 --          its tokens must still only grow, see claim.lua)
 -- ARGV[3]  "1" when the worker holds jobs in in-flight hashes this call
---          does not name (cluster mode: one queue a call), else "0"
+--          does not name (cluster mode: one queue a call), "0" when it
+--          holds none there, "?" when the caller has not looked (cluster
+--          mode, to spare a read of every queue per fetch): the script then
+--          answers status 3 before it changes anything if it needs to know
+--          (a drain mark, or a suspect at the head of the queue)
 -- ARGV[4..] the queue name of each triple
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
@@ -36,17 +40,19 @@
 -- each queue's jobs in order under tokens first, first + 1, ... (the
 -- caller spells them: no string is made here per job); status 1 = paused,
 -- 2 = this worker now runs a suspect alone or drains for one: the caller
--- fetches nothing more (cluster mode, where it goes on to other queues).
+-- fetches nothing more (cluster mode, where it goes on to other queues);
+-- 3 = ARGV[3] was "?" and is needed: nothing was done, ask again.
 if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
 end
 local FIRST = 6
 local max = tonumber(ARGV[1])
 local floor = tonumber(ARGV[2])
+local unknown = ARGV[3] == '?'
 local idle = nil
 local function is_idle()
   if idle == nil then
-    idle = ARGV[3] ~= '1'
+    idle = ARGV[3] == '0'
     for k = FIRST + 1, #KEYS, 3 do
       if not idle then break end
       if redis.call('EXISTS', KEYS[k]) == 1 then
@@ -59,6 +65,9 @@ end
 -- Holding a suspect: nothing else. Draining for one: nothing until idle.
 local held = redis.call('GET', KEYS[5])
 if held then
+  if held == 'drain' and unknown then
+    return {3}
+  end
   if held ~= 'drain' or not is_idle() then
     return {0}
   end
@@ -71,6 +80,9 @@ local drain = false
 for k = FIRST, #KEYS - 2, 3 do
   pair = pair + 1
   if n >= max then break end
+  if unknown and n == 0 and redis.call('EXISTS', KEYS[k + 2]) == 1 then
+    return {3}
+  end
   local jobs = false
   if redis.call('SISMEMBER', KEYS[4], ARGV[3 + pair]) == 0 then
     jobs = redis.call('LPOP', KEYS[k], max - n)

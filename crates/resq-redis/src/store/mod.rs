@@ -41,6 +41,9 @@ pub struct RedisStore {
     /// sent with its next fetch as a floor: a worker's tokens only grow,
     /// even after its counter was deleted (see `claim.lua`).
     token_floors: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// Cluster mode: the workers of this process a fetch may have left a
+    /// suspect mark (see `fetch_cluster`).
+    marked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::collections::BTreeSet<String>>>>,
     /// In cluster mode, the queues this process added to the fleet's list
     /// of queues, and when (see [`RedisStore::register_queues`]).
     registered: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
@@ -230,6 +233,7 @@ impl RedisStore {
             failed_max: DEFAULT_FAILED_MAX,
             token_floors: Default::default(),
             registered: Default::default(),
+            marked: Default::default(),
             durable,
         })
     }

@@ -173,17 +173,16 @@ impl RedisStore {
 
 impl RedisStore {
     /// Runs the fetch script over `queues`, all in `keys`' keyspace;
-    /// `busy_elsewhere`: the worker holds jobs of queues not in the call.
-    /// Also returns true when the worker must fetch nothing more now (it
-    /// took a suspect to run alone, or drains for one).
+    /// `elsewhere`: whether the worker holds jobs of queues not in the call
+    /// (`None`: not looked at, see `fetch.lua`). Also says what next.
     async fn fetch_in(
         &self,
         keys: &Keys,
         worker: &WorkerId,
         queues: &[String],
         max: usize,
-        busy_elsewhere: bool,
-    ) -> Result<(Fetched, bool), StoreError> {
+        elsewhere: Option<bool>,
+    ) -> Result<(Fetched, Next), StoreError> {
         let w = worker.as_str();
         let mut inv = scripts::FETCH.prepare_invoke();
         inv.key(keys.pause_all())
@@ -194,31 +193,77 @@ impl RedisStore {
         for q in queues {
             inv.key(keys.queue(q)).key(keys.inflight(w, q)).key(keys.suspects(q));
         }
-        inv.arg(max)
-            .arg(self.token_floor(w))
-            .arg(if busy_elsewhere { "1" } else { "0" });
+        inv.arg(max).arg(self.token_floor(w)).arg(match elsewhere {
+            Some(true) => "1",
+            Some(false) => "0",
+            None => "?",
+        });
         for q in queues {
             inv.arg(q);
         }
         let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        let (fetched, stop) = parse_fetch(reply, queues)?;
+        let (fetched, next) = parse_fetch(reply, queues)?;
         if let Fetched::Jobs(jobs) = &fetched {
             let highest = jobs.iter().filter_map(|j| j.token.parse::<u64>().ok()).max();
             if let Some(highest) = highest {
                 self.raise_token_floor(w, highest);
             }
         }
-        Ok((fetched, stop))
+        Ok((fetched, next))
+    }
+
+    /// Cluster mode: which of `queues` hold jobs of `worker` in flight, and
+    /// whether it runs a suspect alone or drains for one (its marks, one
+    /// per queue: those of `queues` and of every queue a fetch of this
+    /// process left one in). One read per queue, each in its own slot.
+    async fn holdings(&self, worker: &str, queues: &[String]) -> Result<Holdings, StoreError> {
+        let mut all = queues.to_vec();
+        for q in self.marked_queues(worker) {
+            if !all.contains(&q) {
+                all.push(q);
+            }
+        }
+        let states = futures::future::try_join_all(all.iter().map(|q| {
+            let keys = self.keys.for_queue(q);
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.get(keys.solo(worker)).exists(keys.inflight(worker, q));
+            async move {
+                pipe.query_async::<(Option<String>, bool)>(&mut conn)
+                    .await
+                    .map_err(store_err)
+            }
+        }))
+        .await?;
+        Ok(Holdings {
+            running_alone: states
+                .iter()
+                .any(|(mark, _)| mark.as_deref().is_some_and(|m| m != "drain")),
+            draining: states.iter().any(|(mark, _)| mark.as_deref() == Some("drain")),
+            drained: all
+                .iter()
+                .zip(&states)
+                .filter(|(_, (mark, _))| mark.as_deref() == Some("drain"))
+                .map(|(q, _)| q.clone())
+                .collect(),
+            in_flight: states.into_iter().take(queues.len()).map(|(_, held)| held).collect(),
+        })
     }
 
     /// Cluster mode's fetch: the fleet-wide pause is read, and the queues
     /// are added to the worker's list of queues it may hold jobs of (which
-    /// a reaper reads), in the fleet's slot; then each queue's in-flight
-    /// hash and suspect mark (the worker runs a suspect alone, whichever
-    /// queue it came from); then the fetch script runs queue by queue in
-    /// the order given (strict or weighted, as the worker laid it out)
-    /// until `max` jobs are taken. Not atomic across queues, and need not
-    /// be: only this worker writes its own in-flight hashes and marks.
+    /// a reaper reads), in the fleet's slot; then the fetch script runs
+    /// queue by queue in the order given (strict or weighted, as the worker
+    /// laid it out) until `max` jobs are taken. Not atomic across queues,
+    /// and need not be: only this worker writes its own in-flight hashes
+    /// and marks.
+    ///
+    /// A suspect runs alone, whichever queue it came from: that needs what
+    /// the worker holds in every queue, one read per queue. It is read only
+    /// when it matters: when this worker may hold a mark (a fetch of this
+    /// process set one, in a queue it remembers: only a fetch sets one), or
+    /// when a queue's script meets a suspect and asks (status 3). A fetch that meets none costs its
+    /// queues' scripts and one command in the fleet's slot.
     async fn fetch_cluster(&self, worker: &WorkerId, queues: &[String], max: usize) -> Result<Fetched, StoreError> {
         let w = worker.as_str();
         let mut conn = self.conn.clone();
@@ -232,34 +277,35 @@ impl RedisStore {
         if paused.as_deref() == Some("true") {
             return Ok(Fetched::Paused);
         }
-        let states = futures::future::try_join_all(queues.iter().map(|q| {
-            let keys = self.keys.for_queue(q);
-            let mut conn = self.conn.clone();
-            let mut pipe = redis::pipe();
-            pipe.get(keys.solo(w)).exists(keys.inflight(w, q));
-            async move {
-                pipe.query_async::<(Option<String>, bool)>(&mut conn)
-                    .await
-                    .map_err(store_err)
+        let mut holdings = None;
+        let mut order: Vec<String> = queues.to_vec();
+        if !self.marked_queues(w).is_empty() {
+            let read = self.holdings(w, queues).await?;
+            if !read.running_alone && !read.draining {
+                self.forget_marks(w);
             }
-        }))
-        .await?;
-        let busy = states.iter().any(|(_, held)| *held);
-        let running_alone = states
-            .iter()
-            .any(|(solo, _)| solo.as_deref().is_some_and(|s| s != "drain"));
-        let draining = states.iter().any(|(solo, _)| solo.as_deref() == Some("drain"));
-        if running_alone || (draining && busy) {
-            return Ok(Fetched::Jobs(Vec::new()));
+            if read.blocks() {
+                return Ok(Fetched::Jobs(Vec::new()));
+            }
+            // Drained and idle now: the queue whose suspect it drained for
+            // first, so the suspect is taken now, not after other jobs.
+            order.sort_by_key(|q| !read.drained.contains(q));
+            holdings = Some(read.reordered(queues, &order));
         }
+        let queues = &order[..];
         let mut taken = Vec::new();
-        for (i, q) in queues.iter().enumerate() {
+        let mut i = 0;
+        while let Some(q) = queues.get(i) {
             let room = max.saturating_sub(taken.len());
             if room == 0 {
                 break;
             }
-            let elsewhere = !taken.is_empty() || states.iter().enumerate().any(|(j, (_, held))| j != i && *held);
-            let (fetched, stop) = self
+            let elsewhere = if taken.is_empty() {
+                holdings.as_ref().map(|h| h.elsewhere(i))
+            } else {
+                Some(true)
+            };
+            let (fetched, next) = self
                 .fetch_in(
                     &self.keys.for_queue(q),
                     worker,
@@ -268,15 +314,52 @@ impl RedisStore {
                     elsewhere,
                 )
                 .await?;
-            match fetched {
-                Fetched::Paused => return Ok(Fetched::Paused),
-                Fetched::Jobs(jobs) => taken.extend(jobs),
+            match next {
+                Next::NeedsHoldings if holdings.is_some() => {
+                    return Err(protocol("a fetch asked again what the worker holds"));
+                }
+                Next::NeedsHoldings => {
+                    let read = self.holdings(w, queues).await?;
+                    if read.blocks() {
+                        return Ok(Fetched::Jobs(taken));
+                    }
+                    holdings = Some(read);
+                    // The same queue again, now that the script can know.
+                    continue;
+                }
+                Next::Paused => return Ok(Fetched::Paused),
+                Next::More | Next::Stop => {}
             }
-            if stop {
+            if let Fetched::Jobs(jobs) = fetched {
+                taken.extend(jobs);
+            }
+            if next == Next::Stop {
+                self.remember_mark(w, q);
                 break;
             }
+            i += 1;
         }
         Ok(Fetched::Jobs(taken))
+    }
+
+    /// The queues in which a fetch of this process may have left `worker`
+    /// a suspect mark (see [`Self::fetch_cluster`]).
+    fn marked_queues(&self, worker: &str) -> Vec<String> {
+        let marked = self.marked.lock().unwrap_or_else(|p| p.into_inner());
+        marked
+            .get(worker)
+            .map(|qs| qs.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn remember_mark(&self, worker: &str, queue: &str) {
+        let mut marked = self.marked.lock().unwrap_or_else(|p| p.into_inner());
+        marked.entry(worker.to_string()).or_default().insert(queue.to_string());
+    }
+
+    fn forget_marks(&self, worker: &str) {
+        let mut marked = self.marked.lock().unwrap_or_else(|p| p.into_inner());
+        marked.remove(worker);
     }
 
     /// Acks `done` in one script, all in `keys`' keyspace (in cluster
@@ -397,15 +480,68 @@ impl RedisStore {
     }
 }
 
+/// What a fetch script's status says to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Go on to the next queue, if there is room (0).
+    More,
+    /// Paused by the fleet-wide flag (1).
+    Paused,
+    /// The worker runs a suspect alone or drains for one: nothing more (2).
+    Stop,
+    /// The script needs to know what the worker holds in other queues, and
+    /// did nothing (3).
+    NeedsHoldings,
+}
+
+/// Cluster mode: what a worker holds in flight, queue by queue, and its
+/// suspect marks.
+struct Holdings {
+    running_alone: bool,
+    draining: bool,
+    /// The queues whose suspect the worker drained for.
+    drained: Vec<String>,
+    in_flight: Vec<bool>,
+}
+
+impl Holdings {
+    /// Nothing may be fetched: a suspect runs alone, or the worker drains
+    /// for one and is not idle yet.
+    fn blocks(&self) -> bool {
+        self.running_alone || (self.draining && self.in_flight.iter().any(|held| *held))
+    }
+
+    /// The same, its in-flight flags in the order of `order` (a
+    /// permutation of `queues`).
+    fn reordered(self, queues: &[String], order: &[String]) -> Holdings {
+        let in_flight = order
+            .iter()
+            .map(|q| {
+                queues
+                    .iter()
+                    .position(|x| x == q)
+                    .and_then(|i| self.in_flight.get(i).copied())
+                    .unwrap_or(false)
+            })
+            .collect();
+        Holdings { in_flight, ..self }
+    }
+
+    /// Jobs in flight in a queue other than the `i`th.
+    fn elsewhere(&self, i: usize) -> bool {
+        self.in_flight.iter().enumerate().any(|(j, held)| j != i && *held)
+    }
+}
+
 /// Reads `{status, pair, first token, count, job, ...}` from the fetch
-/// script: each queue's jobs under consecutive tokens, and whether the
-/// worker must fetch nothing more now (status 2).
-fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<(Fetched, bool), StoreError> {
+/// script: each queue's jobs under consecutive tokens, and what next.
+fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<(Fetched, Next), StoreError> {
     let mut items = reply.into_iter();
-    let stop = match items.next() {
-        Some(Value::Int(1)) => return Ok((Fetched::Paused, true)),
-        Some(Value::Int(0)) => false,
-        Some(Value::Int(2)) => true,
+    let next = match items.next() {
+        Some(Value::Int(0)) => Next::More,
+        Some(Value::Int(1)) => return Ok((Fetched::Paused, Next::Paused)),
+        Some(Value::Int(2)) => Next::Stop,
+        Some(Value::Int(3)) => return Ok((Fetched::Jobs(Vec::new()), Next::NeedsHoldings)),
         _ => return Err(protocol("a fetch reply without a status")),
     };
     let mut jobs = Vec::new();
@@ -439,7 +575,7 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<(Fetched, bool), 
             });
         }
     }
-    Ok((Fetched::Jobs(jobs), stop))
+    Ok((Fetched::Jobs(jobs), next))
 }
 
 #[async_trait]
@@ -561,7 +697,7 @@ impl JobQueues for RedisStore {
         if self.keys.is_cluster() {
             return self.fetch_cluster(worker, queues, max).await;
         }
-        let (fetched, _) = self.fetch_in(&self.keys, worker, queues, max, false).await?;
+        let (fetched, _) = self.fetch_in(&self.keys, worker, queues, max, Some(false)).await?;
         Ok(fetched)
     }
 
@@ -699,7 +835,7 @@ mod tests {
             ),
         ];
         for (reply, want) in ok {
-            let Ok((Fetched::Jobs(jobs), false)) = parse_fetch(reply.clone(), &queues) else {
+            let Ok((Fetched::Jobs(jobs), Next::More)) = parse_fetch(reply.clone(), &queues) else {
                 panic!("{reply:?} not read");
             };
             let got: Vec<(&str, &str, &[u8])> = jobs
@@ -711,15 +847,19 @@ mod tests {
         }
         assert!(matches!(
             parse_fetch(vec![Value::Int(1)], &queues),
-            Ok((Fetched::Paused, true))
+            Ok((Fetched::Paused, Next::Paused))
         ));
         assert!(matches!(
             parse_fetch(vec![Value::Int(2), Value::Int(1), Value::Int(7), Value::Int(1), job("x")], &queues),
-            Ok((Fetched::Jobs(jobs), true)) if jobs.len() == 1
+            Ok((Fetched::Jobs(jobs), Next::Stop)) if jobs.len() == 1
+        ));
+        assert!(matches!(
+            parse_fetch(vec![Value::Int(3)], &queues),
+            Ok((Fetched::Jobs(jobs), Next::NeedsHoldings)) if jobs.is_empty()
         ));
         let bad: &[Vec<Value>] = &[
             vec![],
-            vec![Value::Int(3)],
+            vec![Value::Int(4)],
             vec![Value::Int(0), Value::Int(1), Value::Int(7), Value::Int(2), job("x")],
             vec![Value::Int(0), Value::Int(3), Value::Int(7), Value::Int(1), job("x")],
             vec![Value::Int(0), Value::Int(1), Value::Int(-7), Value::Int(1), job("x")],
