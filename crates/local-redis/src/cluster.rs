@@ -132,13 +132,33 @@ impl LocalCluster {
         if let Some(pass) = &self.options.requirepass {
             cmd.env("REDISCLI_AUTH", pass);
         }
-        cmd.args(args).stdin(Stdio::null()).output().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::NotInstalled
-            } else {
-                Error::Io(e)
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::NotInstalled
+                } else {
+                    Error::Io(e)
+                }
+            })?;
+        // `redis-cli --cluster create` waits without end for nodes whose bus
+        // cannot connect (a TLS bus without a client certificate, say).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().map_err(Error::Io)?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::NotReady(format!(
+                    "redis-cli {args:?} did not finish within 60 s"
+                )));
             }
-        })
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait_with_output().map_err(Error::Io)
     }
 
     /// Asks node `port` one command and returns its answer as text.

@@ -204,3 +204,58 @@ async fn a_suspect_runs_alone_across_queues_in_different_slots() {
     let next = fetch(&store, &w, &["r"]).await;
     assert_eq!(next.len(), 1);
 }
+
+/// Cluster mode over TLS with a private CA (nodes serve TLS only, their bus
+/// and replication too): resq learns the layout and works every node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_that_serves_tls_only_is_worked_over_tls() {
+    let pki = resq_test_support::Pki::generate();
+    let cluster = LocalCluster::start(
+        3,
+        1,
+        Options {
+            tls: Some(local_redis::TlsFiles {
+                cert: pki.path("server.pem"),
+                key: pki.path("server.key"),
+                ca: pki.path("ca.pem"),
+                require_client_cert: false,
+            }),
+            // The cluster bus and replication authenticate both ends.
+            extra_args: vec![
+                "--tls-client-cert-file".into(),
+                pki.path("client.pem").display().to_string(),
+                "--tls-client-key-file".into(),
+                pki.path("client.key").display().to_string(),
+            ],
+            ..Options::default()
+        },
+    )
+    .expect("start a TLS cluster");
+    let url = cluster.nodes()[0].url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let mut config = RedisConfig::new(url);
+    config.ca_file = Some(pki.path("ca.pem"));
+    config.cluster = Some(ClusterConfig {
+        nodes: cluster
+            .nodes()
+            .iter()
+            .map(|n| ("127.0.0.1".to_string(), n.port()))
+            .collect(),
+    });
+    let store = RedisStore::connect(&config, "tls").await.expect("connect over TLS");
+    let jobs: Vec<(String, Vec<u8>)> = (0..9)
+        .map(|i| (format!("q{i}"), format!("job {i}").into_bytes()))
+        .collect();
+    store.push_unchecked(&jobs).await.expect("enqueue");
+    let w = WorkerId::new("w", 1, "q");
+    store.register_worker(&registration(&w)).await.expect("register");
+    let queues: Vec<&str> = jobs.iter().map(|(q, _)| q.as_str()).collect();
+    let taken = fetch(&store, &w, &queues).await;
+    assert_eq!(taken.len(), 9);
+    succeed(&store, &w, &taken).await;
+    assert_eq!(store.stats().await.expect("stats").processed, 9);
+
+    // Without the CA the nodes' certificates are not trusted.
+    config.ca_file = None;
+    assert!(RedisStore::connect(&config, "tls").await.is_err());
+}
