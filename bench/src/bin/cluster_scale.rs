@@ -94,11 +94,7 @@ async fn setup(layout: Layout) -> Result<Setup, BenchError> {
             let cluster = LocalCluster::start(n, 0, Options::default())?;
             let mut config = RedisConfig::new(cluster.nodes()[0].url());
             config.cluster = Some(ClusterConfig {
-                nodes: cluster
-                    .nodes()
-                    .iter()
-                    .map(|n| ("127.0.0.1".to_string(), n.port()))
-                    .collect(),
+                nodes: cluster.seed_addrs(),
             });
             let store = RedisStore::connect(&config, "resque").await?;
             Ok(Setup {

@@ -218,6 +218,12 @@ impl LocalCluster {
     pub fn seeds(&self) -> Vec<String> {
         self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect()
     }
+
+    /// The same seeds as (host, port) pairs, as a client's cluster
+    /// configuration takes them.
+    pub fn seed_addrs(&self) -> Vec<(String, u16)> {
+        self.nodes.iter().map(|n| ("127.0.0.1".to_string(), n.port())).collect()
+    }
 }
 
 #[cfg(test)]

@@ -15,29 +15,15 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::failover::{log_of, lost_and_twice, resq, run, runs, spawn_worker, wait_for, workdir, Load, Record};
 use common::{signal, stderr, stdout, wait_child};
 use local_redis::{LocalCluster, Options};
-use resq::{Client, Job, JobContext, JobError, Keyring};
+use resq::{Client, Keyring};
 use resq_redis::{ClusterConfig, RedisConfig, RedisStore, WaitReplicas};
-use serde::{Deserialize, Serialize};
-
-/// The shipped `Record` job, typed on the producer side.
-#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Record {
-    #[garde(skip)]
-    ms: u64,
-}
-impl Job for Record {
-    const CLASS: &'static str = "Record";
-    async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
 
 /// The queues the tests spread their jobs over.
 const QUEUES: [&str; 6] = ["q0", "q1", "q2", "q3", "q4", "q5"];
@@ -61,128 +47,11 @@ async fn cluster_store(cluster: &LocalCluster, wait: Option<WaitReplicas>) -> Re
     let mut config = RedisConfig::new(cluster.nodes()[0].url());
     config.wait = wait;
     config.cluster = Some(ClusterConfig {
-        nodes: cluster
-            .nodes()
-            .iter()
-            .map(|n| ("127.0.0.1".to_string(), n.port()))
-            .collect(),
+        nodes: cluster.seed_addrs(),
     });
     RedisStore::connect(&config, "resque")
         .await
         .expect("connect in cluster mode")
-}
-
-/// A directory with a keys file made the way a user makes one, and a
-/// resq.toml holding `config`.
-fn workdir(config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("resq.toml"), config).unwrap();
-    let made = Command::new(env!("CARGO_BIN_EXE_resq"))
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys.toml"))
-        .output()
-        .expect("resq keys generate");
-    assert!(made.status.success(), "{}", stderr(&made));
-    dir
-}
-
-/// `resq` in `dir`, with only the environment given.
-fn resq(dir: &Path, vars: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resq"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RESQ_KEYS_FILE", dir.join("keys.toml"))
-        .env("RESQ_LOG", "resq=debug,resq_redis=debug,info")
-        .stdin(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn run(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Output {
-    resq(dir, vars).args(args).output().expect("run resq")
-}
-
-/// A worker process, killed if the test ends before it stopped it (a
-/// failed assertion must not leave it running against a dead cluster).
-struct WorkerProcess(Child);
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for WorkerProcess {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for WorkerProcess {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> WorkerProcess {
-    resq(dir, vars)
-        .env("DEMO_RECORD_FILE", record)
-        .args([
-            "--log-format",
-            "json",
-            "worker",
-            "--queues",
-            &QUEUES.join(","),
-            "--concurrency",
-            "8",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
-        .spawn()
-        .map(WorkerProcess)
-        .expect("spawn the worker")
-}
-
-fn log_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
-}
-
-/// Every job's `start` and `done` lines, by id.
-fn runs(record: &Path) -> HashMap<String, (u32, u32)> {
-    let mut by_id: HashMap<String, (u32, u32)> = HashMap::new();
-    for line in std::fs::read_to_string(record).unwrap_or_default().lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(what), Some(id)) = (parts.next(), parts.next()) else {
-            panic!("garbled record line {line:?}");
-        };
-        let entry = by_id.entry(id.to_string()).or_default();
-        match what {
-            "start" => entry.0 += 1,
-            "done" => entry.1 += 1,
-            _ => panic!("garbled record line {line:?}"),
-        }
-    }
-    by_id
-}
-
-/// Waits (bounded) until `check` holds.
-async fn wait_for<F, Fut>(what: &str, bound: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,7 +98,7 @@ async fn the_binary_works_jobs_of_queues_spread_over_the_masters() {
         );
     }
     let record = dir.join("record.log");
-    let mut worker = spawn_worker(dir, &vars, &record);
+    let mut worker = spawn_worker(dir, &vars, &record, &QUEUES.join(","), 8);
     wait_for("every job to run", Duration::from_secs(60), || async {
         let done = runs(&record);
         done.len() == ids.len() + 1 && done.values().all(|r| r.1 > 0)
@@ -295,7 +164,7 @@ async fn failover_under_load(wait: bool, cut: bool, jobs: usize) -> Tally {
     ));
     let dir = dir.path();
     let record = dir.join("record.log");
-    let mut worker = spawn_worker(dir, &vars, &record);
+    let mut worker = spawn_worker(dir, &vars, &record, &QUEUES.join(","), 8);
     let store = cluster_store(
         &cluster,
         wait.then_some(WaitReplicas {
@@ -307,34 +176,8 @@ async fn failover_under_load(wait: bool, cut: bool, jobs: usize) -> Tally {
     let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
     let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
 
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
-    let tasks: Vec<_> = (0..4)
-        .map(|t| {
-            let (client, acked, failed) = (client.clone(), Arc::clone(&acked), Arc::clone(&failed));
-            tokio::spawn(async move {
-                let mut n = t;
-                while acked.lock().unwrap().len() < jobs {
-                    n += 1;
-                    match client.enqueue_to(QUEUES[n % QUEUES.len()], &Record { ms: 0 }).await {
-                        Ok(id) => acked.lock().unwrap().push(id),
-                        Err(e) => {
-                            let kind = match &e {
-                                resq::EnqueueError::Store(resq::StoreError::Unavailable(_)) => "Unavailable".into(),
-                                resq::EnqueueError::Store(resq::StoreError::NotReplicated { .. }) => {
-                                    "NotReplicated".into()
-                                }
-                                other => other.to_string(),
-                            };
-                            *failed.lock().unwrap().entry(kind).or_default() += 1;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let count = || acked.lock().unwrap().len();
+    let load = Load::start(&client, jobs, 4, &QUEUES);
+    let count = || load.count();
     wait_for(
         "half the jobs acknowledged, and jobs running",
         Duration::from_secs(60),
@@ -414,17 +257,7 @@ async fn failover_under_load(wait: bool, cut: bool, jobs: usize) -> Tally {
         },
     )
     .await;
-    for task in tasks {
-        if tokio::time::timeout(Duration::from_secs(90), task).await.is_err() {
-            panic!(
-                "the producers did not get {jobs} jobs acknowledged after the failover: {} were, {:?} refused",
-                count(),
-                failed.lock().unwrap()
-            );
-        }
-    }
-    let acked = acked.lock().unwrap().clone();
-    let failed = failed.lock().unwrap().clone();
+    let (acked, failed) = load.finish(Duration::from_secs(90)).await;
     let all_done = |done: &HashMap<String, (u32, u32)>| acked.iter().all(|id| done.get(id).is_some_and(|r| r.1 > 0));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet_since: Option<(Instant, u32)> = None;
@@ -451,11 +284,11 @@ async fn failover_under_load(wait: bool, cut: bool, jobs: usize) -> Tally {
     );
     signal(&worker, libc::SIGTERM);
     assert!(wait_child(&mut worker).success(), "{}", log_of(dir));
-    let done = runs(&record);
+    let (lost, twice) = lost_and_twice(&acked, &runs(&record));
     Tally {
         acked: acked.len(),
-        lost: acked.iter().filter(|id| done.get(*id).is_none_or(|r| r.1 == 0)).count(),
-        twice: acked.iter().filter(|id| done.get(*id).is_some_and(|r| r.0 > 1)).count(),
+        lost,
+        twice,
         failed,
         failover,
     }
@@ -571,7 +404,7 @@ async fn acl_rules_for_cluster_mode_are_enough_for_each_role_and_no_more() {
 
     let record = dir.join("record.log");
     // A long poll: jobs are taken at once only if the wake-up is heard.
-    let mut child = spawn_worker(dir, &as_worker, &record);
+    let mut child = spawn_worker(dir, &as_worker, &record, &QUEUES.join(","), 8);
     tokio::time::sleep(Duration::from_secs(1)).await;
     for q in QUEUES {
         let o = run(

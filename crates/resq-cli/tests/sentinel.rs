@@ -23,33 +23,19 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::failover::{log_of, lost_and_twice, resq, run, runs, spawn_worker, wait_for, workdir, Load, Record};
 use common::{signal, stderr, stdout, wait_child};
 use local_redis::{LocalRedis, Options};
-use resq::{Client, Job, JobContext, JobError, Keyring};
+use resq::{Client, Keyring};
 use resq_redis::{RedisConfig, RedisStore, SentinelConfig, WaitReplicas};
-use serde::{Deserialize, Serialize};
 
 const MASTER: &str = "mymaster";
-
-/// The shipped `Record` job, typed on the producer side.
-#[derive(Serialize, Deserialize, garde::Validate, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Record {
-    #[garde(skip)]
-    ms: u64,
-}
-impl Job for Record {
-    const CLASS: &'static str = "Record";
-    async fn perform(self, _: JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
 
 /// One command to the server on `port`, over a connection of its own.
 async fn query<T: redis::FromRedisValue>(port: u16, password: Option<&str>, cmd: &redis::Cmd) -> redis::RedisResult<T> {
@@ -69,19 +55,6 @@ async fn named_master(port: u16, password: Option<&str>) -> Option<u16> {
     .await
     .ok()?;
     reply.and_then(|(_, p)| p.parse().ok())
-}
-
-/// Waits (bounded) until `check` holds.
-async fn wait_for<F, Fut>(what: &str, bound: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A sentinel watching the master on `master_port`.
@@ -110,57 +83,6 @@ fn sentinel_mode(sentinels: &[LocalRedis]) -> [(&'static str, String); 3] {
         ("RESQ_REDIS_MASTER_NAME", MASTER.to_string()),
         ("RESQ_REDIS_SENTINELS", list),
     ]
-}
-
-/// A directory with a keys file made the way a user makes one, and a
-/// resq.toml holding `config`.
-fn workdir(config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("resq.toml"), config).unwrap();
-    let made = Command::new(env!("CARGO_BIN_EXE_resq"))
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys.toml"))
-        .output()
-        .expect("resq keys generate");
-    assert!(made.status.success(), "{}", stderr(&made));
-    dir
-}
-
-/// `resq` in `dir`, with only the environment given.
-fn resq(dir: &Path, vars: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resq"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RESQ_KEYS_FILE", dir.join("keys.toml"))
-        .env("RESQ_LOG", "resq=debug,resq_redis=debug,info")
-        .stdin(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn run(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Output {
-    resq(dir, vars).args(args).output().expect("run resq")
-}
-
-/// Every job's `start` and `done` lines, by id.
-fn runs(record: &Path) -> HashMap<String, (u32, u32)> {
-    let mut by_id: HashMap<String, (u32, u32)> = HashMap::new();
-    for line in std::fs::read_to_string(record).unwrap_or_default().lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(what), Some(id)) = (parts.next(), parts.next()) else {
-            panic!("garbled record line {line:?}");
-        };
-        let entry = by_id.entry(id.to_string()).or_default();
-        match what {
-            "start" => entry.0 += 1,
-            "done" => entry.1 += 1,
-            _ => panic!("garbled record line {line:?}"),
-        }
-    }
-    by_id
 }
 
 /// A steady producer of signed `Record` jobs through the library in
@@ -211,10 +133,6 @@ impl Producer {
         let acked = self.acked.lock().unwrap().clone();
         (acked, self.failed.load(Ordering::Relaxed))
     }
-}
-
-fn log_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
 }
 
 /// The library's store in sentinel mode, over `sentinels`.
@@ -284,24 +202,6 @@ async fn wait_sentinel_ready(s: &LocalRedis, peers: usize) {
     .await;
 }
 
-fn spawn_worker(dir: &Path, vars: &[(&str, String)], record: &Path) -> Child {
-    resq(dir, vars)
-        .env("DEMO_RECORD_FILE", record)
-        .args([
-            "--log-format",
-            "json",
-            "worker",
-            "--queues",
-            "default",
-            "--concurrency",
-            "4",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
-        .spawn()
-        .expect("spawn the worker")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_follows_a_failover_and_runs_every_job_acknowledged_after_it() {
     let began = Instant::now();
@@ -344,7 +244,7 @@ async fn a_worker_follows_a_failover_and_runs_every_job_acknowledged_after_it() 
     assert!(!codes.contains(&"redis-url-plain"), "{codes:?}");
 
     let record = dir.join("record.log");
-    let mut worker = spawn_worker(dir, &vars, &record);
+    let mut worker = spawn_worker(dir, &vars, &record, "default", 4);
     let store = sentinel_store(&sentinels.iter().collect::<Vec<_>>()).await;
     assert_eq!(store.sentinel_master(), Some(format!("127.0.0.1:{}", master.port())));
     let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
@@ -494,7 +394,7 @@ async fn a_demoted_master_is_left_for_the_promoted_one_wake_ups_included() {
     let dir = workdir("[worker]\nliveness_ttl_ms = 900\nreap_interval_ms = 200\npoll_max_ms = 10000\n");
     let dir = dir.path();
     let record = dir.join("record.log");
-    let mut worker = spawn_worker(dir, &vars, &record);
+    let mut worker = spawn_worker(dir, &vars, &record, "default", 4);
     let store = sentinel_store(&[&s]).await;
     let keyring = Arc::new(Keyring::load(&dir.join("keys.toml")).unwrap());
     let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
@@ -869,7 +769,7 @@ async fn failover_under_load(wait: bool, cut: Cut, jobs: usize, producers: usize
     ));
     let dir = dir.path();
     let record = dir.join("record.log");
-    let mut worker = spawn_worker(dir, &vars, &record);
+    let mut worker = spawn_worker(dir, &vars, &record, "default", 4);
     let store = sentinel_store_waiting(
         &sentinels.iter().collect::<Vec<_>>(),
         wait.then_some(WaitReplicas {
@@ -882,32 +782,8 @@ async fn failover_under_load(wait: bool, cut: Cut, jobs: usize, producers: usize
     let client = Client::new(Arc::new(store.clone()), keyring).unwrap();
 
     // The producers: each acknowledged id; each failure by its error.
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
-    let tasks: Vec<_> = (0..producers)
-        .map(|_| {
-            let (client, acked, failed) = (client.clone(), Arc::clone(&acked), Arc::clone(&failed));
-            tokio::spawn(async move {
-                while acked.lock().unwrap().len() < jobs {
-                    match client.enqueue(&Record { ms: 0 }).await {
-                        Ok(id) => acked.lock().unwrap().push(id),
-                        Err(e) => {
-                            let kind = match &e {
-                                resq::EnqueueError::Store(resq::StoreError::Unavailable(_)) => "Unavailable".into(),
-                                resq::EnqueueError::Store(resq::StoreError::NotReplicated { .. }) => {
-                                    "NotReplicated".into()
-                                }
-                                other => other.to_string(),
-                            };
-                            *failed.lock().unwrap().entry(kind).or_default() += 1;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let count = || acked.lock().unwrap().len();
+    let load = Load::start(&client, jobs, producers, &["default"]);
+    let count = || load.count();
 
     wait_for(
         "half the jobs acknowledged, and jobs running",
@@ -964,18 +840,11 @@ async fn failover_under_load(wait: bool, cut: Cut, jobs: usize, producers: usize
         ..Options::default()
     })
     .expect("a replacement replica");
-    for task in tasks {
-        tokio::time::timeout(Duration::from_secs(60), task)
-            .await
-            .expect("the producers acknowledged every job after the failover")
-            .unwrap();
-    }
+    let (acked, failed) = load.finish(Duration::from_secs(60)).await;
     assert!(
         worker.try_wait().unwrap().is_none(),
         "the worker exited during the failover"
     );
-    let acked = acked.lock().unwrap().clone();
-    let failed = failed.lock().unwrap().clone();
 
     // Every acknowledged job completes, or the new master is quiet:
     // nothing queued, the record unchanged for 3 s (in-flight jobs of the
@@ -1024,9 +893,7 @@ async fn failover_under_load(wait: bool, cut: Cut, jobs: usize, producers: usize
         let late = |id: &String| before_drain.get(id).is_none_or(|r| r.1 == 0) && done.get(id).is_some_and(|r| r.1 > 0);
         acked.iter().filter(|id| late(id)).count()
     };
-    let done = runs(&record);
-    let lost = acked.iter().filter(|id| done.get(*id).is_none_or(|r| r.1 == 0)).count();
-    let twice = acked.iter().filter(|id| done.get(*id).is_some_and(|r| r.0 > 1)).count();
+    let (lost, twice) = lost_and_twice(&acked, &runs(&record));
     Tally {
         acked: acked.len(),
         acked_at_cut,

@@ -17,11 +17,7 @@ use resq_redis::{ClusterConfig, RedisConfig, RedisStore};
 async fn cluster_store(cluster: &LocalCluster, namespace: &str) -> RedisStore {
     let mut config = RedisConfig::new(cluster.nodes()[0].url());
     config.cluster = Some(ClusterConfig {
-        nodes: cluster
-            .nodes()
-            .iter()
-            .map(|n| ("127.0.0.1".to_string(), n.port()))
-            .collect(),
+        nodes: cluster.seed_addrs(),
     });
     RedisStore::connect(&config, namespace).await.expect("connect")
 }
@@ -236,11 +232,7 @@ async fn a_cluster_that_serves_tls_only_is_worked_over_tls() {
     let mut config = RedisConfig::new(url);
     config.ca_file = Some(pki.path("ca.pem"));
     config.cluster = Some(ClusterConfig {
-        nodes: cluster
-            .nodes()
-            .iter()
-            .map(|n| ("127.0.0.1".to_string(), n.port()))
-            .collect(),
+        nodes: cluster.seed_addrs(),
     });
     let store = RedisStore::connect(&config, "tls").await.expect("connect over TLS");
     let jobs: Vec<(String, Vec<u8>)> = (0..9)

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod failover;
 pub mod http;
 pub mod web;
 
