@@ -60,6 +60,10 @@ async fn kill_9_in_the_middle_of_1000_slow_jobs_loses_nothing() {
         env.keys("resque:resq:inflight:*").await.is_empty(),
         "nothing left in flight"
     );
+    assert!(
+        env.keys("resque:resq:inflight-batch:*").await.is_empty(),
+        "no in-flight batch left"
+    );
     assert_eq!(env.llen("resque:failed").await, 0);
     assert_eq!(env.processed().await, 1000, "each job acked exactly once");
 
@@ -181,6 +185,7 @@ async fn kill_9_at_full_speed_loses_nothing() {
     assert!(wait_child(&mut second).success());
     assert_eq!(env.llen("resque:queue:default").await, 0);
     assert!(env.keys("resque:resq:inflight:*").await.is_empty());
+    assert!(env.keys("resque:resq:inflight-batch:*").await.is_empty());
     assert_eq!(env.llen("resque:failed").await, 0);
     assert_eq!(env.processed().await, 20_000, "every job acked once");
     // The set of jobs that ran is the set enqueued: none lost, none foreign.
@@ -248,6 +253,7 @@ async fn a_job_that_kills_its_worker_ends_as_poison_and_its_neighbours_run() {
     assert!(last_out.contains("poisoned 1"), "{last_out}");
     assert_eq!(env.llen("resque:queue:default").await, 0);
     assert!(env.keys("resque:resq:inflight:*").await.is_empty());
+    assert!(env.keys("resque:resq:inflight-batch:*").await.is_empty());
     let failed = env.lrange("resque:failed").await;
     assert_eq!(failed.len(), 1, "{failed:?}");
     let record: Value = serde_json::from_str(&failed[0]).unwrap();

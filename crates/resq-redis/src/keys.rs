@@ -217,9 +217,19 @@ impl Keys {
     pub fn inflight_seq(&self, worker: &str) -> String {
         self.k(&format!("resq:inflight-seq:{worker}"))
     }
-    /// One worker's in-flight jobs from one queue: a hash, token -> job.
+    /// One worker's in-flight jobs from one queue: a hash, token -> the
+    /// first token of the job's batch (the job itself is in that batch's
+    /// list, see [`Keys::inflight_batches`]), `c<token>` -> the job's
+    /// replay claim, `b<first>` -> how many of the batch are still in flight.
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
+    }
+    /// The prefix of one worker's in-flight batches from one queue: each
+    /// fetch moves its jobs, in order, into the list `<prefix>:<first
+    /// token>` inside Redis (`SORT ... STORE`), so a payload never passes
+    /// through a script; the list goes with the batch's last job.
+    pub fn inflight_batches(&self, worker: &str, queue: &str) -> String {
+        self.k(&format!("resq:inflight-batch:{worker}:{queue}"))
     }
     /// A tracked job's record (opt-in per job): a hash kept until a day
     /// after the job's expiry.
@@ -348,6 +358,7 @@ mod tests {
                 k.paused_queues(),
                 k.pause_all(),
                 k.inflight(w, queue),
+                k.inflight_batches(w, queue) + ":17",
                 k.inflight_seq(w),
                 k.inflight_queues(w),
                 k.solo(w),

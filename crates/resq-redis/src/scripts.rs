@@ -15,10 +15,12 @@ macro_rules! allow_oom {
     };
 }
 
-pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+pub(crate) static FETCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(allow_oom!(), include_str!("lua/fetch.lua"))));
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/failed_list.lua"),
+        include_str!("lua/inflight.lua"),
         include_str!("lua/finish.lua")
     ))
 });
@@ -40,6 +42,7 @@ pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         allow_oom!(),
         include_str!("lua/release_claim.lua"),
+        include_str!("lua/inflight.lua"),
         include_str!("lua/requeue.lua")
     ))
 });
@@ -47,6 +50,7 @@ pub(crate) static REQUEUE_UNHELD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         allow_oom!(),
         include_str!("lua/release_claim.lua"),
+        include_str!("lua/inflight.lua"),
         include_str!("lua/requeue_unheld.lua")
     ))
 });
@@ -61,12 +65,14 @@ pub(crate) static RECOVER: LazyLock<Script> = LazyLock::new(|| {
         allow_oom!(),
         include_str!("lua/release_claim.lua"),
         include_str!("lua/continuity.lua"),
+        include_str!("lua/inflight.lua"),
         include_str!("lua/recover.lua")
     ))
 });
 pub(crate) static POISON: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/failed_list.lua"),
+        include_str!("lua/inflight.lua"),
         include_str!("lua/poison.lua")
     ))
 });

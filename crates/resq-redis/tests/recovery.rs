@@ -545,7 +545,7 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         .query_async(&mut env.conn())
         .await
         .unwrap();
-    assert_eq!(fields, 200, "100 jobs and their 100 claims");
+    assert_eq!(fields, 201, "100 jobs, their 100 claims and their batch's count");
 
     reset_stats(&env).await;
     let report = env
@@ -554,9 +554,29 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         .await
         .unwrap();
     assert_eq!((report.acked, report.taken.len()), (100, 0));
-    assert_eq!(calls(&env, "hexists").await, 1);
-    assert_eq!(calls(&env, "hdel").await, 1, "one HDEL for the burst's jobs and claims");
+    // One HMGET tells which are still here; one HDEL removes them and their
+    // claims; the batch's count goes once, and its list with it.
+    let counted = [
+        ("hmget", 1),
+        ("hdel", 2),
+        ("hincrby", 1),
+        ("del", 1),
+        ("lindex", 0),
+        ("lrange", 0),
+    ];
+    for (command, n) in counted {
+        assert_eq!(calls(&env, command).await, n, "{command} for the ack of a burst of 100");
+    }
     assert!(env.in_flight(&w, "q").await.is_empty());
+    let batches: Vec<String> = redis::cmd("KEYS")
+        .arg("resque:resq:inflight-batch:*")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert!(
+        batches.is_empty(),
+        "the batch's list went with its last job: {batches:?}"
+    );
     assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("100"));
 }
 
@@ -756,4 +776,39 @@ async fn jobs_a_lost_fetch_reply_left_in_flight_go_back_and_the_held_ones_stay()
         "the held job stays"
     );
     assert_eq!(env.in_flight(&w, "q").await.len(), 1);
+}
+
+/// A fetch moves its jobs inside Redis (SORT ... STORE into the batch's
+/// list, LTRIM off the queue) and the worker reads them once (LRANGE): no
+/// payload becomes a Lua string, which Redis 7 hashes byte by byte. A queue
+/// with suspects is the exception (its jobs are compared in the script).
+/// Each job arrives whole and in order, under its own token.
+#[tokio::test]
+async fn a_fetch_moves_its_jobs_inside_redis_and_reads_them_once() {
+    let env = Env::start().await;
+    let big = "x".repeat(64 * 1024);
+    for i in 0..20 {
+        env.push_raw(
+            "q",
+            format!(r#"{{"class":"Echo","args":[{{"message":"{i}{big}"}}]}}"#).as_bytes(),
+        )
+        .await;
+    }
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    reset_stats(&env).await;
+    let jobs = fetch(&env, &w, "q", 16).await;
+    let counted = [("sort", 1), ("ltrim", 1), ("lpop", 0), ("lrange", 1), ("hset", 1)];
+    for (command, n) in counted {
+        assert_eq!(calls(&env, command).await, n, "{command} for a fetch of 16");
+    }
+    assert_eq!(jobs.len(), 16);
+    for (i, job) in jobs.iter().enumerate() {
+        let want = format!(r#"{{"class":"Echo","args":[{{"message":"{i}{big}"}}]}}"#);
+        assert!(job.payload[..] == *want.as_bytes(), "job {i} whole and in order");
+    }
+    let tokens: Vec<u64> = jobs.iter().map(token).collect();
+    assert!(tokens.windows(2).all(|t| t[1] == t[0] + 1), "{tokens:?}");
+    assert_eq!(env.lrange("resque:queue:q").await.len(), 4);
+    assert_eq!(env.in_flight(&w, "q").await.len(), 16);
 }

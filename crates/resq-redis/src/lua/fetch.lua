@@ -1,8 +1,14 @@
 -- Reliable fetch: atomically take up to ARGV[1] jobs, in queue priority order,
--- from the head (left) of each queue into this worker's in-flight hash for
--- that queue, each under a fresh sequence token. A job is never in neither
--- place. Whole batches move in a few calls (LPOP with a count, one HSET), so
--- the cost in Redis is per batch, not per job.
+-- from the head (left) of each queue into this worker's in-flight record for
+-- that queue (see inflight.lua), each under a fresh sequence token. A job is
+-- never in neither place. Whole batches move in a few calls, so the cost in
+-- Redis is per batch, not per job; and the jobs move inside Redis (SORT ...
+-- STORE into the batch's list, then LTRIM): a payload never becomes a Lua
+-- string, which Redis 7 hashes byte by byte (a 64 KB job cost Redis three
+-- times the CPU when it passed through here). The caller reads the batch's
+-- list (LRANGE) after this script. It runs at maxmemory (allow-oom, see
+-- scripts.rs): the batch's copy lasts until the LTRIM that follows it, so a
+-- fetch holds about what it found, and workers keep draining a full Redis.
 --
 -- Suspects (jobs that were in flight when a worker died, see recover.lua)
 -- run alone: a suspect is taken only by an idle worker (no job in the
@@ -12,15 +18,17 @@
 -- that meets a suspect at a queue's head puts it back and drains: it
 -- fetches nothing more until its jobs are done, then takes the suspect if it
 -- is still there.
--- A queue without suspects costs one EXISTS per fetch.
+-- A queue without suspects costs one EXISTS per fetch; a queue with
+-- suspects is taken through the script (LPOP), to compare each job.
 --
 -- KEYS[1]  resque:pause-all-workers
 -- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
 -- KEYS[3]  resq:inflight-seq:<id>        (the token counter)
 -- KEYS[4]  resq:paused-queues             (queues paused by an operator)
 -- KEYS[5]  resq:solo:<id>                 ("<token> <sha1>" of the suspect it runs, or "drain")
--- KEYS[6..] triples: resque:queue:<q>, resq:inflight:<id>:<q> (a hash
---          token -> job), resq:suspects:<q> (sha1 of a payload -> its deaths)
+-- KEYS[6..] quads: resque:queue:<q>, resq:inflight:<id>:<q> (the hash),
+--          resq:suspects:<q> (sha1 of a payload -> its deaths),
+--          resq:inflight-batch:<id>:<q> (the prefix of the batches' lists)
 -- ARGV[1]  max jobs; ARGV[2] the token floor: the highest token this worker
 --          was ever given (the counter is kept above it: a worker that was
 --          judged dead and forgotten while it still ran lost its counter, and
@@ -31,14 +39,15 @@
 --          mode, to spare a read of every queue per fetch): the script then
 --          answers status 3 before it changes anything if it needs to know
 --          (a drain mark, or a suspect at the head of the queue)
--- ARGV[4..] the queue name of each triple
+-- ARGV[4..] the queue name of each quad
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
 -- refused; the worker shows a job once it runs.
 --
--- Returns {status, pair, first token, count, job, job, ..., pair, ...}:
--- each queue's jobs in order under tokens first, first + 1, ... (the
--- caller spells them: no string is made here per job); status 1 = paused,
+-- Returns {status, pair, first token, count, pair, ...}: each queue's jobs,
+-- in order under tokens first, first + 1, ..., are in the list
+-- <batches>:<first> (the caller spells the tokens: no string is made here
+-- per job); status 1 = paused,
 -- 2 = this worker now runs a suspect alone or drains for one: the caller
 -- fetches nothing more (cluster mode, where it goes on to other queues);
 -- 3 = ARGV[3] was "?" and is needed: nothing was done, ask again.
@@ -53,7 +62,7 @@ local idle = nil
 local function is_idle()
   if idle == nil then
     idle = ARGV[3] == '0'
-    for k = FIRST + 1, #KEYS, 3 do
+    for k = FIRST + 1, #KEYS, 4 do
       if not idle then break end
       if redis.call('EXISTS', KEYS[k]) == 1 then
         idle = false
@@ -77,18 +86,27 @@ local out = {0}
 local n = 0
 local pair = 0
 local drain = false
-for k = FIRST, #KEYS - 2, 3 do
+for k = FIRST, #KEYS - 3, 4 do
   pair = pair + 1
   if n >= max then break end
-  if unknown and n == 0 and redis.call('EXISTS', KEYS[k + 2]) == 1 then
+  local suspects = redis.call('EXISTS', KEYS[k + 2]) == 1
+  if unknown and n == 0 and suspects then
     return {3}
   end
+  local paused = redis.call('SISMEMBER', KEYS[4], ARGV[3 + pair]) == 1
+  -- Jobs taken through the script (a queue with suspects), or how many
+  -- move inside Redis.
   local jobs = false
-  if redis.call('SISMEMBER', KEYS[4], ARGV[3 + pair]) == 0 then
-    jobs = redis.call('LPOP', KEYS[k], max - n)
-  end
+  local take = 0
   local solo = nil
-  if jobs and redis.call('EXISTS', KEYS[k + 2]) == 1 then
+  if paused then
+    take = 0
+  elseif suspects then
+    jobs = redis.call('LPOP', KEYS[k], max - n)
+  else
+    take = math.min(redis.call('LLEN', KEYS[k]), max - n)
+  end
+  if jobs then
     -- Keep the jobs before the first suspect (or the suspect alone, for an
     -- idle worker with nothing taken yet); the rest go back, in order.
     local keep = #jobs
@@ -112,32 +130,33 @@ for k = FIRST, #KEYS - 2, 3 do
       -- taken within a job's run time, however busy the other queues.
       drain = true
     end
-    if keep == 0 then
-      jobs = false
-    elseif keep < #jobs then
-      local kept = {}
-      for i = 1, keep do
-        kept[i] = jobs[i]
-      end
-      jobs = kept
-    end
+    take = keep
   end
-  if jobs then
-    local last = redis.call('INCRBY', KEYS[3], #jobs)
-    if last - #jobs < floor then
-      last = floor + #jobs
+  if take > 0 then
+    local last = redis.call('INCRBY', KEYS[3], take)
+    if last - take < floor then
+      last = floor + take
       redis.call('SET', KEYS[3], last)
     end
-    local first = last - #jobs
+    local first = last - take
+    local batch = KEYS[k + 3] .. ':' .. (first + 1)
+    if jobs then
+      -- RPUSH in slices: Lua's unpack has a stack limit.
+      for s = 1, take, 1000 do
+        redis.call('RPUSH', batch, unpack(jobs, s, math.min(s + 999, take)))
+      end
+    else
+      redis.call('SORT', KEYS[k], 'BY', 'nosort', 'LIMIT', 0, take, 'STORE', batch)
+      redis.call('LTRIM', KEYS[k], take, -1)
+    end
     out[#out + 1] = pair
     out[#out + 1] = first + 1
-    out[#out + 1] = #jobs
-    local fields = {}
-    for i, job in ipairs(jobs) do
+    out[#out + 1] = take
+    local fields = {'b' .. (first + 1), take}
+    for i = 1, take do
       -- A number argument reaches Redis as its decimal digits.
       fields[#fields + 1] = first + i
-      fields[#fields + 1] = job
-      out[#out + 1] = job
+      fields[#fields + 1] = first + 1
       -- HSET in slices: Lua's unpack has a stack limit.
       if #fields >= 1000 then
         redis.call('HSET', KEYS[k + 1], unpack(fields))
@@ -148,7 +167,7 @@ for k = FIRST, #KEYS - 2, 3 do
       redis.call('HSET', KEYS[k + 1], unpack(fields))
     end
     redis.call('SADD', KEYS[2], ARGV[3 + pair])
-    n = n + #jobs
+    n = n + take
     if solo then
       redis.call('SET', KEYS[5], tostring(last) .. ' ' .. solo)
       out[1] = 2

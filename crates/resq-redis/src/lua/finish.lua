@@ -13,61 +13,67 @@
 --   "working" record)
 -- KEYS[9] resq:failure-index (failure_id -> record)
 -- KEYS[10] resq:solo:<id> ("<token> <sha1>" of a suspect running alone)
--- KEYS[11 ..] triples, one per queue (list number l = 1..L): in-flight
---   hash, resq:suspects:<q>, resq:suspects-at:<q>
+-- KEYS[11 ..] quads, one per queue (list number l = 1..L): in-flight
+--   hash, resq:suspects:<q>, resq:suspects-at:<q>, the batches' prefix
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
 -- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
--- ARGV[5 .. 4+L] the lowest token of each list's jobs ("" when unknown)
--- ARGV[5+L ..]: per job, six values: in-flight hash number (1..L), token,
+-- ARGV[5 ..]: per job, six values: in-flight hash number (1..L), token,
 --   failure record or "", its failure_id or "", next attempt or "", its due
 --   time (unix ms)
 -- Returns {processed, trimmed, taken token, ...}.
 local lists = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
-local FIRST = 5 + lists
+local FIRST = 5
 local by_list = {}
 for i = FIRST, #ARGV, 6 do
   local list = tonumber(ARGV[i])
   by_list[list] = by_list[list] or {}
   table.insert(by_list[list], i)
 end
--- When the list's lowest token is still here, every job of the list is
--- (the reasoning is in claim.lua: only a reaper takes a held job, and it
--- takes all at once): one HDEL removes them all, their claims with them.
--- Otherwise one HDEL a job says whether it was still here and removes it
--- in the same step, without copying its payload.
+-- One HMGET says which jobs are still here (a reaper may have taken them
+-- back) and their batches, without copying a payload; one HDEL removes
+-- them and their claims; each batch's count goes down once, and its list
+-- goes with its last job.
 local present = {}
 local taken = {}
 for list = 1, lists do
   local entries = by_list[list]
   if entries then
-    local flight = KEYS[8 + 3 * list]
-    local lowest = ARGV[4 + list]
-    if lowest ~= '' and redis.call('HEXISTS', flight, lowest) == 1 then
-      local fields = {}
-      for _, i in ipairs(entries) do
-        local token = ARGV[i + 1]
+    local flight, batches = KEYS[7 + 4 * list], KEYS[10 + 4 * list]
+    local tokens = {}
+    for _, i in ipairs(entries) do
+      tokens[#tokens + 1] = ARGV[i + 1]
+    end
+    -- In slices: Lua's unpack has a stack limit.
+    local firsts = {}
+    for s = 1, #tokens, 1000 do
+      local got = redis.call('HMGET', flight, unpack(tokens, s, math.min(s + 999, #tokens)))
+      for j = 1, #got do
+        firsts[s + j - 1] = got[j]
+      end
+    end
+    local fields = {}
+    local gone = {}
+    for j, i in ipairs(entries) do
+      local token, first = ARGV[i + 1], firsts[j]
+      if first then
+        present[i] = true
+        gone[first] = (gone[first] or 0) + 1
         fields[#fields + 1] = token
         fields[#fields + 1] = 'c' .. token
-        present[i] = true
-        -- HDEL in slices: Lua's unpack has a stack limit.
         if #fields >= 1000 then
           redis.call('HDEL', flight, unpack(fields))
           fields = {}
         end
+      else
+        taken[#taken + 1] = token
       end
-      if #fields > 0 then
-        redis.call('HDEL', flight, unpack(fields))
-      end
-    else
-      for _, i in ipairs(entries) do
-        local token = ARGV[i + 1]
-        if redis.call('HDEL', flight, token, 'c' .. token) > 0 then
-          present[i] = true
-        else
-          taken[#taken + 1] = token
-        end
-      end
+    end
+    if #fields > 0 then
+      redis.call('HDEL', flight, unpack(fields))
+    end
+    for first, n in pairs(gone) do
+      inflight_gone(flight, batches, first, n)
     end
   end
 end
@@ -81,8 +87,8 @@ if solo then
     if present[i] and ARGV[i + 1] == solo_token then
       local sha = string.sub(solo, space + 1)
       local list = tonumber(ARGV[i])
-      redis.call('HDEL', KEYS[9 + 3 * list], sha)
-      redis.call('ZREM', KEYS[10 + 3 * list], sha)
+      redis.call('HDEL', KEYS[8 + 4 * list], sha)
+      redis.call('ZREM', KEYS[9 + 4 * list], sha)
       redis.call('DEL', KEYS[10])
       break
     end

@@ -18,6 +18,7 @@
 -- KEYS[1] resq:alive:<id>  KEYS[2] resq:inflight:<id>:<q>  KEYS[3] resque:queue:<q>
 -- KEYS[4] resq:beat (since when the fleet renewed without a gap)
 -- KEYS[5] resq:suspects:<q>  KEYS[6] resq:suspects-at:<q>  KEYS[7] resq:solo:<id>
+-- KEYS[8] resq:inflight-batch:<id>:<q> (the prefix of its batches' lists)
 -- ARGV[1] "force", "judged" (cluster mode: the caller found the liveness
 --   mark gone and the beat continuous, in the fleet's slot) or ""
 -- ARGV[2] the continuity needed (ms)
@@ -49,11 +50,15 @@ local solo_token = solo and string.sub(solo, 1, (string.find(solo, ' ', 1, true)
 local flat = redis.call('HGETALL', KEYS[2])
 local jobs = {}
 local poison = {}
+local batches = {}
 for i = 1, #flat, 2 do
   local token = tonumber(flat[i])
-  if token then
+  if string.sub(flat[i], 1, 1) == 'b' then
+    batches[#batches + 1] = string.sub(flat[i], 2)
+  end
+  local job = token and inflight_job(KEYS[8], flat[i], flat[i + 1])
+  if job then
     release_claim(KEYS[2], flat[i])
-    local job = flat[i + 1]
     local keep_out = false
     if counting then
       local sha = redis.sha1hex(job)
@@ -81,7 +86,7 @@ for i = 1, #flat, 2 do
       end
     end
     if not keep_out then
-      jobs[#jobs + 1] = {token, job, flat[i]}
+      jobs[#jobs + 1] = {token, job, flat[i], flat[i + 1]}
     end
   end
 end
@@ -92,9 +97,13 @@ for i = #jobs, 1, -1 do
 end
 if #poison == 0 then
   redis.call('DEL', KEYS[2])
+  for _, first in ipairs(batches) do
+    redis.call('DEL', KEYS[8] .. ':' .. first)
+  end
 else
   for _, job in ipairs(jobs) do
     redis.call('HDEL', KEYS[2], job[3])
+    inflight_gone(KEYS[2], KEYS[8], job[4], 1)
   end
 end
 -- The solo mark goes with its job when the job was in this hash and went

@@ -5,22 +5,25 @@
 -- A suspect put back is still a suspect; its worker may fetch again.
 --
 -- KEYS[1] resq:solo:<id>
--- KEYS pairs from 2: resq:inflight:<id>:<q> (hash), resque:queue:<q>
--- ARGV pairs, in fetch order: pair number, token
+-- KEYS triples from 2: resq:inflight:<id>:<q> (hash), resque:queue:<q>,
+--   resq:inflight-batch:<id>:<q> (the prefix of its batches' lists)
+-- ARGV pairs, in fetch order: triple number, token
 local solo = redis.call('GET', KEYS[1])
 local solo_token = solo and string.sub(solo, 1, (string.find(solo, ' ', 1, true) or 1) - 1)
 local n = 0
 for i = #ARGV - 1, 1, -2 do
   local p = tonumber(ARGV[i])
-  local flight, token = KEYS[2 * p], ARGV[i + 1]
+  local flight, queue, batches, token = KEYS[3 * p - 1], KEYS[3 * p], KEYS[3 * p + 1], ARGV[i + 1]
   if token == solo_token then
     redis.call('DEL', KEYS[1])
   end
-  local job = redis.call('HGET', flight, token)
+  local first = redis.call('HGET', flight, token)
+  local job = first and inflight_job(batches, token, first)
   if job then
     release_claim(flight, token)
     redis.call('HDEL', flight, token)
-    redis.call('LPUSH', KEYS[2 * p + 1], job)
+    redis.call('LPUSH', queue, job)
+    inflight_gone(flight, batches, first, 1)
     n = n + 1
   end
 end

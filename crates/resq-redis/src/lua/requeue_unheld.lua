@@ -3,6 +3,7 @@
 -- their queue, claims released; a suspect's solo mark goes with it.
 --
 -- KEYS[1] resq:inflight:<id>:<q>  KEYS[2] resque:queue:<q>  KEYS[3] resq:solo:<id>
+-- KEYS[4] resq:inflight-batch:<id>:<q> (the prefix of its batches' lists)
 -- ARGV: the tokens the worker holds
 -- Returns how many went back.
 local held = {}
@@ -21,10 +22,14 @@ end
 table.sort(back, function(a, b) return a[1] < b[1] end)
 for i = #back, 1, -1 do
   local field = back[i][2]
-  local job = redis.call('HGET', KEYS[1], field)
+  local first = redis.call('HGET', KEYS[1], field)
+  local job = first and inflight_job(KEYS[4], field, first)
   release_claim(KEYS[1], field)
   redis.call('HDEL', KEYS[1], field)
-  redis.call('LPUSH', KEYS[2], job)
+  if job then
+    redis.call('LPUSH', KEYS[2], job)
+    inflight_gone(KEYS[1], KEYS[4], first, 1)
+  end
   if field == solo_token then
     redis.call('DEL', KEYS[3])
   end

@@ -164,19 +164,42 @@ impl AdminStore for RedisStore {
             .map_err(store_err)?;
         queues.sort();
         // Each in-flight hash holds at most the worker's concurrency of jobs
-        // (token -> job) beside their claims ("c<token>"): reading them is
-        // bounded by the concurrency (at most 1,024), whatever the queues hold.
+        // beside their claims ("c<token>") and batches ("b<first>"): reading
+        // them is bounded by the concurrency (at most 1,024), whatever the
+        // queues hold.
         let mut jobs: Vec<(String, u64, Vec<u8>)> = Vec::new();
         for queue in queues {
-            let fields: Vec<(String, Vec<u8>)> = self
+            let keys = self.keys.for_queue(&queue);
+            let fields: Vec<(String, String)> = self
                 .conn
                 .clone()
-                .hgetall(self.keys.for_queue(&queue).inflight(worker, &queue))
+                .hgetall(keys.inflight(worker, &queue))
                 .await
                 .map_err(store_err)?;
-            for (field, job) in fields {
-                if let Ok(token) = field.parse::<u64>() {
-                    jobs.push((queue.clone(), token, job));
+            // token -> the first token of its batch; the jobs are read
+            // from the batches' lists (one read a batch). A batch gone
+            // meanwhile (its jobs acked) is left out.
+            let mut batches: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            for (field, first) in fields {
+                if let (Ok(token), Ok(first)) = (field.parse::<u64>(), first.parse::<u64>()) {
+                    batches.entry(first).or_default().push(token);
+                }
+            }
+            let mut pipe = redis::pipe();
+            for first in batches.keys() {
+                pipe.lrange(format!("{}:{first}", keys.inflight_batches(worker, &queue)), 0, -1);
+            }
+            let lists: Vec<Vec<Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await.map_err(store_err)?;
+            for ((first, tokens), list) in batches.into_iter().zip(lists) {
+                let mut list: Vec<Option<Vec<u8>>> = list.into_iter().map(Some).collect();
+                for token in tokens {
+                    let job = usize::try_from(token.saturating_sub(first))
+                        .ok()
+                        .and_then(|i| list.get_mut(i))
+                        .and_then(Option::take);
+                    if let Some(job) = job {
+                        jobs.push((queue.clone(), token, job));
+                    }
                 }
             }
         }

@@ -635,6 +635,7 @@ impl RedisStore {
                 .key(keys.suspects(q))
                 .key(keys.suspects_at(q))
                 .key(keys.solo(worker))
+                .key(keys.inflight_batches(worker, q))
                 .arg(mode)
                 .arg(min_continuity_ms)
                 .arg(rules.max_recoveries)

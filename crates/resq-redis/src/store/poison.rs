@@ -120,6 +120,7 @@ impl RedisStore {
             .key(keys.suspects(queue))
             .key(keys.suspects_at(queue))
             .key(keys.solo(worker))
+            .key(keys.inflight_batches(worker, queue))
             .arg(self.failed_max);
         let mut jobs = Vec::with_capacity(held.len());
         for job in held {

@@ -191,7 +191,10 @@ impl RedisStore {
             .key(keys.paused_queues())
             .key(keys.solo(w));
         for q in queues {
-            inv.key(keys.queue(q)).key(keys.inflight(w, q)).key(keys.suspects(q));
+            inv.key(keys.queue(q))
+                .key(keys.inflight(w, q))
+                .key(keys.suspects(q))
+                .key(keys.inflight_batches(w, q));
         }
         inv.arg(max).arg(self.token_floor(w)).arg(match elsewhere {
             Some(true) => "1",
@@ -201,15 +204,38 @@ impl RedisStore {
         for q in queues {
             inv.arg(q);
         }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
-        let (fetched, next) = parse_fetch(reply, queues)?;
-        if let Fetched::Jobs(jobs) = &fetched {
-            let highest = jobs.iter().filter_map(|j| j.token.parse::<u64>().ok()).max();
-            if let Some(highest) = highest {
-                self.raise_token_floor(w, highest);
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(store_err)?;
+        let (batches, next) = parse_fetch(reply, queues)?;
+        if next == Next::Paused {
+            return Ok((Fetched::Paused, next));
+        }
+        if let Some(highest) = batches.iter().map(|b| b.first + b.count - 1).max() {
+            self.raise_token_floor(w, highest);
+        }
+        if batches.is_empty() {
+            return Ok((Fetched::Jobs(Vec::new()), next));
+        }
+        // The jobs, read from their batches' lists: the script moved them
+        // there inside Redis.
+        let mut pipe = redis::pipe();
+        for b in &batches {
+            pipe.lrange(format!("{}:{}", keys.inflight_batches(w, b.queue), b.first), 0, -1);
+        }
+        let lists: Vec<Vec<bytes::Bytes>> = pipe.query_async(&mut conn).await.map_err(store_err)?;
+        let mut jobs = Vec::with_capacity(batches.iter().map(|b| b.count as usize).sum());
+        for (b, list) in batches.iter().zip(lists) {
+            // A list read short was taken back by a reaper meanwhile (this
+            // worker was judged dead): its jobs are not this worker's.
+            for (token, payload) in (b.first..b.first + b.count).zip(list) {
+                jobs.push(FetchedJob {
+                    queue: b.queue.to_string(),
+                    payload,
+                    token: token.to_string(),
+                });
             }
         }
-        Ok((fetched, next))
+        Ok((Fetched::Jobs(jobs), next))
     }
 
     /// Cluster mode: which of `queues` hold jobs of `worker` in flight, and
@@ -390,7 +416,8 @@ impl RedisStore {
             if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
                 inv.key(keys.inflight(w, &f.job.queue))
                     .key(keys.suspects(&f.job.queue))
-                    .key(keys.suspects_at(&f.job.queue));
+                    .key(keys.suspects_at(&f.job.queue))
+                    .key(keys.inflight_batches(w, &f.job.queue));
             }
         }
         inv.arg(list_numbers.len()).arg(self.failed_max);
@@ -399,21 +426,6 @@ impl RedisStore {
             Working::Clear => inv.arg("clear").arg(""),
             Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
         };
-        // Each list's lowest token: while it is in flight, all the list's
-        // jobs are (see finish.lua), and one HDEL acks them.
-        let mut by_list: Vec<Vec<&str>> = vec![Vec::new(); list_numbers.len()];
-        for f in done {
-            let list = list_numbers
-                .get(f.job.queue.as_str())
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|i| by_list.get_mut(i));
-            if let Some(tokens) = list {
-                tokens.push(f.job.token.as_str());
-            }
-        }
-        for tokens in by_list {
-            inv.arg(super::claims::lowest_token(tokens).unwrap_or(""));
-        }
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
             inv.arg(list).arg(&f.job.token);
@@ -457,7 +469,9 @@ impl RedisStore {
             let next = pair_numbers.len() + 1;
             let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
             if n == next {
-                inv.key(keys.inflight(w, &job.queue)).key(keys.queue(&job.queue));
+                inv.key(keys.inflight(w, &job.queue))
+                    .key(keys.queue(&job.queue))
+                    .key(keys.inflight_batches(w, &job.queue));
             }
             inv.arg(n).arg(&job.token);
         }
@@ -533,18 +547,28 @@ impl Holdings {
     }
 }
 
-/// Reads `{status, pair, first token, count, job, ...}` from the fetch
-/// script: each queue's jobs under consecutive tokens, and what next.
-fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<(Fetched, Next), StoreError> {
+/// One queue's jobs that a fetch took: tokens `first .. first + count`, in
+/// the list `<inflight batches>:<first>`.
+#[derive(Debug, PartialEq, Eq)]
+struct Batch<'q> {
+    queue: &'q str,
+    first: u64,
+    count: u64,
+}
+
+/// Reads `{status, pair, first token, count, pair, ...}` from the fetch
+/// script: each queue's batch of jobs under consecutive tokens, and what
+/// next.
+fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String]) -> Result<(Vec<Batch<'q>>, Next), StoreError> {
     let mut items = reply.into_iter();
     let next = match items.next() {
         Some(Value::Int(0)) => Next::More,
-        Some(Value::Int(1)) => return Ok((Fetched::Paused, Next::Paused)),
+        Some(Value::Int(1)) => return Ok((Vec::new(), Next::Paused)),
         Some(Value::Int(2)) => Next::Stop,
-        Some(Value::Int(3)) => return Ok((Fetched::Jobs(Vec::new()), Next::NeedsHoldings)),
+        Some(Value::Int(3)) => return Ok((Vec::new(), Next::NeedsHoldings)),
         _ => return Err(protocol("a fetch reply without a status")),
     };
-    let mut jobs = Vec::new();
+    let mut batches = Vec::new();
     while let Some(pair) = items.next() {
         let (Value::Int(p), Some(Value::Int(first)), Some(Value::Int(count))) = (pair, items.next(), items.next())
         else {
@@ -559,23 +583,18 @@ fn parse_fetch(reply: Vec<Value>, queues: &[String]) -> Result<(Fetched, Next), 
         let (Ok(first), Ok(count)) = (u64::try_from(first), u64::try_from(count)) else {
             return Err(protocol("a fetch reply with a negative token or count"));
         };
-        for token in (0..count).map(|i| first.saturating_add(i)) {
-            let payload = match items.next() {
-                Some(Value::BulkString(bytes)) => bytes::Bytes::from(bytes),
-                _ => {
-                    return Err(protocol(
-                        "a fetch reply with fewer jobs than it counts, or one not a string",
-                    ))
-                }
-            };
-            jobs.push(FetchedJob {
-                queue: queue.clone(),
-                payload,
-                token: token.to_string(),
-            });
+        if first == 0
+            || count == 0
+            || first
+                .checked_add(count)
+                .and_then(|end| i64::try_from(end).ok())
+                .is_none()
+        {
+            return Err(protocol("a fetch reply with an empty batch or one out of range"));
         }
+        batches.push(Batch { queue, first, count });
     }
-    Ok((Fetched::Jobs(jobs), next))
+    Ok((batches, next))
 }
 
 #[async_trait]
@@ -774,7 +793,10 @@ impl JobQueues for RedisStore {
         for q in &queues {
             let keys = self.keys.for_queue(q);
             let mut inv = scripts::REQUEUE_UNHELD.prepare_invoke();
-            inv.key(keys.inflight(w, q)).key(keys.queue(q)).key(keys.solo(w));
+            inv.key(keys.inflight(w, q))
+                .key(keys.queue(q))
+                .key(keys.solo(w))
+                .key(keys.inflight_batches(w, q));
             for token in held {
                 inv.arg(token);
             }
@@ -806,73 +828,42 @@ impl JobQueues for RedisStore {
 mod tests {
     use super::*;
 
-    fn job(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    fn int(n: i64) -> Value {
+        Value::Int(n)
     }
-
-    /// A reply, and the (queue, token, payload) of each job read from it.
-    type Case = (Vec<Value>, &'static [(&'static str, &'static str, &'static str)]);
 
     #[test]
     fn fetch_replies_are_read_or_refused_with_a_protocol_error() {
         let queues = ["a".to_string(), "b".to_string()];
-        let ok: &[Case] = &[
-            (vec![Value::Int(0)], &[]),
+        let batch = |queue, first, count| Batch { queue, first, count };
+        let ok: &[(Vec<Value>, Vec<Batch>, Next)] = &[
+            (vec![int(0)], vec![], Next::More),
             (
-                vec![
-                    Value::Int(0),
-                    Value::Int(1),
-                    Value::Int(7),
-                    Value::Int(2),
-                    job("x"),
-                    job("y"),
-                    Value::Int(2),
-                    Value::Int(9),
-                    Value::Int(1),
-                    job("z"),
-                ],
-                &[("a", "7", "x"), ("a", "8", "y"), ("b", "9", "z")],
+                vec![int(0), int(1), int(7), int(2), int(2), int(9), int(1)],
+                vec![batch("a", 7, 2), batch("b", 9, 1)],
+                Next::More,
             ),
+            (vec![int(1)], vec![], Next::Paused),
+            (vec![int(2), int(1), int(7), int(1)], vec![batch("a", 7, 1)], Next::Stop),
+            (vec![int(3)], vec![], Next::NeedsHoldings),
         ];
-        for (reply, want) in ok {
-            let Ok((Fetched::Jobs(jobs), Next::More)) = parse_fetch(reply.clone(), &queues) else {
-                panic!("{reply:?} not read");
-            };
-            let got: Vec<(&str, &str, &[u8])> = jobs
-                .iter()
-                .map(|j| (j.queue.as_str(), j.token.as_str(), &j.payload[..]))
-                .collect();
-            let want: Vec<(&str, &str, &[u8])> = want.iter().map(|(q, t, p)| (*q, *t, p.as_bytes())).collect();
-            assert_eq!(got, want);
+        for (reply, want, want_next) in ok {
+            let (got, next) = parse_fetch(reply.clone(), &queues).unwrap_or_else(|e| panic!("{reply:?}: {e}"));
+            assert_eq!((&got, next), (want, *want_next), "{reply:?}");
         }
-        assert!(matches!(
-            parse_fetch(vec![Value::Int(1)], &queues),
-            Ok((Fetched::Paused, Next::Paused))
-        ));
-        assert!(matches!(
-            parse_fetch(vec![Value::Int(2), Value::Int(1), Value::Int(7), Value::Int(1), job("x")], &queues),
-            Ok((Fetched::Jobs(jobs), Next::Stop)) if jobs.len() == 1
-        ));
-        assert!(matches!(
-            parse_fetch(vec![Value::Int(3)], &queues),
-            Ok((Fetched::Jobs(jobs), Next::NeedsHoldings)) if jobs.is_empty()
-        ));
+        let job = Value::BulkString(b"x".to_vec());
         let bad: &[Vec<Value>] = &[
             vec![],
-            vec![Value::Int(4)],
-            vec![Value::Int(0), Value::Int(1), Value::Int(7), Value::Int(2), job("x")],
-            vec![Value::Int(0), Value::Int(3), Value::Int(7), Value::Int(1), job("x")],
-            vec![Value::Int(0), Value::Int(1), Value::Int(-7), Value::Int(1), job("x")],
-            vec![Value::Int(0), Value::Int(1), Value::Int(7), Value::Int(-1)],
-            vec![
-                Value::Int(0),
-                Value::Int(1),
-                Value::Int(7),
-                Value::Int(1),
-                Value::Int(5),
-            ],
-            vec![Value::Int(0), Value::Int(1), Value::Int(7)],
-            vec![Value::Int(0), job("1"), Value::Int(7), Value::Int(1), job("x")],
+            vec![int(4)],
+            vec![int(0), int(3), int(7), int(1)],
+            vec![int(0), int(1), int(-7), int(1)],
+            vec![int(0), int(1), int(7), int(-1)],
+            vec![int(0), int(1), int(7), int(0)],
+            vec![int(0), int(1), int(0), int(1)],
+            vec![int(0), int(1), int(i64::MAX), int(2)],
+            vec![int(0), int(1), int(7)],
+            vec![int(0), int(1), int(7), int(1), job.clone()],
+            vec![int(0), job, int(7), int(1)],
         ];
         for reply in bad {
             assert!(
