@@ -218,9 +218,10 @@ impl Keys {
         self.k(&format!("resq:inflight-seq:{worker}"))
     }
     /// One worker's in-flight jobs from one queue: a hash, token -> the
-    /// first token of the job's batch (the job itself is in that batch's
-    /// list, see [`Keys::inflight_batches`]), `c<token>` -> the job's
-    /// replay claim, `b<first>` -> how many of the batch are still in flight.
+    /// first token of the job's batch, zero-padded to 65 digits so Redis
+    /// keeps the hash a hashtable (the job itself is in that batch's list,
+    /// see [`Keys::inflight_batches`]), `c<token>` -> the job's replay
+    /// claim, `b<first>` -> how many of the batch are still in flight.
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
     }

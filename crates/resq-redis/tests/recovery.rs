@@ -518,6 +518,15 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
     let w = WorkerId::new("w", 1, "q");
     env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
     let jobs = fetch(&env, &w, "q", 100).await;
+    // A listpack (Redis's compact hash of short values, up to 512 fields)
+    // is scanned on each lookup: a burst would cost O(n^2).
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(format!("resque:resq:inflight:{w}:q"))
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert_eq!(encoding, "hashtable", "the in-flight hash is kept a hashtable");
     let claims: Vec<Claim> = jobs
         .iter()
         .enumerate()
@@ -778,37 +787,64 @@ async fn jobs_a_lost_fetch_reply_left_in_flight_go_back_and_the_held_ones_stay()
     assert_eq!(env.in_flight(&w, "q").await.len(), 1);
 }
 
-/// A fetch moves its jobs inside Redis (SORT ... STORE into the batch's
-/// list, LTRIM off the queue) and the worker reads them once (LRANGE): no
-/// payload becomes a Lua string, which Redis 7 hashes byte by byte. A queue
-/// with suspects is the exception (its jobs are compared in the script).
-/// Each job arrives whole and in order, under its own token.
+/// Large jobs move inside Redis (SORT ... STORE into the batch's list,
+/// LTRIM off the queue) and the worker reads them once (LRANGE): no large
+/// payload becomes a Lua string, which Redis 7 hashes byte by byte. Small
+/// jobs come back with the script's reply (one round trip). The first fetch
+/// of a queue takes the small path and learns the size. Each job arrives
+/// whole and in order, under its own token.
 #[tokio::test]
-async fn a_fetch_moves_its_jobs_inside_redis_and_reads_them_once() {
+async fn large_jobs_move_inside_redis_and_small_ones_come_with_the_reply() {
     let env = Env::start().await;
     let big = "x".repeat(64 * 1024);
-    for i in 0..20 {
-        env.push_raw(
-            "q",
-            format!(r#"{{"class":"Echo","args":[{{"message":"{i}{big}"}}]}}"#).as_bytes(),
-        )
-        .await;
+    let large = |i: usize| format!(r#"{{"class":"Echo","args":[{{"message":"{i}{big}"}}]}}"#);
+    for i in 0..24 {
+        env.push_raw("q", large(i).as_bytes()).await;
     }
     let w = WorkerId::new("w", 1, "q");
     env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let counts = |sort, lpop, lrange| {
+        [
+            ("sort", sort),
+            ("ltrim", sort),
+            ("lpop", lpop),
+            ("lrange", lrange),
+            ("hset", 1),
+        ]
+    };
     reset_stats(&env).await;
-    let jobs = fetch(&env, &w, "q", 16).await;
-    let counted = [("sort", 1), ("ltrim", 1), ("lpop", 0), ("lrange", 1), ("hset", 1)];
-    for (command, n) in counted {
-        assert_eq!(calls(&env, command).await, n, "{command} for a fetch of 16");
+    let mut jobs = fetch(&env, &w, "q", 4).await;
+    for (command, n) in counts(0, 1, 0) {
+        assert_eq!(calls(&env, command).await, n, "{command} for a first fetch of 4");
     }
-    assert_eq!(jobs.len(), 16);
+    reset_stats(&env).await;
+    jobs.extend(fetch(&env, &w, "q", 16).await);
+    for (command, n) in counts(1, 0, 1) {
+        assert_eq!(calls(&env, command).await, n, "{command} for a fetch of 16 large jobs");
+    }
+    assert_eq!(jobs.len(), 20);
     for (i, job) in jobs.iter().enumerate() {
-        let want = format!(r#"{{"class":"Echo","args":[{{"message":"{i}{big}"}}]}}"#);
-        assert!(job.payload[..] == *want.as_bytes(), "job {i} whole and in order");
+        assert!(job.payload[..] == *large(i).as_bytes(), "job {i} whole and in order");
     }
     let tokens: Vec<u64> = jobs.iter().map(token).collect();
     assert!(tokens.windows(2).all(|t| t[1] == t[0] + 1), "{tokens:?}");
     assert_eq!(env.lrange("resque:queue:q").await.len(), 4);
-    assert_eq!(env.in_flight(&w, "q").await.len(), 16);
+    assert_eq!(env.in_flight(&w, "q").await.len(), 20);
+
+    // Small jobs again: the next fetch sees the large ones, the one after
+    // it the small ones, which come with the reply.
+    let _: () = redis::cmd("DEL")
+        .arg("resque:queue:q")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    push_echoes(&env, "q", 40).await;
+    let _ = fetch(&env, &w, "q", 4).await;
+    reset_stats(&env).await;
+    let small = fetch(&env, &w, "q", 16).await;
+    for (command, n) in counts(0, 1, 0) {
+        assert_eq!(calls(&env, command).await, n, "{command} for a fetch of 16 small jobs");
+    }
+    assert_eq!(small.len(), 16);
+    assert!(small[0].payload.starts_with(br#"{"class":"Echo""#));
 }

@@ -19,7 +19,8 @@
 -- fetches nothing more until its jobs are done, then takes the suspect if it
 -- is still there.
 -- A queue without suspects costs one EXISTS per fetch; a queue with
--- suspects is taken through the script (LPOP), to compare each job.
+-- suspects is taken through the script (LPOP), to compare each job, as are
+-- small jobs when the caller expects them (ARGV[4]).
 --
 -- KEYS[1]  resque:pause-all-workers
 -- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
@@ -39,15 +40,21 @@
 --          mode, to spare a read of every queue per fetch): the script then
 --          answers status 3 before it changes anything if it needs to know
 --          (a drain mark, or a suspect at the head of the queue)
--- ARGV[4..] the queue name of each quad
+-- ARGV[4]  one character a queue, "1" where small jobs are expected (the
+--          caller saw small ones there last time): they are taken through
+--          the script and returned with the reply (one round trip; hashing
+--          a short string costs little), and stored in the batch's list
+--          as well
+-- ARGV[5..] the queue name of each quad
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
 -- refused; the worker shows a job once it runs.
 --
--- Returns {status, pair, first token, count, pair, ...}: each queue's jobs,
--- in order under tokens first, first + 1, ..., are in the list
--- <batches>:<first> (the caller spells the tokens: no string is made here
--- per job); status 1 = paused,
+-- Returns {status, pair, first token, count, inline, job, ..., pair, ...}:
+-- each queue's jobs, in order under tokens first, first + 1, ..., are in
+-- the list <batches>:<first>, and when inline is 1 in the reply too (the
+-- caller spells the tokens: no string is made here per job); status 1 =
+-- paused,
 -- 2 = this worker now runs a suspect alone or drains for one: the caller
 -- fetches nothing more (cluster mode, where it goes on to other queues);
 -- 3 = ARGV[3] was "?" and is needed: nothing was done, ask again.
@@ -93,20 +100,20 @@ for k = FIRST, #KEYS - 3, 4 do
   if unknown and n == 0 and suspects then
     return {3}
   end
-  local paused = redis.call('SISMEMBER', KEYS[4], ARGV[3 + pair]) == 1
-  -- Jobs taken through the script (a queue with suspects), or how many
-  -- move inside Redis.
+  local paused = redis.call('SISMEMBER', KEYS[4], ARGV[4 + pair]) == 1
+  -- Jobs taken through the script (a queue with suspects, or small jobs
+  -- expected), or how many move inside Redis.
   local jobs = false
   local take = 0
   local solo = nil
   if paused then
     take = 0
-  elseif suspects then
+  elseif suspects or string.sub(ARGV[4], pair, pair) == '1' then
     jobs = redis.call('LPOP', KEYS[k], max - n)
   else
     take = math.min(redis.call('LLEN', KEYS[k]), max - n)
   end
-  if jobs then
+  if jobs and suspects then
     -- Keep the jobs before the first suspect (or the suspect alone, for an
     -- idle worker with nothing taken yet); the rest go back, in order.
     local keep = #jobs
@@ -131,6 +138,8 @@ for k = FIRST, #KEYS - 3, 4 do
       drain = true
     end
     take = keep
+  elseif jobs then
+    take = #jobs
   end
   if take > 0 then
     local last = redis.call('INCRBY', KEYS[3], take)
@@ -139,7 +148,7 @@ for k = FIRST, #KEYS - 3, 4 do
       redis.call('SET', KEYS[3], last)
     end
     local first = last - take
-    local batch = KEYS[k + 3] .. ':' .. (first + 1)
+    local batch = KEYS[k + 3] .. ':' .. string.format('%d', first + 1)
     if jobs then
       -- RPUSH in slices: Lua's unpack has a stack limit.
       for s = 1, take, 1000 do
@@ -152,11 +161,24 @@ for k = FIRST, #KEYS - 3, 4 do
     out[#out + 1] = pair
     out[#out + 1] = first + 1
     out[#out + 1] = take
-    local fields = {'b' .. (first + 1), take}
+    if jobs then
+      out[#out + 1] = 1
+      for i = 1, take do
+        out[#out + 1] = jobs[i]
+      end
+    else
+      out[#out + 1] = 0
+    end
+    -- Each job's batch, its digits padded past hash-max-listpack-value (64
+    -- by default): Redis then keeps the hash a hashtable. A hash of short
+    -- values stays a listpack up to 512 fields, where each lookup is a scan:
+    -- a batch of 256 cost O(n^2), twice Redis's CPU per no-op job.
+    local batch_of = string.format('%065d', first + 1)
+    local fields = {'b' .. string.format('%d', first + 1), take}
     for i = 1, take do
       -- A number argument reaches Redis as its decimal digits.
       fields[#fields + 1] = first + i
-      fields[#fields + 1] = first + 1
+      fields[#fields + 1] = batch_of
       -- HSET in slices: Lua's unpack has a stack limit.
       if #fields >= 1000 then
         redis.call('HSET', KEYS[k + 1], unpack(fields))
@@ -166,7 +188,7 @@ for k = FIRST, #KEYS - 3, 4 do
     if #fields > 0 then
       redis.call('HSET', KEYS[k + 1], unpack(fields))
     end
-    redis.call('SADD', KEYS[2], ARGV[3 + pair])
+    redis.call('SADD', KEYS[2], ARGV[4 + pair])
     n = n + take
     if solo then
       redis.call('SET', KEYS[5], tostring(last) .. ' ' .. solo)

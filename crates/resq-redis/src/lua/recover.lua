@@ -98,7 +98,7 @@ end
 if #poison == 0 then
   redis.call('DEL', KEYS[2])
   for _, first in ipairs(batches) do
-    redis.call('DEL', KEYS[8] .. ':' .. first)
+    redis.call('DEL', inflight_batch(KEYS[8], first))
   end
 else
   for _, job in ipairs(jobs) do

@@ -41,6 +41,10 @@ pub struct RedisStore {
     /// sent with its next fetch as a floor: a worker's tokens only grow,
     /// even after its counter was deleted (see `claim.lua`).
     token_floors: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// The queues whose last fetched jobs were large (see
+    /// [`queues::LARGE_JOB`]): their jobs move inside Redis, not through
+    /// the fetch script.
+    large_jobs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Cluster mode: the workers of this process a fetch may have left a
     /// suspect mark (see `fetch_cluster`).
     marked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::collections::BTreeSet<String>>>>,
@@ -232,6 +236,7 @@ impl RedisStore {
             caps: Default::default(),
             failed_max: DEFAULT_FAILED_MAX,
             token_floors: Default::default(),
+            large_jobs: Default::default(),
             registered: Default::default(),
             marked: Default::default(),
             durable,

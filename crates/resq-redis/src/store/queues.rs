@@ -201,30 +201,45 @@ impl RedisStore {
             Some(false) => "0",
             None => "?",
         });
+        let small: String = {
+            let large = self.large_jobs.lock().unwrap_or_else(|p| p.into_inner());
+            queues
+                .iter()
+                .map(|q| if large.contains(q) { '0' } else { '1' })
+                .collect()
+        };
+        inv.arg(small);
         for q in queues {
             inv.arg(q);
         }
         let mut conn = self.conn.clone();
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(store_err)?;
-        let (batches, next) = parse_fetch(reply, queues)?;
+        let (mut batches, next) = parse_fetch(reply, queues)?;
         if next == Next::Paused {
             return Ok((Fetched::Paused, next));
         }
         if let Some(highest) = batches.iter().map(|b| b.first + b.count - 1).max() {
             self.raise_token_floor(w, highest);
         }
-        if batches.is_empty() {
-            return Ok((Fetched::Jobs(Vec::new()), next));
+        // The batches that moved inside Redis are read from their lists.
+        let unread: Vec<usize> = (0..batches.len()).filter(|&i| batches[i].jobs.is_none()).collect();
+        if !unread.is_empty() {
+            let mut pipe = redis::pipe();
+            for &i in &unread {
+                let b = &batches[i];
+                pipe.lrange(format!("{}:{}", keys.inflight_batches(w, b.queue), b.first), 0, -1);
+            }
+            let lists: Vec<Vec<bytes::Bytes>> = pipe.query_async(&mut conn).await.map_err(store_err)?;
+            for (i, list) in unread.into_iter().zip(lists) {
+                if let Some(b) = batches.get_mut(i) {
+                    b.jobs = Some(list);
+                }
+            }
         }
-        // The jobs, read from their batches' lists: the script moved them
-        // there inside Redis.
-        let mut pipe = redis::pipe();
-        for b in &batches {
-            pipe.lrange(format!("{}:{}", keys.inflight_batches(w, b.queue), b.first), 0, -1);
-        }
-        let lists: Vec<Vec<bytes::Bytes>> = pipe.query_async(&mut conn).await.map_err(store_err)?;
         let mut jobs = Vec::with_capacity(batches.iter().map(|b| b.count as usize).sum());
-        for (b, list) in batches.iter().zip(lists) {
+        for b in batches {
+            let list = b.jobs.unwrap_or_default();
+            self.note_job_size(b.queue, &list);
             // A list read short was taken back by a reaper meanwhile (this
             // worker was judged dead): its jobs are not this worker's.
             for (token, payload) in (b.first..b.first + b.count).zip(list) {
@@ -487,6 +502,21 @@ impl RedisStore {
         floors.get(worker).copied().unwrap_or(0)
     }
 
+    /// Remembers whether `queue`'s jobs are large (their mean size at
+    /// least [`LARGE_JOB`]), for the next fetch of it.
+    fn note_job_size(&self, queue: &str, jobs: &[bytes::Bytes]) {
+        if jobs.is_empty() {
+            return;
+        }
+        let mean = jobs.iter().map(bytes::Bytes::len).sum::<usize>() / jobs.len();
+        let mut large = self.large_jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if mean >= LARGE_JOB {
+            large.insert(queue.to_string());
+        } else {
+            large.remove(queue);
+        }
+    }
+
     fn raise_token_floor(&self, worker: &str, token: u64) {
         let mut floors = self.token_floors.lock().unwrap_or_else(|p| p.into_inner());
         let floor = floors.entry(worker.to_string()).or_insert(0);
@@ -547,18 +577,27 @@ impl Holdings {
     }
 }
 
+/// A job at least this large (on average over a queue's last fetch) is
+/// moved inside Redis by the next fetch of its queue, not through the
+/// script: Redis 7 hashes every byte of a string a script makes, which made
+/// a 64 KB job cost Redis about three times the CPU. Smaller jobs come back
+/// with the script's reply, one round trip instead of two.
+pub(crate) const LARGE_JOB: usize = 8 * 1024;
+
 /// One queue's jobs that a fetch took: tokens `first .. first + count`, in
-/// the list `<inflight batches>:<first>`.
+/// the list `<inflight batches>:<first>`, and in the reply when they came
+/// through the script.
 #[derive(Debug, PartialEq, Eq)]
 struct Batch<'q> {
     queue: &'q str,
     first: u64,
     count: u64,
+    jobs: Option<Vec<bytes::Bytes>>,
 }
 
-/// Reads `{status, pair, first token, count, pair, ...}` from the fetch
-/// script: each queue's batch of jobs under consecutive tokens, and what
-/// next.
+/// Reads `{status, pair, first token, count, inline, job, ..., pair, ...}`
+/// from the fetch script: each queue's batch of jobs under consecutive
+/// tokens (with them when inline is 1), and what next.
 fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String]) -> Result<(Vec<Batch<'q>>, Next), StoreError> {
     let mut items = reply.into_iter();
     let next = match items.next() {
@@ -592,7 +631,26 @@ fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String]) -> Result<(Vec<Batch
         {
             return Err(protocol("a fetch reply with an empty batch or one out of range"));
         }
-        batches.push(Batch { queue, first, count });
+        let jobs = match items.next() {
+            Some(Value::Int(0)) => None,
+            Some(Value::Int(1)) => Some(
+                (0..count)
+                    .map(|_| match items.next() {
+                        Some(Value::BulkString(bytes)) => Ok(bytes::Bytes::from(bytes)),
+                        _ => Err(protocol(
+                            "a fetch reply with fewer jobs than it counts, or one not a string",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => return Err(protocol("a fetch reply without whether its jobs are in it")),
+        };
+        batches.push(Batch {
+            queue,
+            first,
+            count,
+            jobs,
+        });
     }
     Ok((batches, next))
 }
@@ -835,35 +893,66 @@ mod tests {
     #[test]
     fn fetch_replies_are_read_or_refused_with_a_protocol_error() {
         let queues = ["a".to_string(), "b".to_string()];
-        let batch = |queue, first, count| Batch { queue, first, count };
+        let job = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let jobs = |j: &[&str]| Some(j.iter().map(|s| bytes::Bytes::from(s.to_string())).collect::<Vec<_>>());
+        let batch = |queue, first, count, jobs| Batch {
+            queue,
+            first,
+            count,
+            jobs,
+        };
         let ok: &[(Vec<Value>, Vec<Batch>, Next)] = &[
             (vec![int(0)], vec![], Next::More),
             (
-                vec![int(0), int(1), int(7), int(2), int(2), int(9), int(1)],
-                vec![batch("a", 7, 2), batch("b", 9, 1)],
+                vec![int(0), int(1), int(7), int(2), int(0), int(2), int(9), int(1), int(0)],
+                vec![batch("a", 7, 2, None), batch("b", 9, 1, None)],
+                Next::More,
+            ),
+            (
+                vec![
+                    int(0),
+                    int(1),
+                    int(7),
+                    int(2),
+                    int(1),
+                    job("x"),
+                    job("y"),
+                    int(2),
+                    int(9),
+                    int(1),
+                    int(0),
+                ],
+                vec![batch("a", 7, 2, jobs(&["x", "y"])), batch("b", 9, 1, None)],
                 Next::More,
             ),
             (vec![int(1)], vec![], Next::Paused),
-            (vec![int(2), int(1), int(7), int(1)], vec![batch("a", 7, 1)], Next::Stop),
+            (
+                vec![int(2), int(1), int(7), int(1), int(1), job("x")],
+                vec![batch("a", 7, 1, jobs(&["x"]))],
+                Next::Stop,
+            ),
             (vec![int(3)], vec![], Next::NeedsHoldings),
         ];
         for (reply, want, want_next) in ok {
             let (got, next) = parse_fetch(reply.clone(), &queues).unwrap_or_else(|e| panic!("{reply:?}: {e}"));
             assert_eq!((&got, next), (want, *want_next), "{reply:?}");
         }
-        let job = Value::BulkString(b"x".to_vec());
         let bad: &[Vec<Value>] = &[
             vec![],
             vec![int(4)],
-            vec![int(0), int(3), int(7), int(1)],
-            vec![int(0), int(1), int(-7), int(1)],
-            vec![int(0), int(1), int(7), int(-1)],
-            vec![int(0), int(1), int(7), int(0)],
-            vec![int(0), int(1), int(0), int(1)],
-            vec![int(0), int(1), int(i64::MAX), int(2)],
+            vec![int(0), int(3), int(7), int(1), int(0)],
+            vec![int(0), int(1), int(-7), int(1), int(0)],
+            vec![int(0), int(1), int(7), int(-1), int(0)],
+            vec![int(0), int(1), int(7), int(0), int(0)],
+            vec![int(0), int(1), int(0), int(1), int(0)],
+            vec![int(0), int(1), int(i64::MAX), int(2), int(0)],
             vec![int(0), int(1), int(7)],
-            vec![int(0), int(1), int(7), int(1), job.clone()],
-            vec![int(0), job, int(7), int(1)],
+            vec![int(0), int(1), int(7), int(1)],
+            vec![int(0), int(1), int(7), int(1), int(2)],
+            vec![int(0), int(1), int(7), int(2), int(1), job("x")],
+            vec![int(0), int(1), int(7), int(1), int(1), int(5)],
+            vec![int(0), int(1), int(7), int(1), int(0), job("x")],
+            vec![int(0), job("1"), int(7), int(1), int(0)],
         ];
         for reply in bad {
             assert!(
