@@ -218,10 +218,11 @@ impl Keys {
         self.k(&format!("resq:inflight-seq:{worker}"))
     }
     /// One worker's in-flight jobs from one queue: a hash, token -> the
-    /// first token of the job's batch, zero-padded to 65 digits so Redis
-    /// keeps the hash a hashtable (the job itself is in that batch's list,
-    /// see [`Keys::inflight_batches`]), `c<token>` -> the job's replay
-    /// claim, `b<first>` -> how many of the batch are still in flight.
+    /// first token of the job's batch (the job itself is in that batch's
+    /// list, see [`Keys::inflight_batches`]), `c<token>` -> the job's
+    /// replay claim, `b<first>` -> how many of the batch are still in
+    /// flight, `x` -> a marker longer than `hash-max-listpack-value`, so
+    /// Redis keeps the hash a hashtable (see `fetch.lua`).
     pub fn inflight(&self, worker: &str, queue: &str) -> String {
         self.k(&format!("resq:inflight:{worker}:{queue}"))
     }

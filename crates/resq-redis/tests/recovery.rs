@@ -554,7 +554,7 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         .query_async(&mut env.conn())
         .await
         .unwrap();
-    assert_eq!(fields, 201, "100 jobs, their 100 claims and their batch's count");
+    assert_eq!(fields, 202, "100 jobs, their 100 claims, their batch's count and the marker");
 
     reset_stats(&env).await;
     let report = env
@@ -564,12 +564,14 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         .unwrap();
     assert_eq!((report.acked, report.taken.len()), (100, 0));
     // One HMGET tells which are still here; one HDEL removes them and their
-    // claims; the batch's count goes once, and its list with it.
+    // claims; the batch's count goes once, its list with it, and the hash
+    // with its last batch.
     let counted = [
         ("hmget", 1),
         ("hdel", 2),
         ("hincrby", 1),
-        ("del", 1),
+        ("hlen", 1),
+        ("del", 2),
         ("lindex", 0),
         ("lrange", 0),
     ];

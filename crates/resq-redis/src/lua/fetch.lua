@@ -62,6 +62,8 @@ if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
 end
 local FIRST = 6
+-- The in-flight hash's marker (see below): longer than 64 bytes.
+local MARKER = 'resq in-flight record: token -> batch, c<token> -> claim, b<first> -> count'
 local max = tonumber(ARGV[1])
 local floor = tonumber(ARGV[2])
 local unknown = ARGV[3] == '?'
@@ -169,12 +171,14 @@ for k = FIRST, #KEYS - 3, 4 do
     else
       out[#out + 1] = 0
     end
-    -- Each job's batch, its digits padded past hash-max-listpack-value (64
-    -- by default): Redis then keeps the hash a hashtable. A hash of short
-    -- values stays a listpack up to 512 fields, where each lookup is a scan:
-    -- a batch of 256 cost O(n^2), twice Redis's CPU per no-op job.
-    local batch_of = string.format('%065d', first + 1)
-    local fields = {'b' .. string.format('%d', first + 1), take}
+    -- Each job's batch; and a marker whose value is longer than
+    -- hash-max-listpack-value (64 by default), so Redis makes the hash a
+    -- hashtable as it creates it. A hash of short values stays a listpack
+    -- up to 512 fields, where each lookup is a scan: a batch of 256 cost
+    -- O(n^2), twice Redis's CPU per no-op job. The marker goes with the
+    -- last batch (inflight.lua).
+    local batch_of = string.format('%d', first + 1)
+    local fields = {'b' .. batch_of, take, 'x', MARKER}
     for i = 1, take do
       -- A number argument reaches Redis as its decimal digits.
       fields[#fields + 1] = first + i

@@ -58,7 +58,6 @@ for list = 1, lists do
       local token, first = ARGV[i + 1], firsts[j]
       if first then
         present[i] = true
-        first = tonumber(first)
         gone[first] = (gone[first] or 0) + 1
         fields[#fields + 1] = token
         fields[#fields + 1] = 'c' .. token

@@ -1,8 +1,8 @@
 -- Shared by the scripts that take jobs out of a worker's in-flight record
 -- (prepended to each). The record of one (worker, queue): a hash, token ->
--- the first token of the job's batch (its digits padded with zeros to 65
--- characters: see fetch.lua), `c<token>` -> its replay claim,
--- `b<first>` -> how many of the batch are still in flight; each batch's jobs
+-- the first token of the job's batch, `c<token>` -> its replay claim,
+-- `b<first>` -> how many of the batch are still in flight, `x` -> a marker
+-- that keeps the hash a hashtable (see fetch.lua); each batch's jobs
 -- in a list, `<batches>:<first>`, in fetch order (fetch.lua fills it inside
 -- Redis, so a payload never passes through a script on its way to a worker).
 
@@ -18,11 +18,15 @@ local function inflight_job(batches, token, first)
 end
 
 -- `n` jobs of the batch `first` have left `flight`: the batch's list goes
--- with its last job.
+-- with its last job, and the hash with its last batch (the marker alone
+-- left in it).
 local function inflight_gone(flight, batches, first, n)
-  local count = 'b' .. string.format('%d', tonumber(first))
+  local count = 'b' .. first
   if redis.call('HINCRBY', flight, count, -n) <= 0 then
     redis.call('HDEL', flight, count)
     redis.call('DEL', inflight_batch(batches, first))
+    if redis.call('HLEN', flight) <= 1 then
+      redis.call('DEL', flight)
+    end
   end
 end
