@@ -588,6 +588,12 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         batches.is_empty(),
         "the batch's list went with its last job: {batches:?}"
     );
+    let hash: bool = redis::cmd("EXISTS")
+        .arg(format!("resque:resq:inflight:{w}:q"))
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert!(!hash, "the in-flight hash went with its last batch");
     assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("100"));
 }
 

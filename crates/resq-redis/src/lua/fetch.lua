@@ -18,7 +18,7 @@
 -- that meets a suspect at a queue's head puts it back and drains: it
 -- fetches nothing more until its jobs are done, then takes the suspect if it
 -- is still there.
--- A queue without suspects costs one EXISTS per fetch; a queue with
+-- A queue with jobs and no suspects costs one EXISTS per fetch; a queue with
 -- suspects is taken through the script (LPOP), to compare each job, as are
 -- small jobs when the caller expects them (ARGV[4]).
 --
@@ -98,22 +98,31 @@ local drain = false
 for k = FIRST, #KEYS - 3, 4 do
   pair = pair + 1
   if n >= max then break end
-  local suspects = redis.call('EXISTS', KEYS[k + 2]) == 1
-  if unknown and n == 0 and suspects then
+  if unknown and n == 0 and redis.call('EXISTS', KEYS[k + 2]) == 1 then
     return {3}
   end
-  local paused = redis.call('SISMEMBER', KEYS[4], ARGV[4 + pair]) == 1
-  -- Jobs taken through the script (a queue with suspects, or small jobs
-  -- expected), or how many move inside Redis.
+  -- Jobs taken through the script (small jobs expected, or a queue with
+  -- suspects), or how many move inside Redis. Suspects are looked for only
+  -- where there are jobs.
   local jobs = false
   local take = 0
+  local suspects = false
   local solo = nil
-  if paused then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[4 + pair]) == 1 then
     take = 0
-  elseif suspects or string.sub(ARGV[4], pair, pair) == '1' then
+  elseif string.sub(ARGV[4], pair, pair) == '1' then
     jobs = redis.call('LPOP', KEYS[k], max - n)
+    suspects = jobs and redis.call('EXISTS', KEYS[k + 2]) == 1
   else
-    take = math.min(redis.call('LLEN', KEYS[k]), max - n)
+    local waiting = redis.call('LLEN', KEYS[k])
+    if waiting > 0 then
+      suspects = redis.call('EXISTS', KEYS[k + 2]) == 1
+      if suspects then
+        jobs = redis.call('LPOP', KEYS[k], max - n)
+      else
+        take = math.min(waiting, max - n)
+      end
+    end
   end
   if jobs and suspects then
     -- Keep the jobs before the first suspect (or the suspect alone, for an
