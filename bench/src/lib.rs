@@ -162,6 +162,15 @@ pub fn flag_value(argv: &[String], flag: &str) -> Option<String> {
         .cloned()
 }
 
+/// The positive number after `flag` in `argv`, or `default` (when absent,
+/// not a number, or 0).
+pub fn flag_count(argv: &[String], flag: &str, default: usize) -> usize {
+    flag_value(argv, flag)
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(default)
+}
+
 /// What a benchmark prints, kept to be written to `bench/results/`.
 #[derive(Default)]
 pub struct Report {

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use local_redis::{LocalCluster, LocalRedis, Options};
 use resq::{Control, JobQueues, Keyring, Registry, Worker, WorkerConfig};
-use resq_bench::{flag_value, BenchError, Figure, Noop};
+use resq_bench::{flag_count, BenchError, Figure, Noop};
 use resq_redis::{ClusterConfig, Keys, RedisConfig, RedisStore};
 
 struct Args {
@@ -39,12 +39,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let number = |flag: &str, default: usize| {
-        flag_value(&argv, flag)
-            .and_then(|v| v.parse().ok())
-            .filter(|n: &usize| *n > 0)
-            .unwrap_or(default)
-    };
+    let number = |flag: &str, default: usize| flag_count(&argv, flag, default);
     Args {
         jobs: number("--jobs", 100_000),
         runs: number("--runs", 3),

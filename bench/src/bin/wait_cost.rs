@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use local_redis::{LocalRedis, Options};
 use resq::{Client, Control, JobQueues, Keyring, Registry, Worker, WorkerConfig};
-use resq_bench::{flag_value, BenchError, Figure, Noop};
+use resq_bench::{flag_count, BenchError, Figure, Noop};
 use resq_redis::{RedisConfig, RedisStore, WaitReplicas};
 
 struct Args {
@@ -37,12 +37,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let number = |flag: &str, default: usize| {
-        flag_value(&argv, flag)
-            .and_then(|v| v.parse().ok())
-            .filter(|n: &usize| *n > 0)
-            .unwrap_or(default)
-    };
+    let number = |flag: &str, default: usize| flag_count(&argv, flag, default);
     Args {
         jobs: number("--jobs", 50_000),
         runs: number("--runs", 3),

@@ -2,13 +2,15 @@
 //! each queue's keys live in its own slot, so queues spread over the
 //! masters and a job's whole path stays on its queue's master.
 
+mod common;
+
 use std::time::Duration;
 
 use local_redis::{LocalCluster, Options};
 
+use common::succeed;
 use resq::store::{
-    AdminStore, Fetched, FetchedJob, Finished, JobQueues, Outcome, ReapRules, Registration, TrackState, TrackUpdate,
-    WorkerRegistry,
+    AdminStore, Fetched, FetchedJob, JobQueues, ReapRules, Registration, TrackState, TrackUpdate, WorkerRegistry,
 };
 use resq::{UnixMs, WorkerId};
 use resq_redis::{ClusterConfig, RedisConfig, RedisStore};
@@ -109,18 +111,6 @@ async fn fetch(store: &RedisStore, worker: &WorkerId, queues: &[&str]) -> Vec<Fe
         Fetched::Jobs(jobs) => jobs,
         Fetched::Paused => panic!("paused"),
     }
-}
-
-async fn succeed(store: &RedisStore, worker: &WorkerId, jobs: &[FetchedJob]) {
-    let done: Vec<Finished> = jobs
-        .iter()
-        .map(|job| Finished {
-            job: job.clone(),
-            outcome: Outcome::Succeeded,
-        })
-        .collect();
-    let report = store.finish(worker, &done, &resq::Working::Keep).await.expect("ack");
-    assert_eq!(report.acked, jobs.len() as u64);
 }
 
 fn registration(worker: &WorkerId) -> Registration<'_> {

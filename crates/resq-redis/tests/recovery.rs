@@ -321,18 +321,6 @@ async fn die(env: &Env, worker: &WorkerId) -> resq::store::ReapReport {
     env.store.reap_dead_workers(rules).await.unwrap()
 }
 
-async fn succeed(env: &Env, worker: &WorkerId, jobs: &[FetchedJob]) {
-    let done: Vec<Finished> = jobs
-        .iter()
-        .map(|job| Finished {
-            job: job.clone(),
-            outcome: Outcome::Succeeded,
-        })
-        .collect();
-    let report = env.store.finish(worker, &done, &resq::Working::Keep).await.unwrap();
-    assert_eq!(report.acked, jobs.len() as u64);
-}
-
 #[tokio::test]
 async fn a_job_that_keeps_killing_its_worker_runs_alone_then_goes_to_the_failed_list_as_poison() {
     let env = Env::start().await;
@@ -375,7 +363,7 @@ async fn a_job_that_keeps_killing_its_worker_runs_alone_then_goes_to_the_failed_
     );
     assert_eq!(env.lrange("resque:queue:q").await.len(), 3, "nothing lost on the way");
     // "0" comes back: it is a suspect no more, and a can fetch again.
-    succeed(&env, &a, &alone).await;
+    succeed(&env.store, &a, &alone).await;
     let suspects: i64 = redis::cmd("HLEN")
         .arg("resque:resq:suspects:q")
         .query_async(&mut env.conn())
@@ -423,7 +411,7 @@ async fn a_job_that_keeps_killing_its_worker_runs_alone_then_goes_to_the_failed_
         env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
         let jobs = fetch(&env, &w, "q", 10).await;
         assert_eq!(messages(&jobs), [expected]);
-        succeed(&env, &w, &jobs).await;
+        succeed(&env.store, &w, &jobs).await;
     }
     assert!(env.lrange("resque:queue:q").await.is_empty());
     assert!(
@@ -554,7 +542,10 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         .query_async(&mut env.conn())
         .await
         .unwrap();
-    assert_eq!(fields, 202, "100 jobs, their 100 claims, their batch's count and the marker");
+    assert_eq!(
+        fields, 202,
+        "100 jobs, their 100 claims, their batch's count and the marker"
+    );
 
     reset_stats(&env).await;
     let report = env
@@ -702,7 +693,7 @@ async fn a_lone_death_counts_as_alone_whatever_other_queues_the_worker_touched()
     for queue in ["a", "b", "c", "d", "e"] {
         push_echoes(&env, queue, 1).await;
         let jobs = fetch(&env, &w, queue, 10).await;
-        succeed(&env, &w, &jobs).await;
+        succeed(&env.store, &w, &jobs).await;
     }
     assert_eq!(fetch(&env, &w, "q", 10).await.len(), 1);
     die(&env, &w).await;
@@ -743,11 +734,11 @@ async fn a_busy_worker_that_meets_a_suspect_drains_then_takes_it_alone() {
         fetch(&env, &b, "other", 10).await.is_empty(),
         "draining: nothing from any queue while its job runs"
     );
-    succeed(&env, &b, &busy).await;
+    succeed(&env.store, &b, &busy).await;
     let alone = fetch_both().await;
     assert_eq!(messages(&alone), ["0"], "idle now: the suspect, alone");
     assert!(fetch_both().await.is_empty(), "and nothing beside it");
-    succeed(&env, &b, &alone).await;
+    succeed(&env.store, &b, &alone).await;
     assert_eq!(messages(&fetch_both().await), ["1"], "the next suspect, alone");
     assert_eq!(env.lrange("resque:queue:other").await.len(), 1, "nothing lost");
 }

@@ -321,3 +321,18 @@ pub fn registration(worker: &resq::WorkerId, ttl_ms: u64) -> resq::store::Regist
 pub fn now_ms() -> u64 {
     resq::UnixMs::now().0
 }
+
+/// Acks `jobs` as succeeded and checks every one was still in flight.
+pub async fn succeed(store: &RedisStore, worker: &resq::WorkerId, jobs: &[resq::store::FetchedJob]) {
+    let done: Vec<resq::store::Finished> = jobs
+        .iter()
+        .map(|job| resq::store::Finished {
+            job: job.clone(),
+            outcome: resq::store::Outcome::Succeeded,
+        })
+        .collect();
+    let report = resq::store::JobQueues::finish(store, worker, &done, &resq::Working::Keep)
+        .await
+        .expect("ack");
+    assert_eq!(report.acked, jobs.len() as u64);
+}
