@@ -117,6 +117,7 @@ const WRITE: &[&str] = &[
     "rpush",
     "lpop",
     "lrem",
+    "lset",
     "ltrim",
     "sort",
     "sadd",

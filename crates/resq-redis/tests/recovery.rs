@@ -847,3 +847,72 @@ async fn large_jobs_move_inside_redis_and_small_ones_come_with_the_reply() {
     assert_eq!(small.len(), 16);
     assert!(small[0].payload.starts_with(br#"{"class":"Echo""#));
 }
+
+/// A batch stays while any of its jobs runs; the places of the jobs that
+/// left it are emptied, so a slow job does not keep its batch's payloads in
+/// Redis. A job listed twice in one ack is acked once, and its batch's
+/// other jobs still come back when their worker dies.
+#[tokio::test]
+async fn a_batch_keeps_only_the_jobs_still_in_flight() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 4).await;
+    let w = WorkerId::new("w", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let jobs = fetch(&env, &w, "q", 4).await;
+    let first = token(&jobs[0]);
+    let batch = format!("resque:resq:inflight-batch:{w}:q:{first}");
+    succeed(&env.store, &w, &jobs[1..2]).await;
+    let places: Vec<String> = redis::cmd("LRANGE")
+        .arg(&batch)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    assert_eq!(places.len(), 4);
+    assert_eq!(places[1], "", "the acked job's place is emptied");
+    assert!(!places[0].is_empty() && !places[2].is_empty() && !places[3].is_empty());
+    let done: Vec<Finished> = [&jobs[0], &jobs[0]]
+        .into_iter()
+        .map(|job| Finished {
+            job: job.clone(),
+            outcome: Outcome::Succeeded,
+        })
+        .collect();
+    let report = env.store.finish(&w, &done, &resq::Working::Keep).await.unwrap();
+    assert_eq!(report.acked, 1, "a job listed twice is acked once");
+
+    lapse(&env, &w).await;
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(report.requeued, 2, "the two jobs still in flight come back");
+    assert_eq!(env.lrange("resque:queue:q").await.len(), 2);
+    assert!(env.keys("resque:resq:inflight*").await.is_empty());
+}
+
+/// A worker that died holding jobs in the record written before batches
+/// (token -> the job itself) still has them put back after an upgrade.
+#[tokio::test]
+async fn jobs_in_flight_in_the_record_before_batches_come_back() {
+    let env = Env::start().await;
+    let w = WorkerId::new("old", 1, "q");
+    env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
+    let job = r#"{"class":"Echo","args":[{"message":"from before"}]}"#;
+    let _: () = redis::pipe()
+        .hset(format!("resque:resq:inflight:{w}:q"), "7", job)
+        .sadd(format!("resque:resq:inflight-queues:{w}"), "q")
+        .query_async(&mut env.conn())
+        .await
+        .unwrap();
+    lapse(&env, &w).await;
+    let report = env
+        .store
+        .reap_dead_workers(ReapRules::after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(report.requeued, 1);
+    assert_eq!(env.lrange("resque:queue:q").await, [job.to_string()]);
+}

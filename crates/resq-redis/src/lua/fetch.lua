@@ -161,6 +161,8 @@ for k = FIRST, #KEYS - 3, 4 do
     local first = last - take
     local batch = KEYS[k + 3] .. ':' .. string.format('%d', first + 1)
     if jobs then
+      -- A fresh list (tokens only grow, so none should be there).
+      redis.call('DEL', batch)
       -- RPUSH in slices: Lua's unpack has a stack limit.
       for s = 1, take, 1000 do
         redis.call('RPUSH', batch, unpack(jobs, s, math.min(s + 999, take)))

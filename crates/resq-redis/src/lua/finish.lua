@@ -54,26 +54,33 @@ for list = 1, lists do
     end
     local fields = {}
     local gone = {}
+    local seen = {}
     for j, i in ipairs(entries) do
       local token, first = ARGV[i + 1], firsts[j]
+      if seen[token] then
+        -- Listed twice in one call: acked once.
+        first = false
+      end
+      seen[token] = true
       if first then
         present[i] = true
-        gone[first] = (gone[first] or 0) + 1
+        gone[first] = gone[first] or {}
+        table.insert(gone[first], token)
         fields[#fields + 1] = token
         fields[#fields + 1] = 'c' .. token
         if #fields >= 1000 then
           redis.call('HDEL', flight, unpack(fields))
           fields = {}
         end
-      else
+      elseif firsts[j] == false then
         taken[#taken + 1] = token
       end
     end
     if #fields > 0 then
       redis.call('HDEL', flight, unpack(fields))
     end
-    for first, n in pairs(gone) do
-      inflight_gone(flight, batches, first, n)
+    for first, tokens in pairs(gone) do
+      inflight_gone(flight, batches, first, tokens)
     end
   end
 end

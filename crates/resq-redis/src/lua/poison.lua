@@ -15,7 +15,7 @@ for i = 2, #ARGV, 4 do
   local first = redis.call('HGET', KEYS[1], ARGV[i])
   if first then
     redis.call('HDEL', KEYS[1], ARGV[i])
-    inflight_gone(KEYS[1], KEYS[10], first, 1)
+    inflight_gone(KEYS[1], KEYS[10], first, {ARGV[i]})
     records[#records + 1] = {ARGV[i + 1], ARGV[i + 2]}
     redis.call('HDEL', KEYS[7], ARGV[i + 3])
     redis.call('ZREM', KEYS[8], ARGV[i + 3])

@@ -103,7 +103,7 @@ if #poison == 0 then
 else
   for _, job in ipairs(jobs) do
     redis.call('HDEL', KEYS[2], job[3])
-    inflight_gone(KEYS[2], KEYS[8], job[4], 1)
+    inflight_gone(KEYS[2], KEYS[8], job[4], {job[3]})
   end
 end
 -- The solo mark goes with its job when the job was in this hash and went

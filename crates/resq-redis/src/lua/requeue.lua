@@ -18,13 +18,15 @@ for i = #ARGV - 1, 1, -2 do
     redis.call('DEL', KEYS[1])
   end
   local first = redis.call('HGET', flight, token)
-  local job = first and inflight_job(batches, token, first)
-  if job then
+  if first then
+    local job = inflight_job(batches, token, first)
     release_claim(flight, token)
     redis.call('HDEL', flight, token)
-    redis.call('LPUSH', queue, job)
-    inflight_gone(flight, batches, first, 1)
-    n = n + 1
+    if job then
+      redis.call('LPUSH', queue, job)
+      n = n + 1
+    end
+    inflight_gone(flight, batches, first, {token})
   end
 end
 return n

@@ -28,7 +28,9 @@ for i = #back, 1, -1 do
   redis.call('HDEL', KEYS[1], field)
   if job then
     redis.call('LPUSH', KEYS[2], job)
-    inflight_gone(KEYS[1], KEYS[4], first, 1)
+  end
+  if first then
+    inflight_gone(KEYS[1], KEYS[4], first, {field})
   end
   if field == solo_token then
     redis.call('DEL', KEYS[3])

@@ -193,8 +193,9 @@ impl AdminStore for RedisStore {
             for ((first, tokens), list) in batches.into_iter().zip(lists) {
                 let mut list: Vec<Option<Vec<u8>>> = list.into_iter().map(Some).collect();
                 for token in tokens {
-                    let job = usize::try_from(token.saturating_sub(first))
-                        .ok()
+                    let job = token
+                        .checked_sub(first)
+                        .and_then(|i| usize::try_from(i).ok())
                         .and_then(|i| list.get_mut(i))
                         .and_then(Option::take);
                     if let Some(job) = job {

@@ -214,7 +214,7 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(store_err)?;
-        let (mut batches, next) = parse_fetch(reply, queues)?;
+        let (mut batches, next) = parse_fetch(reply, queues, max)?;
         if next == Next::Paused {
             return Ok((Fetched::Paused, next));
         }
@@ -598,7 +598,7 @@ struct Batch<'q> {
 /// Reads `{status, pair, first token, count, inline, job, ..., pair, ...}`
 /// from the fetch script: each queue's batch of jobs under consecutive
 /// tokens (with them when inline is 1), and what next.
-fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String]) -> Result<(Vec<Batch<'q>>, Next), StoreError> {
+fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String], max: usize) -> Result<(Vec<Batch<'q>>, Next), StoreError> {
     let mut items = reply.into_iter();
     let next = match items.next() {
         Some(Value::Int(0)) => Next::More,
@@ -608,6 +608,8 @@ fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String]) -> Result<(Vec<Batch
         _ => return Err(protocol("a fetch reply without a status")),
     };
     let mut batches = Vec::new();
+    // More jobs than asked for is a reply this store did not write.
+    let mut room = u64::try_from(max).unwrap_or(u64::MAX);
     while let Some(pair) = items.next() {
         let (Value::Int(p), Some(Value::Int(first)), Some(Value::Int(count))) = (pair, items.next(), items.next())
         else {
@@ -631,6 +633,9 @@ fn parse_fetch<'q>(reply: Vec<Value>, queues: &'q [String]) -> Result<(Vec<Batch
         {
             return Err(protocol("a fetch reply with an empty batch or one out of range"));
         }
+        room = room
+            .checked_sub(count)
+            .ok_or_else(|| protocol("a fetch reply with more jobs than asked for"))?;
         let jobs = match items.next() {
             Some(Value::Int(0)) => None,
             Some(Value::Int(1)) => Some(
@@ -934,7 +939,7 @@ mod tests {
             (vec![int(3)], vec![], Next::NeedsHoldings),
         ];
         for (reply, want, want_next) in ok {
-            let (got, next) = parse_fetch(reply.clone(), &queues).unwrap_or_else(|e| panic!("{reply:?}: {e}"));
+            let (got, next) = parse_fetch(reply.clone(), &queues, 10).unwrap_or_else(|e| panic!("{reply:?}: {e}"));
             assert_eq!((&got, next), (want, *want_next), "{reply:?}");
         }
         let bad: &[Vec<Value>] = &[
@@ -946,6 +951,9 @@ mod tests {
             vec![int(0), int(1), int(7), int(0), int(0)],
             vec![int(0), int(1), int(0), int(1), int(0)],
             vec![int(0), int(1), int(i64::MAX), int(2), int(0)],
+            vec![int(0), int(1), int(7), int(11), int(0)],
+            vec![int(0), int(1), int(7), int(6), int(0), int(2), int(20), int(5), int(0)],
+            vec![int(0), int(1), int(1), int(1 << 40), int(0)],
             vec![int(0), int(1), int(7)],
             vec![int(0), int(1), int(7), int(1)],
             vec![int(0), int(1), int(7), int(1), int(2)],
@@ -956,7 +964,10 @@ mod tests {
         ];
         for reply in bad {
             assert!(
-                matches!(parse_fetch(reply.clone(), &queues), Err(StoreError::Protocol { .. })),
+                matches!(
+                    parse_fetch(reply.clone(), &queues, 10),
+                    Err(StoreError::Protocol { .. })
+                ),
                 "{reply:?}"
             );
         }
