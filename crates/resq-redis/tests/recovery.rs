@@ -848,14 +848,21 @@ async fn large_jobs_move_inside_redis_and_small_ones_come_with_the_reply() {
     assert!(small[0].payload.starts_with(br#"{"class":"Echo""#));
 }
 
-/// A batch stays while any of its jobs runs; the places of the jobs that
-/// left it are emptied, so a slow job does not keep its batch's payloads in
-/// Redis. A job listed twice in one ack is acked once, and its batch's
-/// other jobs still come back when their worker dies.
+/// A batch stays while any of its jobs runs; the places of the large jobs
+/// that left it are emptied, so a slow job does not keep its batch's
+/// payloads in Redis. A job listed twice in one ack is acked once, and its
+/// batch's other jobs still come back when their worker dies.
 #[tokio::test]
-async fn a_batch_keeps_only_the_jobs_still_in_flight() {
+async fn a_batch_keeps_only_the_large_jobs_still_in_flight() {
     let env = Env::start().await;
-    push_echoes(&env, "q", 4).await;
+    let big = "x".repeat(16 * 1024);
+    for i in 0..4 {
+        env.push_raw(
+            "q",
+            format!(r#"{{"class":"Echo","args":[{{"message":"{i}{big}"}}]}}"#).as_bytes(),
+        )
+        .await;
+    }
     let w = WorkerId::new("w", 1, "q");
     env.store.register_worker(&registration(&w, 60_000)).await.unwrap();
     let jobs = fetch(&env, &w, "q", 4).await;

@@ -17,13 +17,15 @@
 --   hash, resq:suspects:<q>, resq:suspects-at:<q>, the batches' prefix
 -- ARGV[1] L  ARGV[2] most records the failed list keeps
 -- ARGV[3] the working record: "keep", "clear" or "show"  ARGV[4] the record to show
--- ARGV[5 ..]: per job, six values: in-flight hash number (1..L), token,
+-- ARGV[5] one character a list: "1" where its jobs are small (their places
+--   in a batch that stays are not emptied: the batch soon goes whole)
+-- ARGV[6 ..]: per job, six values: in-flight hash number (1..L), token,
 --   failure record or "", its failure_id or "", next attempt or "", its due
 --   time (unix ms)
 -- Returns {processed, trimmed, taken token, ...}.
 local lists = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
-local FIRST = 5
+local FIRST = 6
 local by_list = {}
 for i = FIRST, #ARGV, 6 do
   local list = tonumber(ARGV[i])
@@ -79,8 +81,9 @@ for list = 1, lists do
     if #fields > 0 then
       redis.call('HDEL', flight, unpack(fields))
     end
+    local small = string.sub(ARGV[5], list, list) == '1'
     for first, tokens in pairs(gone) do
-      inflight_gone(flight, batches, first, tokens)
+      inflight_gone(flight, batches, first, tokens, small)
     end
   end
 end

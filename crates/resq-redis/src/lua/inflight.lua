@@ -30,9 +30,10 @@ end
 -- The jobs with `tokens` of the batch `first` have left `flight` (their
 -- fields already deleted): the batch's list goes with its last job, and
 -- the hash with its last batch (the marker alone left in it). While the
--- batch stays, each job's place in its list is emptied, so a slow job does
--- not keep its batch's payloads in memory.
-local function inflight_gone(flight, batches, first, tokens)
+-- batch stays, each job's place in its list is emptied unless `keep` (small
+-- jobs, whose batch soon goes whole), so a slow job does not keep its
+-- batch's large payloads in memory.
+local function inflight_gone(flight, batches, first, tokens, keep)
   local start = tonumber(first)
   if not start then
     return
@@ -44,7 +45,7 @@ local function inflight_gone(flight, batches, first, tokens)
     if redis.call('HLEN', flight) <= 1 then
       redis.call('DEL', flight)
     end
-  else
+  elseif not keep then
     local batch = inflight_batch(batches, first)
     for _, token in ipairs(tokens) do
       local index = tonumber(token) - start

@@ -441,6 +441,16 @@ impl RedisStore {
             Working::Clear => inv.arg("clear").arg(""),
             Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
         };
+        let mut lists: Vec<(&str, usize)> = list_numbers.iter().map(|(q, n)| (*q, *n)).collect();
+        lists.sort_by_key(|(_, n)| *n);
+        let small: String = {
+            let large = self.large_jobs.lock().unwrap_or_else(|p| p.into_inner());
+            lists
+                .iter()
+                .map(|(q, _)| if large.contains(*q) { '0' } else { '1' })
+                .collect()
+        };
+        inv.arg(small);
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
             inv.arg(list).arg(&f.job.token);
