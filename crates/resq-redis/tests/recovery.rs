@@ -456,6 +456,14 @@ async fn a_suspect_put_back_by_its_worker_stays_a_suspect_and_frees_the_worker()
 
 /// Calls of `command` Redis counted since the last CONFIG RESETSTAT
 /// (scripts' inner calls included).
+/// Each command of `counted` ran as many times as it says, since the last
+/// `reset_stats`, for `what`.
+async fn expect_calls(env: &Env, counted: &[(&str, u64)], what: &str) {
+    for &(command, n) in counted {
+        assert_eq!(calls(env, command).await, n, "{command} for {what}");
+    }
+}
+
 async fn calls(env: &Env, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -508,12 +516,8 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
     let jobs = fetch(&env, &w, "q", 100).await;
     // A listpack (Redis's compact hash of short values, up to 512 fields)
     // is scanned on each lookup: a burst would cost O(n^2).
-    let encoding: String = redis::cmd("OBJECT")
-        .arg("ENCODING")
-        .arg(format!("resque:resq:inflight:{w}:q"))
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let flight = format!("resque:resq:inflight:{w}:q");
+    let encoding: String = env.query(redis::cmd("OBJECT").arg("ENCODING").arg(&flight)).await;
     assert_eq!(encoding, "hashtable", "the in-flight hash is kept a hashtable");
     let claims: Vec<Claim> = jobs
         .iter()
@@ -531,17 +535,11 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         ("pexpiretime", 1),
         ("pexpireat", 1),
     ];
-    for (command, n) in counted {
-        assert_eq!(calls(&env, command).await, n, "{command} for a burst of 100 claims");
-    }
+    expect_calls(&env, &counted, "a burst of 100 claims").await;
     for i in [0, 57, 99] {
         assert_eq!(bit(&env, "resque:resq:marks:q:CCCCCCCCCCCCCCCC", i).await, 1);
     }
-    let fields: i64 = redis::cmd("HLEN")
-        .arg(format!("resque:resq:inflight:{w}:q"))
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let fields: i64 = env.query(redis::cmd("HLEN").arg(&flight)).await;
     assert_eq!(
         fields, 202,
         "100 jobs, their 100 claims, their batch's count and the marker"
@@ -566,24 +564,14 @@ async fn a_burst_of_claims_and_its_ack_cost_a_few_commands_not_a_few_per_job() {
         ("lindex", 0),
         ("lrange", 0),
     ];
-    for (command, n) in counted {
-        assert_eq!(calls(&env, command).await, n, "{command} for the ack of a burst of 100");
-    }
+    expect_calls(&env, &counted, "the ack of a burst of 100").await;
     assert!(env.in_flight(&w, "q").await.is_empty());
-    let batches: Vec<String> = redis::cmd("KEYS")
-        .arg("resque:resq:inflight-batch:*")
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let batches = env.keys("resque:resq:inflight-batch:*").await;
     assert!(
         batches.is_empty(),
         "the batch's list went with its last job: {batches:?}"
     );
-    let hash: bool = redis::cmd("EXISTS")
-        .arg(format!("resque:resq:inflight:{w}:q"))
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let hash: bool = env.query(redis::cmd("EXISTS").arg(&flight)).await;
     assert!(!hash, "the in-flight hash went with its last batch");
     assert_eq!(env.get("resque:stat:processed").await.as_deref(), Some("100"));
 }
@@ -813,14 +801,10 @@ async fn large_jobs_move_inside_redis_and_small_ones_come_with_the_reply() {
     };
     reset_stats(&env).await;
     let mut jobs = fetch(&env, &w, "q", 4).await;
-    for (command, n) in counts(0, 1, 0) {
-        assert_eq!(calls(&env, command).await, n, "{command} for a first fetch of 4");
-    }
+    expect_calls(&env, &counts(0, 1, 0), "a first fetch of 4").await;
     reset_stats(&env).await;
     jobs.extend(fetch(&env, &w, "q", 16).await);
-    for (command, n) in counts(1, 0, 1) {
-        assert_eq!(calls(&env, command).await, n, "{command} for a fetch of 16 large jobs");
-    }
+    expect_calls(&env, &counts(1, 0, 1), "a fetch of 16 large jobs").await;
     assert_eq!(jobs.len(), 20);
     for (i, job) in jobs.iter().enumerate() {
         assert!(job.payload[..] == *large(i).as_bytes(), "job {i} whole and in order");
@@ -841,9 +825,7 @@ async fn large_jobs_move_inside_redis_and_small_ones_come_with_the_reply() {
     let _ = fetch(&env, &w, "q", 4).await;
     reset_stats(&env).await;
     let small = fetch(&env, &w, "q", 16).await;
-    for (command, n) in counts(0, 1, 0) {
-        assert_eq!(calls(&env, command).await, n, "{command} for a fetch of 16 small jobs");
-    }
+    expect_calls(&env, &counts(0, 1, 0), "a fetch of 16 small jobs").await;
     assert_eq!(small.len(), 16);
     assert!(small[0].payload.starts_with(br#"{"class":"Echo""#));
 }
@@ -869,24 +851,15 @@ async fn a_batch_keeps_only_the_large_jobs_still_in_flight() {
     let first = token(&jobs[0]);
     let batch = format!("resque:resq:inflight-batch:{w}:q:{first}");
     succeed(&env.store, &w, &jobs[1..2]).await;
-    let places: Vec<String> = redis::cmd("LRANGE")
-        .arg(&batch)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut env.conn())
-        .await
-        .unwrap();
+    let places = env.lrange(&batch).await;
     assert_eq!(places.len(), 4);
     assert_eq!(places[1], "", "the acked job's place is emptied");
     assert!(!places[0].is_empty() && !places[2].is_empty() && !places[3].is_empty());
-    let done: Vec<Finished> = [&jobs[0], &jobs[0]]
-        .into_iter()
-        .map(|job| Finished {
-            job: job.clone(),
-            outcome: Outcome::Succeeded,
-        })
-        .collect();
-    let report = env.store.finish(&w, &done, &resq::Working::Keep).await.unwrap();
+    let report = env
+        .store
+        .finish(&w, &succeeded(&[&jobs[0], &jobs[0]]), &resq::Working::Keep)
+        .await
+        .unwrap();
     assert_eq!(report.acked, 1, "a job listed twice is acked once");
 
     lapse(&env, &w).await;

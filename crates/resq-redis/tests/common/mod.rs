@@ -57,6 +57,11 @@ impl Env {
             .unwrap();
     }
 
+    /// One command's reply, on a connection of the test's own.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        cmd.query_async(&mut self.conn()).await.unwrap()
+    }
+
     pub async fn get(&self, key: &str) -> Option<String> {
         redis::cmd("GET").arg(key).query_async(&mut self.conn()).await.unwrap()
     }
