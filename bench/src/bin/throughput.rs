@@ -7,7 +7,8 @@
 //! envelopes, validation) and again without it (unsigned jobs on an open
 //! queue), then how processing grows with 10 and 100 queues, 1 KB and 64 KB
 //! payloads, and 4 worker processes. Prints a table and writes it to
-//! `bench/results/latest.md`.
+//! `bench/results/latest.md`. `--latency-only` runs just the latency runs
+//! (signed) and prints their tail, to compare two builds on latency.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -53,6 +54,8 @@ struct Args {
     jobs: usize,
     runs: usize,
     quick: bool,
+    /// Only the latency runs (to compare builds on latency alone).
+    latency_only: bool,
     concurrency: usize,
 }
 
@@ -62,6 +65,7 @@ fn parse_args() -> Args {
         jobs: 100_000,
         runs: 3,
         quick: false,
+        latency_only: false,
         concurrency: 256,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -77,8 +81,13 @@ fn parse_args() -> Args {
                 i += 1;
                 continue;
             }
+            "--latency-only" => {
+                a.latency_only = true;
+                i += 1;
+                continue;
+            }
             other => {
-                eprintln!("unknown argument {other}; use --resq PATH --jobs N --runs N --concurrency N --quick");
+                eprintln!("unknown argument {other}; use --resq PATH --jobs N --runs N --concurrency N --quick --latency-only");
                 std::process::exit(2);
             }
         }
@@ -254,6 +263,27 @@ async fn run(args: Args) -> Result<(), BenchError> {
         bench.args.jobs
     };
     let runs = bench.args.runs.max(1);
+    if bench.args.latency_only {
+        // The tail as well: p99 alone hides whether a build moved it.
+        for _ in 0..runs {
+            for rate in [1_000, 50_000] {
+                let (p50, p99) = latency(&bench, true, rate).await?;
+                let mut seen = LATENCIES.lock().map(|v| v.clone()).unwrap_or_default();
+                seen.sort_unstable();
+                let ms = |p: f64| {
+                    let at = ((seen.len() as f64 * p) as usize).min(seen.len().saturating_sub(1));
+                    seen.get(at).map(|us| *us as f64 / 1e3).unwrap_or(0.0)
+                };
+                println!(
+                    "signed, {rate} jobs/s: p50 {p50:.2} ms, p90 {:.2}, p99 {p99:.2}, p99.9 {:.2}, max {:.2}",
+                    ms(0.90),
+                    ms(0.999),
+                    ms(1.0)
+                );
+            }
+        }
+        return Ok(());
+    }
     let version = resq_bench::redis_version();
     let mut report = resq_bench::Report::default();
     report.line(format!(
