@@ -5,6 +5,35 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// The start of an `EVALSHA` of `script` with `keys` keys, for a caller that
+/// writes its keys, then its arguments, straight into the command's one
+/// buffer (`Cmd::arg`, `RedisWrite::writer_for_next_arg`). A
+/// `ScriptInvocation` allocates a buffer for every argument and copies them
+/// all into the command when it is sent: for a call with a few arguments
+/// per job, that is most of what building it costs.
+pub(crate) fn evalsha(script: &Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Sends `cmd` (from [`evalsha`]); a server that does not hold `script` yet
+/// (`NOSCRIPT`: restarted, or a new master) is given it, and `cmd` is sent
+/// again, as `ScriptInvocation::invoke_async` does.
+pub(crate) async fn run_evalsha<T: redis::FromRedisValue>(
+    script: &Script,
+    cmd: &redis::Cmd,
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<T> {
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
 /// The first line of a script that must run at `maxmemory` (noeviction),
 /// where Redis refuses a script whose first write may grow memory: putting
 /// jobs back and renewing liveness add a few bytes and keep the fleet

@@ -201,6 +201,34 @@ async fn requeue_puts_jobs_back_at_the_head_once_and_releases_their_claims() {
     assert_eq!(outcomes, [ClaimOutcome::Claimed]);
 }
 
+/// The claim is sent as a raw `EVALSHA` (see `scripts::evalsha`): a server
+/// that lost its scripts (restarted, or a replica just promoted) is given
+/// the script again, and the claim is made and recorded as usual.
+#[tokio::test]
+async fn a_claim_on_a_server_that_lost_its_scripts_loads_the_script_and_claims() {
+    let env = Env::start().await;
+    push_echoes(&env, "q", 2).await;
+    let w = WorkerId::new("w", 3, "q");
+    env.store.register_worker(&registration(&w, 10_000)).await.unwrap();
+    let jobs = fetch(&env, &w, "q", 2).await;
+    let _: () = env.query(redis::cmd("SCRIPT").arg("FLUSH")).await;
+    let marks = [
+        Mark::parse("DDDDDDDDDDDDDDDD.7").unwrap(),
+        Mark::parse("DDDDDDDDDDDDDDDD.8").unwrap(),
+    ];
+    let claims = [claim(&jobs[0], &marks[0]), claim(&jobs[1], &marks[1])];
+    let outcomes = env.store.claim(&w, &claims).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Claimed, ClaimOutcome::Claimed]);
+    let flight = format!("resque:resq:inflight:{w}:q");
+    let recorded: Option<String> = env
+        .query(redis::cmd("HGET").arg(&flight).arg(format!("c{}", jobs[1].token)))
+        .await;
+    assert_eq!(recorded.as_deref(), Some("8 resque:resq:marks:q:DDDDDDDDDDDDDDDD"));
+    // A second copy of either attempt is a replay.
+    let outcomes = env.store.claim(&w, &claims[..1]).await.unwrap();
+    assert_eq!(outcomes, [ClaimOutcome::Replayed]);
+}
+
 #[tokio::test]
 async fn one_copy_claims_an_attempt_the_others_are_replays_and_a_taken_job_is_gone() {
     let env = Env::start().await;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use redis::RedisWrite;
 use resq::store::{Claim, ClaimOutcome, StoreError};
 use resq::WorkerId;
 
@@ -70,39 +71,35 @@ impl RedisStore {
     ) -> Result<Vec<ClaimOutcome>, StoreError> {
         let w = worker.as_str();
         let groups = groups(claims);
-        let mut inv = scripts::CLAIM.prepare_invoke();
-        inv.arg(groups.len());
+        let members = |g: &Group| -> Vec<&Claim> { g.members.iter().filter_map(|&i| claims.get(i)).collect() };
+        // Keys first (two a group), then the arguments, all written into the
+        // command's one buffer: no allocation per claim.
+        let mut cmd = scripts::evalsha(&scripts::CLAIM, 2 * groups.len());
+        let mut block_keys = Vec::with_capacity(groups.len());
         for g in &groups {
             let keys = self.keys.for_queue(&g.queue);
             let block_key = keys.marks(&g.queue, &g.block);
-            inv.key(keys.inflight(w, &g.queue)).key(&block_key);
-            let keep = g
-                .members
-                .iter()
-                .filter_map(|&i| claims.get(i))
-                .map(|c| c.until.0)
-                .max()
-                .unwrap_or(0);
-            inv.arg(g.members.len())
-                .arg(
-                    lowest_token(
-                        g.members
-                            .iter()
-                            .filter_map(|&i| claims.get(i))
-                            .map(|c| c.token.as_str()),
-                    )
-                    .unwrap_or(""),
-                )
+            cmd.arg(keys.inflight(w, &g.queue)).arg(&block_key);
+            block_keys.push(block_key);
+        }
+        cmd.arg(groups.len());
+        for (g, block_key) in groups.iter().zip(&block_keys) {
+            let mine = members(g);
+            let keep = mine.iter().map(|c| c.until.0).max().unwrap_or(0);
+            cmd.arg(mine.len())
+                .arg(lowest_token(mine.iter().map(|c| c.token.as_str())).unwrap_or(""))
                 .arg(keep);
-            for c in g.members.iter().filter_map(|&i| claims.get(i)) {
-                inv.arg("SET").arg("u1").arg(c.mark.index).arg(1);
+            for c in &mine {
+                cmd.arg("SET").arg("u1").arg(c.mark.index).arg(1);
             }
-            for c in g.members.iter().filter_map(|&i| claims.get(i)) {
-                inv.arg(format!("c{}", c.token))
-                    .arg(format!("{} {block_key}", c.mark.index));
+            for c in &mine {
+                cmd.write_arg_fmt(format_args!("c{}", c.token));
+                cmd.write_arg_fmt(format_args!("{} {block_key}", c.mark.index));
             }
         }
-        let codes: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)?;
+        let codes: Vec<i64> = scripts::run_evalsha(&scripts::CLAIM, &cmd, &mut self.conn.clone())
+            .await
+            .map_err(store_err)?;
         if codes.len() != claims.len() {
             return Err(protocol("a claim reply with a wrong count"));
         }
