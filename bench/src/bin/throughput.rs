@@ -270,10 +270,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
                 let (p50, p99) = latency(&bench, true, rate).await?;
                 let mut seen = LATENCIES.lock().map(|v| v.clone()).unwrap_or_default();
                 seen.sort_unstable();
-                let ms = |p: f64| {
-                    let at = ((seen.len() as f64 * p) as usize).min(seen.len().saturating_sub(1));
-                    seen.get(at).map(|us| *us as f64 / 1e3).unwrap_or(0.0)
-                };
+                let ms = |p: f64| percentile_ms(&seen, p);
                 println!(
                     "signed, {rate} jobs/s: p50 {p50:.2} ms, p90 {:.2}, p99 {p99:.2}, p99.9 {:.2}, max {:.2}",
                     ms(0.90),
@@ -475,13 +472,13 @@ async fn latency(bench: &Bench, signed: bool, rate: usize) -> Result<(f64, f64),
     let _ = worker.await;
     let mut v = LATENCIES.lock().map(|v| v.clone()).unwrap_or_default();
     v.sort_unstable();
-    let pct = |p: f64| {
-        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1e3
-    };
-    Ok((pct(0.50), pct(0.99)))
+    Ok((percentile_ms(&v, 0.50), percentile_ms(&v, 0.99)))
+}
+
+/// The `p` quantile (0..=1) of sorted latencies in µs, in ms (0 when empty).
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    let at = ((sorted_us.len() as f64 * p) as usize).min(sorted_us.len().saturating_sub(1));
+    sorted_us.get(at).map(|us| *us as f64 / 1e3).unwrap_or(0.0)
 }
 
 fn glob_all() -> glob::Pattern {
