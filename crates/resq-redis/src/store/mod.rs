@@ -264,8 +264,8 @@ impl RedisStore {
         }
     }
 
-    /// Runs a script whose success is acknowledged to someone (an enqueue,
-    /// an ack, a requeue): with `redis.wait_replicas`, the script and a
+    /// Runs a script's call (`cmd`, from [`scripts::evalsha`]) whose success
+    /// is acknowledged to someone (an enqueue, an ack, a requeue): with `redis.wait_replicas`, the script and a
     /// `WAIT` in one pipeline (one round trip) on the durable connection,
     /// else the script alone. A script the server does not hold yet
     /// (`NOSCRIPT`: a restarted or new master) is loaded and the pipeline
@@ -274,25 +274,28 @@ impl RedisStore {
     /// made has nothing to wait for.
     pub(crate) async fn invoke_acknowledged<T: redis::FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        script: &redis::Script,
+        cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
         let (mut conn, Some(wait)) = self.durable() else {
-            return invocation.invoke_async(&mut self.conn.clone()).await.map_err(store_err);
+            return scripts::run_evalsha(script, cmd, &mut self.conn.clone())
+                .await
+                .map_err(store_err);
         };
         let mut loaded = false;
         loop {
             let mut pipe = redis::pipe();
-            pipe.invoke_script(invocation);
+            pipe.add_command(cmd.clone());
             add_wait(&mut pipe, wait);
             let replies: Vec<redis::RedisResult<Value>> =
                 pipe.ignore_errors().query_async(&mut conn).await.map_err(store_err)?;
             let mut replies = replies.into_iter();
-            let (Some(script), Some(waited)) = (replies.next(), replies.next()) else {
+            let (Some(reply), Some(waited)) = (replies.next(), replies.next()) else {
                 return Err(protocol("a script and WAIT pipeline without two replies"));
             };
-            match script {
+            match reply {
                 Err(e) if !loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                    invocation.load_async(&mut conn).await.map_err(store_err)?;
+                    script.load_async(&mut conn).await.map_err(store_err)?;
                     loaded = true;
                 }
                 Err(e) => return Err(store_err(e)),

@@ -114,17 +114,21 @@ impl RedisStore {
     }
 
     async fn enqueue_checked_in(&self, keys: &Keys, by_queue: &[(&str, &Vec<&[u8]>)]) -> Result<(), StoreError> {
-        let mut inv = scripts::ENQUEUE.prepare_invoke();
-        inv.key(keys.queues()).key(keys.queue_caps());
-        inv.arg(keys.wake_channel());
+        // Keys first, then the arguments, each payload copied once, into
+        // the command's one buffer.
+        let mut cmd = scripts::evalsha(&scripts::ENQUEUE, 2 + by_queue.len());
+        cmd.arg(keys.queues()).arg(keys.queue_caps());
+        for (queue, _) in by_queue {
+            cmd.arg(keys.queue(queue));
+        }
+        cmd.arg(keys.wake_channel());
         for (queue, payloads) in by_queue {
-            inv.key(keys.queue(queue));
-            inv.arg(*queue).arg(payloads.len());
+            cmd.arg(*queue).arg(payloads.len());
             for p in payloads.iter() {
-                inv.arg(*p);
+                cmd.arg(*p);
             }
         }
-        let reply: Vec<Value> = self.invoke_acknowledged(&inv).await?;
+        let reply: Vec<Value> = self.invoke_acknowledged(&scripts::ENQUEUE, &cmd).await?;
         match reply.as_slice() {
             [Value::Int(0)] => Ok(()),
             [Value::Int(1), Value::BulkString(queue), Value::Int(cap), Value::Int(length)] => {
@@ -153,20 +157,22 @@ impl RedisStore {
         if keys.is_cluster() {
             self.register_queues([job.queue()]).await?;
         }
-        let mut inv = script.prepare_invoke();
-        inv.key(mark_key)
-            .key(keys.queues())
-            .key(keys.queue(job.queue()))
-            .key(keys.queue_caps())
+        let mut cmd = scripts::evalsha(script, 4);
+        cmd.arg(mark_key)
+            .arg(keys.queues())
+            .arg(keys.queue(job.queue()))
+            .arg(keys.queue_caps())
             .arg(first)
             .arg(second)
             .arg(job.queue())
             .arg(job.payload())
             .arg(keys.wake_channel());
         if acknowledged {
-            self.invoke_acknowledged(&inv).await
+            self.invoke_acknowledged(script, &cmd).await
         } else {
-            inv.invoke_async(&mut self.conn.clone()).await.map_err(store_err)
+            scripts::run_evalsha(script, &cmd, &mut self.conn.clone())
+                .await
+                .map_err(store_err)
         }
     }
 }
@@ -414,35 +420,39 @@ impl RedisStore {
         working: &Working,
     ) -> Result<FinishReport, StoreError> {
         let w = worker.as_str();
-        let mut inv = scripts::FINISH.prepare_invoke();
-        inv.key(keys.stat("processed"))
-            .key(keys.stat("failed"))
-            .key(keys.worker_stat("processed", w))
-            .key(keys.worker_stat("failed", w))
-            .key(keys.failed())
-            .key(keys.retry())
-            .key(keys.failed_trimmed())
-            .key(keys.worker(w))
-            .key(keys.failure_index())
-            .key(keys.solo(w));
+        // Each queue's number (1..L), in order of first appearance.
         let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
         for f in done {
             let next = list_numbers.len() + 1;
-            if *list_numbers.entry(f.job.queue.as_str()).or_insert(next) == next {
-                inv.key(keys.inflight(w, &f.job.queue))
-                    .key(keys.suspects(&f.job.queue))
-                    .key(keys.suspects_at(&f.job.queue))
-                    .key(keys.inflight_batches(w, &f.job.queue));
-            }
+            list_numbers.entry(f.job.queue.as_str()).or_insert(next);
         }
-        inv.arg(list_numbers.len()).arg(self.failed_max);
-        match working {
-            Working::Keep => inv.arg("keep").arg(""),
-            Working::Clear => inv.arg("clear").arg(""),
-            Working::Show(record) => inv.arg("show").arg(resque::working::build(record)),
-        };
         let mut lists: Vec<(&str, usize)> = list_numbers.iter().map(|(q, n)| (*q, *n)).collect();
         lists.sort_by_key(|(_, n)| *n);
+        // Keys first, then the arguments, all written into the command's
+        // one buffer: no allocation per argument.
+        let mut cmd = scripts::evalsha(&scripts::FINISH, 10 + 4 * lists.len());
+        cmd.arg(keys.stat("processed"))
+            .arg(keys.stat("failed"))
+            .arg(keys.worker_stat("processed", w))
+            .arg(keys.worker_stat("failed", w))
+            .arg(keys.failed())
+            .arg(keys.retry())
+            .arg(keys.failed_trimmed())
+            .arg(keys.worker(w))
+            .arg(keys.failure_index())
+            .arg(keys.solo(w));
+        for (queue, _) in &lists {
+            cmd.arg(keys.inflight(w, queue))
+                .arg(keys.suspects(queue))
+                .arg(keys.suspects_at(queue))
+                .arg(keys.inflight_batches(w, queue));
+        }
+        cmd.arg(lists.len()).arg(self.failed_max);
+        match working {
+            Working::Keep => cmd.arg("keep").arg(""),
+            Working::Clear => cmd.arg("clear").arg(""),
+            Working::Show(record) => cmd.arg("show").arg(resque::working::build(record)),
+        };
         let small: String = {
             let large = self.large_jobs.lock().unwrap_or_else(|p| p.into_inner());
             lists
@@ -450,21 +460,21 @@ impl RedisStore {
                 .map(|(q, _)| if large.contains(*q) { '0' } else { '1' })
                 .collect()
         };
-        inv.arg(small);
+        cmd.arg(small);
         for f in done {
             let list = list_numbers.get(f.job.queue.as_str()).copied().unwrap_or(1);
-            inv.arg(list).arg(&f.job.token);
+            cmd.arg(list).arg(&f.job.token);
             match &f.outcome {
-                Outcome::Succeeded => inv.arg("").arg("").arg("").arg(0),
+                Outcome::Succeeded => cmd.arg("").arg("").arg("").arg(0),
                 Outcome::Failed(failure) => {
                     let id = uuid::Uuid::new_v4().to_string();
                     let record = resque::failure::build(&f.job.payload, failure, w, &f.job.queue, &id);
-                    inv.arg(record).arg(id).arg("").arg(0)
+                    cmd.arg(record).arg(id).arg("").arg(0)
                 }
-                Outcome::Retry { next, due } => inv.arg("").arg("").arg(next.payload()).arg(due.0),
+                Outcome::Retry { next, due } => cmd.arg("").arg("").arg(next.payload()).arg(due.0),
             };
         }
-        let reply: Vec<Value> = self.invoke_acknowledged(&inv).await?;
+        let reply: Vec<Value> = self.invoke_acknowledged(&scripts::FINISH, &cmd).await?;
         let bad = || protocol("an ack reply it does not know");
         let mut items = reply.into_iter();
         let (Some(Value::Int(acked)), Some(Value::Int(trimmed))) = (items.next(), items.next()) else {
@@ -487,20 +497,27 @@ impl RedisStore {
     /// mode, jobs of one queue).
     async fn requeue_in(&self, keys: &Keys, worker: &WorkerId, jobs: &[&FetchedJob]) -> Result<(), StoreError> {
         let w = worker.as_str();
-        let mut inv = scripts::REQUEUE.prepare_invoke();
-        inv.key(keys.solo(w));
+        // Each queue's number (1..P), in order of first appearance.
         let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut pairs: Vec<&str> = Vec::new();
         for job in jobs {
             let next = pair_numbers.len() + 1;
-            let n = *pair_numbers.entry(job.queue.as_str()).or_insert(next);
-            if n == next {
-                inv.key(keys.inflight(w, &job.queue))
-                    .key(keys.queue(&job.queue))
-                    .key(keys.inflight_batches(w, &job.queue));
+            if *pair_numbers.entry(job.queue.as_str()).or_insert(next) == next {
+                pairs.push(job.queue.as_str());
             }
-            inv.arg(n).arg(&job.token);
         }
-        self.invoke_acknowledged::<i64>(&inv).await?;
+        let mut cmd = scripts::evalsha(&scripts::REQUEUE, 1 + 3 * pairs.len());
+        cmd.arg(keys.solo(w));
+        for queue in &pairs {
+            cmd.arg(keys.inflight(w, queue))
+                .arg(keys.queue(queue))
+                .arg(keys.inflight_batches(w, queue));
+        }
+        for job in jobs {
+            let n = pair_numbers.get(job.queue.as_str()).copied().unwrap_or(1);
+            cmd.arg(n).arg(&job.token);
+        }
+        self.invoke_acknowledged::<i64>(&scripts::REQUEUE, &cmd).await?;
         Ok(())
     }
 
