@@ -265,9 +265,9 @@ impl RedisStore {
     }
 
     /// Runs a script's call (`cmd`, from [`scripts::evalsha`]) whose success
-    /// is acknowledged to someone (an enqueue, an ack, a requeue): with `redis.wait_replicas`, the script and a
-    /// `WAIT` in one pipeline (one round trip) on the durable connection,
-    /// else the script alone. A script the server does not hold yet
+    /// is acknowledged to someone (an enqueue, an ack, a requeue): with
+    /// `redis.wait_replicas`, the script and a `WAIT` in one pipeline (one
+    /// round trip) on the durable connection, else the script alone. A script the server does not hold yet
     /// (`NOSCRIPT`: a restarted or new master) is loaded and the pipeline
     /// sent again; the first `WAIT` then covered nothing of ours and is
     /// ignored. The script's own error comes first: a write that was not

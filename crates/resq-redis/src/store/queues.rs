@@ -420,14 +420,7 @@ impl RedisStore {
         working: &Working,
     ) -> Result<FinishReport, StoreError> {
         let w = worker.as_str();
-        // Each queue's number (1..L), in order of first appearance.
-        let mut list_numbers: BTreeMap<&str, usize> = BTreeMap::new();
-        for f in done {
-            let next = list_numbers.len() + 1;
-            list_numbers.entry(f.job.queue.as_str()).or_insert(next);
-        }
-        let mut lists: Vec<(&str, usize)> = list_numbers.iter().map(|(q, n)| (*q, *n)).collect();
-        lists.sort_by_key(|(_, n)| *n);
+        let (list_numbers, lists) = number_queues(done.iter().map(|f| f.job.queue.as_str()));
         // Keys first, then the arguments, all written into the command's
         // one buffer: no allocation per argument.
         let mut cmd = scripts::evalsha(&scripts::FINISH, 10 + 4 * lists.len());
@@ -441,7 +434,7 @@ impl RedisStore {
             .arg(keys.worker(w))
             .arg(keys.failure_index())
             .arg(keys.solo(w));
-        for (queue, _) in &lists {
+        for queue in &lists {
             cmd.arg(keys.inflight(w, queue))
                 .arg(keys.suspects(queue))
                 .arg(keys.suspects_at(queue))
@@ -457,7 +450,7 @@ impl RedisStore {
             let large = self.large_jobs.lock().unwrap_or_else(|p| p.into_inner());
             lists
                 .iter()
-                .map(|(q, _)| if large.contains(*q) { '0' } else { '1' })
+                .map(|q| if large.contains(*q) { '0' } else { '1' })
                 .collect()
         };
         cmd.arg(small);
@@ -497,15 +490,7 @@ impl RedisStore {
     /// mode, jobs of one queue).
     async fn requeue_in(&self, keys: &Keys, worker: &WorkerId, jobs: &[&FetchedJob]) -> Result<(), StoreError> {
         let w = worker.as_str();
-        // Each queue's number (1..P), in order of first appearance.
-        let mut pair_numbers: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut pairs: Vec<&str> = Vec::new();
-        for job in jobs {
-            let next = pair_numbers.len() + 1;
-            if *pair_numbers.entry(job.queue.as_str()).or_insert(next) == next {
-                pairs.push(job.queue.as_str());
-            }
-        }
+        let (pair_numbers, pairs) = number_queues(jobs.iter().map(|job| job.queue.as_str()));
         let mut cmd = scripts::evalsha(&scripts::REQUEUE, 1 + 3 * pairs.len());
         cmd.arg(keys.solo(w));
         for queue in &pairs {
@@ -914,12 +899,44 @@ impl JobQueues for RedisStore {
     }
 }
 
+/// Numbers the queues of a call 1, 2, ... in order of first appearance, as
+/// the ack and requeue scripts number their keys per queue: each queue's
+/// number, and the queues in that order (for the keys, which come first).
+fn number_queues<'a>(queues: impl Iterator<Item = &'a str>) -> (BTreeMap<&'a str, usize>, Vec<&'a str>) {
+    let mut numbers: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut in_order = Vec::new();
+    for queue in queues {
+        let next = numbers.len() + 1;
+        if *numbers.entry(queue).or_insert(next) == next {
+            in_order.push(queue);
+        }
+    }
+    (numbers, in_order)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn int(n: i64) -> Value {
         Value::Int(n)
+    }
+
+    #[test]
+    fn queues_are_numbered_in_order_of_first_appearance() {
+        for (queues, numbers, in_order) in [
+            (vec![], vec![], vec![]),
+            (vec!["a"], vec![("a", 1)], vec!["a"]),
+            (
+                vec!["b", "a", "b", "c", "a"],
+                vec![("a", 2), ("b", 1), ("c", 3)],
+                vec!["b", "a", "c"],
+            ),
+        ] {
+            let (got_numbers, got_order) = number_queues(queues.iter().copied());
+            assert_eq!(got_numbers.into_iter().collect::<Vec<_>>(), numbers, "{queues:?}");
+            assert_eq!(got_order, in_order, "{queues:?}");
+        }
     }
 
     #[test]
