@@ -856,6 +856,17 @@ async fn large_jobs_move_inside_redis_and_small_ones_come_with_the_reply() {
     expect_calls(&env, &counts(0, 1, 0), "a fetch of 16 small jobs").await;
     assert_eq!(small.len(), 16);
     assert!(small[0].payload.starts_with(br#"{"class":"Echo""#));
+
+    // More small jobs than come with a reply move inside Redis too: in Lua
+    // each would cost Redis twice as much (see fetch.lua's INLINE_MOST).
+    push_echoes(&env, "q", 40).await;
+    reset_stats(&env).await;
+    let many = fetch(&env, &w, "q", 50).await;
+    expect_calls(&env, &counts(1, 0, 1), "a fetch of 50 small jobs").await;
+    assert_eq!(many.len(), 50);
+    let tokens: Vec<u64> = small.iter().chain(&many).map(token).collect();
+    assert!(tokens.windows(2).all(|t| t[1] == t[0] + 1), "{tokens:?}");
+    assert!(many.iter().all(|j| j.payload.starts_with(br#"{"class":"Echo""#)));
 }
 
 /// A batch stays while any of its jobs runs; the places of the large jobs

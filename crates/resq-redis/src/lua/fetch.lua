@@ -20,7 +20,8 @@
 -- is still there.
 -- A queue with jobs and no suspects costs one EXISTS per fetch; a queue with
 -- suspects is taken through the script (LPOP), to compare each job, as are
--- small jobs when the caller expects them (ARGV[4]).
+-- a few small jobs when the caller expects small ones (ARGV[4], and
+-- INLINE_MOST below).
 --
 -- KEYS[1]  resque:pause-all-workers
 -- KEYS[2]  resq:inflight-queues:<id>     (queues this worker holds jobs of)
@@ -41,10 +42,10 @@
 --          answers status 3 before it changes anything if it needs to know
 --          (a drain mark, or a suspect at the head of the queue)
 -- ARGV[4]  one character a queue, "1" where small jobs are expected (the
---          caller saw small ones there last time): they are taken through
---          the script and returned with the reply (one round trip; hashing
---          a short string costs little), and stored in the batch's list
---          as well
+--          caller saw small ones there last time): up to INLINE_MOST of
+--          them are taken through the script and returned with the reply
+--          (one round trip; hashing a short string costs little), and
+--          stored in the batch's list as well; more move inside Redis
 -- ARGV[5..] the queue name of each quad
 --
 -- Resque's "working" record is not written here: a fetched job may yet be
@@ -62,6 +63,14 @@ if redis.call('GET', KEYS[1]) == 'true' then
   return {1}
 end
 local FIRST = 6
+-- The most jobs a queue's fetch returns with the reply (ARGV[4]). A larger
+-- batch moves inside Redis even when its jobs are small: each job taken
+-- through the script becomes a Lua string, is pushed back into the batch's
+-- list and copied again into the reply, which cost Redis 1.9 us a job
+-- against 0.9 for SORT ... STORE, LTRIM and the worker's LRANGE, in a batch
+-- of 131 no-op jobs (docs/benchmarks.md). Up to here, the round trip saved
+-- is worth more.
+local INLINE_MOST = 16
 -- The in-flight hash's marker (see below): longer than 64 bytes.
 local MARKER = 'resq in-flight record: token -> batch, c<token> -> claim, b<first> -> count'
 local max = tonumber(ARGV[1])
@@ -110,14 +119,12 @@ for k = FIRST, #KEYS - 3, 4 do
   local solo = nil
   if redis.call('SISMEMBER', KEYS[4], ARGV[4 + pair]) == 1 then
     take = 0
-  elseif string.sub(ARGV[4], pair, pair) == '1' then
-    jobs = redis.call('LPOP', KEYS[k], max - n)
-    suspects = jobs and redis.call('EXISTS', KEYS[k + 2]) == 1
   else
     local waiting = redis.call('LLEN', KEYS[k])
     if waiting > 0 then
       suspects = redis.call('EXISTS', KEYS[k + 2]) == 1
-      if suspects then
+      local inline = string.sub(ARGV[4], pair, pair) == '1' and math.min(waiting, max - n) <= INLINE_MOST
+      if suspects or inline then
         jobs = redis.call('LPOP', KEYS[k], max - n)
       else
         take = math.min(waiting, max - n)
