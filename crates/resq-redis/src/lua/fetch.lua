@@ -66,10 +66,12 @@ local FIRST = 6
 -- The most jobs a queue's fetch returns with the reply (ARGV[4]). A larger
 -- batch moves inside Redis even when its jobs are small: each job taken
 -- through the script becomes a Lua string, is pushed back into the batch's
--- list and copied again into the reply, which cost Redis 1.9 us a job
--- against 0.9 for SORT ... STORE, LTRIM and the worker's LRANGE, in a batch
--- of 131 no-op jobs (docs/benchmarks.md). Up to here, the round trip saved
--- is worth more.
+-- list and copied again into the reply, which cost Redis about twice as
+-- much as SORT ... STORE, LTRIM and the worker's LRANGE in a batch of 131
+-- no-op jobs, and about as much in a batch of 16 (bench lua_cost,
+-- docs/benchmarks.md). A chosen bound near that crossing: below it the
+-- round trip saved, and the LRANGE's own read, parse and reply (which those
+-- figures leave out), weigh more.
 local INLINE_MOST = 16
 -- The in-flight hash's marker (see below): longer than 64 bytes.
 local MARKER = 'resq in-flight record: token -> batch, c<token> -> claim, b<first> -> count'
@@ -110,9 +112,9 @@ for k = FIRST, #KEYS - 3, 4 do
   if unknown and n == 0 and redis.call('EXISTS', KEYS[k + 2]) == 1 then
     return {3}
   end
-  -- Jobs taken through the script (small jobs expected, or a queue with
-  -- suspects), or how many move inside Redis. Suspects are looked for only
-  -- where there are jobs.
+  -- Jobs taken through the script (up to INLINE_MOST small jobs expected,
+  -- or a queue with suspects), or how many move inside Redis. Suspects are
+  -- looked for only where there are jobs.
   local jobs = false
   local take = 0
   local suspects = false

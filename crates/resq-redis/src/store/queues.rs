@@ -592,8 +592,9 @@ impl Holdings {
 /// A job at least this large (on average over a queue's last fetch) is
 /// moved inside Redis by the next fetch of its queue, not through the
 /// script: Redis 7 hashes every byte of a string a script makes, which made
-/// a 64 KB job cost Redis about three times the CPU. Smaller jobs come back
-/// with the script's reply, one round trip instead of two.
+/// a 64 KB job cost Redis about three times the CPU. Up to 16 smaller jobs
+/// (`INLINE_MOST` in `fetch.lua`) come back with the script's reply, one
+/// round trip instead of two; a larger batch of them moves inside Redis too.
 pub(crate) const LARGE_JOB: usize = 8 * 1024;
 
 /// One queue's jobs that a fetch took: tokens `first .. first + count`, in
