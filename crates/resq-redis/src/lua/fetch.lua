@@ -125,11 +125,11 @@ for k = FIRST, #KEYS - 3, 4 do
     local waiting = redis.call('LLEN', KEYS[k])
     if waiting > 0 then
       suspects = redis.call('EXISTS', KEYS[k + 2]) == 1
-      local inline = string.sub(ARGV[4], pair, pair) == '1' and math.min(waiting, max - n) <= INLINE_MOST
-      if suspects or inline then
+      local size = math.min(waiting, max - n)
+      if suspects or (string.sub(ARGV[4], pair, pair) == '1' and size <= INLINE_MOST) then
         jobs = redis.call('LPOP', KEYS[k], max - n)
       else
-        take = math.min(waiting, max - n)
+        take = size
       end
     end
   end
