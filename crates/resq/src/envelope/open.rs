@@ -8,7 +8,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::Value;
 
-use super::seal::{associated_data, signing_message, SealError};
+use super::seal::{associated_data, write_signing_message, SealError};
 use super::Envelope;
 use crate::keyring::Keyring;
 use crate::limits::PayloadLimits;
@@ -54,14 +54,17 @@ pub fn verify(
             format!("alg {:?} is not key {}'s", clip(&sig.alg), key.kid()),
         ));
     }
-    let message = signing_message(&sig.kid, envelope).map_err(|e| match e {
-        SealError::Canonical(c) => Rejection::new(Reason::NumberOutOfRange, c.to_string()),
-        other => Rejection::new(Reason::MalformedPayload, other.to_string()),
-    })?;
     let raw = URL_SAFE_NO_PAD
         .decode(&sig.v)
         .map_err(|_| Rejection::new(Reason::BadSignature, "the signature is not base64url"))?;
-    if !key.verify(&message, &raw) {
+    // The signed bytes go straight into the check: a large argument is
+    // hashed where it lies, not copied into a message first.
+    let mut covered = key.covered();
+    write_signing_message(&sig.kid, envelope, &mut covered).map_err(|e| match e {
+        SealError::Canonical(c) => Rejection::new(Reason::NumberOutOfRange, c.to_string()),
+        other => Rejection::new(Reason::MalformedPayload, other.to_string()),
+    })?;
+    if !covered.verify(&raw) {
         return Err(Rejection::new(
             Reason::BadSignature,
             format!("the signature by key {} does not match the job", key.kid()),
@@ -142,4 +145,55 @@ pub fn decrypt_args(envelope: &mut Envelope, keyring: &Keyring, limits: &Payload
 
 fn clip(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::sign;
+    use crate::keyring::SigAlg;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A job signed from a message built whole verifies where the check
+        /// hashes long arguments where they lie: strings of any length
+        /// around the pass-through bound, with escapes anywhere; and one
+        /// changed character of an argument is refused.
+        #[test]
+        fn long_arguments_verify_and_an_edit_is_refused(
+            text in "[a\"\\\\\n\u{1}é😀]{0,3}[abc]{0,1500}[a\"\\\\\n]{0,3}[xyz]{0,700}",
+            short in "[a-z]{0,20}",
+            at in any::<prop::sample::Index>(),
+        ) {
+            for alg in [SigAlg::Hs256, SigAlg::EdDsa] {
+                let (file, _) = Keyring::generate(alg, "t1");
+                let ring = Keyring::from_toml(&file).unwrap();
+                let mut envelope = Envelope {
+                    class: "A".into(),
+                    args: vec![Value::from(text.clone()), Value::from(short.clone())],
+                    id: Some("01890a5d-ac96-774b-bcce-b302099a8057".into()),
+                    queue: Some("q".into()),
+                    enqueued_at: Some(1.5),
+                    expires_at: None,
+                    attempt: 0,
+                    unique: None,
+                    timeout_ms: None,
+                    mark: None,
+                    enc: None,
+                    extra: Default::default(),
+                    sig: None,
+                };
+                sign(&mut envelope, ring.signer().unwrap()).unwrap();
+                prop_assert!(verify(&envelope, "q", &ring, false).is_ok());
+                if !text.is_empty() {
+                    let mut chars: Vec<char> = text.chars().collect();
+                    let i = at.index(chars.len());
+                    chars[i] = if chars[i] == 'q' { 'r' } else { 'q' };
+                    envelope.args[0] = Value::from(chars.into_iter().collect::<String>());
+                    let refused = verify(&envelope, "q", &ring, false).unwrap_err();
+                    prop_assert_eq!(refused.reason, Reason::BadSignature);
+                }
+            }
+        }
+    }
 }

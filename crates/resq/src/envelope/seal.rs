@@ -6,7 +6,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use super::canonical::{self, CanonicalError};
+use super::canonical::{self, CanonicalError, Sink};
 use super::{Encrypted, Envelope, Signature};
 use crate::keyring::{EncKey, SigKey};
 
@@ -38,6 +38,14 @@ pub enum SealError {
 /// is verified is exactly what the worker will act on: the known fields as
 /// decoded, and every unknown field as it came.
 pub fn signing_message(kid: &str, envelope: &Envelope) -> Result<Vec<u8>, SealError> {
+    let mut message = Vec::with_capacity(SIG_DOMAIN.len() + kid.len() + 1 + 256);
+    write_signing_message(kid, envelope, &mut message)?;
+    Ok(message)
+}
+
+/// Writes what [`signing_message`] returns into `out`: the verifier streams
+/// it into the MAC, so a large argument is not copied whole first.
+pub(crate) fn write_signing_message(kid: &str, envelope: &Envelope, out: &mut impl Sink) -> Result<(), SealError> {
     use canonical::Member;
     let mut members: Vec<(&str, Member<'_>)> = Vec::with_capacity(8 + envelope.extra.len());
     members.push(("class", Member::Str(&envelope.class)));
@@ -72,12 +80,11 @@ pub fn signing_message(kid: &str, envelope: &Envelope) -> Result<Vec<u8>, SealEr
     for (name, value) in &envelope.extra {
         members.push((name, Member::Value(value)));
     }
-    let mut message = Vec::with_capacity(SIG_DOMAIN.len() + kid.len() + 1 + 256);
-    message.extend_from_slice(SIG_DOMAIN);
-    message.extend_from_slice(kid.as_bytes());
-    message.push(b'\n');
-    canonical::write_members(members, &mut message)?;
-    Ok(message)
+    out.put(SIG_DOMAIN);
+    out.put(kid.as_bytes());
+    out.put_byte(b'\n');
+    canonical::write_members(members, out)?;
+    Ok(())
 }
 
 /// Signs `envelope` in place with `key`, after checking the key's scope.
