@@ -124,27 +124,34 @@ impl Envelope {
     }
 }
 
+/// An unsigned envelope of class `A` on queue `q` with these arguments,
+/// for tests.
+#[cfg(test)]
+pub(crate) fn sample(args: Vec<Value>) -> Envelope {
+    Envelope {
+        class: "A".into(),
+        args,
+        id: Some("x".into()),
+        queue: Some("q".into()),
+        enqueued_at: Some(1.5),
+        expires_at: None,
+        attempt: 0,
+        unique: None,
+        timeout_ms: None,
+        mark: None,
+        enc: None,
+        extra: Default::default(),
+        sig: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn class_comes_first_and_args_second() {
-        let env = Envelope {
-            class: "A".into(),
-            args: vec![Value::from(1)],
-            id: Some("x".into()),
-            queue: Some("q".into()),
-            enqueued_at: Some(1.5),
-            expires_at: None,
-            attempt: 0,
-            unique: None,
-            timeout_ms: None,
-            mark: None,
-            enc: None,
-            extra: Default::default(),
-            sig: None,
-        };
+        let env = sample(vec![Value::from(1)]);
         let text = String::from_utf8(env.to_bytes().unwrap()).unwrap();
         assert_eq!(
             text,

@@ -168,21 +168,7 @@ mod tests {
             for alg in [SigAlg::Hs256, SigAlg::EdDsa] {
                 let (file, _) = Keyring::generate(alg, "t1");
                 let ring = Keyring::from_toml(&file).unwrap();
-                let mut envelope = Envelope {
-                    class: "A".into(),
-                    args: vec![Value::from(text.clone()), Value::from(short.clone())],
-                    id: Some("01890a5d-ac96-774b-bcce-b302099a8057".into()),
-                    queue: Some("q".into()),
-                    enqueued_at: Some(1.5),
-                    expires_at: None,
-                    attempt: 0,
-                    unique: None,
-                    timeout_ms: None,
-                    mark: None,
-                    enc: None,
-                    extra: Default::default(),
-                    sig: None,
-                };
+                let mut envelope = crate::envelope::sample(vec![Value::from(text.clone()), Value::from(short.clone())]);
                 sign(&mut envelope, ring.signer().unwrap()).unwrap();
                 prop_assert!(verify(&envelope, "q", &ring, false).is_ok());
                 if !text.is_empty() {
