@@ -113,8 +113,9 @@ fn write_number(n: &Number, out: &mut impl Sink) -> Result<(), CanonicalError> {
 }
 
 fn write_string(s: &str, out: &mut impl Sink) {
-    // Only ASCII bytes are ever escaped, so the string is copied in runs
-    // between them (a 64 KiB argument is one copy, not 64 Ki pushes).
+    // Only ASCII bytes are ever escaped, so the string goes out in runs
+    // between them: a 64 KiB argument is one piece (one copy into a buffer,
+    // or hashed where it lies by a signature's check), not 64 Ki pushes.
     let bytes = s.as_bytes();
     out.put_byte(b'"');
     let mut run = 0;
